@@ -1,0 +1,1 @@
+"""The ``nbo`` command line."""

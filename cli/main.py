@@ -1,0 +1,31 @@
+"""``nbo``: one command line for the whole next-best-offer service.
+
+Each group lives in its own module; this file only mounts them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cli import data, demo, features, redis_cmd, registry, serve, train
+
+app = typer.Typer(
+    name="nbo",
+    help=(
+        "Next best offer for retail banks: data, features, training, registry and service.\n\n"
+        "Example: nbo data generate --customers 20000 --months 12 --seed 7"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data", help="Import or generate the canonical tables.")
+app.add_typer(features.app, name="features", help="Compute and materialize features.")
+app.add_typer(train.app, name="train", help="Train models and register them in MLflow.")
+app.add_typer(registry.app, name="registry", help="List and promote registered models.")
+app.add_typer(redis_cmd.app, name="redis", help="Start or stop the embedded Redis server.")
+app.add_typer(serve.app, name="serve", help="Run the HTTP service.")
+app.command(name="demo")(demo.demo)
+
+if __name__ == "__main__":
+    app()

