@@ -7,6 +7,7 @@ share it exactly as they would share an external Redis.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
@@ -42,13 +43,20 @@ def start_embedded_redis(port: int, workdir: Path, *, persist: bool = True) -> s
     workdir.mkdir(parents=True, exist_ok=True)
     args = [
         redis_executable(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--daemonize", "yes",
-        "--dir", str(workdir),
-        "--pidfile", str(workdir / "redis.pid"),
-        "--logfile", str(workdir / "redis.log"),
-        "--appendonly", "no",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--daemonize",
+        "yes",
+        "--dir",
+        str(workdir),
+        "--pidfile",
+        str(workdir / "redis.pid"),
+        "--logfile",
+        str(workdir / "redis.log"),
+        "--appendonly",
+        "no",
     ]
     args += ["--save", "60 1", "--dbfilename", "nbo.rdb"] if persist else ["--save", ""]
     subprocess.run(args, check=True, capture_output=True)
@@ -67,10 +75,9 @@ def stop_embedded_redis(port: int) -> None:
     if not _listening(port):
         return
     client = redis.Redis(host="127.0.0.1", port=port)
-    try:
+    # The server closes the connection as it shuts down: that is the expected answer.
+    with contextlib.suppress(redis.ConnectionError):
         client.shutdown(nosave=False)
-    except redis.ConnectionError:
-        pass
 
 
 def resolve_redis_url(settings: Settings) -> str:

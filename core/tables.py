@@ -81,8 +81,11 @@ class Tables:
         return [c for c in self.holdings.columns if c not in HOLDINGS_KEY_COLUMNS]
 
 
-TABLE_FILES = {"customers": "customers.parquet", "holdings": "holdings.parquet",
-               "behaviour": "behaviour.parquet"}
+TABLE_FILES = {
+    "customers": "customers.parquet",
+    "holdings": "holdings.parquet",
+    "behaviour": "behaviour.parquet",
+}
 
 
 class TablesMissingError(FileNotFoundError):
@@ -103,12 +106,16 @@ def write_tables(tables: Tables, data_dir: Path, product_ids: list[str]) -> None
     data_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=data_dir))
     try:
-        pq.write_table(_to_arrow(tables.customers, CUSTOMER_SCHEMA),
-                       staging / TABLE_FILES["customers"])
-        pq.write_table(_to_arrow(tables.holdings, holdings_schema(product_ids)),
-                       staging / TABLE_FILES["holdings"])
-        pq.write_table(_to_arrow(tables.behaviour, BEHAVIOUR_SCHEMA),
-                       staging / TABLE_FILES["behaviour"])
+        pq.write_table(
+            _to_arrow(tables.customers, CUSTOMER_SCHEMA), staging / TABLE_FILES["customers"]
+        )
+        pq.write_table(
+            _to_arrow(tables.holdings, holdings_schema(product_ids)),
+            staging / TABLE_FILES["holdings"],
+        )
+        pq.write_table(
+            _to_arrow(tables.behaviour, BEHAVIOUR_SCHEMA), staging / TABLE_FILES["behaviour"]
+        )
         for name in TABLE_FILES.values():
             os.replace(staging / name, data_dir / name)
     finally:

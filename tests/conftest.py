@@ -64,7 +64,9 @@ def redis_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, redis_url: str, key_prefix: str, redis_client: redis.Redis) -> Settings:
+def settings(
+    tmp_path: Path, redis_url: str, key_prefix: str, redis_client: redis.Redis
+) -> Settings:
     """Settings isolated to this test: temp home, temp MLflow (SQLite), own Redis prefix."""
     return Settings(
         home=tmp_path / "home",

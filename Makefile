@@ -1,0 +1,41 @@
+# Task runner. Two commands matter: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Demo size: small enough to run in a minute or two on a laptop.
+DEMO_CUSTOMERS ?= 20000
+DEMO_MONTHS ?= 12
+DEMO_SEED ?= 7
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint format typecheck bench loadtest clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c "import sys; assert sys.version_info >= (3, 11), sys.version" || { echo "need Python 3.11+ (make PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+demo: $(STAMP) ## generate data, train, register, promote, materialize, then serve on :8000
+	$(BIN)/nbo demo --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS) --seed $(DEMO_SEED)
+
+test: $(STAMP) ## lint, then every test (real Redis and a real MLflow registry)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy core features training registry service cli loadtests
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache

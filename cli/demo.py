@@ -1,0 +1,129 @@
+"""``nbo demo``: the whole path from data to a served offer, on the embedded defaults.
+
+Each step is the library call behind a CLI command, printed as that command so a newcomer
+can re-run any step by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+
+from core.settings import get_settings
+
+if TYPE_CHECKING:
+    from core.tables import Tables
+    from features.online_store import OnlineStore
+
+console = Console(stderr=True)
+
+
+def _last_month_end(today: date) -> date:
+    return today.replace(day=1) - timedelta(days=1)
+
+
+@contextmanager
+def _step(command: str) -> Iterator[Callable[[str], None]]:
+    """Print the equivalent CLI command, show live progress, then the elapsed time."""
+    started = time.perf_counter()
+    console.print(f"[bold cyan]$ {command}[/]")
+    with console.status(command) as status:
+        yield lambda msg: status.update(f"{command}: {msg}")
+    console.print(f"  done in {time.perf_counter() - started:.1f} s")
+
+
+def demo(
+    customers: int = typer.Option(20_000, min=100, help="Synthetic customers."),
+    months: int = typer.Option(12, min=6, help="Monthly snapshots."),
+    seed: int = typer.Option(7, help="Random seed of the synthetic bank."),
+    serve: bool = typer.Option(True, help="Serve on NBO_HOST:NBO_PORT at the end."),
+) -> None:
+    """Generate a bank, train and promote both models, materialize features, then serve.
+
+    Example: nbo demo --customers 20000 --months 12 --seed 7
+    """
+    from core.catalogue import load_catalogue
+    from core.redis_server import connect, resolve_redis_url
+    from core.tables import write_tables
+    from features.materialize import materialize
+    from features.online_store import OnlineStore
+    from features.synthetic import generate_bank
+    from registry.client import Registry
+    from training.churn import train_churn
+    from training.recommender import train_recommender
+
+    settings = get_settings()
+    catalogue = load_catalogue(settings.catalogue_path)
+    with _step("nbo redis start"):
+        url = resolve_redis_url(settings)
+    console.print(f"  Redis at {url}; MLflow at {settings.tracking_uri}")
+
+    end_month = _last_month_end(date.today())
+    with _step(f"nbo data generate --customers {customers} --months {months} --seed {seed}") as p:
+        tables = generate_bank(customers, months, seed, catalogue, end_month, progress=p)
+        write_tables(tables, settings.data_dir, [x.id for x in catalogue.holdable])
+
+    registry = Registry(settings)
+    for job, name in (
+        (train_recommender, settings.recommender_model_name),
+        (train_churn, settings.churn_model_name),
+    ):
+        kind = "recommender" if job is train_recommender else "churn"
+        with _step(f"nbo train {kind}") as p:
+            result = job(tables, catalogue, settings, progress=p)
+        shown = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith(("_at_7", "auc"))}
+        console.print(f"  {name} version {result.version}: {shown}")
+        with _step(f"nbo registry promote {name} {result.version} --alias champion"):
+            registry.promote(name, result.version, "champion")
+
+    as_of = tables.holdings["month"].max().date()
+    with _step(f"nbo features materialize --as-of {as_of:%Y-%m-%d}") as p:
+        store = OnlineStore(connect(settings), settings.feature_prefix)
+        info = materialize(
+            tables,
+            as_of,
+            catalogue,
+            store,
+            keep_versions=settings.feature_versions_kept,
+            progress=lambda done, total: p(f"{done:,}/{total:,} customers"),
+        )
+    console.print(f"  feature set {info.version}: {info.customers:,} customers")
+
+    sample = _sample_customer(store, info.version, tables)
+    ids_file = settings.home / "demo_customers.txt"
+    ids_file.write_text("\n".join(tables.customers["customer_id"].head(10_000)) + "\n")
+    base = f"http://{settings.host}:{settings.port}"
+    console.print("\n[bold green]Ready.[/] Try:\n")
+    typer.echo(
+        f"curl -s -X POST {base}/v1/recommendations -H 'content-type: application/json' "
+        f"""-d '{{"customer_id": "{sample}", "channel": "app", "k": 3}}'"""
+    )
+    console.print(f"\nAPI docs: {base}/docs   metrics: {base}/metrics")
+    console.print(f"Customer ids for load tests: {ids_file}\n")
+    if serve:
+        import uvicorn
+
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+        )
+
+
+def _sample_customer(store: OnlineStore, version: str, tables: Tables) -> str:
+    """A customer with a valid risk assessment above C1, so the answer shows more than R1."""
+    customers = tables.customers
+    assessed = customers[(customers["risk_level"] >= 3) & customers["left_on"].isna()]
+    recent = assessed.sort_values("risk_assessed_on", ascending=False)
+    for customer_id in recent["customer_id"].head(200):
+        if store.read(version, str(customer_id)) is not None:
+            return str(customer_id)
+    return str(customers["customer_id"].iloc[0])

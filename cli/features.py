@@ -1,0 +1,178 @@
+"""``nbo features``: materialize point-in-time features into Redis and inspect them."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+
+import orjson
+import redis
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from core.catalogue import CatalogueError, load_catalogue
+from core.redis_server import RedisUnavailableError, connect
+from core.settings import get_settings
+from core.tables import TablesMissingError, read_tables
+from features.materialize import materialize
+from features.online_store import OnlineStore
+
+app = typer.Typer(no_args_is_help=True)
+
+_EXPECTED_ERRORS = (
+    TablesMissingError,
+    CatalogueError,
+    ValueError,
+    redis.RedisError,
+    RedisUnavailableError,
+    subprocess.CalledProcessError,
+    OSError,
+)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Expected failures become one line on stderr and exit code 2 (no traceback)."""
+    try:
+        yield
+    except _EXPECTED_ERRORS as exc:
+        kind = "Redis unavailable" if isinstance(exc, redis.RedisError) else "error"
+        typer.echo(f"{kind}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--as-of {text!r} is not a date like 2026-10-31") from None
+
+
+def _store() -> OnlineStore:
+    settings = get_settings()
+    return OnlineStore(connect(settings), settings.feature_prefix)
+
+
+def _progress_bar(console: Console, day: date) -> tuple[Progress, Callable[[int, int], None]]:
+    """A bar that says "computing" until the first batch is written, then counts records."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task(f"computing features as of {day:%Y-%m-%d}", total=None)
+
+    def update(written: int, total: int) -> None:
+        bar.update(task, description="writing to Redis", completed=written, total=total)
+
+    return bar, update
+
+
+@app.command("materialize")
+def materialize_command(
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Feature date (YYYY-MM-DD); default: the latest snapshot month."
+    ),
+    batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Records per pipeline."),
+) -> None:
+    """Compute features as of a date and publish them to Redis as a new version.
+
+    The previous version stays current until every record is written; a failed run
+    deletes what it wrote.
+
+    Example: nbo features materialize --as-of 2026-10-31
+    """
+    settings = get_settings()
+    console = Console(stderr=True)
+    with _clear_errors():
+        day = _parse_date(as_of) if as_of is not None else None
+        catalogue = load_catalogue(settings.catalogue_path)
+        tables = read_tables(settings.data_dir)
+        if day is None:
+            latest = tables.holdings["month"].max()
+            if latest is None or latest != latest:  # NaT: an empty holdings table
+                raise ValueError(f"no holdings snapshots in {settings.data_dir}")
+            day = latest.date()
+        store = OnlineStore(connect(settings), settings.feature_prefix)
+        store.client.ping()
+        started = time.perf_counter()
+        bar, update = _progress_bar(console, day)
+        with bar:
+            info = materialize(
+                tables,
+                day,
+                catalogue,
+                store,
+                batch_size=batch_size,
+                keep_versions=settings.feature_versions_kept,
+                progress=update,
+            )
+        elapsed = time.perf_counter() - started
+    typer.echo(f"version    {info.version}")
+    typer.echo(f"as_of      {info.as_of:%Y-%m-%d}")
+    typer.echo(f"customers  {info.customers}")
+    typer.echo(f"features   {len(info.feature_names)}")
+    typer.echo(
+        f"elapsed    {elapsed:.1f} s ({info.customers / max(elapsed, 1e-9):,.0f} customers/s)"
+    )
+
+
+@app.command("status")
+def status() -> None:
+    """Show the current feature set: version, as_of, age, customers, versions kept.
+
+    Example: nbo features status
+    """
+    with _clear_errors():
+        store = _store()
+        info = store.current()
+        versions = store.versions()
+    if info is None:
+        typer.echo("no feature set published; run `nbo features materialize`", err=True)
+        raise typer.Exit(1)
+    age = datetime.now(UTC) - info.created_at
+    typer.echo(f"version    {info.version}")
+    typer.echo(f"as_of      {info.as_of:%Y-%m-%d}")
+    typer.echo(
+        f"created    {info.created_at:%Y-%m-%d %H:%M:%S} UTC ({_age(age.total_seconds())} ago)"
+    )
+    typer.echo(f"customers  {info.customers}")
+    typer.echo(f"features   {len(info.feature_names)}")
+    typer.echo(f"catalogue  {info.catalogue_version}")
+    typer.echo(f"versions   {len(versions)} kept: {', '.join(versions)}")
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
+
+
+@app.command("show")
+def show(customer_id: str = typer.Argument(..., help="Customer id.")) -> None:
+    """Print one customer's record from the current feature set as JSON (debugging).
+
+    Example: nbo features show C0000042
+    """
+    with _clear_errors():
+        store = _store()
+        info = store.current()
+        record = store.read(info.version, customer_id) if info is not None else None
+    if info is None:
+        typer.echo("no feature set published; run `nbo features materialize`", err=True)
+        raise typer.Exit(1)
+    if record is None:
+        typer.echo(f"customer not in feature set {info.version}", err=True)
+        raise typer.Exit(1)
+    typer.echo(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode())

@@ -1,0 +1,104 @@
+"""``nbo train``: fit a model on the canonical tables, evaluate it and register it in MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import typer
+from mlflow.exceptions import MlflowException
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from core.catalogue import Catalogue, CatalogueError, load_catalogue
+from core.settings import Settings, get_settings
+from core.tables import Tables, TablesMissingError, read_tables
+from registry.client import RegistryError
+from training import TrainResult
+
+app = typer.Typer(no_args_is_help=True)
+
+_EXPECTED_ERRORS = (
+    TablesMissingError,
+    CatalogueError,
+    ValueError,  # includes training.datasets.DatasetError
+    RegistryError,
+    MlflowException,
+    OSError,
+)
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Expected failures become one line on stderr and exit code 2 (no traceback)."""
+    try:
+        yield
+    except _EXPECTED_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _inputs() -> tuple[Tables, Catalogue, Settings]:
+    settings = get_settings()
+    catalogue = load_catalogue(settings.catalogue_path)
+    return read_tables(settings.data_dir), catalogue, settings
+
+
+def _run(job: Callable[..., TrainResult], what: str) -> TrainResult:
+    console = Console(stderr=True)
+    with _clear_errors():
+        tables, catalogue, settings = _inputs()
+        bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        with bar:
+            task = bar.add_task(f"{what}: reading tables", total=None)
+            result = job(
+                tables,
+                catalogue,
+                settings,
+                progress=lambda msg: bar.update(task, description=f"{what}: {msg}"),
+            )
+    typer.echo(f"model      {result.model_name} version {result.version}")
+    typer.echo(f"run        {result.run_id}")
+    typer.echo(f"holdout    {result.params.get('holdout_as_of', '?')}")
+    typer.echo(f"elapsed    {result.seconds:.1f} s")
+    return result
+
+
+@app.command("recommender")
+def recommender() -> None:
+    """Train the two-stage recommender, report MAP@7 against popularity, register a version.
+
+    Example: nbo train recommender
+    """
+    from training.recommender import train_recommender  # heavy imports: keep --help fast
+
+    result = _run(train_recommender, "recommender")
+    m = result.metrics
+    typer.echo(
+        f"MAP@7      {m['map_at_7']:.4f}  (popularity baseline {m['popularity_map_at_7']:.4f}, "
+        f"{int(m['holdout_customers'])} customers who added a product)"
+    )
+    typer.echo(f"NDCG@7     {m['ndcg_at_7']:.4f}")
+    typer.echo(f"recall@7   {m['recall_at_7']:.4f}")
+
+
+@app.command("churn")
+def churn() -> None:
+    """Train the calibrated churn model, report ROC-AUC / PR-AUC / Brier, register a version.
+
+    Example: nbo train churn
+    """
+    from training.churn import train_churn  # heavy imports: keep --help fast
+
+    result = _run(train_churn, "churn")
+    m = result.metrics
+    typer.echo(f"ROC-AUC    {m['roc_auc']:.4f}")
+    typer.echo(f"PR-AUC     {m['pr_auc']:.4f}  (holdout churn rate {m['holdout_churn_rate']:.4f})")
+    typer.echo(f"Brier      {m['brier']:.4f}")
+    typer.echo(f"top decile {m['top_decile_churn_rate']:.4f} churn rate")

@@ -1,0 +1,1 @@
+"""Bank data -> canonical tables -> point-in-time features -> the Redis online store."""

@@ -1,0 +1,403 @@
+"""The MLflow facade: log, register, list, promote and load the service's models.
+
+Everything goes through one ``MlflowClient`` bound to ``settings.tracking_uri`` (tracking
+and registry alike), never through MLflow's process-global tracking URI, so two
+``Registry`` objects with different settings (tests, a CLI job next to the service) can
+never write into each other's store.
+
+A model version is an MLflow pyfunc model whose single artifact is the pickled scorer
+(``artifacts/scorer.pkl``). ``Registry.load`` unpickles that file directly (the service does
+not need the pyfunc wrapper); ``mlflow.pyfunc.load_model(version.source)`` also works for
+anyone exploring a version in a notebook. Unpickling runs code from the artifact store, so
+the store must be as trusted as the code base (it is written only by our training jobs).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.tracking import MlflowClient
+
+from core.scoring.base import ChurnScorer, RecommenderScorer
+from core.settings import Settings
+
+EXPERIMENT_NAME = "nbo"
+MODEL_ARTIFACT = "model"
+SCORER_ARTIFACT = "scorer"
+SCORER_FILE = "scorer.pkl"
+ALLOWED_ALIASES = ("champion", "challenger")
+_READY_TIMEOUT_SECONDS = 120.0
+_LOCAL_SCHEMES = ("sqlite", "file", "")  # stores whose artifacts we place under NBO home
+_MODEL_CODE = (
+    "from mlflow.models import set_model\n"
+    "from registry.client import ScorerPyfunc\n\n"
+    "set_model(ScorerPyfunc())\n"
+)
+"""MLflow "models from code": the pyfunc is rebuilt by importing this project, not unpickled."""
+
+# Registry downloads are tiny; tqdm bars from them would only clutter a job's or the
+# service's stderr. ``setdefault`` leaves an explicit user choice alone.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation failed; the message names the model, version or alias."""
+
+
+class ModelNotFoundError(RegistryError):
+    """The named model, version or alias does not exist in the registry."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered model version as the CLI and the service see it."""
+
+    name: str
+    version: int
+    aliases: list[str]
+    run_id: str | None
+    metrics: dict[str, float]
+    created_at: datetime
+    status: str
+    source: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A scorer loaded from the registry, with where it came from."""
+
+    name: str
+    version: int
+    alias: str
+    run_id: str | None
+    scorer: RecommenderScorer | ChurnScorer
+
+
+class ScorerPyfunc(mlflow.pyfunc.PythonModel):
+    """Pyfunc adapter: its artifact is the pickled scorer; ``predict`` scores record rows.
+
+    Output: for a recommender, one column per product id (propensities); for a churn
+    model, one column ``churn_probability``.
+    """
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        with open(context.artifacts[SCORER_ARTIFACT], "rb") as fh:
+            self.scorer = pickle.load(fh)
+
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext | None,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        records = pd.DataFrame(model_input).to_dict("records")
+        scorer = self.scorer
+        if scorer.kind == "recommender":
+            scores = np.vstack([scorer.score(r) for r in records])
+            return pd.DataFrame(scores, columns=list(scorer.product_ids))
+        return pd.DataFrame({"churn_probability": [scorer.predict_proba(r) for r in records]})
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned explicitly: MLflow's requirement inference imports the model in a subprocess."""
+    return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
+
+
+class Registry:
+    """Models <-> MLflow. Knows MLflow, not Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tracking_uri = settings.tracking_uri
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        self._experiment_id: str | None = None
+
+    # -- tracking ---------------------------------------------------------------------------
+
+    @property
+    def experiment_id(self) -> str:
+        """The ``nbo`` experiment, created on first use.
+
+        On a local store (SQLite, file) it is created with ``artifact_location`` under the
+        NBO home, so artifacts never land in a ``./mlruns`` of whatever folder a job runs in.
+        """
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(EXPERIMENT_NAME)
+            if found is not None:
+                self._experiment_id = found.experiment_id
+            else:
+                scheme = self.tracking_uri.split(":", 1)[0] if ":" in self.tracking_uri else ""
+                location = self.settings.artifact_root if scheme in _LOCAL_SCHEMES else None
+                self._experiment_id = self.client.create_experiment(
+                    EXPERIMENT_NAME, artifact_location=location
+                )
+        return self._experiment_id
+
+    @contextmanager
+    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
+        """Open a run and yield its id; FINISHED on success, FAILED if the body raises."""
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags or {}))
+        run_id = run.info.run_id
+        try:
+            yield run_id
+        except BaseException:
+            self.client.set_terminated(run_id, status="FAILED")
+            raise
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def log_run_data(
+        self,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Log params (stringified), metrics and tags to a run in one batch."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+            params=[Param(k, str(v)) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        )
+
+    # -- registration -----------------------------------------------------------------------
+
+    def log_and_register(
+        self,
+        scorer: RecommenderScorer | ChurnScorer,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifacts: Mapping[str, Path] | None = None,
+        run_id: str | None = None,
+    ) -> VersionInfo:
+        """Log run data and the scorer as a pyfunc model, then register a new version of ``name``.
+
+        With ``run_id`` the data goes to that (open) run; without, a run is opened and closed
+        here. Registration is the last step: if anything before it fails no version exists,
+        and a version that never becomes READY is deleted again, so a failed job leaves no
+        orphan version behind.
+        """
+        _check_protocol(scorer, name)
+        if run_id is None:
+            with self.start_run(f"{name}-register") as own_run:
+                return self.log_and_register(
+                    scorer, name, params, metrics, tags, artifacts, run_id=own_run
+                )
+        self.log_run_data(run_id, params, metrics, tags)
+        for artifact in (artifacts or {}).values():
+            self.client.log_artifact(run_id, str(artifact))
+        logged = self._log_pyfunc(scorer, run_id, name)
+        return self._register(name, logged, run_id)
+
+    def _log_pyfunc(
+        self, scorer: RecommenderScorer | ChurnScorer, run_id: str, name: str
+    ) -> mlflow.entities.LoggedModel:
+        """The client-side equivalent of ``mlflow.pyfunc.log_model(name=...)``.
+
+        ``log_model`` resolves the process-global tracking URI; the same steps on our bound
+        client are: create the LoggedModel, save the pyfunc folder, upload, link to the run.
+        """
+        logged = self.client.create_logged_model(
+            self.experiment_id,
+            name=MODEL_ARTIFACT,
+            source_run_id=run_id,
+            tags={"nbo.model_name": name, "nbo.kind": scorer.kind},
+            model_type=scorer.kind,
+        )
+        try:
+            with tempfile.TemporaryDirectory(prefix="nbo-model-") as tmp:
+                pickled = Path(tmp) / SCORER_FILE
+                pickled.write_bytes(pickle.dumps(scorer, protocol=pickle.HIGHEST_PROTOCOL))
+                code = Path(tmp) / "scorer_model.py"
+                code.write_text(_MODEL_CODE)
+                local = Path(tmp) / MODEL_ARTIFACT
+                mlflow.pyfunc.save_model(
+                    path=str(local),
+                    python_model=str(code),
+                    artifacts={SCORER_ARTIFACT: str(pickled)},
+                    pip_requirements=_pip_requirements(),
+                    mlflow_model=Model(
+                        artifact_path=logged.artifact_location,
+                        run_id=run_id,
+                        model_id=logged.model_id,
+                        model_uuid=logged.model_id,
+                    ),
+                )
+                self.client.log_model_artifacts(logged.model_id, str(local))
+            self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        except BaseException:
+            self.client.finalize_logged_model(logged.model_id, "FAILED")
+            raise
+        return self.client.finalize_logged_model(logged.model_id, "READY")
+
+    def _register(self, name: str, logged: mlflow.entities.LoggedModel, run_id: str) -> VersionInfo:
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise
+            self.client.create_registered_model(name)
+        version = self.client.create_model_version(
+            name,
+            source=logged.artifact_location,
+            run_id=run_id,
+            model_id=logged.model_id,
+            await_creation_for=0,
+        )
+        try:
+            version = self._wait_ready(version)
+        except BaseException:
+            self.client.delete_model_version(name, version.version)
+            raise
+        return self._info(version)
+
+    def _wait_ready(self, version: ModelVersion) -> ModelVersion:
+        deadline = time.monotonic() + _READY_TIMEOUT_SECONDS
+        while version.status != "READY":
+            if version.status == "FAILED_REGISTRATION":
+                raise RegistryError(
+                    f"{version.name} version {version.version} failed to register: "
+                    f"{version.status_message}"
+                )
+            if time.monotonic() > deadline:
+                raise RegistryError(
+                    f"{version.name} version {version.version} not READY after "
+                    f"{_READY_TIMEOUT_SECONDS:.0f}s"
+                )
+            time.sleep(0.2)
+            version = self.client.get_model_version(version.name, version.version)
+        return version
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        """Names of every registered model, sorted."""
+        return sorted(m.name for m in self.client.search_registered_models())
+
+    def list_versions(self, name: str) -> list[VersionInfo]:
+        """Every version of ``name``, newest first."""
+        self._require_model(name)
+        found = self.client.search_model_versions(f"name = '{_quote(name)}'")
+        return sorted((self._info(v) for v in found), key=lambda v: v.version, reverse=True)
+
+    def version(self, name: str, version: int) -> VersionInfo:
+        """One version of ``name``; :class:`ModelNotFoundError` if either is unknown."""
+        self._require_model(name)
+        try:
+            return self._info(self.client.get_model_version(name, str(version)))
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise ModelNotFoundError(f"model {name!r} has no version {version}") from exc
+            raise
+
+    def promote(self, name: str, version: int, alias: str = "champion") -> VersionInfo:
+        """Point ``alias`` (champion or challenger) at ``version``; unchanged on any error."""
+        if alias not in ALLOWED_ALIASES:
+            raise RegistryError(
+                f"alias {alias!r} is not allowed (use one of {', '.join(ALLOWED_ALIASES)})"
+            )
+        target = self.version(name, version)
+        if target.status != "READY":
+            raise RegistryError(f"model {name!r} version {version} is {target.status}, not READY")
+        self.client.set_registered_model_alias(name, alias, str(version))
+        return self.version(name, version)
+
+    def load(self, name: str, alias: str) -> LoadedModel:
+        """Download and unpickle the scorer that ``alias`` points at; check its protocol."""
+        self._require_model(name)
+        try:
+            mv = self.client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise ModelNotFoundError(f"model {name!r} has no alias {alias!r}") from exc
+            raise
+        uri = self.client.get_model_version_download_uri(name, mv.version)
+        with tempfile.TemporaryDirectory(prefix="nbo-load-") as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{uri.rstrip('/')}/artifacts/{SCORER_FILE}",
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
+            except (MlflowException, OSError) as exc:
+                raise RegistryError(
+                    f"model {name!r} version {mv.version} ({alias}): cannot download "
+                    f"{SCORER_FILE}: {exc}"
+                ) from exc
+            with open(local, "rb") as fh:
+                scorer = pickle.load(fh)
+        _check_protocol(scorer, f"{name} version {mv.version}")
+        return LoadedModel(name, int(mv.version), alias, mv.run_id, scorer)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _require_model(self, name: str) -> None:
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _not_found(exc):
+                raise ModelNotFoundError(f"no registered model named {name!r}") from exc
+            raise
+
+    def _info(self, mv: ModelVersion) -> VersionInfo:
+        metrics: dict[str, float] = {}
+        if mv.run_id:
+            try:
+                metrics = dict(self.client.get_run(mv.run_id).data.metrics)
+            except MlflowException as exc:
+                if not _not_found(exc):
+                    raise
+        return VersionInfo(
+            name=mv.name,
+            version=int(mv.version),
+            aliases=sorted(mv.aliases),
+            run_id=mv.run_id,
+            metrics=metrics,
+            created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
+            status=mv.status,
+            source=mv.source,
+            tags=dict(mv.tags),
+        )
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "\\'")
+
+
+def _check_protocol(scorer: object, what: str) -> None:
+    kind = getattr(scorer, "kind", None)
+    expected = {"recommender": RecommenderScorer, "churn": ChurnScorer}.get(str(kind))
+    if expected is None or not isinstance(scorer, expected):
+        raise RegistryError(
+            f"{what}: object of type {type(scorer).__name__} (kind={kind!r}) is neither a "
+            "RecommenderScorer nor a ChurnScorer"
+        )

@@ -1,0 +1,280 @@
+"""The Redis online store and materialization, on a real Redis: versions, switch, abort, CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from typer.testing import CliRunner
+
+import features.materialize as materialize_module
+from cli.features import app
+from core.catalogue import Catalogue
+from core.settings import Settings, get_settings
+from core.tables import Tables, write_tables
+from features.materialize import materialize
+from features.online_store import FeatureSetInfo, OnlineStore, make_version
+from features.pointintime import compute_features
+from tests.tables_factory import synthetic_tables
+
+AS_OF = date(2025, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def tables(catalogue: Catalogue) -> Tables:
+    return synthetic_tables([p.id for p in catalogue.holdable], customers=400, months=6, seed=3)
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, settings: Settings) -> OnlineStore:
+    return OnlineStore(redis_client, settings.feature_prefix)
+
+
+def version_keys(store: OnlineStore, version: str) -> list[bytes]:
+    return list(store.client.scan_iter(match=f"{store.prefix}:v:{version}:*", count=1000))
+
+
+def info_for(version_as_of: date, created_at: datetime, customers: int = 1) -> FeatureSetInfo:
+    return FeatureSetInfo(
+        version=make_version(version_as_of, created_at),
+        as_of=version_as_of,
+        created_at=created_at,
+        customers=customers,
+        feature_names=["age"],
+        catalogue_version="test",
+    )
+
+
+def test_materialize_then_read_round_trip(
+    tables: Tables, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    assert store.current() is None
+    info = materialize(tables, AS_OF, catalogue, store, batch_size=97)
+    frame = compute_features(tables, AS_OF, catalogue)
+
+    current = store.current()
+    assert current == info
+    assert current.as_of == AS_OF and current.customers == len(frame)
+    assert current.feature_names == list(frame.columns)
+    assert current.catalogue_version == catalogue.version
+    assert current.created_at.tzinfo is not None
+    assert len(version_keys(store, info.version)) == len(frame) + 1  # records + meta
+
+    customer_id = frame.index[17]
+    record = store.read(info.version, customer_id)
+    assert record is not None
+    assert record["held"] == list(frame.loc[customer_id, "held"])
+    assert record["n_products"] == frame.loc[customer_id, "n_products"]
+    assert record["balance"] == pytest.approx(frame.loc[customer_id, "balance"])
+    assert set(record) == set(frame.columns)
+    assert store.read(info.version, "no-such-customer") is None
+
+
+def test_record_key_and_decode_follow_the_contract(store: OnlineStore) -> None:
+    assert store.record_key("v1", "C42") == f"{store.prefix}:v:v1:c:C42"
+    assert store.decode(orjson.dumps({"age": None, "held": ["funds"]})) == {
+        "age": None,
+        "held": ["funds"],
+    }
+
+
+def test_readers_see_the_old_version_until_publish(
+    tables: Tables, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    old = materialize(tables, AS_OF, catalogue, store)
+    new = info_for(AS_OF, datetime.now(UTC) + timedelta(seconds=1))
+    store.write_records(new.version, [("C0000001", {"age": 99})], batch_size=10)
+
+    assert store.current() == old
+    assert store.versions() == [old.version]
+
+    store.publish(new)
+    assert store.current() == new
+    assert store.versions() == [new.version, old.version]
+    assert store.read(new.version, "C0000001") == {"age": 99}
+
+
+def test_prune_keeps_the_newest_versions(
+    tables: Tables, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    published = [materialize(tables, AS_OF, catalogue, store, keep_versions=2) for _ in range(4)]
+    kept = [published[3].version, published[2].version]
+    assert store.versions() == kept
+    assert store.current() == published[3]
+    for gone in published[:2]:
+        assert version_keys(store, gone.version) == []
+    for alive in kept:
+        assert len(version_keys(store, alive)) == published[0].customers + 1
+
+
+def test_prune_never_deletes_the_current_version(store: OnlineStore) -> None:
+    now = datetime.now(UTC)
+    older, newer = info_for(AS_OF, now), info_for(AS_OF, now + timedelta(seconds=5))
+    for info in (newer, older):  # the older one is published last: it is current
+        store.write_records(info.version, [("C1", {"age": 1})])
+        store.publish(info)
+    assert store.prune(keep=1) == []
+    assert store.versions() == [newer.version, older.version]
+    with pytest.raises(ValueError, match="it is current"):
+        store.delete_version(older.version)
+
+
+def test_failing_progress_callback_leaves_no_trace(
+    tables: Tables, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    old = materialize(tables, AS_OF, catalogue, store)
+    seen: list[int] = []
+
+    def explode(written: int, total: int) -> None:
+        seen.append(written)
+        if len(seen) == 2:
+            raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        materialize(tables, AS_OF, catalogue, store, batch_size=50, progress=explode)
+    assert seen == [50, 100]
+    assert store.current() == old
+    assert store.versions() == [old.version]
+    keys = list(store.client.scan_iter(match=f"{store.prefix}:v:*", count=1000))
+    assert keys and all(k.decode().startswith(f"{store.prefix}:v:{old.version}:") for k in keys)
+
+
+def test_records_failing_halfway_leave_no_trace(
+    tables: Tables, catalogue: Catalogue, store: OnlineStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = materialize(tables, AS_OF, catalogue, store)
+    real_to_records = materialize_module.to_records
+
+    def broken(frame):  # type: ignore[no-untyped-def]
+        for n, item in enumerate(real_to_records(frame)):
+            if n == 130:
+                raise OSError("source vanished")
+            yield item
+
+    monkeypatch.setattr(materialize_module, "to_records", broken)
+    with pytest.raises(OSError, match="source vanished"):
+        materialize(tables, AS_OF, catalogue, store, batch_size=40)
+    assert store.current() == old
+    keys = list(store.client.scan_iter(match=f"{store.prefix}:v:*", count=1000))
+    assert len(keys) == old.customers + 1
+
+
+def test_as_of_before_the_data_is_a_clear_error(
+    tables: Tables, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    with pytest.raises(ValueError, match="precedes every holdings snapshot"):
+        materialize(tables, date(2020, 1, 1), catalogue, store)
+    assert store.current() is None
+
+
+def test_no_customers_is_a_clear_error(
+    tables: Tables, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    everyone_left = Tables(
+        customers=tables.customers.assign(left_on=tables.customers["joined_on"]),
+        holdings=tables.holdings,
+        behaviour=tables.behaviour,
+    )
+    with pytest.raises(ValueError, match="no customers"):
+        materialize(everyone_left, AS_OF, catalogue, store)
+    assert list(store.client.scan_iter(match=f"{store.prefix}:*")) == []
+
+
+def test_abort_of_an_unknown_version_is_harmless(store: OnlineStore) -> None:
+    assert store.abort("19990101-never") == 0
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(settings: Settings, redis_url: str) -> Iterator[dict[str, str]]:
+    get_settings.cache_clear()
+    yield {
+        "NBO_HOME": str(settings.home),
+        "NBO_REDIS_URL": redis_url,
+        "NBO_FEATURE_PREFIX": settings.feature_prefix,
+        "NBO_FEATURE_VERSIONS_KEPT": "2",
+    }
+    get_settings.cache_clear()
+
+
+def invoke(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    get_settings.cache_clear()
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_cli_materialize_status_show(
+    tables: Tables, catalogue: Catalogue, settings: Settings, cli_env: dict[str, str]
+) -> None:
+    write_tables(tables, settings.data_dir, [p.id for p in catalogue.holdable])
+
+    result = invoke(cli_env, "materialize", "--as-of", "2025-05-31", "--batch-size", "64")
+    assert result.exit_code == 0, result.output
+    assert "customers" in result.stdout and "customers/s" in result.stdout
+
+    latest = invoke(cli_env, "materialize")  # defaults to the latest snapshot month
+    assert latest.exit_code == 0, latest.output
+    store = OnlineStore(redis.Redis.from_url(cli_env["NBO_REDIS_URL"]), settings.feature_prefix)
+    current = store.current()
+    assert current is not None and current.as_of == AS_OF
+    assert len(store.versions()) == 2
+
+    status = invoke(cli_env, "status")
+    assert status.exit_code == 0, status.output
+    assert current.version in status.stdout and "2025-06-30" in status.stdout
+
+    customer_id = next(iter(compute_features(tables, AS_OF, catalogue).index))
+    shown = invoke(cli_env, "show", customer_id)
+    assert shown.exit_code == 0, shown.output
+    assert orjson.loads(shown.stdout) == store.read(current.version, customer_id)
+
+    missing = invoke(cli_env, "show", "nobody")
+    assert missing.exit_code == 1 and "nobody" not in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["materialize", "--as-of", "31/10/2026"], "not a date"),
+        (["materialize", "--as-of", "2001-01-31"], "precedes every holdings snapshot"),
+    ],
+)
+def test_cli_bad_input_exits_2(
+    tables: Tables,
+    catalogue: Catalogue,
+    settings: Settings,
+    cli_env: dict[str, str],
+    args: list[str],
+    message: str,
+) -> None:
+    write_tables(tables, settings.data_dir, [p.id for p in catalogue.holdable])
+    result = invoke(cli_env, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_cli_without_tables_exits_2(cli_env: dict[str, str]) -> None:
+    result = invoke(cli_env, "materialize")
+    assert result.exit_code == 2
+    assert "no canonical tables" in result.stderr
+
+
+def test_cli_with_redis_down_exits_2(
+    tables: Tables,
+    catalogue: Catalogue,
+    settings: Settings,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    write_tables(tables, settings.data_dir, [p.id for p in catalogue.holdable])
+    env = {**cli_env, "NBO_REDIS_URL": "redis://127.0.0.1:1/0"}
+    for args in (["materialize"], ["status"], ["show", "C1"]):
+        result = invoke(env, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Redis unavailable" in result.stderr
