@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date
 
 import numpy as np
@@ -257,13 +256,3 @@ def test_records_of_many_chunks_keep_every_customer(catalogue: Catalogue) -> Non
     assert not any(
         isinstance(v, np.generic) for _, r in to_records(frame.head(50)) for v in r.values()
     )
-
-
-@pytest.mark.slow
-def test_100k_customers_by_12_months_in_seconds(catalogue: Catalogue) -> None:
-    tables = synthetic_tables(product_ids(catalogue), customers=100_000, months=12, seed=7)
-    started = time.perf_counter()
-    frame = compute_features(tables, date(2025, 12, 31), catalogue)
-    elapsed = time.perf_counter() - started
-    assert len(frame) > 90_000
-    assert elapsed < 30, f"{elapsed:.1f} s"

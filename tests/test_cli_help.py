@@ -1,0 +1,50 @@
+"""Every ``nbo`` command answers ``--help`` with an example."""
+
+from __future__ import annotations
+
+import click
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cli.main import app
+
+
+def _commands() -> list[tuple[str, ...]]:
+    root = typer.main.get_command(app)
+    found: list[tuple[str, ...]] = []
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+        else:
+            found.append(path)
+
+    walk(root, ())
+    return found
+
+
+COMMANDS = _commands()
+
+
+def test_expected_commands_exist() -> None:
+    names = {" ".join(c) for c in COMMANDS}
+    for expected in (
+        "data import-santander",
+        "data generate",
+        "features materialize",
+        "train recommender",
+        "train churn",
+        "registry list",
+        "registry promote",
+        "demo",
+    ):
+        assert expected in names
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "nbo")
+def test_help_has_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example: nbo " in result.output
