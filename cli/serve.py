@@ -1,0 +1,40 @@
+"""``nbo serve``: run the HTTP service with uvicorn."""
+
+from __future__ import annotations
+
+import typer
+
+from core.settings import get_settings
+
+app = typer.Typer()
+
+
+@app.callback(invoke_without_command=True)
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (default: NBO_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default: NBO_PORT)."),
+    workers: int | None = typer.Option(
+        None, min=1, help="Worker processes (default: NBO_WORKERS)."
+    ),
+) -> None:
+    """Serve the API (POST /v1/recommendations, /healthz, /readyz, /metrics, /docs).
+
+    Models, Redis and the feature prefix come from the NBO_* settings. Each worker builds
+    its own app from them.
+
+    Example: nbo serve --port 8000
+    """
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        workers=workers if workers is not None else settings.workers,
+        log_level=settings.log_level,
+        # The service writes its own structured access log (with request ids, no paths
+        # beyond route templates); uvicorn's would duplicate every line.
+        access_log=False,
+    )

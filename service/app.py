@@ -1,0 +1,92 @@
+"""The FastAPI application factory (``uvicorn --factory service.app:create_app``).
+
+Startup (lifespan): connect to Redis, load the catalogue and the serving models, read the
+live feature-set pointer, then keep that pointer fresh in the background. Nothing that can
+be missing at startup stops the service: without a recommender or a feature set it starts
+not ready (``/readyz`` 503) and answers with the degraded fallback. A broken catalogue
+does stop it: there is no safe answer without the product rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from core.catalogue import load_catalogue
+from core.redis_server import connect
+from core.settings import Settings, get_settings
+from features.online_store import OnlineStore
+from service.errors import install_error_handlers
+from service.feature_pointer import keep_feature_pointer_fresh, refresh_feature_pointer
+from service.log import configure_logging, fields
+from service.metrics import ServiceMetrics
+from service.middleware import RequestObservation
+from service.model_loading import load_serving_models
+from service.routes import router
+from service.runtime import Runtime
+from service.state import ServingState, StateHolder
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new service app; ``settings`` default to the environment (``NBO_*``)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    metrics = ServiceMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await asyncio.to_thread(_start, settings, metrics)
+        app.state.runtime = runtime
+        refresher = asyncio.create_task(keep_feature_pointer_fresh(runtime))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            runtime.redis.close()
+            log.info("service stopped")
+
+    app = FastAPI(
+        title="Next best offer",
+        version="1.0",
+        summary="Suitable next best offers for retail-bank customers.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestObservation, metrics=metrics, routes=app.router.routes)
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
+    """Blocking startup work (run off the event loop)."""
+    client = connect(settings)
+    catalogue = load_catalogue(settings.catalogue_path)
+    recommender, churn = load_serving_models(settings)
+    metrics.set_models(recommender, churn)
+    holder = StateHolder(ServingState(catalogue=catalogue, recommender=recommender, churn=churn))
+    runtime = Runtime(
+        settings=settings,
+        redis=client,
+        store=OnlineStore(client, settings.feature_prefix),
+        state=holder,
+        metrics=metrics,
+    )
+    metrics.track_feature_set(lambda: holder.current.feature_set)
+    feature_set = refresh_feature_pointer(runtime)
+    log.info(
+        "service started",
+        extra=fields(
+            catalogue=catalogue.version,
+            models=holder.current.model_versions,
+            feature_set=feature_set.version if feature_set is not None else None,
+        ),
+    )
+    return runtime

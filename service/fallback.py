@@ -1,0 +1,55 @@
+"""The degraded answer: popular, lowest-risk products, when no personal ranking is possible.
+
+Used when the customer's record cannot be read (unknown customer, no feature set, Redis
+down) or no recommender is loaded. It is deliberately cautious: only R1 products are
+candidates, and they still go through the same suitability and eligibility filter as a
+model's answer - with ``CustomerFacts()`` (everything unknown) when there is no record, so
+an age-, residency-, income- or assets-restricted product is never offered blind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from core.catalogue import Catalogue, Product
+from core.scoring.base import Reason, RecommenderScorer
+from core.suitability import LOWEST_RISK_LEVEL, Exclusion, Rule
+
+POPULAR = Reason("popular", "one of the products customers add most often")
+LOW_RISK_DEFAULT = Reason(
+    "low_risk_default", "a low-risk product offered while no personal recommendation is available"
+)
+
+
+@dataclass(frozen=True)
+class FallbackOrder:
+    """The score each product gets in the fallback ranking, and the reason shown for it."""
+
+    scores: dict[str, float]
+    reason: Reason
+
+
+def fallback_order(catalogue: Catalogue, recommender: RecommenderScorer | None) -> FallbackOrder:
+    """Popularity from the recommender when one is loaded, else the catalogue's business value.
+
+    A product the recommender does not know (added to the catalogue after training) gets a
+    popularity of 0: it may still be offered, after every product with known popularity.
+    """
+    if recommender is None:
+        return FallbackOrder({p.id: p.business_value for p in catalogue.products}, LOW_RISK_DEFAULT)
+    popularity = dict(zip(recommender.product_ids, map(float, recommender.popularity), strict=True))
+    return FallbackOrder({p.id: popularity.get(p.id, 0.0) for p in catalogue.products}, POPULAR)
+
+
+def lowest_risk_only(products: Iterable[Product]) -> tuple[list[Product], list[Exclusion]]:
+    """Keep R1 products; every other one is excluded (rule ``suitability``) for the audit."""
+    kept: list[Product] = []
+    excluded: list[Exclusion] = []
+    for product in products:
+        if product.risk_level <= LOWEST_RISK_LEVEL:
+            kept.append(product)
+        else:
+            why = f"R{product.risk_level}: the fallback offers R1 only"
+            excluded.append(Exclusion(product.id, Rule.SUITABILITY, why))
+    return kept, excluded

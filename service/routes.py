@@ -1,0 +1,84 @@
+"""HTTP endpoints: thin - parse, call the logic, shape the answer."""
+
+from __future__ import annotations
+
+import redis
+from fastapi import APIRouter, Depends, Request, Response
+
+from service.errors import NotReadyError
+from service.recommend import recommend
+from service.runtime import Runtime
+from service.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    ReadinessResponse,
+    RecommendationRequest,
+    RecommendationResponse,
+)
+
+router = APIRouter()
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+@router.post(
+    "/v1/recommendations",
+    response_model=RecommendationResponse,
+    responses={422: {"model": ErrorResponse, "description": "Invalid request; names the field."}},
+    summary="Next best offers for one customer",
+    tags=["recommendations"],
+)
+def post_recommendations(
+    body: RecommendationRequest, request: Request, runtime: Runtime = Depends(get_runtime)
+) -> RecommendationResponse:
+    """Suitable offers for the customer, best first (retention first when churn risk is high).
+
+    Always answers 200 when the request is valid: if the customer's features or the model
+    are unavailable the answer is the low-risk fallback with ``degraded: true`` and the
+    reason. Defined with ``def`` (not ``async def``): FastAPI runs it in its thread pool,
+    where the blocking Redis call does not stall the event loop.
+    """
+    return recommend(body, request.state.request_id, runtime)
+
+
+@router.get("/healthz", response_model=HealthResponse, tags=["operations"])
+def healthz() -> HealthResponse:
+    """The process is alive (no dependency is checked)."""
+    return HealthResponse()
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadinessResponse,
+    responses={503: {"model": ErrorResponse, "description": "Not ready; detail lists why."}},
+    tags=["operations"],
+)
+def readyz(runtime: Runtime = Depends(get_runtime)) -> ReadinessResponse:
+    """Ready = recommender loaded, a feature set is live and Redis answers."""
+    state = runtime.state.current
+    checks = {
+        "recommender_model": state.recommender is not None,
+        "feature_set": state.feature_set is not None,
+        "redis": _redis_answers(runtime.redis),
+    }
+    missing = [name for name, ok in checks.items() if not ok]
+    if missing:
+        raise NotReadyError({"checks": checks, "missing": missing})
+    return ReadinessResponse(ready=True, checks=checks, missing=[])
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response)
+def metrics(runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Prometheus metrics (text exposition format)."""
+    body, content_type = runtime.metrics.render()
+    return Response(content=body, media_type=content_type)
+
+
+def _redis_answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

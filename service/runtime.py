@@ -1,0 +1,21 @@
+"""Everything a request needs that lives as long as the app: built once by the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from core.settings import Settings
+from features.online_store import OnlineStore
+from service.metrics import ServiceMetrics
+from service.state import StateHolder
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    store: OnlineStore
+    state: StateHolder
+    metrics: ServiceMetrics

@@ -1,0 +1,544 @@
+"""The service end to end over HTTP: a real Redis, a real MLflow registry in a temp dir.
+
+The models are the project's real scorer classes (``core.scoring``) with hand-set weights,
+so every expected answer below can be worked out by hand from the catalogue:
+
+* recommender: the score of a product rises with its popularity, and popularity rises
+  along the catalogue's file order - so the ranking is the catalogue read backwards,
+  minus whatever suitability and eligibility exclude;
+* churn: probability ``sigmoid(2 * months_since_login - 3)``: 0.05 (low) for a customer
+  who logged in this month, 0.95 (high) after three months without a login.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import redis
+import uvicorn
+from fastapi.testclient import TestClient
+
+from core.catalogue import Catalogue
+from core.redis_server import start_embedded_redis, stop_embedded_redis
+from core.scoring.churn import LinearChurnModel, TabularDesign
+from core.scoring.recommender import TwoStageRecommender
+from core.settings import Settings
+from features.online_store import FeatureSetInfo, OnlineStore, make_version
+from registry.client import Registry
+from service.app import create_app
+from service.log import LOGGER_NAME, JsonFormatter
+
+pytestmark = pytest.mark.integration
+
+TODAY = datetime.now(UTC).date()
+AS_OF = TODAY - timedelta(days=30)
+
+
+# -- models -------------------------------------------------------------------------------
+
+
+def popularity_recommender(catalogue: Catalogue) -> TwoStageRecommender:
+    """Scores follow popularity, which rises along the catalogue's file order."""
+    ids = [p.id for p in catalogue.holdable]
+    n = len(ids)
+    no_features = TabularDesign((), (), (), np.zeros(0), np.zeros(0), np.zeros(0))
+    return TwoStageRecommender(
+        product_ids=ids,
+        popularity=np.linspace(0.01, 0.30, n),
+        projection=np.zeros((n, n)),
+        customer_design=no_features,
+        interaction_weights=np.zeros((n, 0)),
+        pair_mean=np.zeros(3),
+        pair_scale=np.ones(3),
+        pair_weights=np.array([0.0, 0.0, 1.0]),
+        intercept=0.0,
+    )
+
+
+def login_churn_model() -> LinearChurnModel:
+    design = TabularDesign(("months_since_login",), (), (), np.zeros(1), np.zeros(1), np.ones(1))
+    return LinearChurnModel(
+        design=design,
+        weights=np.array([2.0]),
+        intercept=-3.0,
+        calibration_x=np.array([0.0, 1.0]),
+        calibration_y=np.array([0.0, 1.0]),
+        horizon_months=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def champion_registry(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> str:
+    """Tracking URI of a registry where both models have a champion (version 1)."""
+    root = tmp_path_factory.mktemp("registry")
+    settings = Settings(home=root / "home", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    registry = Registry(settings)
+    for scorer, name in (
+        (popularity_recommender(catalogue), settings.recommender_model_name),
+        (login_churn_model(), settings.churn_model_name),
+    ):
+        version = registry.log_and_register(scorer, name)
+        registry.promote(name, version.version, "champion")
+    return settings.tracking_uri
+
+
+@pytest.fixture
+def served(settings: Settings, champion_registry: str) -> Settings:
+    """Test settings pointing at the registry with champions."""
+    return settings.model_copy(update={"mlflow_tracking_uri": champion_registry})
+
+
+# -- feature records ----------------------------------------------------------------------
+
+
+def record(**values: Any) -> dict[str, Any]:
+    """A feature record of an adult resident with money and a fresh assessment."""
+    base: dict[str, Any] = {
+        "age": 40,
+        "risk_level": 5,
+        "risk_assessed_on": (TODAY - timedelta(days=60)).isoformat(),
+        "resident": True,
+        "income": 90_000.0,
+        "balance": 250_000.0,
+        "held": ["current_account"],
+        "tier": "affluent",
+        "segment": "individuals",
+        "preferred_channel": "app",
+        "months_since_login": 0,
+    }
+    base.update(values)
+    return base
+
+
+CUSTOMERS: dict[str, dict[str, Any]] = {
+    "C5-RICH": record(),
+    "C1-CAUTIOUS": record(risk_level=1),
+    # Valid on the feature set's as_of (701 days old), expired today (731 days).
+    "C5-EXPIRED-SINCE": record(risk_assessed_on=(TODAY - timedelta(days=731)).isoformat()),
+    "C3-LEAVING": record(risk_level=3, months_since_login=3),
+}
+
+
+def publish(settings: Settings, client: redis.Redis, catalogue: Catalogue) -> FeatureSetInfo:
+    store = OnlineStore(client, settings.feature_prefix)
+    created = datetime.now(UTC)
+    info = FeatureSetInfo(
+        version=make_version(AS_OF, created),
+        as_of=AS_OF,
+        created_at=created,
+        customers=len(CUSTOMERS),
+        feature_names=sorted(record()),
+        catalogue_version=catalogue.version,
+    )
+    store.write_records(info.version, CUSTOMERS.items())
+    store.publish(info)
+    return info
+
+
+@pytest.fixture
+def live(
+    served: Settings, redis_client: redis.Redis, catalogue: Catalogue
+) -> Iterator[tuple[TestClient, FeatureSetInfo]]:
+    """A started app with champions and a published feature set."""
+    info = publish(served, redis_client, catalogue)
+    with TestClient(create_app(served)) as client:
+        yield client, info
+
+
+def ask(client: TestClient | httpx.Client, customer_id: str, k: int = 3) -> dict[str, Any]:
+    response = client.post(
+        "/v1/recommendations", json={"customer_id": customer_id, "channel": "app", "k": k}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def offered(body: dict[str, Any]) -> list[str]:
+    return [offer["product_id"] for offer in body["offers"]]
+
+
+# -- personal recommendations -------------------------------------------------------------
+
+
+def test_known_customer_gets_suitable_offers_in_model_order(
+    live: tuple[TestClient, FeatureSetInfo],
+) -> None:
+    client, info = live
+    body = ask(client, "C5-RICH", k=4)
+    # Catalogue backwards: direct_debit; pension_payroll (age 55+) out; payroll;
+    # home_account (withdrawn) out; securities (R4, allowed for C5); credit_card.
+    assert offered(body) == ["direct_debit", "payroll", "securities", "credit_card"]
+    assert [o["rank"] for o in body["offers"]] == [1, 2, 3, 4]
+    scores = [o["score"] for o in body["offers"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(o["reasons"] and o["reasons"][0]["code"] for o in body["offers"])
+    assert uuid.UUID(hex=body["request_id"]).version == 4
+    assert body["customer_id"] == "C5-RICH"
+    assert body["channel"] == "app"
+    assert body["model_versions"] == {"nbo-recommender": "1", "nbo-churn": "1"}
+    assert body["feature_set"] == {"version": info.version, "as_of": AS_OF.isoformat()}
+    assert body["churn_risk"]["band"] == "low"
+    assert body["degraded"] is False
+    assert body["degraded_reason"] is None
+
+
+def test_c1_customer_never_gets_above_r1(
+    live: tuple[TestClient, FeatureSetInfo], catalogue: Catalogue
+) -> None:
+    client, _ = live
+    body = ask(client, "C1-CAUTIOUS", k=20)
+    assert offered(body)[:4] == ["direct_debit", "payroll", "taxes", "e_account"]
+    assert all(catalogue.get(pid).risk_level == 1 for pid in offered(body))
+    assert "current_account" not in offered(body)  # held
+
+
+def test_assessment_expired_since_materialization_counts_as_expired(
+    live: tuple[TestClient, FeatureSetInfo], catalogue: Catalogue
+) -> None:
+    client, _ = live
+    body = ask(client, "C5-EXPIRED-SINCE", k=20)
+    assert body["offers"]
+    assert all(catalogue.get(pid).risk_level == 1 for pid in offered(body))
+    assert body["degraded"] is False
+
+
+def test_high_churn_risk_puts_retention_first(live: tuple[TestClient, FeatureSetInfo]) -> None:
+    client, _ = live
+    body = ask(client, "C3-LEAVING", k=4)
+    assert body["churn_risk"]["band"] == "high"
+    assert body["churn_risk"]["probability"] == pytest.approx(0.9526, abs=1e-3)
+    assert body["churn_risk"]["reasons"][0]["code"] == "months_since_login"
+    # Retention by business value, then the model's order.
+    assert offered(body) == ["deposit_rate_bonus", "advisor_callback", "fee_waiver", "direct_debit"]
+    assert body["offers"][0]["reasons"] == [
+        {"code": "retention", "text": "retention priority: churn risk high"}
+    ]
+    assert body["offers"][0]["score"] is None
+
+
+# -- degraded answers ---------------------------------------------------------------------
+
+UNRESTRICTED_R1 = ["direct_debit", "current_account", "savings_account"]
+"""The only holdable R1 products without age, residency, income or assets rules, most
+popular first (junior_account has an age limit; home_account is withdrawn)."""
+
+
+def test_unknown_customer_gets_the_r1_fallback(live: tuple[TestClient, FeatureSetInfo]) -> None:
+    client, info = live
+    body = ask(client, "NOBODY-42", k=10)
+    assert body["degraded"] is True
+    assert body["degraded_reason"] == "unknown_customer"
+    assert offered(body) == UNRESTRICTED_R1
+    assert body["offers"][0]["reasons"][0]["code"] == "popular"
+    assert body["churn_risk"] is None
+    assert body["feature_set"]["version"] == info.version
+
+
+def test_no_feature_set_then_one_is_published(
+    served: Settings, redis_client: redis.Redis, catalogue: Catalogue
+) -> None:
+    with TestClient(create_app(served)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["type"] == "not_ready"
+        assert ready.json()["detail"]["missing"] == ["feature_set"]
+        body = ask(client, "C5-RICH")
+        assert body["degraded_reason"] == "no_feature_set"
+        assert body["feature_set"] is None
+        assert offered(body) == UNRESTRICTED_R1[:3]
+
+        publish(served, redis_client, catalogue)
+        deadline = time.monotonic() + 5
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "published feature set never picked up"
+            time.sleep(0.05)
+        assert client.get("/readyz").json() == {
+            "ready": True,
+            "checks": {"recommender_model": True, "feature_set": True, "redis": True},
+            "missing": [],
+        }
+        assert ask(client, "C5-RICH")["degraded"] is False
+
+
+def test_without_a_recommender_the_service_starts_degraded(
+    settings: Settings, redis_client: redis.Redis, catalogue: Catalogue
+) -> None:
+    """``settings`` points at an empty registry: no champion of either model."""
+    publish(settings, redis_client, catalogue)
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["detail"]["missing"] == ["recommender_model"]
+        body = ask(client, "C1-CAUTIOUS", k=10)
+        assert body["degraded_reason"] == "no_model"
+        assert body["model_versions"] == {}
+        assert body["churn_risk"] is None
+        # The record is known, so its facts still apply: current_account is held,
+        # pension_payroll needs age 55. The order is the catalogue's business value (ties
+        # in file order): 2.0, 1.8, then the 1.5s.
+        assert offered(body)[:5] == [
+            "payroll_account",
+            "medium_term_deposit",
+            "particular_plus_account",
+            "short_term_deposit",
+            "payroll",
+        ]
+        assert "current_account" not in offered(body)
+        assert "pension_payroll" not in offered(body)
+        assert body["offers"][0]["reasons"][0]["code"] == "low_risk_default"
+
+
+@pytest.mark.faults
+def test_redis_down_answers_with_the_fallback(
+    served: Settings, catalogue: Catalogue, tmp_path: Path
+) -> None:
+    """A Redis of its own, stopped while the service runs."""
+    port = _free_port()
+    url = start_embedded_redis(port, tmp_path / "redis", persist=False)
+    own = served.model_copy(update={"redis_url": url})
+    client = redis.Redis.from_url(url)
+    try:
+        publish(own, client, catalogue)
+        with TestClient(create_app(own)) as http:
+            assert ask(http, "C5-RICH")["degraded"] is False
+            stop_embedded_redis(port)
+            body = ask(http, "C5-RICH", k=10)
+            assert body["degraded_reason"] == "feature_store_unavailable"
+            assert offered(body) == UNRESTRICTED_R1
+            assert body["feature_set"] is None
+            ready = http.get("/readyz")
+            assert ready.status_code == 503
+            assert "redis" in ready.json()["detail"]["missing"]
+    finally:
+        client.close()
+        stop_embedded_redis(port)
+
+
+# -- validation ---------------------------------------------------------------------------
+
+VALID = {"customer_id": "C5-RICH", "channel": "app", "k": 3}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "error_type"),
+    [
+        ({"segment": "x"}, "segment", "extra_forbidden"),
+        ({"k": 0}, "k", "greater_than_equal"),
+        ({"k": 21}, "k", "less_than_equal"),
+        ({"k": "3"}, "k", "int_type"),
+        ({"k": 2.5}, "k", "int_type"),
+        ({"channel": "fax"}, "channel", "literal_error"),
+        ({"customer_id": 123}, "customer_id", "string_type"),
+        ({"customer_id": ""}, "customer_id", "string_too_short"),
+        ({"customer_id": "x" * 65}, "customer_id", "string_too_long"),
+        ({"customer_id": "a b"}, "customer_id", "string_pattern_mismatch"),
+        ({"channel": None}, "channel", "literal_error"),
+    ],
+)
+def test_invalid_requests_are_422_naming_the_field(
+    live: tuple[TestClient, FeatureSetInfo], change: dict[str, Any], field: str, error_type: str
+) -> None:
+    client, _ = live
+    response = client.post("/v1/recommendations", json={**VALID, **change})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["type"] == "validation_error"
+    assert [(e["loc"], e["type"]) for e in body["detail"]] == [(["body", field], error_type)]
+
+
+def test_missing_field_is_named(live: tuple[TestClient, FeatureSetInfo]) -> None:
+    client, _ = live
+    response = client.post("/v1/recommendations", json={"customer_id": "C5-RICH"})
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "channel"]]
+
+
+def test_k_defaults_to_three(live: tuple[TestClient, FeatureSetInfo]) -> None:
+    client, _ = live
+    response = client.post("/v1/recommendations", json={"customer_id": "C5-RICH", "channel": "sms"})
+    assert len(response.json()["offers"]) == 3
+
+
+def test_unknown_path_uses_the_error_shape(live: tuple[TestClient, FeatureSetInfo]) -> None:
+    client, _ = live
+    response = client.get("/v2/nothing")
+    assert response.status_code == 404
+    assert response.json() == {"type": "not_found", "detail": "Not Found"}
+
+
+# -- operations ---------------------------------------------------------------------------
+
+
+def test_health_and_openapi(live: tuple[TestClient, FeatureSetInfo]) -> None:
+    client, _ = live
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    schema = client.get("/openapi.json").json()
+    request_schema = schema["components"]["schemas"]["RecommendationRequest"]
+    assert request_schema["additionalProperties"] is False
+    assert request_schema["properties"]["customer_id"]["description"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_metrics_use_route_templates_and_never_customer_ids(
+    live: tuple[TestClient, FeatureSetInfo],
+) -> None:
+    client, _ = live
+    ask(client, "C5-RICH")
+    ask(client, "NOBODY-42")
+    client.get("/customers/C5-RICH")  # no such route
+    client.get("/docs")
+    text = client.get("/metrics").text
+    assert (
+        'nbo_http_requests_total{method="POST",route="/v1/recommendations",status="200"} 2.0'
+        in text
+    )
+    assert (
+        'nbo_http_request_duration_seconds_bucket{le="0.005",route="/v1/recommendations"}' in text
+    )
+    assert 'nbo_http_request_duration_seconds_count{route="/v1/recommendations"} 2.0' in text
+    assert 'route="<unmatched>",status="404"' in text
+    assert 'nbo_http_requests_total{method="GET",route="/docs",status="200"} 1.0' in text
+    assert 'route="<unmatched>",status="200"' not in text
+    assert 'nbo_recommendations_degraded_total{reason="unknown_customer"} 1.0' in text
+    assert 'nbo_exclusions_total{rule="withdrawn"}' in text
+    assert 'nbo_model_info{model="nbo-recommender",version="1"} 1.0' in text
+    assert 'nbo_model_info{model="nbo-churn",version="1"} 1.0' in text
+    age = next(
+        line for line in text.splitlines() if line.startswith("nbo_feature_set_age_seconds ")
+    )
+    assert 0 <= float(age.split()[1]) < 600
+    assert "C5-RICH" not in text
+    assert "NOBODY-42" not in text
+
+
+def test_logs_carry_request_ids_never_customer_ids(
+    live: tuple[TestClient, FeatureSetInfo],
+) -> None:
+    client, _ = live
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        known = ask(client, "C5-RICH")
+        ask(client, "NOBODY-42")
+        client.post("/v1/recommendations", json={**VALID, "customer_id": "BAD ID"})
+    finally:
+        logger.removeHandler(handler)
+    lines = out.getvalue()
+    assert f'"request_id":"{known["request_id"]}"' in lines
+    assert '"route":"/v1/recommendations"' in lines
+    assert '"status":422' in lines
+    assert '"duration_ms":' in lines
+    for customer_id in ("C5-RICH", "NOBODY-42", "BAD ID"):
+        assert customer_id not in lines
+
+
+def test_one_redis_round_trip_per_recommendation(
+    served: Settings,
+    redis_client: redis.Redis,
+    redis_url: str,
+    catalogue: Catalogue,
+    key_prefix: str,
+) -> None:
+    """Every command the server executes under this test's key prefix, seen via MONITOR.
+
+    The pointer refresher is slowed to once an hour, so after startup the only traffic
+    under the prefix is the request path's. Filtering by the test's own prefix keeps the
+    count exact even when other clients share the server.
+    """
+    quiet = served.model_copy(update={"feature_pointer_refresh_seconds": 3600.0})
+    info = publish(quiet, redis_client, catalogue)
+    customers = ["C5-RICH", "C1-CAUTIOUS", "NOBODY-42", "C3-LEAVING"]
+    with TestClient(create_app(quiet)) as client:
+        commands = _monitor(redis_url, lambda: [ask(client, c) for c in customers])
+        fetches = client.get("/metrics").text
+    mine = [c for c in commands if key_prefix in c]
+    store = OnlineStore(redis_client, quiet.feature_prefix)
+    assert mine == [f"GET {store.record_key(info.version, c)}" for c in customers]
+    assert f"nbo_feature_fetch_duration_seconds_count {float(len(customers))}" in fetches
+
+
+def _monitor(redis_url: str, work: Any) -> list[str]:
+    """Commands the server executed while ``work()`` ran (MONITOR until a sentinel)."""
+    sentinel = f"nbo-sentinel-{uuid.uuid4().hex}"
+    watcher = redis.Redis.from_url(redis_url)
+    seen: list[str] = []
+    started = threading.Event()
+
+    def watch() -> None:
+        with watcher.monitor() as monitor:
+            started.set()
+            for command in monitor.listen():
+                if sentinel in command["command"]:
+                    return
+                seen.append(command["command"])
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    assert started.wait(5)
+    try:
+        work()
+    finally:
+        with redis.Redis.from_url(redis_url) as poke:
+            poke.echo(sentinel)
+        thread.join(10)
+        watcher.close()
+    assert not thread.is_alive(), "MONITOR never saw the sentinel"
+    return seen
+
+
+# -- a real server over TCP ---------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_real_uvicorn_over_tcp(
+    served: Settings, redis_client: redis.Redis, catalogue: Catalogue
+) -> None:
+    publish(served, redis_client, catalogue)
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(served), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            assert http.get("/readyz").status_code == 200
+            response = http.post(
+                "/v1/recommendations", json={"customer_id": "C1-CAUTIOUS", "channel": "push"}
+            )
+            assert response.status_code == 200
+            body = response.json()
+            assert response.headers["x-request-id"] == body["request_id"]
+            assert offered(body) == ["direct_debit", "payroll", "taxes"]
+            assert "nbo_http_requests_total" in http.get("/metrics").text
+    finally:
+        server.should_exit = True
+        thread.join(15)
+    assert not thread.is_alive()
