@@ -24,7 +24,7 @@ app.add_typer(features.app, name="features", help="Compute and materialize featu
 app.add_typer(train.app, name="train", help="Train models and register them in MLflow.")
 app.add_typer(registry.app, name="registry", help="List and promote registered models.")
 app.add_typer(redis_cmd.app, name="redis", help="Start or stop the embedded Redis server.")
-app.add_typer(serve.app, name="serve", help="Run the HTTP service.")
+app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)
 
 if __name__ == "__main__":

@@ -6,10 +6,6 @@ import typer
 
 from core.settings import get_settings
 
-app = typer.Typer()
-
-
-@app.callback(invoke_without_command=True)
 def serve(
     host: str | None = typer.Option(None, help="Bind address (default: NBO_HOST)."),
     port: int | None = typer.Option(None, help="Port (default: NBO_PORT)."),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import click
+from typing import Any
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -14,9 +15,11 @@ def _commands() -> list[tuple[str, ...]]:
     root = typer.main.get_command(app)
     found: list[tuple[str, ...]] = []
 
-    def walk(command: click.Command, path: tuple[str, ...]) -> None:
-        if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        # typer may vendor its own click: recognise groups by their ``commands`` mapping.
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            for name, sub in subcommands.items():
                 walk(sub, (*path, name))
         else:
             found.append(path)

@@ -1,0 +1,147 @@
+"""``nbo data``: import the Santander data or generate a synthetic bank into the data folder."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from core.catalogue import Catalogue, CatalogueError, load_catalogue
+from core.settings import get_settings
+from core.tables import Tables, write_tables
+from features.errors import DataFormatError
+
+app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    """An expected failure: one line on stderr, exit code 2, no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _catalogue() -> Catalogue:
+    try:
+        return load_catalogue(get_settings().catalogue_path)
+    except CatalogueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _counts(tables: Tables) -> str:
+    return (
+        f"{len(tables.customers):,} customers, {len(tables.holdings):,} holdings rows, "
+        f"{len(tables.behaviour):,} behaviour rows"
+    )
+
+
+def last_month_end(today: date) -> date:
+    """The last day of the month before ``today``'s month."""
+    return today.replace(day=1) - timedelta(days=1)
+
+
+@app.command("import-santander")
+def import_santander_command(
+    path: Path = typer.Argument(..., help="train_ver2.csv (or .csv.gz) in the Kaggle format."),
+    out: Path | None = typer.Option(None, help="Output folder (default: the data folder)."),
+) -> None:
+    """Import the Kaggle Santander product data into the canonical tables.
+
+    Example: nbo data import-santander ../shared/data/santander/train_ver2.csv
+    """
+    from features.santander import import_santander
+
+    catalogue = _catalogue()
+    target = out or get_settings().data_dir
+    started = time.perf_counter()
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"reading {path.name}", total=None)
+            result = import_santander(
+                path,
+                catalogue,
+                progress=lambda rows: bar.update(task, description=f"{rows:,} rows read"),
+            )
+            bar.update(task, description="writing tables")
+            write_tables(result.tables, target, [p.id for p in catalogue.holdable])
+    except DataFormatError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"{path}: {exc.strerror or exc}") from None
+
+    report = Table(title="Santander import")
+    report.add_column("kind")
+    report.add_column("what")
+    report.add_column("rows", justify="right")
+    report.add_row("read", "data rows", f"{result.rows_read:,}")
+    report.add_row("rejected", "total", f"{result.rows_rejected:,}")
+    for reason, count in result.rejections.most_common():
+        report.add_row("rejected", reason, f"{count:,}")
+    for warning, count in result.warnings.most_common():
+        report.add_row("warning", warning, f"{count:,}")
+    console.print(report)
+    months = ", ".join(f"{m:%Y-%m-%d}" for m in result.months)
+    console.print(f"months: {months}")
+    console.print(
+        f"wrote {_counts(result.tables)} to {target} in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@app.command("generate")
+def generate_command(
+    customers: int = typer.Option(100_000, min=1, help="Number of customers."),
+    months: int = typer.Option(12, min=1, help="Monthly snapshots."),
+    seed: int = typer.Option(7, help="Random seed (same seed, same bank)."),
+    end_month: str | None = typer.Option(
+        None, help="Last snapshot, a month end YYYY-MM-DD (default: the last one before today)."
+    ),
+    out: Path | None = typer.Option(None, help="Output folder (default: the data folder)."),
+) -> None:
+    """Generate a synthetic bank (customers, monthly holdings, behaviour, churners).
+
+    Example: nbo data generate --customers 100000 --months 12 --seed 7
+    """
+    from features.synthetic import generate_bank
+
+    try:
+        end = date.fromisoformat(end_month) if end_month else last_month_end(date.today())
+    except ValueError:
+        raise _fail(f"--end-month {end_month!r} is not a date like 2025-12-31") from None
+    catalogue = _catalogue()
+    target = out or get_settings().data_dir
+    started = time.perf_counter()
+    try:
+        with _progress() as bar:
+            task = bar.add_task("generating", total=None)
+            tables = generate_bank(
+                customers,
+                months,
+                seed,
+                catalogue,
+                end,
+                progress=lambda stage: bar.update(task, description=stage),
+            )
+            bar.update(task, description="writing tables")
+            write_tables(tables, target, [p.id for p in catalogue.holdable])
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    left = int(tables.customers["left_on"].notna().sum())
+    console.print(
+        f"wrote {_counts(tables)} ({left:,} left the bank) to {target} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )

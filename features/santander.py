@@ -1,0 +1,439 @@
+"""Import the Santander Product Recommendation data (Kaggle ``train_ver2.csv``) unchanged.
+
+The file is read as text (``dtype=str``, no NA guessing) in chunks and every column is
+parsed here, vectorised, because the raw file mixes padded numbers (``" 35"``), ``NA``,
+empty strings and floats (``1.0``) in the same column.
+
+Mapping decisions worth knowing:
+
+* ``sexo``: ``H`` -> ``"F"``, ``V`` -> ``"M"``. ``V`` is *varón* (male), so ``H`` is the
+  female code (*hembra*); the data agree: ``H`` is the majority among customers aged 80+,
+  as women are in any population that old.
+* ``birth_date`` is the customer's latest snapshot minus ``age`` years (the data publish an
+  age, not a date of birth); a row with a missing or impossible age is rejected.
+* ``risk_level`` / ``risk_assessed_on`` are null: Santander has no risk questionnaire, so
+  suitability treats every imported customer as unassessed and allows only R1 products.
+  That is the correct, conservative outcome, not a gap to paper over.
+* Behaviour has the activity flag only (logins, balance and flows are not published).
+
+Rows that cannot be used are rejected with a reason and counted; cells that can be read
+with a safe default (a missing product flag -> not held) are counted as warnings. A file
+whose *structure* is wrong (missing or unknown columns, a row with the wrong number of
+fields) raises :class:`~features.errors.DataFormatError` naming the line.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import lzma
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO, Literal
+
+import numpy as np
+import pandas as pd
+
+from core.catalogue import Catalogue
+from core.tables import Tables
+from features.errors import DataFormatError
+
+CHUNK_ROWS = 500_000
+MAX_AGE = 120
+AFFLUENT_INCOME = 150_000.0
+"""Santander publishes no assets; household income above this counts as affluent."""
+
+REQUIRED_COLUMNS = (
+    "fecha_dato",
+    "ncodpers",
+    "ind_empleado",
+    "sexo",
+    "age",
+    "fecha_alta",
+    "indresi",
+    "nomprov",
+    "ind_actividad_cliente",
+    "renta",
+    "segmento",
+)
+PRODUCT_COLUMN = re.compile(r"^ind_[a-z_]+_ult1$")
+MISSING_TEXT = ("", "NA")
+SEX = {"H": "F", "V": "M"}
+SEGMENTS = {
+    "01 - TOP": "vip",
+    "02 - PARTICULARES": "individuals",
+    "03 - UNIVERSITARIO": "graduates",
+}
+PRIVATE_SEGMENT = "01 - TOP"
+COMPRESSION: dict[str, Literal["gzip", "bz2", "xz"]] = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
+
+DUPLICATE = "duplicate customer and month"
+MISSING_JOINED = "missing fecha_alta -> first month seen"
+
+
+@dataclass
+class SantanderImport:
+    """The canonical tables plus an account of what was read, rejected and defaulted."""
+
+    tables: Tables
+    rows_read: int
+    rows_rejected: int
+    rejections: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    months: list[date] = field(default_factory=list)
+
+
+@dataclass
+class _Parsed:
+    """Accepted rows of one chunk: keys and holdings for every row, profile columns too."""
+
+    keys: pd.DataFrame  # cust (int64), month, row (int64), active (boolean), product codes
+    profile: pd.DataFrame  # cust, month, row, age, sex, joined, segmento, income, ...
+
+
+# -- file structure ---------------------------------------------------------------------------
+
+
+def _compression(path: Path) -> Literal["gzip", "bz2", "xz"] | None:
+    return COMPRESSION.get(path.suffix.lower())
+
+
+def _open_text(path: Path) -> IO[str]:
+    kind = _compression(path)
+    if kind == "gzip":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="")
+    if kind == "bz2":
+        return bz2.open(path, "rt", encoding="utf-8", errors="replace", newline="")
+    if kind == "xz":
+        return lzma.open(path, "rt", encoding="utf-8", errors="replace", newline="")
+    return open(path, encoding="utf-8", errors="replace", newline="")
+
+
+def _read_header(path: Path) -> list[str]:
+    try:
+        header = pd.read_csv(path, nrows=0, dtype=str, compression=_compression(path))
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(path, 1, None, "empty file: no header line") from None
+    except (OSError, EOFError) as exc:
+        raise DataFormatError(path, 1, None, f"cannot read file: {exc}") from exc
+    return [str(c) for c in header.columns]
+
+
+def _product_codes(path: Path, header: list[str], catalogue: Catalogue) -> list[str]:
+    """Product columns of the file, checked against the required columns and the catalogue."""
+    known = catalogue.by_santander_code
+    for position, name in enumerate(header, start=1):
+        if PRODUCT_COLUMN.match(name) and name not in known:
+            raise DataFormatError(
+                path, 1, position, f"product column {name!r} is not in the catalogue"
+            )
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    missing += [code for code in known if code not in header]
+    if missing:
+        raise DataFormatError(path, 1, None, f"missing required column(s): {', '.join(missing)}")
+    return [name for name in header if PRODUCT_COLUMN.match(name)]
+
+
+def _first_bad_record(path: Path, expected: int) -> tuple[int, int] | None:
+    """(physical line, field count) of the first record without ``expected`` fields.
+
+    Only run when pandas reports or hints at a ragged row: it is exact (quoted fields may
+    span lines) but pure Python, so it stays off the normal path.
+    """
+    with _open_text(path) as handle:
+        reader = csv.reader(handle)
+        start = 1
+        for record in reader:
+            if record and len(record) != expected:
+                return start, len(record)
+            start = reader.line_num + 1
+    return None
+
+
+def _ragged_row_error(path: Path, expected: int, fallback: str | None) -> DataFormatError | None:
+    found = _first_bad_record(path, expected)
+    if found is not None:
+        line, count = found
+        return DataFormatError(path, line, None, f"expected {expected} fields, found {count}")
+    if fallback is None:
+        return None
+    match = re.search(r"line (\d+)", fallback)
+    return DataFormatError(path, int(match.group(1)) if match else 1, None, fallback)
+
+
+def _chunks(path: Path, expected: int, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    reader = pd.read_csv(
+        path,
+        dtype=str,
+        keep_default_na=False,
+        chunksize=chunk_rows,
+        compression=_compression(path),
+        encoding_errors="replace",
+    )
+    checked = False
+    try:
+        for chunk in reader:
+            # A short row is padded with "" by pandas, indistinguishable from empty fields:
+            # an empty last field is the only hint, so confirm with an exact scan (once).
+            if not checked and (chunk.iloc[:, -1] == "").any():
+                checked = True
+                error = _ragged_row_error(path, expected, None)
+                if error is not None:
+                    raise error
+            yield chunk
+    except pd.errors.ParserError as exc:
+        raise _ragged_row_error(path, expected, str(exc)) or exc from None
+    finally:
+        reader.close()
+
+
+# -- column parsing (vectorised) ----------------------------------------------------------------
+
+
+def _clean(values: pd.Series) -> pd.Series:
+    """Stripped text with ``""`` / ``NA`` as missing."""
+    text = values.str.strip()
+    return text.mask(text.isin(MISSING_TEXT))
+
+
+def _number(values: pd.Series) -> pd.Series:
+    """Float parse; non-numbers become NaN.
+
+    Parses each distinct text once: flag columns hold a handful of spellings (``" 1"``,
+    ``"1.0"``, ``"NA"``) over millions of rows, and ``to_numeric`` on text is slow.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    parsed = pd.to_numeric(_clean(pd.Series(uniques, dtype="str")), errors="coerce")
+    lookup = np.append(parsed.to_numpy(dtype="float64", na_value=np.nan), np.nan)
+    return pd.Series(lookup[codes], index=values.index, dtype="float64")
+
+
+def _date(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(_clean(values), format="%Y-%m-%d", errors="coerce").astype(
+        "datetime64[ns]"
+    )
+
+
+def _reject(reasons: pd.Series, mask: pd.Series | np.ndarray, reason: str) -> None:
+    """Record ``reason`` for rows in ``mask`` that have no earlier reason."""
+    reasons[np.asarray(mask) & reasons.isna().to_numpy()] = reason
+
+
+def _parse_chunk(
+    raw: pd.DataFrame,
+    codes: list[str],
+    first_row: int,
+    rejections: Counter[str],
+    warnings: Counter[str],
+) -> _Parsed:
+    reasons = pd.Series(pd.NA, index=raw.index, dtype="object")
+
+    cust_text = _clean(raw["ncodpers"])
+    cust = pd.to_numeric(cust_text, errors="coerce")
+    _reject(reasons, cust_text.isna(), "missing customer id")
+    well_formed = cust_text.str.fullmatch(r"\d{1,18}").fillna(False).astype(bool)
+    _reject(reasons, ~well_formed | ~(cust > 0).fillna(False).astype(bool), "bad customer id")
+
+    month_text = _clean(raw["fecha_dato"])
+    month = _date(raw["fecha_dato"])
+    _reject(reasons, month_text.isna(), "missing fecha_dato")
+    _reject(reasons, month.isna(), "bad fecha_dato")
+
+    age_text = _clean(raw["age"])
+    age = _number(raw["age"])
+    _reject(reasons, age_text.isna(), "missing age")
+    _reject(reasons, age.isna(), "age not a number")
+    in_range = age.between(0, MAX_AGE) & (age == np.floor(age))
+    _reject(reasons, ~in_range.fillna(False).astype(bool), f"age out of range 0..{MAX_AGE}")
+
+    flags: dict[str, np.ndarray] = {}
+    unknown_flag: dict[str, np.ndarray] = {}
+    for code in codes:
+        value = _number(raw[code])
+        unknown_flag[code] = _clean(raw[code]).isna().to_numpy()
+        bad = ~unknown_flag[code] & ~value.isin((0.0, 1.0)).to_numpy()
+        _reject(reasons, bad, f"bad product flag {code}")
+        flags[code] = value.fillna(0).to_numpy().astype(np.int8)
+
+    rejected = reasons.notna().to_numpy()
+    rejections.update({str(k): int(v) for k, v in reasons[rejected].value_counts().items()})
+    keep = ~rejected
+    for code in codes:
+        missing = int((unknown_flag[code] & keep).sum())
+        if missing:
+            warnings[f"missing product flag {code} -> 0"] += missing
+
+    activity = _number(raw["ind_actividad_cliente"])
+    active = pd.array(activity.eq(1.0).to_numpy(), dtype="boolean")
+    active[~activity.isin((0.0, 1.0)).to_numpy()] = pd.NA
+
+    base = {
+        "cust": cust.to_numpy()[keep].astype(np.int64),
+        "month": month.to_numpy()[keep],
+        "row": np.arange(first_row, first_row + len(raw), dtype=np.int64)[keep],
+    }
+    keys = pd.DataFrame(
+        {**base, "active": active[keep], **{code: flags[code][keep] for code in codes}}
+    )
+    resident_text = _clean(raw["indresi"])
+    resident = pd.array(resident_text.eq("S").to_numpy(dtype=bool), dtype="boolean")
+    resident[resident_text.isna().to_numpy()] = pd.NA
+    profile = pd.DataFrame(
+        {
+            **base,
+            "age": age.to_numpy()[keep],
+            "sex": _clean(raw["sexo"]).map(SEX).to_numpy()[keep],
+            "joined": _date(raw["fecha_alta"]).to_numpy()[keep],
+            "segmento": _clean(raw["segmento"]).to_numpy()[keep],
+            "income": _number(raw["renta"]).to_numpy()[keep],
+            "region": _clean(raw["nomprov"]).to_numpy()[keep],
+            "resident": resident[keep],
+            "employee": (~_clean(raw["ind_empleado"]).fillna("N").eq("N")).to_numpy()[keep],
+        }
+    )
+    return _Parsed(keys=keys, profile=_latest_per_customer(profile))
+
+
+def _latest_per_customer(profile: pd.DataFrame) -> pd.DataFrame:
+    """One row per customer: the first row of their latest month (duplicates are rejected)."""
+    ordered = profile.sort_values(["cust", "month", "row"], kind="mergesort")
+    ordered = ordered.drop_duplicates(["cust", "month"], keep="first")
+    return ordered.drop_duplicates("cust", keep="last")
+
+
+# -- canonical tables ---------------------------------------------------------------------------
+
+
+def _years_before(when: pd.Series, years: pd.Series) -> pd.Series:
+    """``when`` minus whole ``years`` (29 February falls back to the 28th)."""
+    day = when.dt.day.where(~((when.dt.month == 2) & (when.dt.day == 29)), 28)
+    parts = pd.DataFrame(
+        {"year": when.dt.year - years.astype(int), "month": when.dt.month, "day": day}
+    )
+    return pd.to_datetime(parts).astype("datetime64[ns]")
+
+
+def _customers(
+    profile: pd.DataFrame, first_seen: pd.Series, warnings: Counter[str]
+) -> pd.DataFrame:
+    first = first_seen.reindex(profile["cust"]).to_numpy()
+    joined = profile["joined"].to_numpy()
+    no_join = pd.isna(joined)
+    if no_join.any():
+        warnings[MISSING_JOINED] += int(no_join.sum())
+    segmento = profile["segmento"]
+    income = profile["income"].astype("float64")
+    tier = np.where(
+        segmento.eq(PRIVATE_SEGMENT).fillna(False),
+        "private",
+        np.where(income.ge(AFFLUENT_INCOME).fillna(False), "affluent", "mass"),
+    )
+    size = len(profile)
+    return pd.DataFrame(
+        {
+            "customer_id": profile["cust"].astype(str).to_numpy(),
+            "birth_date": _years_before(profile["month"], profile["age"]).to_numpy(),
+            "sex": profile["sex"].to_numpy(),
+            "joined_on": np.where(no_join, first, joined).astype("datetime64[ns]"),
+            "left_on": np.full(size, np.datetime64("NaT"), dtype="datetime64[ns]"),
+            "tier": tier,
+            "segment": segmento.map(SEGMENTS).to_numpy(),
+            "income": income.to_numpy(),
+            "region": profile["region"].to_numpy(),
+            "resident": profile["resident"].to_numpy(),
+            "employee": profile["employee"].to_numpy().astype(bool),
+            "risk_level": pd.array([pd.NA] * size, dtype="Int8"),
+            "risk_assessed_on": np.full(size, np.datetime64("NaT"), dtype="datetime64[ns]"),
+            "preferred_channel": np.full(size, None, dtype=object),
+        }
+    )
+
+
+def _tables(
+    keys: pd.DataFrame, profile: pd.DataFrame, catalogue: Catalogue, warnings: Counter[str]
+) -> Tables:
+    keys = keys.sort_values(["cust", "month"], kind="mergesort").reset_index(drop=True)
+    customer_id = keys["cust"].astype(str).to_numpy()
+    month = keys["month"].to_numpy().astype("datetime64[ns]")
+    holdings = pd.DataFrame({"customer_id": customer_id, "month": month})
+    for product in catalogue.holdable:
+        code = product.santander_code
+        column = keys[code] if code in keys.columns else np.zeros(len(keys))
+        holdings[product.id] = np.asarray(column, dtype=np.int8)
+    unknown = np.full(len(keys), np.nan)
+    behaviour = pd.DataFrame(
+        {
+            "customer_id": customer_id,
+            "month": month,
+            "logins": pd.array([pd.NA] * len(keys), dtype="Int32"),
+            "balance": unknown,
+            "inflow": unknown.copy(),
+            "outflow": unknown.copy(),
+            "active": keys["active"].astype("boolean").to_numpy(),
+        }
+    )
+    first_seen = keys.groupby("cust")["month"].min()
+    profile = profile.sort_values("cust").reset_index(drop=True)
+    return Tables(
+        customers=_customers(profile, first_seen, warnings),
+        holdings=holdings,
+        behaviour=behaviour,
+    )
+
+
+def import_santander(
+    path: Path,
+    catalogue: Catalogue,
+    progress: Callable[[int], None] | None = None,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> SantanderImport:
+    """Read a ``train_ver2.csv``-format file (plain or gzip) into the canonical tables.
+
+    ``progress`` is called after each chunk with the number of data rows read so far.
+    Raises :class:`DataFormatError` for an empty file, missing required columns, a product
+    column the catalogue does not know, a row with the wrong number of fields, or a file
+    with no usable row at all.
+    """
+    path = Path(path)
+    header = _read_header(path)
+    codes = _product_codes(path, header, catalogue)
+    rejections: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+    keys: list[pd.DataFrame] = []
+    latest: pd.DataFrame | None = None
+    rows_read = 0
+    for raw in _chunks(path, len(header), chunk_rows):
+        parsed = _parse_chunk(raw, codes, rows_read, rejections, warnings)
+        rows_read += len(raw)
+        keys.append(parsed.keys)
+        candidates = parsed.profile if latest is None else pd.concat([latest, parsed.profile])
+        latest = _latest_per_customer(candidates)
+        if progress is not None:
+            progress(rows_read)
+
+    all_keys = pd.concat(keys, ignore_index=True) if keys else pd.DataFrame()
+    if all_keys.empty or latest is None:
+        what = "no data rows" if rows_read == 0 else f"all {rows_read} rows rejected"
+        raise DataFormatError(path, 1, None, f"no valid rows: {what} ({dict(rejections)})")
+    all_keys = all_keys.sort_values("row", kind="mergesort")
+    duplicate = all_keys.duplicated(["cust", "month"], keep="first").to_numpy()
+    if duplicate.any():
+        rejections[DUPLICATE] += int(duplicate.sum())
+        all_keys = all_keys[~duplicate]
+
+    tables = _tables(all_keys, latest, catalogue, warnings)
+    months = sorted(pd.Timestamp(m).date() for m in all_keys["month"].unique())
+    return SantanderImport(
+        tables=tables,
+        rows_read=rows_read,
+        rows_rejected=sum(rejections.values()),
+        rejections=rejections,
+        warnings=warnings,
+        months=months,
+    )
