@@ -15,8 +15,15 @@ from registry.client import ALLOWED_ALIASES, Registry, RegistryError, VersionInf
 
 app = typer.Typer(no_args_is_help=True)
 
-KEY_METRICS = ("map_at_7", "popularity_map_at_7", "ndcg_at_7", "roc_auc", "pr_auc", "brier")
-"""Metrics shown in the listing when a version has them."""
+KEY_METRICS = {
+    "map_at_7": "MAP@7",
+    "popularity_map_at_7": "pop. MAP@7",
+    "ndcg_at_7": "NDCG@7",
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "brier": "Brier",
+}
+"""Metrics shown in the listing (when a model's versions have them), with their headers."""
 
 
 @contextmanager
@@ -29,20 +36,23 @@ def _clear_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _table(versions: list[VersionInfo]) -> Table:
+def _table(name: str, versions: list[VersionInfo]) -> Table:
+    """One model's versions, newest first, with the metrics its versions carry."""
     shown = [k for k in KEY_METRICS if any(k in v.metrics for v in versions)]
-    table = Table(title=None)
-    for header in ("model", "version", "aliases", *shown, "created (UTC)", "run"):
-        table.add_column(header, justify="right" if header in shown else "left")
+    table = Table(title=name, title_justify="left")
+    table.add_column("version", justify="right")
+    table.add_column("aliases")
+    for key in shown:
+        table.add_column(KEY_METRICS[key], justify="right")
+    table.add_column("created (UTC)")
+    table.add_column("run")
     for v in versions:
-        metrics = [f"{v.metrics[k]:.4f}" if k in v.metrics else "" for k in shown]
         table.add_row(
-            v.name,
             str(v.version),
             ", ".join(v.aliases),
-            *metrics,
+            *[f"{v.metrics[k]:.4f}" if k in v.metrics else "" for k in shown],
             f"{v.created_at:%Y-%m-%d %H:%M}",
-            (v.run_id or "")[:12],
+            (v.run_id or "")[:8],
         )
     return table
 
@@ -58,11 +68,13 @@ def list_versions(
     with _clear_errors():
         registry = Registry(get_settings())
         names = [model] if model else registry.model_names()
-        versions = [v for name in names for v in registry.list_versions(name)]
-    if not versions:
+        listing = {name: registry.list_versions(name) for name in names}
+    if not any(listing.values()):
         typer.echo("no registered models; run `nbo train recommender` first", err=True)
         raise typer.Exit(1)
-    Console().print(_table(versions))
+    console = Console()
+    for name, versions in listing.items():
+        console.print(_table(name, versions))
 
 
 @app.command("promote")

@@ -6,6 +6,7 @@ import typer
 
 from core.settings import get_settings
 
+
 def serve(
     host: str | None = typer.Option(None, help="Bind address (default: NBO_HOST)."),
     port: int | None = typer.Option(None, help="Port (default: NBO_PORT)."),

@@ -14,6 +14,8 @@ the store must be as trusted as the code base (it is written only by our trainin
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import pickle
 import tempfile
@@ -29,10 +31,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
-from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.tracking import MlflowClient
 
 from core.scoring.base import ChurnScorer, RecommenderScorer
@@ -91,20 +94,20 @@ class LoadedModel:
     scorer: RecommenderScorer | ChurnScorer
 
 
-class ScorerPyfunc(mlflow.pyfunc.PythonModel):
+class ScorerPyfunc(PythonModel):
     """Pyfunc adapter: its artifact is the pickled scorer; ``predict`` scores record rows.
 
     Output: for a recommender, one column per product id (propensities); for a churn
     model, one column ``churn_probability``.
     """
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         with open(context.artifacts[SCORER_ARTIFACT], "rb") as fh:
             self.scorer = pickle.load(fh)
 
     def predict(
         self,
-        context: mlflow.pyfunc.PythonModelContext | None,
+        context: PythonModelContext | None,
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
@@ -114,6 +117,22 @@ class ScorerPyfunc(mlflow.pyfunc.PythonModel):
             scores = np.vstack([scorer.score(r) for r in records])
             return pd.DataFrame(scores, columns=list(scorer.product_ids))
         return pd.DataFrame({"churn_probability": [scorer.predict_proba(r) for r in records]})
+
+
+@contextmanager
+def _quiet_signature_warning() -> Iterator[None]:
+    """Silence MLflow's "cannot infer a signature" warning while saving our pyfunc.
+
+    A feature record has no fixed schema to declare (fields follow the feature-set
+    version); the fields a model reads are recorded in the ``nbo.feature_names`` tag.
+    """
+    logger = logging.getLogger("mlflow.pyfunc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _not_found(exc: MlflowException) -> bool:
@@ -161,11 +180,15 @@ class Registry:
 
     @contextmanager
     def start_run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
-        """Open a run and yield its id; FINISHED on success, FAILED if the body raises."""
+        """Open a run and yield its id; FINISHED on success, FAILED if the body raises
+        (KILLED on Ctrl-C)."""
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags or {}))
         run_id = run.info.run_id
         try:
             yield run_id
+        except KeyboardInterrupt:
+            self.client.set_terminated(run_id, status="KILLED")
+            raise
         except BaseException:
             self.client.set_terminated(run_id, status="FAILED")
             raise
@@ -240,18 +263,19 @@ class Registry:
                 code = Path(tmp) / "scorer_model.py"
                 code.write_text(_MODEL_CODE)
                 local = Path(tmp) / MODEL_ARTIFACT
-                mlflow.pyfunc.save_model(
-                    path=str(local),
-                    python_model=str(code),
-                    artifacts={SCORER_ARTIFACT: str(pickled)},
-                    pip_requirements=_pip_requirements(),
-                    mlflow_model=Model(
-                        artifact_path=logged.artifact_location,
-                        run_id=run_id,
-                        model_id=logged.model_id,
-                        model_uuid=logged.model_id,
-                    ),
-                )
+                with _quiet_signature_warning():
+                    mlflow.pyfunc.save_model(
+                        path=str(local),
+                        python_model=str(code),
+                        artifacts={SCORER_ARTIFACT: str(pickled)},
+                        pip_requirements=_pip_requirements(),
+                        mlflow_model=Model(
+                            artifact_path=logged.artifact_location,
+                            run_id=run_id,
+                            model_id=logged.model_id,
+                            model_uuid=logged.model_id,
+                        ),
+                    )
                 self.client.log_model_artifacts(logged.model_id, str(local))
             self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         except BaseException:
@@ -305,9 +329,16 @@ class Registry:
 
     def list_versions(self, name: str) -> list[VersionInfo]:
         """Every version of ``name``, newest first."""
-        self._require_model(name)
+        aliases = self._require_model(name).aliases  # search results carry no aliases
+        by_version: dict[int, list[str]] = {}
+        for alias, version in aliases.items():
+            by_version.setdefault(int(version), []).append(alias)
         found = self.client.search_model_versions(f"name = '{_quote(name)}'")
-        return sorted((self._info(v) for v in found), key=lambda v: v.version, reverse=True)
+        infos = [
+            dataclasses.replace(info, aliases=sorted(by_version.get(info.version, [])))
+            for info in map(self._info, found)
+        ]
+        return sorted(infos, key=lambda v: v.version, reverse=True)
 
     def version(self, name: str, version: int) -> VersionInfo:
         """One version of ``name``; :class:`ModelNotFoundError` if either is unknown."""
@@ -333,13 +364,10 @@ class Registry:
 
     def load(self, name: str, alias: str) -> LoadedModel:
         """Download and unpickle the scorer that ``alias`` points at; check its protocol."""
-        self._require_model(name)
-        try:
-            mv = self.client.get_model_version_by_alias(name, alias)
-        except MlflowException as exc:
-            if _not_found(exc):
-                raise ModelNotFoundError(f"model {name!r} has no alias {alias!r}") from exc
-            raise
+        aliases = self._require_model(name).aliases
+        if alias not in aliases:
+            raise ModelNotFoundError(f"model {name!r} has no alias {alias!r}")
+        mv = self.client.get_model_version(name, str(aliases[alias]))
         uri = self.client.get_model_version_download_uri(name, mv.version)
         with tempfile.TemporaryDirectory(prefix="nbo-load-") as tmp:
             try:
@@ -360,9 +388,9 @@ class Registry:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _require_model(self, name: str) -> None:
+    def _require_model(self, name: str) -> RegisteredModel:
         try:
-            self.client.get_registered_model(name)
+            return self.client.get_registered_model(name)
         except MlflowException as exc:
             if _not_found(exc):
                 raise ModelNotFoundError(f"no registered model named {name!r}") from exc

@@ -1,7 +1,13 @@
-"""The MLflow facade against a real SQLite-backed registry in a temp dir (no mocks)."""
+"""The MLflow facade against a real SQLite-backed registry in a temp dir (no mocks).
+
+Creating an MLflow SQLite store runs its schema migrations (~4 s); each test gets a copy
+of one migrated, empty database instead, so tests stay isolated and fast.
+"""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -38,6 +44,22 @@ def tiny_churn_model(weight: float) -> LinearChurnModel:
     )
 
 
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store with its schema created."""
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, migrated_db: Path) -> Settings:
+    """This test's own registry (a copy of the migrated store) and NBO home."""
+    db = tmp_path / "mlflow.db"
+    shutil.copyfile(migrated_db, db)
+    return Settings(home=tmp_path / "home", mlflow_tracking_uri=f"sqlite:///{db}")
+
+
 @pytest.fixture
 def registry(settings: Settings) -> Registry:
     return Registry(settings)
@@ -62,16 +84,20 @@ def test_register_creates_ready_versions_with_run_metrics(
     versions = two_versions.list_versions(MODEL)
     assert [v.version for v in versions] == [2, 1]
     assert all(v.status == "READY" and v.aliases == [] for v in versions)
+    two_versions.promote(MODEL, 1, alias="challenger")
+    assert [v.aliases for v in two_versions.list_versions(MODEL)] == [[], ["challenger"]]
     assert versions[0].metrics["roc_auc"] == pytest.approx(0.9)
     client = MlflowClient(settings.tracking_uri)
+    assert versions[1].run_id is not None
     run = client.get_run(versions[1].run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["weight"] == "1.0"
     assert run.data.metrics["roc_auc"] == pytest.approx(0.8)
     # Artifacts land under NBO home, never in a ./mlruns of the working directory.
     experiment = client.get_experiment_by_name("nbo")
+    assert experiment is not None
     assert experiment.artifact_location == settings.artifact_root
-    assert versions[0].source.startswith(settings.artifact_root)
+    assert (versions[0].source or "").startswith(settings.artifact_root)
     assert not Path("mlruns").exists()
 
 
@@ -126,7 +152,8 @@ def test_version_is_a_loadable_pyfunc(two_versions: Registry) -> None:
     pyfunc = mlflow.pyfunc.load_model(source)
     rows = pd.DataFrame({"months_since_login": [0, 6], "tier": ["mass", "private"]})
     out = pyfunc.predict(rows)
-    expected = [tiny_churn_model(2.0).predict_proba(r) for r in rows.to_dict("records")]
+    model = tiny_churn_model(2.0)
+    expected = [model.predict_proba({str(k): v for k, v in r.items()}) for _, r in rows.iterrows()]
     assert out["churn_probability"].tolist() == pytest.approx(expected)
 
 
@@ -143,9 +170,10 @@ def test_failed_run_body_marks_run_failed(registry: Registry, settings: Settings
 
 
 @pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     monkeypatch.setenv("NBO_HOME", str(settings.home))
     monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", settings.tracking_uri)
+    monkeypatch.setenv("COLUMNS", "200")  # rich would otherwise wrap the table at 80
     get_settings.cache_clear()
     yield settings
     get_settings.cache_clear()

@@ -60,6 +60,8 @@ PROFILE_FEATURES = (
 SEGMENT_LEVELS = 6
 """Most frequent needs segments kept as one-hot columns (the rest share the zero row)."""
 
+_BLOCK_ROWS = 8192
+
 
 @dataclass(frozen=True)
 class RecommenderConfig:
@@ -73,6 +75,7 @@ class RecommenderConfig:
     ranker_c: float = 1.0
     max_train_snapshots: int = 6
     max_pairs: int = 400_000
+    max_als_rows: int = 100_000
     seed: int = 7
 
 
@@ -127,13 +130,41 @@ def _sample_pairs(
     Every positive pair is kept; negatives are sampled down to the budget and weighted by
     the inverse sampling rate, so the fitted probabilities stay on the true scale.
     """
-    rows, prods = np.nonzero(candidates)
+    rows, prods = np.nonzero(candidates)  # row-major: rows come out sorted
     positive = labels[rows, prods] > 0
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     rate = min(1.0, max(max_pairs - n_pos, 1) / max(n_neg, 1))
     keep = positive | (np.random.default_rng(seed).random(len(rows)) < rate)
     weights = np.where(positive, 1.0, 1.0 / rate)
     return rows[keep], prods[keep], weights[keep]
+
+
+def _pair_inputs(
+    draft: TwoStageRecommender,
+    features: pd.DataFrame,
+    held: np.ndarray,
+    dropped: np.ndarray,
+    rows: np.ndarray,
+    prods: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw pair features and standardized customer rows of the sampled pairs.
+
+    Computed block by block of customers with the scorer's own code (``pair_matrix``,
+    ``transform_frame``), so training sees exactly what serving computes, without holding
+    a full customers x products x products array in memory. ``rows`` must be sorted.
+    """
+    design = draft.customer_design
+    raw, categories = design.raw_frame(features), design.categories_frame(features)
+    raw_pairs = np.empty((len(rows), len(PAIR_FEATURES)))
+    z_customer = np.empty((len(rows), len(design.columns)))
+    for start in range(0, held.shape[0], _BLOCK_ROWS):
+        stop = start + _BLOCK_ROWS
+        sel = slice(np.searchsorted(rows, start), np.searchsorted(rows, stop))
+        local = rows[sel] - start
+        block = draft.pair_matrix(held[start:stop], dropped[start:stop])
+        raw_pairs[sel] = block[local, prods[sel]]
+        z_customer[sel] = design.standardize(raw[start:stop], categories[start:stop])[local]
+    return raw_pairs, z_customer
 
 
 def fit_recommender(
@@ -153,9 +184,16 @@ def fit_recommender(
             f"no product was added after any training snapshot "
             f"({', '.join(f'{d:%Y-%m-%d}' for d in split.train_dates)}): nothing to learn"
         )
+    # Item factors need the co-holding structure, not every customer: a sample suffices.
+    als_rows = held
+    if held.shape[0] > config.max_als_rows:
+        pick = np.random.default_rng(config.seed).choice(
+            held.shape[0], config.max_als_rows, replace=False
+        )
+        als_rows = held[np.sort(pick)]
     if progress:
-        progress(f"ALS on {held.shape[0]:,} customer snapshots")
-    projection = projection_matrix(fit_item_factors(held, config), config.als_regularization)
+        progress(f"ALS on {als_rows.shape[0]:,} customer snapshots")
+    projection = projection_matrix(fit_item_factors(als_rows, config), config.als_regularization)
     popularity = labels.mean(axis=0)
 
     if progress:
@@ -175,19 +213,11 @@ def fit_recommender(
     )
     rows, prods, weights = _sample_pairs(candidates, labels, config.max_pairs, config.seed)
     dropped = _matrix(features, [f"dropped__{p}" for p in product_ids])
-    raw_pairs = np.empty((len(rows), len(PAIR_FEATURES)))
-    order = np.argsort(rows, kind="stable")
-    rows, prods, weights = rows[order], prods[order], weights[order]
-    for start in range(0, held.shape[0], 4096):
-        stop = start + 4096
-        sel = slice(np.searchsorted(rows, start), np.searchsorted(rows, stop))
-        block = draft.pair_matrix(held[start:stop], dropped[start:stop])
-        raw_pairs[sel] = block[rows[sel] - start, prods[sel]]
+    raw_pairs, z_customer = _pair_inputs(draft, features, held, dropped, rows, prods)
     pair_mean = raw_pairs.mean(axis=0)
     pair_scale = raw_pairs.std(axis=0)
     pair_scale = np.where(pair_scale > 1e-12, pair_scale, 1.0)
     z_pairs = (raw_pairs - pair_mean) / pair_scale
-    z_customer = design.transform_frame(features)[rows]
 
     # One sparse row per pair: 3 shared pair columns, then the customer row placed in the
     # block of its product (product one-hot crossed with the customer features).

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,18 @@ def as_float(value: object) -> float:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return math.nan
+
+
+def floats(values: Sequence[object]) -> np.ndarray:
+    """Record values as a float64 vector, NaN for ``None`` / non-numbers.
+
+    numpy's own conversion (``None`` -> NaN) is the fast path on the request path; a text
+    value where a number is expected falls back to the element-wise conversion.
+    """
+    try:
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.array([as_float(v) for v in values], dtype=np.float64)
 
 
 def column_as_float(column: pd.Series) -> np.ndarray:
@@ -90,7 +103,7 @@ class TabularDesign:
 
     def raw_record(self, record: FeatureRecord) -> np.ndarray:
         """The unscaled numeric values of one record (NaN where missing), shape ``(1, n)``."""
-        return np.array([[as_float(record.get(n)) for n in self.numeric]], dtype=np.float64)
+        return floats([record.get(n) for n in self.numeric])[None, :]
 
     def raw_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """The unscaled numeric values of a feature frame, shape ``(rows, n)``."""
@@ -98,33 +111,47 @@ class TabularDesign:
             return np.zeros((len(frame), 0))
         return np.column_stack([column_as_float(frame[n]) for n in self.numeric])
 
-    def _categories(self, values: Sequence[Sequence[object]], rows: int) -> np.ndarray:
+    def _categories(self, values: Sequence[Sequence[object] | np.ndarray], rows: int) -> np.ndarray:
         blocks = [np.zeros((rows, 0))]
         for (_, levels), column in zip(self.categorical, values, strict=True):
             col = np.asarray(column, dtype=object)
             blocks += [(col == level).astype(np.float64)[:, None] for level in levels]
         return np.hstack(blocks)
 
+    def categories_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """One-hot columns of a feature frame, shape ``(rows, levels)``."""
+        return self._categories(
+            [frame[name].to_numpy(object) for name, _ in self.categorical], len(frame)
+        )
+
+    @cached_property
+    def _log_mask(self) -> np.ndarray:
+        return np.array([n in SIGNED_LOG_FEATURES for n in self.numeric], dtype=bool)
+
+    @cached_property
+    def _flag_positions(self) -> np.ndarray:
+        return np.array([self.numeric.index(n) for n in self.indicators], dtype=np.intp)
+
     def unscaled(self, raw: np.ndarray, categories: np.ndarray) -> np.ndarray:
         """Imputed, log-scaled numeric values, missing flags and one-hots (not standardized)."""
         missing = np.isnan(raw)
         filled = np.where(missing, self.medians, raw)
-        log_mask = np.array([n in SIGNED_LOG_FEATURES for n in self.numeric], dtype=bool)
-        filled[:, log_mask] = signed_log(filled[:, log_mask])
-        flag_pos = [self.numeric.index(n) for n in self.indicators]
-        return np.hstack([filled, missing[:, flag_pos].astype(np.float64), categories])
+        filled[:, self._log_mask] = signed_log(filled[:, self._log_mask])
+        flags = missing[:, self._flag_positions].astype(np.float64)
+        return np.hstack([filled, flags, categories])
+
+    def standardize(self, raw: np.ndarray, categories: np.ndarray) -> np.ndarray:
+        """Design rows from raw numeric values and one-hots (lets a caller convert once)."""
+        return (self.unscaled(raw, categories) - self.mean) / self.scale
 
     def transform_record(self, record: FeatureRecord) -> np.ndarray:
         """Standardized design row of one record, shape ``(1, columns)``."""
         cats = self._categories([[record.get(name)] for name, _ in self.categorical], 1)
-        return (self.unscaled(self.raw_record(record), cats) - self.mean) / self.scale
+        return self.standardize(self.raw_record(record), cats)
 
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Standardized design matrix of a feature frame (row order kept)."""
-        cats = self._categories(
-            [frame[name].to_numpy(object) for name, _ in self.categorical], len(frame)
-        )
-        return (self.unscaled(self.raw_frame(frame), cats) - self.mean) / self.scale
+        return self.standardize(self.raw_frame(frame), self.categories_frame(frame))
 
     @classmethod
     def fit(
@@ -145,10 +172,7 @@ class TabularDesign:
         )
         indicators = tuple(n for j, n in enumerate(names) if counts[j] < len(frame))
         probe = cls(names, indicators, cats, medians, empty, empty)
-        categories = probe._categories(
-            [frame[name].to_numpy(object) for name, _ in cats], len(frame)
-        )
-        unscaled = probe.unscaled(raw, categories)
+        unscaled = probe.unscaled(raw, probe.categories_frame(frame))
         mean = unscaled.mean(axis=0)
         scale = unscaled.std(axis=0)
         scale = np.where(scale > 1e-12, scale, 1.0)  # a constant column then contributes 0
@@ -212,10 +236,10 @@ class LinearChurnModel:
     calibration_y: np.ndarray  # calibrated probabilities at those points
     horizon_months: int
     kind: str = "churn"
+    feature_names: list[str] = field(init=False)
 
-    @property
-    def feature_names(self) -> list[str]:
-        return self.design.feature_names
+    def __post_init__(self) -> None:
+        self.feature_names = self.design.feature_names
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         return np.clip(np.interp(raw, self.calibration_x, self.calibration_y), 0.0, 1.0)

@@ -31,15 +31,14 @@ product up for this customer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from core.scoring.base import FeatureRecord, Reason
-from core.scoring.churn import TabularDesign, as_float, column_as_float
+from core.scoring.churn import TabularDesign, column_as_float, floats
 
 PAIR_FEATURES = ("collaborative", "held_before", "popularity")
 """Pair features shared by all products, in the order of ``pair_weights``."""
@@ -93,12 +92,17 @@ class TwoStageRecommender:
     pair_weights: np.ndarray  # (3,)
     intercept: float
     kind: str = "recommender"
+    feature_names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self._log_popularity = np.log(np.clip(self.popularity, 1e-6, None))
         self._groups = np.array([customer_group(c) for c in self.customer_design.columns])
         self._held_cols = [held_column(p) for p in self.product_ids]
         self._dropped_cols = [dropped_column(p) for p in self.product_ids]
+        names = list(self.customer_design.feature_names)
+        self.feature_names = names + [
+            c for c in self._held_cols + self._dropped_cols if c not in names
+        ]
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
@@ -107,18 +111,14 @@ class TwoStageRecommender:
     def __getstate__(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
-    @property
-    def feature_names(self) -> list[str]:
-        names = list(self.customer_design.feature_names)
-        extra = [c for c in self._held_cols + self._dropped_cols if c not in names]
-        return names + extra
-
     # -- inputs -----------------------------------------------------------------------------
 
     def _record_pairs(self, record: FeatureRecord) -> tuple[np.ndarray, np.ndarray]:
-        held = np.array([[_flag(record.get(c)) for c in self._held_cols]])
-        dropped = np.array([[_flag(record.get(c)) for c in self._dropped_cols]])
-        return held, dropped
+        def flags(cols: Sequence[str]) -> np.ndarray:
+            values = np.nan_to_num(floats([record.get(c) for c in cols]), nan=0.0)
+            return (values > 0).astype(np.float64)[None, :]
+
+        return flags(self._held_cols), flags(self._dropped_cols)
 
     def _frame_pairs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         def flags(cols: Sequence[str]) -> np.ndarray:
@@ -191,8 +191,3 @@ class TwoStageRecommender:
         ranked = sorted(contrib.items(), key=lambda kv: kv[1], reverse=True)
         chosen = [code for code, value in ranked if value > 0][:3] or [ranked[0][0]]
         return [Reason(code=code, text=REASON_TEXTS[code]) for code in chosen]
-
-
-def _flag(value: object) -> float:
-    number = as_float(value)
-    return 1.0 if not math.isnan(number) and number > 0 else 0.0
