@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.errors import fail
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
 from core.settings import get_settings
 from core.tables import Tables, write_tables
@@ -20,17 +21,11 @@ app = typer.Typer(no_args_is_help=True)
 console = Console()
 
 
-def _fail(message: str) -> typer.Exit:
-    """An expected failure: one line on stderr, exit code 2, no traceback."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 def _catalogue() -> Catalogue:
     try:
         return load_catalogue(get_settings().catalogue_path)
     except CatalogueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _progress() -> Progress:
@@ -80,9 +75,9 @@ def import_santander_command(
             bar.update(task, description="writing tables")
             write_tables(result.tables, target, [p.id for p in catalogue.holdable])
     except DataFormatError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except OSError as exc:
-        raise _fail(f"{path}: {exc.strerror or exc}") from None
+        raise fail(f"{path}: {exc.strerror or exc}") from None
 
     report = Table(title="Santander import")
     report.add_column("kind")
@@ -121,7 +116,7 @@ def generate_command(
     try:
         end = date.fromisoformat(end_month) if end_month else last_month_end(date.today())
     except ValueError:
-        raise _fail(f"--end-month {end_month!r} is not a date like 2025-12-31") from None
+        raise fail(f"--end-month {end_month!r} is not a date like 2025-12-31") from None
     catalogue = _catalogue()
     target = out or get_settings().data_dir
     started = time.perf_counter()
@@ -139,7 +134,7 @@ def generate_command(
             bar.update(task, description="writing tables")
             write_tables(tables, target, [p.id for p in catalogue.holdable])
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     left = int(tables.customers["left_on"].notna().sum())
     console.print(
         f"wrote {_counts(tables)} ({left:,} left the bank) to {target} "

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import orjson
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.errors import exit_on
 from core.catalogue import CatalogueError, load_catalogue
 from core.redis_server import RedisUnavailableError, connect
 from core.settings import get_settings
@@ -32,17 +32,6 @@ _EXPECTED_ERRORS = (
     subprocess.CalledProcessError,
     OSError,
 )
-
-
-@contextmanager
-def _clear_errors() -> Iterator[None]:
-    """Expected failures become one line on stderr and exit code 2 (no traceback)."""
-    try:
-        yield
-    except _EXPECTED_ERRORS as exc:
-        kind = "Redis unavailable" if isinstance(exc, redis.RedisError) else "error"
-        typer.echo(f"{kind}: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _parse_date(text: str) -> date:
@@ -91,7 +80,7 @@ def materialize_command(
     """
     settings = get_settings()
     console = Console(stderr=True)
-    with _clear_errors():
+    with exit_on(*_EXPECTED_ERRORS):
         day = _parse_date(as_of) if as_of is not None else None
         catalogue = load_catalogue(settings.catalogue_path)
         tables = read_tables(settings.data_dir)
@@ -130,7 +119,7 @@ def status() -> None:
 
     Example: nbo features status
     """
-    with _clear_errors():
+    with exit_on(*_EXPECTED_ERRORS):
         store = _store()
         info = store.current()
         versions = store.versions()
@@ -165,7 +154,7 @@ def show(customer_id: str = typer.Argument(..., help="Customer id.")) -> None:
 
     Example: nbo features show C0000042
     """
-    with _clear_errors():
+    with exit_on(*_EXPECTED_ERRORS):
         store = _store()
         info = store.current()
         record = store.read(info.version, customer_id) if info is not None else None

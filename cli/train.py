@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import typer
 from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from cli.errors import exit_on
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
 from core.settings import Settings, get_settings
 from core.tables import Tables, TablesMissingError, read_tables
@@ -28,16 +28,6 @@ _EXPECTED_ERRORS = (
 )
 
 
-@contextmanager
-def _clear_errors() -> Iterator[None]:
-    """Expected failures become one line on stderr and exit code 2 (no traceback)."""
-    try:
-        yield
-    except _EXPECTED_ERRORS as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
 def _inputs() -> tuple[Tables, Catalogue, Settings]:
     settings = get_settings()
     catalogue = load_catalogue(settings.catalogue_path)
@@ -46,7 +36,7 @@ def _inputs() -> tuple[Tables, Catalogue, Settings]:
 
 def _run(job: Callable[..., TrainResult], what: str) -> TrainResult:
     console = Console(stderr=True)
-    with _clear_errors():
+    with exit_on(*_EXPECTED_ERRORS):
         tables, catalogue, settings = _inputs()
         bar = Progress(
             SpinnerColumn(),
