@@ -58,7 +58,8 @@ def start_embedded_redis(port: int, workdir: Path, *, persist: bool = True) -> s
         "--appendonly",
         "no",
     ]
-    args += ["--save", "60 1", "--dbfilename", "nbo.rdb"] if persist else ["--save", ""]
+    # Each save-point number is its own argument: "--save '60 1'" would be one quoted value.
+    args += ["--save", "60", "1", "--dbfilename", "nbo.rdb"] if persist else ["--save", ""]
     subprocess.run(args, check=True, capture_output=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

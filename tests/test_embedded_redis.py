@@ -1,0 +1,40 @@
+"""The embedded Redis server: a real redis-server that keeps the demo's data across restarts."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import redis
+
+from core.redis_server import start_embedded_redis, stop_embedded_redis
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_data_survives_a_restart(tmp_path: Path) -> None:
+    port = _free_port()
+    url = start_embedded_redis(port, tmp_path)
+    try:
+        client = redis.Redis.from_url(url)
+        assert client.config_get("save")["save"] == "60 1"
+        client.set("nbo:demo:key", b"kept")
+        stop_embedded_redis(port)
+        url = start_embedded_redis(port, tmp_path)
+        assert redis.Redis.from_url(url).get("nbo:demo:key") == b"kept"
+    finally:
+        stop_embedded_redis(port)
+
+
+def test_start_is_idempotent(tmp_path: Path) -> None:
+    port = _free_port()
+    try:
+        first = start_embedded_redis(port, tmp_path, persist=False)
+        assert start_embedded_redis(port, tmp_path, persist=False) == first
+        assert redis.Redis.from_url(first).ping()
+    finally:
+        stop_embedded_redis(port)
