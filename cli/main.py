@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import data, demo, features, redis_cmd, registry, serve, train
+from cli import data, demo, evaluate, features, redis_cmd, registry, score, serve, train
 
 app = typer.Typer(
     name="nbo",
@@ -23,6 +23,8 @@ app.add_typer(data.app, name="data", help="Import or generate the canonical tabl
 app.add_typer(features.app, name="features", help="Compute and materialize features.")
 app.add_typer(train.app, name="train", help="Train models and register them in MLflow.")
 app.add_typer(registry.app, name="registry", help="List and promote registered models.")
+app.add_typer(evaluate.app, name="evaluate", help="Evaluate models on public data sets.")
+app.add_typer(score.app, name="score", help="Batch scoring jobs (the retention list).")
 app.add_typer(redis_cmd.app, name="redis", help="Start or stop the embedded Redis server.")
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from core.scoring.base import ChurnScorer, FeatureRecord, Reason
+from core.scoring.churn import ChurnBand, churn_band
 
-
-class ChurnBand(StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
+__all__ = ["ChurnBand", "ChurnRisk", "assess_churn_risk", "churn_band"]
 
 
 @dataclass(frozen=True)
@@ -19,15 +15,6 @@ class ChurnRisk:
     probability: float
     band: ChurnBand
     reasons: list[Reason]
-
-
-def churn_band(probability: float, medium_threshold: float, high_threshold: float) -> ChurnBand:
-    """``high`` from ``high_threshold`` up, ``medium`` from ``medium_threshold`` up, else low."""
-    if probability >= high_threshold:
-        return ChurnBand.HIGH
-    if probability >= medium_threshold:
-        return ChurnBand.MEDIUM
-    return ChurnBand.LOW
 
 
 def assess_churn_risk(

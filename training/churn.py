@@ -4,7 +4,12 @@ The logistic regression is fitted on most training customers and the isotonic ca
 on the rest (split by customer, so a customer's rows never sit on both sides); both are
 exported into :class:`core.scoring.churn.LinearChurnModel`. Evaluation on the time-based
 holdout reports what the retention team relies on: ranking (ROC-AUC, PR-AUC, churn rate in
-the top decile) and calibration (Brier score).
+the top decile) and calibration (Brier score, and a calibration plot and table of predicted
+vs observed churn in bins, logged as MLflow artifacts next to the model).
+
+"Products maturing soon" is a churn signal banks use (a retention offer about 7 days before
+a deposit matures), but the canonical tables hold no maturity dates, so the model does not
+have it; it is not approximated from anything else.
 """
 
 from __future__ import annotations
@@ -111,6 +116,46 @@ def fit_churn(
     return model
 
 
+def calibration_table(target: np.ndarray, proba: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Predicted vs observed churn rate in equal-count bins of the predicted probability."""
+    order = np.argsort(proba, kind="stable")
+    rows = []
+    for part in np.array_split(order, min(bins, len(order))):
+        if part.size:
+            rows.append(
+                {
+                    "customers": int(part.size),
+                    "predicted": float(proba[part].mean()),
+                    "observed": float(target[part].mean()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def calibration_plot(table: pd.DataFrame, brier: float, path: Path) -> Path:
+    """Reliability diagram (matplotlib, headless) of a :func:`calibration_table`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    try:
+        top = max(float(table[["predicted", "observed"]].to_numpy().max()), 0.05) * 1.05
+        ax.plot([0, top], [0, top], linestyle="--", color="grey", label="perfect")
+        ax.plot(table["predicted"], table["observed"], marker="o", label="model")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("predicted churn probability (bin mean)")
+        ax.set_ylabel("observed churn rate")
+        ax.set_title(f"Churn calibration on the holdout (Brier {brier:.4f})")
+        ax.legend(loc="upper left")
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
 def evaluate_churn(model: LinearChurnModel, holdout: LabelledSnapshot) -> dict[str, float]:
     """ROC-AUC, PR-AUC, Brier and top-decile churn rate of the calibrated probabilities."""
     target = holdout.labels["churned"].to_numpy()
@@ -168,9 +213,14 @@ def train_churn(
             "holdout_as_of": f"{split.holdout.as_of:%Y-%m-%d}",
             "n_features": len(model.feature_names),
         }
+        holdout_target = split.holdout.labels["churned"].to_numpy()
+        table = calibration_table(holdout_target, model.predict_frame(split.holdout.features))
         with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
             names = Path(tmp) / "feature_names.json"
             names.write_text(json.dumps(model.feature_names, indent=1))
+            table_path = Path(tmp) / "calibration.csv"
+            table.to_csv(table_path, index=False)
+            plot = calibration_plot(table, metrics["brier"], Path(tmp) / "calibration.png")
             if progress:
                 progress("registering")
             version = registry.log_and_register(
@@ -179,7 +229,7 @@ def train_churn(
                 params=dates,
                 metrics=metrics,
                 tags={"nbo.feature_names": ",".join(model.feature_names)},
-                artifacts={"feature_names": names},
+                artifacts={"feature_names": names, "calibration": table_path, "plots": plot},
                 run_id=run_id,
             )
     return TrainResult(

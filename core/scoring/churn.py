@@ -3,15 +3,8 @@
 Training (``training/churn.py``) fits scikit-learn models and copies their learned numbers
 into :class:`LinearChurnModel`; scoring one record is then a handful of numpy operations.
 
-Design of one record (the same function builds the training matrix, so training and
-serving cannot disagree):
-
-* every numeric feature, heavy-tailed ones on a signed log scale (``sign(x)*log1p(|x|)``:
-  a 1M balance should not weigh a thousand times a 1k one), missing values replaced by the
-  training median, plus a 0/1 "missing" indicator for each feature that was missing in
-  training (an unknown login history is itself a signal);
-* one-hot columns for each categorical feature (unknown categories are all zeros);
-* standardized with the training mean and scale.
+The design matrix (imputation, signed logs, one-hots, standardization) lives in
+:mod:`core.scoring.design` and is re-exported here for existing imports.
 
 The raw probability ``sigmoid(w . z + b)`` is mapped through an isotonic calibration curve
 fitted on a later, held-out slice of training data and exported as interpolation points
@@ -21,162 +14,64 @@ fitted on a later, held-out slice of training data and exported as interpolation
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from core.scoring.base import FeatureRecord, Reason
-
-SIGNED_LOG_FEATURES = frozenset(
-    {"balance", "income", "net_flow_1m", "net_flow_3m", "balance_change_1m", "balance_change_3m"}
+from core.scoring.design import (
+    SIGNED_LOG_FEATURES,
+    TabularDesign,
+    as_float,
+    column_as_float,
+    floats,
+    signed_log,
 )
-"""Heavy-tailed features (money, and ratios to a possibly tiny balance): signed log scale."""
+
+__all__ = [
+    "SIGNED_LOG_FEATURES",
+    "ChurnBand",
+    "LinearChurnModel",
+    "TabularDesign",
+    "as_float",
+    "churn_band",
+    "churn_bands",
+    "column_as_float",
+    "floats",
+    "signed_log",
+]
 
 
-def signed_log(values: np.ndarray) -> np.ndarray:
-    return np.sign(values) * np.log1p(np.abs(values))
+class ChurnBand(StrEnum):
+    """Retention urgency; thresholds come from settings (``churn_*_threshold``)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
 
 
-def as_float(value: object) -> float:
-    """A record value as float; ``None`` / NaN / text -> NaN (imputed later)."""
-    if value is None or isinstance(value, str):
-        return math.nan
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
+def churn_band(probability: float, medium_threshold: float, high_threshold: float) -> ChurnBand:
+    """``high`` from ``high_threshold`` up, ``medium`` from ``medium_threshold`` up, else low."""
+    if probability >= high_threshold:
+        return ChurnBand.HIGH
+    if probability >= medium_threshold:
+        return ChurnBand.MEDIUM
+    return ChurnBand.LOW
 
 
-def floats(values: Sequence[object]) -> np.ndarray:
-    """Record values as a float64 vector, NaN for ``None`` / non-numbers.
-
-    numpy's own conversion (``None`` -> NaN) is the fast path on the request path; a text
-    value where a number is expected falls back to the element-wise conversion.
-    """
-    try:
-        return np.array(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        return np.array([as_float(v) for v in values], dtype=np.float64)
-
-
-def column_as_float(column: pd.Series) -> np.ndarray:
-    """A frame column (float, nullable Int64 / boolean, object) as float64 with NaN."""
-    if column.dtype == object:
-        return np.array([as_float(v) for v in column], dtype=np.float64)
-    numeric = pd.to_numeric(column, errors="coerce")
-    if isinstance(numeric.dtype, pd.api.extensions.ExtensionDtype):
-        numeric = numeric.astype("Float64")
-    return np.asarray(numeric.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class TabularDesign:
-    """Turns feature records (or a feature frame) into the model's standardized matrix.
-
-    ``medians`` are the training medians of the raw numeric features (before the log);
-    ``indicators`` are the numeric features that get a 0/1 "missing" column (those that
-    were missing somewhere in training; for the others a missing flag would be a constant);
-    ``mean`` / ``scale`` standardize the full design row.
-    """
-
-    numeric: tuple[str, ...]
-    indicators: tuple[str, ...]
-    categorical: tuple[tuple[str, tuple[str, ...]], ...]
-    medians: np.ndarray
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(self.numeric) + [name for name, _ in self.categorical]
-
-    @property
-    def columns(self) -> list[str]:
-        """Names of the design columns, in order."""
-        cols = list(self.numeric) + [f"missing__{n}" for n in self.indicators]
-        for name, levels in self.categorical:
-            cols += [f"{name}={level}" for level in levels]
-        return cols
-
-    def raw_record(self, record: FeatureRecord) -> np.ndarray:
-        """The unscaled numeric values of one record (NaN where missing), shape ``(1, n)``."""
-        return floats([record.get(n) for n in self.numeric])[None, :]
-
-    def raw_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """The unscaled numeric values of a feature frame, shape ``(rows, n)``."""
-        if not self.numeric:
-            return np.zeros((len(frame), 0))
-        return np.column_stack([column_as_float(frame[n]) for n in self.numeric])
-
-    def _categories(self, values: Sequence[Sequence[object] | np.ndarray], rows: int) -> np.ndarray:
-        blocks = [np.zeros((rows, 0))]
-        for (_, levels), column in zip(self.categorical, values, strict=True):
-            col = np.asarray(column, dtype=object)
-            blocks += [(col == level).astype(np.float64)[:, None] for level in levels]
-        return np.hstack(blocks)
-
-    def categories_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """One-hot columns of a feature frame, shape ``(rows, levels)``."""
-        return self._categories(
-            [frame[name].to_numpy(object) for name, _ in self.categorical], len(frame)
-        )
-
-    @cached_property
-    def _log_mask(self) -> np.ndarray:
-        return np.array([n in SIGNED_LOG_FEATURES for n in self.numeric], dtype=bool)
-
-    @cached_property
-    def _flag_positions(self) -> np.ndarray:
-        return np.array([self.numeric.index(n) for n in self.indicators], dtype=np.intp)
-
-    def unscaled(self, raw: np.ndarray, categories: np.ndarray) -> np.ndarray:
-        """Imputed, log-scaled numeric values, missing flags and one-hots (not standardized)."""
-        missing = np.isnan(raw)
-        filled = np.where(missing, self.medians, raw)
-        filled[:, self._log_mask] = signed_log(filled[:, self._log_mask])
-        flags = missing[:, self._flag_positions].astype(np.float64)
-        return np.hstack([filled, flags, categories])
-
-    def standardize(self, raw: np.ndarray, categories: np.ndarray) -> np.ndarray:
-        """Design rows from raw numeric values and one-hots (lets a caller convert once)."""
-        return (self.unscaled(raw, categories) - self.mean) / self.scale
-
-    def transform_record(self, record: FeatureRecord) -> np.ndarray:
-        """Standardized design row of one record, shape ``(1, columns)``."""
-        cats = self._categories([[record.get(name)] for name, _ in self.categorical], 1)
-        return self.standardize(self.raw_record(record), cats)
-
-    def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """Standardized design matrix of a feature frame (row order kept)."""
-        return self.standardize(self.raw_frame(frame), self.categories_frame(frame))
-
-    @classmethod
-    def fit(
-        cls,
-        frame: pd.DataFrame,
-        numeric: Sequence[str],
-        categorical: Mapping[str, Sequence[str]],
-    ) -> TabularDesign:
-        """Learn medians, missing flags, mean and scale from a training frame."""
-        names = tuple(numeric)
-        cats = tuple((k, tuple(v)) for k, v in categorical.items())
-        empty = np.zeros(0)
-        raw = cls(names, (), cats, np.zeros(len(names)), empty, empty).raw_frame(frame)
-        known = ~np.isnan(raw)
-        counts = known.sum(axis=0)
-        medians = np.array(
-            [np.median(raw[known[:, j], j]) if counts[j] else 0.0 for j in range(len(names))]
-        )
-        indicators = tuple(n for j, n in enumerate(names) if counts[j] < len(frame))
-        probe = cls(names, indicators, cats, medians, empty, empty)
-        unscaled = probe.unscaled(raw, probe.categories_frame(frame))
-        mean = unscaled.mean(axis=0)
-        scale = unscaled.std(axis=0)
-        scale = np.where(scale > 1e-12, scale, 1.0)  # a constant column then contributes 0
-        return cls(names, indicators, cats, medians, mean, scale)
+def churn_bands(
+    probability: np.ndarray, medium_threshold: float, high_threshold: float
+) -> np.ndarray:
+    """:func:`churn_band` of every element (object array of band names)."""
+    return np.where(
+        probability >= high_threshold,
+        ChurnBand.HIGH.value,
+        np.where(probability >= medium_threshold, ChurnBand.MEDIUM.value, ChurnBand.LOW.value),
+    ).astype(object)
 
 
 def _money(v: float) -> str:
@@ -187,42 +82,95 @@ def _pct(v: float) -> str:
     return f"{abs(v) * 100:.0f}%"
 
 
-# Plain-words templates for the signals a bank's retention team recognises. Each receives
-# the record's raw value (``None`` if missing) and returns text, or ``None`` when the value
-# cannot be phrased as a risk (then the generic wording is used).
-_TEMPLATES: dict[str, Callable[[float], str | None]] = {
-    "months_since_login": lambda v: f"no login for {v:.0f} months" if v >= 1 else None,
-    "logins_1m": lambda v: f"only {v:.0f} logins last month",
-    "logins_3m_avg": lambda v: f"{v:.1f} logins a month over 3 months",
-    "login_trend": lambda v: f"logins falling ({v:+.2f})" if v < 0 else None,
-    "balance_change_1m": lambda v: f"assets down {_pct(v)} in 1 month" if v < 0 else None,
-    "balance_change_3m": lambda v: f"assets down {_pct(v)} in 3 months" if v < 0 else None,
-    "net_flow_1m": lambda v: f"net outflow of {_pct(v)} of assets last month" if v < 0 else None,
-    "net_flow_3m": lambda v: f"net outflow of {_pct(v)} of assets in 3 months" if v < 0 else None,
-    "products_dropped_3m": lambda v: f"closed {v:.0f} product(s) in 3 months" if v > 0 else None,
-    "n_products": lambda v: f"holds only {v:.0f} product(s)",
-    "tenure_months": lambda v: f"customer for only {v:.0f} months",
-    "balance": lambda v: f"assets of {_money(v)}",
+def _months(v: float) -> str:
+    return f"{v:.0f} month" + ("" if round(v) == 1 else "s")
+
+
+@dataclass(frozen=True)
+class _Signal:
+    """When a feature's value is a risk (vs the training median) and how to say so."""
+
+    risky: Callable[[np.ndarray, float], np.ndarray]
+    text: Callable[[float], str]
+
+
+# A model weight alone does not make a reason: with correlated inputs a feature can push the
+# logit up while its value is reassuring (many logins). A signal is only named when its value
+# is on the risky side too; features without an entry here are named on their contribution.
+_SIGNALS: dict[str, _Signal] = {
+    "months_since_login": _Signal(lambda v, m: v >= 1, lambda v: f"no login for {_months(v)}"),
+    "logins_1m": _Signal(lambda v, m: v < m, lambda v: f"only {v:.0f} logins last month"),
+    "logins_3m_avg": _Signal(
+        lambda v, m: v < m, lambda v: f"only {v:.1f} logins a month over 3 months"
+    ),
+    "login_trend": _Signal(
+        lambda v, m: v < 0, lambda v: f"logins down by {abs(v):.1f} a month on the 3 before"
+    ),
+    "balance_change_1m": _Signal(lambda v, m: v < 0, lambda v: f"assets down {_pct(v)} in 1 month"),
+    "balance_change_3m": _Signal(
+        lambda v, m: v < 0, lambda v: f"assets down {_pct(v)} in 3 months"
+    ),
+    "net_flow_1m": _Signal(
+        lambda v, m: v < 0, lambda v: f"net outflow of {_pct(v)} of assets last month"
+    ),
+    "net_flow_3m": _Signal(
+        lambda v, m: v < 0, lambda v: f"net outflow of {_pct(v)} of assets in 3 months"
+    ),
+    "products_dropped_3m": _Signal(
+        lambda v, m: v > 0, lambda v: f"closed {v:.0f} product(s) in 3 months"
+    ),
+    "products_added_3m": _Signal(lambda v, m: v < 1, lambda v: "no new product in 3 months"),
+    "n_products": _Signal(lambda v, m: v < m, lambda v: f"holds only {v:.0f} product(s)"),
+    "tenure_months": _Signal(lambda v, m: v < m, lambda v: f"customer for only {_months(v)}"),
+    "balance": _Signal(lambda v, m: v < m, lambda v: f"low assets ({_money(v)})"),
 }
 
 
-def describe_signal(column: str, record: FeatureRecord) -> str:
-    """Plain words for one design column of one record."""
-    if column.startswith("missing__"):
-        return f"{column.removeprefix('missing__').replace('_', ' ')} unknown"
-    if "=" in column:
-        name, level = column.split("=", 1)
-        return f"{name.replace('_', ' ')} {level}"
-    value = as_float(record.get(column))
-    if math.isnan(value):
-        return f"{column.replace('_', ' ')} unknown"
-    template = _TEMPLATES.get(column)
-    text = template(value) if template else None
-    return text or f"{column.replace('_', ' ')} {value:g}"
+MIN_REASON_LOGIT = 0.2
+"""A signal must raise the log-odds by at least this much (odds x1.22) to be named: smaller
+pushes are noise to a retention agent, and a low-risk customer should hear none of them."""
+
+
+def _generic(name: str, value: float) -> str:
+    return f"{name.replace('_', ' ')} {value:g}"
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass(frozen=True)
+class _Explainer:
+    """Per-signal contributions and the risk test, vectorised over rows.
+
+    A signal is one raw feature: its value column plus its "missing" flag, or all one-hot
+    columns of a categorical. Contributions are summed column by column (no matrix product),
+    so one row scored alone and the same row in a batch give bit-identical numbers.
+    """
+
+    codes: tuple[str, ...]
+    groups: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, design: TabularDesign) -> _Explainer:
+        columns = design.columns
+        codes: list[str] = []
+        groups: list[tuple[int, ...]] = []
+        for j, name in enumerate(design.numeric):
+            flag = f"missing__{name}"
+            groups.append((j, columns.index(flag)) if flag in columns else (j,))
+            codes.append(name)
+        for name, levels in design.categorical:
+            groups.append(tuple(columns.index(f"{name}={level}") for level in levels))
+            codes.append(name)
+        return cls(tuple(codes), tuple(groups))
+
+    def totals(self, contributions: np.ndarray) -> np.ndarray:
+        out = np.zeros((contributions.shape[0], len(self.codes)))
+        for k, group in enumerate(self.groups):
+            for j in group:
+                out[:, k] += contributions[:, j]
+        return out
 
 
 @dataclass
@@ -241,17 +189,22 @@ class LinearChurnModel:
     def __post_init__(self) -> None:
         self.feature_names = self.design.feature_names
 
+    @cached_property
+    def _explainer(self) -> _Explainer:
+        return _Explainer.of(self.design)
+
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         return np.clip(np.interp(raw, self.calibration_x, self.calibration_y), 0.0, 1.0)
 
-    def raw_proba_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated probabilities (used to fit the calibration curve)."""
-        z = self.design.transform_frame(frame)
+    def _raw_proba(self, z: np.ndarray) -> np.ndarray:
         return _sigmoid((z * self.weights).sum(axis=1) + self.intercept)
 
+    def raw_proba_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated probabilities (used to fit the calibration curve)."""
+        return self._raw_proba(self.design.transform_frame(frame))
+
     def predict_proba(self, record: FeatureRecord) -> float:
-        z = self.design.transform_record(record)
-        raw = _sigmoid((z * self.weights).sum(axis=1) + self.intercept)
+        raw = self._raw_proba(self.design.transform_record(record))
         return float(self._calibrate(raw)[0])
 
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
@@ -262,20 +215,72 @@ class LinearChurnModel:
         """Each design column's share of the logit, relative to the average training customer."""
         return (self.design.transform_record(record) * self.weights)[0]
 
-    def reasons(self, record: FeatureRecord) -> list[Reason]:
-        """Up to three signals that raise this customer's risk the most (none if none do)."""
-        contrib = self.contributions(record)
-        columns = self.design.columns
-        order = np.argsort(-contrib, kind="stable")
-        out: list[Reason] = []
-        seen: set[str] = set()
-        for idx in order:
-            if contrib[idx] <= 0 or len(out) == 3:
-                break
-            column = columns[idx]
-            code = column.removeprefix("missing__").split("=", 1)[0]
-            if code in seen:  # value and its missing flag are one signal
-                continue
-            seen.add(code)
-            out.append(Reason(code=code, text=describe_signal(column, record)))
-        return out
+    # -- reasons ----------------------------------------------------------------------------
+
+    def _explain(
+        self, raw: np.ndarray, categories: np.ndarray, max_reasons: int
+    ) -> tuple[np.ndarray, list[list[Reason]]]:
+        """Calibrated probabilities and reasons for rows given as raw values and one-hots."""
+        design = self.design
+        z = design.standardize(raw, categories)
+        proba = self._calibrate(self._raw_proba(z))
+        explainer = self._explainer
+        totals = explainer.totals(z * self.weights)
+        n_numeric = len(design.numeric)
+        eligible = totals >= MIN_REASON_LOGIT
+        missing = np.isnan(raw)
+        for k, name in enumerate(design.numeric):
+            signal = _SIGNALS.get(name)
+            if signal is not None:
+                with np.errstate(invalid="ignore"):
+                    risky = signal.risky(raw[:, k], float(design.medians[k]))
+                eligible[:, k] &= missing[:, k] | np.asarray(risky, dtype=bool)
+        ranked = np.argsort(np.where(eligible, -totals, np.inf), axis=1, kind="stable")
+        ranked = ranked[:, :max_reasons]
+        chosen = np.take_along_axis(eligible, ranked, axis=1)
+        level_names = [levels for _, levels in design.categorical]
+        offsets = np.cumsum([0] + [len(levels) for levels in level_names])
+        reasons: list[list[Reason]] = []
+        for row in range(raw.shape[0]):
+            out: list[Reason] = []
+            for k, ok in zip(ranked[row], chosen[row], strict=True):
+                if not ok:
+                    break
+                code = explainer.codes[k]
+                if k < n_numeric:
+                    value = float(raw[row, k])
+                    if math.isnan(value):
+                        text = f"{code.replace('_', ' ')} unknown"
+                    else:
+                        signal = _SIGNALS.get(code)
+                        text = signal.text(value) if signal else _generic(code, value)
+                else:
+                    c = k - n_numeric
+                    hot = np.flatnonzero(categories[row, offsets[c] : offsets[c + 1]])
+                    level = level_names[c][hot[0]] if hot.size else "unknown"
+                    text = f"{code.replace('_', ' ')} {level}"
+                out.append(Reason(code=code, text=text))
+            reasons.append(out)
+        return proba, reasons
+
+    def reasons(self, record: FeatureRecord, max_reasons: int = 3) -> list[Reason]:
+        """Up to three signals that raise this customer's risk the most (none if none do).
+
+        A signal qualifies when it raises the log-odds above the average training customer by
+        at least ``MIN_REASON_LOGIT`` AND
+        its value is on the risky side (fewer logins than usual, money out, ...): a
+        low-risk customer may get no reason at all.
+        """
+        design = self.design
+        raw, cats = design.raw_record(record), design.categories_record(record)
+        return self._explain(raw, cats, max_reasons)[1][0]
+
+    def explain_frame(
+        self, frame: pd.DataFrame, max_reasons: int = 3
+    ) -> tuple[np.ndarray, list[list[Reason]]]:
+        """Probabilities and reasons for every row of a feature frame (batch scoring).
+
+        The same arithmetic as :meth:`predict_proba` / :meth:`reasons` on each row's record.
+        """
+        design = self.design
+        return self._explain(design.raw_frame(frame), design.categories_frame(frame), max_reasons)

@@ -1,0 +1,10 @@
+"""``nbo evaluate``: measure models on public data sets, the way the field scores them."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import evaluate_churn
+
+app = typer.Typer(no_args_is_help=True)
+app.command(name="churn")(evaluate_churn.churn)

@@ -1,0 +1,53 @@
+"""``nbo evaluate churn``: the churn modelling recipe on the public Bank Customer Churn format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.errors import exit_on
+
+
+def churn(
+    churn_modelling: Annotated[
+        Path, typer.Option("--churn-modelling", help="Churn_Modelling CSV to fit on.")
+    ],
+    test: Annotated[
+        Path | None,
+        typer.Option("--test", help="Score this file with a model fitted on the first; else CV."),
+    ] = None,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="CV folds without --test.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """ROC-AUC, PR-AUC, Brier score and top-decile lift of the churn blend.
+
+    With --test: fit on --churn-modelling, score --test (unseen customers). Without:
+    stratified k-fold cross-validation on --churn-modelling. RowNumber, CustomerId and
+    Surname are dropped on load and never used.
+
+    Example: nbo evaluate churn --churn-modelling ../shared/data/bank_churn/Churn_Modelling_dev.csv
+    """
+    from training.churn_modelling import (  # heavy imports: keep --help fast
+        ChurnModellingError,
+        cross_validate,
+        fit_and_score,
+        load_churn_modelling,
+    )
+
+    with exit_on(ChurnModellingError):
+        train = load_churn_modelling(churn_modelling)
+        if test is None:
+            metrics, how = cross_validate(train, folds=folds), f"{folds}-fold stratified CV"
+        else:
+            metrics, how = fit_and_score(train, load_churn_modelling(test)), f"held out {test}"
+    if as_json:
+        typer.echo(json.dumps({**metrics, "rows": int(metrics["rows"])}))
+        return
+    typer.echo(f"evaluation  {how}, {int(metrics['rows'])} customers scored")
+    typer.echo(f"ROC-AUC     {metrics['roc_auc']:.4f}")
+    typer.echo(f"PR-AUC      {metrics['pr_auc']:.4f}")
+    typer.echo(f"Brier       {metrics['brier']:.4f}")
+    typer.echo(f"top decile  {metrics['top_decile_lift']:.2f}x the average churn rate")

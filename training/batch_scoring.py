@@ -1,0 +1,131 @@
+"""Batch churn scoring: every customer's probability, band and reasons - the retention list.
+
+Vectorised (a feature frame in, arrays out) through ``LinearChurnModel.explain_frame``,
+which runs the same arithmetic as the request path's ``predict_proba`` / ``reasons`` on each
+row, so the list and the service agree for the same as-of date. The file is written to a
+temporary name in the target folder and renamed into place: a reader never sees half a list.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.catalogue import Catalogue
+from core.scoring.churn import LinearChurnModel, churn_bands
+from core.settings import Settings
+from core.tables import Tables
+from features.pointintime import compute_features
+
+CHUNK_ROWS = 50_000
+"""Rows scored per step (bounds the memory of the contribution matrices; drives the bar)."""
+MAX_REASONS = 3
+FORMATS = {".parquet": "parquet", ".csv": "csv"}
+
+ChunkProgress = Callable[[int, int], None]
+"""Receives ``(rows done, rows total)`` after each chunk."""
+
+
+class ScoringError(ValueError):
+    """Batch scoring cannot run (bad output path, no customers, wrong model kind, ...)."""
+
+
+def output_format(path: Path) -> str:
+    """``parquet`` or ``csv`` from the file extension; anything else is an error."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ScoringError(
+            f"{path}: unsupported output format {path.suffix or '(none)'!r}; use .parquet or .csv"
+        )
+    return fmt
+
+
+def score_frame(
+    model: LinearChurnModel,
+    features: pd.DataFrame,
+    medium_threshold: float,
+    high_threshold: float,
+    progress: ChunkProgress | None = None,
+) -> pd.DataFrame:
+    """One row per customer (index order kept): probability, band, reason codes and texts."""
+    total = len(features)
+    proba = np.zeros(total)
+    reasons: list[list[str]] = [[] for _ in range(MAX_REASONS * 2)]
+    for start in range(0, total, CHUNK_ROWS):
+        chunk = features.iloc[start : start + CHUNK_ROWS]
+        p, why = model.explain_frame(chunk, MAX_REASONS)
+        proba[start : start + len(chunk)] = p
+        for row in why:
+            for k in range(MAX_REASONS):
+                reason = row[k] if k < len(row) else None
+                reasons[2 * k].append(reason.code if reason else "")
+                reasons[2 * k + 1].append(reason.text if reason else "")
+        if progress is not None:
+            progress(start + len(chunk), total)
+    out = pd.DataFrame(
+        {
+            "customer_id": features.index.astype(str),
+            "churn_probability": proba,
+            "band": churn_bands(proba, medium_threshold, high_threshold),
+        }
+    )
+    for k in range(MAX_REASONS):
+        out[f"reason_{k + 1}_code"] = reasons[2 * k]
+        out[f"reason_{k + 1}"] = reasons[2 * k + 1]
+    return out
+
+
+def write_atomically(frame: pd.DataFrame, path: Path) -> Path:
+    """Write Parquet or CSV (by extension) to a temp file beside ``path``, then rename."""
+    fmt = output_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def retention_list(
+    model: LinearChurnModel,
+    tables: Tables,
+    catalogue: Catalogue,
+    settings: Settings,
+    as_of: date,
+    progress: ChunkProgress | None = None,
+) -> pd.DataFrame:
+    """Every customer known at ``as_of``, riskiest first, with ``as_of`` in each row."""
+    features = compute_features(tables, as_of, catalogue)
+    if features.empty:
+        raise ScoringError(f"no customers at {as_of:%Y-%m-%d}")
+    scores = score_frame(
+        model,
+        features,
+        settings.churn_medium_threshold,
+        settings.churn_high_threshold,
+        progress,
+    )
+    scores.insert(1, "as_of", pd.Timestamp(as_of))
+    return scores.sort_values("churn_probability", ascending=False, kind="stable").reset_index(
+        drop=True
+    )
+
+
+def check_churn_model(scorer: object, what: str) -> LinearChurnModel:
+    """The loaded scorer if batch scoring supports it (the vectorised linear churn model)."""
+    if not isinstance(scorer, LinearChurnModel):
+        raise ScoringError(f"{what} is a {type(scorer).__name__}, not a churn model")
+    return scorer
