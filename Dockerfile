@@ -18,11 +18,15 @@ RUN python -m venv /opt/nbo && /opt/nbo/bin/pip install --no-cache-dir --upgrade
     && /opt/nbo/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim AS runtime
+# BLAS threads = 1: every worker scores one customer at a time from many request threads;
+# multi-threaded BLAS there only oversubscribes the cores (measured: docs/performance.md).
 RUN useradd --create-home --uid 10001 nbo
 COPY --from=build /opt/nbo /opt/nbo
 ENV PATH=/opt/nbo/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     OPENBLAS_NUM_THREADS=1 \
+    OMP_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1 \
     NBO_HOME=/home/nbo/var \
     NBO_HOST=0.0.0.0 \
     NBO_PORT=8000
@@ -30,5 +34,5 @@ USER nbo
 WORKDIR /home/nbo
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"
+    CMD python -c "import os,sys,urllib.request; url='http://127.0.0.1:'+os.environ.get('NBO_PORT','8000')+'/healthz'; sys.exit(0 if urllib.request.urlopen(url, timeout=2).status == 200 else 1)"
 CMD ["nbo", "serve"]

@@ -7,7 +7,19 @@ from __future__ import annotations
 
 import typer
 
-from cli import data, demo, evaluate, features, redis_cmd, registry, score, serve, train
+from cli import (
+    audit,
+    data,
+    demo,
+    evaluate,
+    events,
+    features,
+    redis_cmd,
+    registry,
+    score,
+    serve,
+    train,
+)
 
 app = typer.Typer(
     name="nbo",
@@ -25,6 +37,10 @@ app.add_typer(train.app, name="train", help="Train models and register them in M
 app.add_typer(registry.app, name="registry", help="List and promote registered models.")
 app.add_typer(evaluate.app, name="evaluate", help="Evaluate models on public data sets.")
 app.add_typer(score.app, name="score", help="Batch scoring jobs (the retention list).")
+app.add_typer(events.app, name="events", help="Export feedback events for retraining.")
+app.add_typer(
+    audit.app, name="audit", help="Export the decision audit trail; explain a customer's offers."
+)
 app.add_typer(redis_cmd.app, name="redis", help="Start or stop the embedded Redis server.")
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)

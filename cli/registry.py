@@ -1,17 +1,25 @@
-"""``nbo registry``: list registered model versions and move the champion/challenger aliases."""
+"""``nbo registry``: list, compare, promote (gated), roll back, audit and replay model versions."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
 
+import orjson
+import redis
 import typer
 from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.table import Table
 
-from core.settings import get_settings
+from cli.errors import exit_on
+from core.settings import Settings, get_settings
+from registry import promotion
 from registry.client import ALLOWED_ALIASES, Registry, RegistryError, VersionInfo
+from registry.compare import compare as compare_versions
+from registry.history import AliasEvent, holders_at
+from registry.replay import ReplayReport, replay
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -25,15 +33,11 @@ KEY_METRICS = {
 }
 """Metrics shown in the listing (when a model's versions have them), with their headers."""
 
+_EXPECTED = (RegistryError, MlflowException, OSError, ValueError, redis.RedisError)
 
-@contextmanager
-def _clear_errors() -> Iterator[None]:
-    """Registry failures become one line on stderr and exit code 2 (no traceback)."""
-    try:
-        yield
-    except (RegistryError, MlflowException, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+
+def _console() -> Console:
+    return Console()
 
 
 def _table(name: str, versions: list[VersionInfo]) -> Table:
@@ -65,16 +69,41 @@ def list_versions(
 
     Example: nbo registry list nbo-recommender
     """
-    with _clear_errors():
+    with exit_on(*_EXPECTED):
         registry = Registry(get_settings())
         names = [model] if model else registry.model_names()
         listing = {name: registry.list_versions(name) for name in names}
     if not any(listing.values()):
         typer.echo("no registered models; run `nbo train recommender` first", err=True)
         raise typer.Exit(1)
-    console = Console()
+    console = _console()
     for name, versions in listing.items():
         console.print(_table(name, versions))
+
+
+@app.command("compare")
+def compare(
+    model: str = typer.Argument(..., help="Registered model name."),
+    left: int = typer.Argument(..., min=1, help="First version."),
+    right: int = typer.Argument(..., min=1, help="Second version."),
+) -> None:
+    """Metrics, params and training-data lineage of two versions side by side.
+
+    Rows that differ are marked with *.
+
+    Example: nbo registry compare nbo-recommender 2 3
+    """
+    with exit_on(*_EXPECTED):
+        result = compare_versions(Registry(get_settings()), model, left, right)
+    table = Table(title=f"{model}: version {left} vs {right}", title_justify="left")
+    table.add_column("")
+    table.add_column("key")
+    table.add_column(f"v{left}", justify="right")
+    table.add_column(f"v{right}", justify="right")
+    table.add_column("")
+    for row in result.rows:
+        table.add_row(row.section, row.key, row.left, row.right, "*" if row.differs else "")
+    _console().print(table)
 
 
 @app.command("promote")
@@ -84,13 +113,186 @@ def promote(
     alias: str = typer.Option(
         "champion", "--alias", help=f"Alias to move: {' or '.join(ALLOWED_ALIASES)}."
     ),
+    force: bool = typer.Option(False, "--force", help="Override the gate (needs --reason)."),
+    reason: str = typer.Option("", "--reason", help="Why: recorded in the alias history."),
+    replay_last: int = typer.Option(
+        0,
+        "--replay-last",
+        min=0,
+        help="Also replay the last N recorded decisions (recommender; needs Redis); any "
+        "unsuitable top offer refuses the version.",
+    ),
 ) -> None:
-    """Point an alias (champion by default) at a version; the service serves the champion.
+    """Point an alias at a version if it is no worse than the champion on the same data.
 
-    Example: nbo registry promote nbo-recommender 3
+    The gate compares the primary metric (recommender map_at_7, churn roc_auc) with the
+    current champion's, evaluated on the same data (data fingerprint and holdout date).
+    Every promotion is recorded (who, when, why, previous holder): see `nbo registry history`.
+
+    Example: nbo registry promote nbo-recommender 3 --reason "retrained on October data"
     """
-    with _clear_errors():
-        info = Registry(get_settings()).promote(model, version, alias)
+    settings = get_settings()
+    with exit_on(*_EXPECTED):
+        registry = Registry(settings)
+        report = None
+        if replay_last:
+            report = _replay(settings, registry, model, version, replay_last)
+            _print_replay(report, model, version)
+        info, verdict = promotion.promote(
+            registry, model, version, alias, force=force, reason=reason, replay=report
+        )
+    if verdict.problems:
+        typer.echo("gate overridden (--force): " + "; ".join(verdict.problems), err=True)
     typer.echo(
         f"{info.name} version {info.version} is now {alias} (aliases: {', '.join(info.aliases)})"
+    )
+
+
+@app.command("rollback")
+def rollback(
+    model: str = typer.Argument(..., help="Registered model name."),
+    reason: str = typer.Option("", "--reason", help="Why: recorded in the alias history."),
+) -> None:
+    """Move the champion back to the version that held it before (recorded like a promotion).
+
+    Example: nbo registry rollback nbo-recommender --reason "acceptance rate dropped"
+    """
+    with exit_on(*_EXPECTED):
+        info, event = promotion.rollback(Registry(get_settings()), model, reason=reason)
+    typer.echo(f"{info.name} champion rolled back from version {event.previous} to {event.version}")
+
+
+@app.command("history")
+def history(
+    model: str = typer.Argument(..., help="Registered model name."),
+    at: str | None = typer.Option(
+        None, "--at", help="ISO timestamp (UTC if no zone): show who held each alias then."
+    ),
+) -> None:
+    """Which version held each alias when, who moved it and why.
+
+    Example: nbo registry history nbo-recommender --at 2026-11-02T09:30:00Z
+    """
+    with exit_on(*_EXPECTED):
+        events = Registry(get_settings()).history(model)
+        when = _timestamp(at) if at is not None else None
+    console = _console()
+    if when is not None:
+        holders = holders_at(events, when)
+        table = Table(title=f"{model} at {when.isoformat()}", title_justify="left")
+        table.add_column("alias")
+        table.add_column("version", justify="right")
+        for alias in ALLOWED_ALIASES:
+            table.add_row(alias, str(holders[alias]) if alias in holders else "-")
+        console.print(table)
+        return
+    if not events:
+        typer.echo(f"no alias moves recorded for {model}")
+        return
+    console.print(_history_table(model, events))
+
+
+@app.command("replay")
+def replay_cmd(
+    model: str = typer.Argument(..., help="Registered recommender model name."),
+    version: int = typer.Argument(..., min=1, help="Candidate version."),
+    last: int = typer.Option(1000, "--last", min=1, help="How many recent decisions."),
+) -> None:
+    """Re-score the last N recorded decisions with a candidate recommender.
+
+    Reports how many top offers would change and how many of the candidate's first choices
+    would be unsuitable (must be 0 to promote without --force).
+
+    Example: nbo registry replay nbo-recommender 3 --last 500
+    """
+    settings = get_settings()
+    with exit_on(*_EXPECTED):
+        report = _replay(settings, Registry(settings), model, version, last)
+    _print_replay(report, model, version)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _history_table(model: str, events: list[AliasEvent]) -> Table:
+    table = Table(title=f"{model}: alias history", title_justify="left")
+    for column in ("#", "when (UTC)", "alias", "version", "previous", "action", "who", "why"):
+        table.add_column(column, justify="right" if column in ("#", "version") else "left")
+    for e in events:
+        action = e.action + (" (forced)" if e.forced else "")
+        table.add_row(
+            str(e.seq),
+            f"{e.at:%Y-%m-%d %H:%M:%S}",
+            e.alias,
+            str(e.version),
+            "-" if e.previous is None else str(e.previous),
+            action,
+            e.actor,
+            e.reason,
+        )
+    return table
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--at {text!r} is not an ISO timestamp (e.g. 2026-11-02T09:30:00Z)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _replay(
+    settings: Settings, registry: Registry, model: str, version: int, last: int
+) -> ReplayReport:
+    from core.catalogue import load_catalogue
+    from core.redis_server import connect
+
+    loaded = registry.load_version(model, version)
+    if loaded.scorer.kind != "recommender":
+        raise RegistryError(
+            f"{model} version {version} is a {loaded.scorer.kind} model; replay needs a recommender"
+        )
+    client = connect(settings)
+    try:
+        decisions = list(recent_decisions(client, decisions_key(settings), last))
+    finally:
+        client.close()
+    return replay(
+        decisions,
+        loaded.scorer,  # type: ignore[arg-type]  # kind checked above
+        load_catalogue(settings.catalogue_path),
+        settings.risk_assessment_validity_days,
+    )
+
+
+def decisions_key(settings: Settings) -> str:
+    """The audit stream (contract with the decision audit trail)."""
+    return f"{settings.audit_prefix or 'nbo:audit'}:decisions"
+
+
+def recent_decisions(client: redis.Redis, key: str, count: int) -> Iterator[dict[str, Any]]:
+    """The last ``count`` decisions of the audit stream, newest first (field ``d``, orjson)."""
+    for _entry_id, entry in client.xrevrange(key, count=count) or []:
+        raw = (entry or {}).get(b"d")
+        if raw is None:
+            continue
+        decoded = orjson.loads(raw)
+        if isinstance(decoded, dict):
+            yield decoded
+
+
+def _print_replay(report: ReplayReport, model: str, version: int) -> None:
+    typer.echo(
+        f"replay of {model} version {version}: {report.decisions} decisions "
+        f"({report.skipped} skipped without a feature record), top offer changed in "
+        f"{report.changed}, unsuitable first choice in {report.unsuitable}"
+        + (
+            " ("
+            + ", ".join(f"{k}: {v}" for k, v in sorted(report.unsuitable_by_rule.items()))
+            + ")"
+            if report.unsuitable_by_rule
+            else ""
+        )
     )

@@ -5,10 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+INSECURE_DEMO_PSEUDONYM_KEY = "insecure-demo-key-set-NBO_PSEUDONYM_KEY"
+"""The default pseudonym key: public, so pseudonyms made with it protect nothing."""
 
 
 class Settings(BaseSettings):
@@ -54,6 +57,53 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Service port.")
     workers: int = Field(1, description="Uvicorn worker processes.")
     log_level: str = Field("info", description="Log level of the service.")
+    # --- model lifecycle: hot reload, challenger traffic, last-known-good (docs/lifecycle.md) ---
+    model_poll_seconds: float = Field(
+        30.0, ge=0, description="How often the service checks the model aliases for a new version."
+    )
+    challenger_share: float = Field(
+        0.0, ge=0, le=1, description="Share of customers served by the challenger recommender."
+    )
+    shadow_mode: bool = Field(
+        False, description="Score the challenger beside the champion for the audit, not shown."
+    )
+    # --- decisioning: arbitration, contact policy, events, audit (docs/decisioning.md) ---
+    decisioning_path: Path = Field(
+        PACKAGE_DIR / "decisioning.yaml",
+        description="Arbitration levers, channel weights and rules, retention boost (YAML).",
+    )
+    contact_prefix: str = Field("nbo:contact", description="Redis key prefix of contact state.")
+    contact_max_impressions: int = Field(
+        3, ge=1, description="Impressions of one product to one customer per rolling window."
+    )
+    contact_window_days: int = Field(7, ge=1, description="Rolling impression window (days).")
+    decline_suppression_days: int = Field(
+        30, ge=0, description="Days a product is not offered again after a decline or accept."
+    )
+    channel_daily_cap: int = Field(
+        10, ge=1, description="Offers shown to one customer per channel per UTC day."
+    )
+    events_prefix: str = Field("nbo:events", description="Redis key prefix of feedback events.")
+    events_retention: int = Field(
+        10_000_000, ge=1000, description="Approximate max entries of the events stream."
+    )
+    event_dedupe_ttl_seconds: int = Field(
+        7 * 86400, ge=60, description="How long an event_id is remembered for idempotency."
+    )
+    event_future_tolerance_seconds: float = Field(
+        300.0, ge=0, description="Event timestamps may be this far ahead of the server clock."
+    )
+    audit_prefix: str = Field("nbo:audit", description="Redis key prefix of the decision audit.")
+    audit_retention: int = Field(
+        1_000_000, ge=100, description="Approximate max decisions kept in the Redis audit stream."
+    )
+    audit_index_ttl_seconds: int = Field(
+        30 * 86400, ge=60, description="How long a decision can be looked up by request id."
+    )
+    pseudonym_key: SecretStr = Field(
+        SecretStr(INSECURE_DEMO_PSEUDONYM_KEY),
+        description="HMAC key of pseudonymous customer ids; the default is for demos only.",
+    )
 
     @property
     def data_dir(self) -> Path:
@@ -67,6 +117,11 @@ class Settings(BaseSettings):
     @property
     def redis_dir(self) -> Path:
         return self.home / "redis"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Last-known-good copies of the serving models (used when MLflow is unreachable)."""
+        return self.home / "model_cache"
 
     @property
     def tracking_uri(self) -> str:

@@ -30,6 +30,9 @@ class Rule(StrEnum):
     RESIDENCY = "eligibility_residency"
     INCOME = "eligibility_income"
     ASSETS = "eligibility_assets"
+    # Applied by the service's decision layer after this hard filter (they only remove):
+    CHANNEL = "channel"  # a channel rule (e.g. complex products on the advisor desk only)
+    CONTACT_POLICY = "contact_policy"  # impression cap, pause after a decline, daily cap
 
 
 @dataclass(frozen=True)

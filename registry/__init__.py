@@ -1,6 +1,8 @@
 """Models <-> MLflow: registration, aliases (champion / challenger), history, loading.
 
-Knows MLflow, not Redis. The service loads scorers through :class:`Registry`.
+Knows MLflow, not Redis. The service loads scorers through :class:`Registry`;
+``registry.promotion`` gates alias moves, ``registry.history`` reads them back,
+``registry.compare`` and ``registry.replay`` help decide.
 """
 
 from registry.client import (
@@ -8,7 +10,15 @@ from registry.client import (
     ModelNotFoundError,
     Registry,
     RegistryError,
+    RunData,
     VersionInfo,
 )
 
-__all__ = ["LoadedModel", "ModelNotFoundError", "Registry", "RegistryError", "VersionInfo"]
+__all__ = [
+    "LoadedModel",
+    "ModelNotFoundError",
+    "Registry",
+    "RegistryError",
+    "RunData",
+    "VersionInfo",
+]

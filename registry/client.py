@@ -40,6 +40,7 @@ from mlflow.tracking import MlflowClient
 
 from core.scoring.base import ChurnScorer, RecommenderScorer
 from core.settings import Settings
+from registry.history import AliasEvent, current_actor, events_from_tags, now_utc, tag_key
 
 EXPERIMENT_NAME = "nbo"
 MODEL_ARTIFACT = "model"
@@ -81,6 +82,15 @@ class VersionInfo:
     status: str
     source: str | None
     tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What the run that produced a version logged (all values as MLflow stores them)."""
+
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -350,8 +360,45 @@ class Registry:
                 raise ModelNotFoundError(f"model {name!r} has no version {version}") from exc
             raise
 
-    def promote(self, name: str, version: int, alias: str = "champion") -> VersionInfo:
-        """Point ``alias`` (champion or challenger) at ``version``; unchanged on any error."""
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version ``alias`` points at, ``None`` when unset; unknown model -> error."""
+        version = self._require_model(name).aliases.get(alias)
+        return int(version) if version is not None else None
+
+    def run_data(self, run_id: str | None) -> RunData:
+        """Params, metrics and tags of the run that produced a version (empty without one)."""
+        if not run_id:
+            return RunData({}, {}, {})
+        try:
+            data = self.client.get_run(run_id).data
+        except MlflowException as exc:
+            if _not_found(exc):
+                return RunData({}, {}, {})
+            raise
+        return RunData(dict(data.params), dict(data.metrics), dict(data.tags))
+
+    def history(self, name: str) -> list[AliasEvent]:
+        """Every recorded alias move of ``name``, oldest first (see ``registry.history``)."""
+        return events_from_tags(self._require_model(name).tags)
+
+    def promote(
+        self,
+        name: str,
+        version: int,
+        alias: str = "champion",
+        *,
+        reason: str = "",
+        actor: str | None = None,
+        action: str = "promote",
+        forced: bool = False,
+    ) -> VersionInfo:
+        """Point ``alias`` (champion or challenger) at ``version`` and record the move.
+
+        No quality gate here (that is ``registry.promotion``); this checks that the alias,
+        model and version exist and the version is READY, so the alias is unchanged on
+        any error. The move and its history event are written one after the other; if
+        the event cannot be written the alias is put back, so no move goes unrecorded.
+        """
         if alias not in ALLOWED_ALIASES:
             raise RegistryError(
                 f"alias {alias!r} is not allowed (use one of {', '.join(ALLOWED_ALIASES)})"
@@ -359,7 +406,29 @@ class Registry:
         target = self.version(name, version)
         if target.status != "READY":
             raise RegistryError(f"model {name!r} version {version} is {target.status}, not READY")
+        model = self._require_model(name)
+        previous = model.aliases.get(alias)
+        events = events_from_tags(model.tags)
+        event = AliasEvent(
+            seq=(events[-1].seq + 1) if events else 1,
+            alias=alias,
+            version=int(version),
+            previous=int(previous) if previous is not None else None,
+            actor=actor or current_actor(),
+            at=now_utc(),
+            reason=reason,
+            action=action,
+            forced=forced,
+        )
         self.client.set_registered_model_alias(name, alias, str(version))
+        try:
+            self.client.set_registered_model_tag(name, tag_key(event.seq), event.to_json())
+        except BaseException:
+            if previous is None:
+                self.client.delete_registered_model_alias(name, alias)
+            else:
+                self.client.set_registered_model_alias(name, alias, str(previous))
+            raise
         return self.version(name, version)
 
     def load(self, name: str, alias: str) -> LoadedModel:
@@ -367,8 +436,17 @@ class Registry:
         aliases = self._require_model(name).aliases
         if alias not in aliases:
             raise ModelNotFoundError(f"model {name!r} has no alias {alias!r}")
-        mv = self.client.get_model_version(name, str(aliases[alias]))
-        uri = self.client.get_model_version_download_uri(name, mv.version)
+        return self.load_version(name, int(aliases[alias]), alias=alias)
+
+    def load_version(self, name: str, version: int, alias: str = "") -> LoadedModel:
+        """Download and unpickle the scorer of one version (``alias`` is only a label).
+
+        Any failure to read the artifact (missing, truncated, not a pickle of a scorer)
+        is a :class:`RegistryError` naming the model and version.
+        """
+        info = self.version(name, version)
+        what = f"model {name!r} version {version}" + (f" ({alias})" if alias else "")
+        uri = self.client.get_model_version_download_uri(name, str(version))
         with tempfile.TemporaryDirectory(prefix="nbo-load-") as tmp:
             try:
                 local = mlflow.artifacts.download_artifacts(
@@ -377,14 +455,16 @@ class Registry:
                     tracking_uri=self.tracking_uri,
                 )
             except (MlflowException, OSError) as exc:
+                raise RegistryError(f"{what}: cannot download {SCORER_FILE}: {exc}") from exc
+            try:
+                with open(local, "rb") as fh:
+                    scorer = pickle.load(fh)
+            except Exception as exc:  # a corrupt pickle can raise almost anything
                 raise RegistryError(
-                    f"model {name!r} version {mv.version} ({alias}): cannot download "
-                    f"{SCORER_FILE}: {exc}"
+                    f"{what}: {SCORER_FILE} is corrupt ({type(exc).__name__}: {exc})"
                 ) from exc
-            with open(local, "rb") as fh:
-                scorer = pickle.load(fh)
-        _check_protocol(scorer, f"{name} version {mv.version}")
-        return LoadedModel(name, int(mv.version), alias, mv.run_id, scorer)
+        _check_protocol(scorer, f"{name} version {version}")
+        return LoadedModel(name, int(version), alias, info.run_id, scorer)
 
     # -- helpers ----------------------------------------------------------------------------
 

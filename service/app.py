@@ -1,7 +1,8 @@
 """The FastAPI application factory (``uvicorn --factory service.app:create_app``).
 
 Startup (lifespan): connect to Redis, load the catalogue and the serving models, read the
-live feature-set pointer, then keep that pointer fresh in the background. Nothing that can
+live feature-set pointer, then keep that pointer fresh and watch the model aliases in the
+background (``service.model_watcher``: hot reload). Nothing that can
 be missing at startup stops the service: without a recommender or a feature set it starts
 not ready (``/readyz`` 503) and answers with the degraded fallback. A broken catalogue
 does stop it: there is no safe answer without the product rules.
@@ -20,12 +21,14 @@ from core.catalogue import load_catalogue
 from core.redis_server import connect
 from core.settings import Settings, get_settings
 from features.online_store import OnlineStore
+from service import admin_routes
 from service.errors import install_error_handlers
 from service.feature_pointer import keep_feature_pointer_fresh, refresh_feature_pointer
 from service.log import configure_logging, fields
 from service.metrics import ServiceMetrics
 from service.middleware import RequestObservation
 from service.model_loading import load_serving_models
+from service.model_watcher import ModelWatcher
 from service.routes import router
 from service.runtime import Runtime
 from service.state import ServingState, StateHolder
@@ -43,13 +46,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await asyncio.to_thread(_start, settings, metrics)
         app.state.runtime = runtime
+        watcher = ModelWatcher(settings, runtime.state, metrics)
+        app.state.model_watcher = watcher
         refresher = asyncio.create_task(keep_feature_pointer_fresh(runtime))
+        watcher.start()
         try:
             yield
         finally:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            await asyncio.to_thread(watcher.stop)
             runtime.redis.close()
             log.info("service stopped")
 
@@ -62,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestObservation, metrics=metrics, routes=app.router.routes)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(admin_routes.router)
     return app
 
 
@@ -69,9 +77,11 @@ def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
     """Blocking startup work (run off the event loop)."""
     client = connect(settings)
     catalogue = load_catalogue(settings.catalogue_path)
-    recommender, churn = load_serving_models(settings)
-    metrics.set_models(recommender, churn)
-    holder = StateHolder(ServingState(catalogue=catalogue, recommender=recommender, churn=churn))
+    state = ServingState(catalogue=catalogue)
+    for loaded in load_serving_models(settings):
+        state = state.with_model(loaded.slot.key, loaded.model, loaded.source)
+    metrics.set_serving(state)
+    holder = StateHolder(state)
     runtime = Runtime(
         settings=settings,
         redis=client,

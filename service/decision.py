@@ -6,13 +6,15 @@ metrics (exclusions, degraded answers) and the response schema, and later the au
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from core.catalogue import Product
 from core.scoring.base import Reason
 from core.suitability import Exclusion
 from features.online_store import FeatureSetInfo
+from service.arbitration import Priority
 from service.churn_risk import ChurnRisk
 
 
@@ -32,8 +34,9 @@ class Offer:
 
     product: Product
     rank: int
-    score: float | None  # model propensity or popularity; None for retention treatments
-    reasons: list[Reason]
+    score: float | None  # model propensity or popularity; None without a model score
+    reasons: list[Reason]  # the model's (or fallback's) reasons, then the arbitration trace
+    priority: float | None = None  # arbitration priority (``service.arbitration``)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,15 @@ class Decision:
     exclusions: list[Exclusion]
     degraded_reason: DegradedReason | None
     feature_set: FeatureSetInfo | None  # the feature set the record was looked up in
+    # Arbitration inputs and contact state, for the audit record:
+    scores: dict[str, float] = field(default_factory=dict)  # candidate scores (propensities)
+    priorities: list[Priority] = field(default_factory=list)  # every ranked candidate
+    retention_eligible: bool = False
+    contact: dict[str, object] = field(default_factory=dict)  # ContactState.summary
+    decided_at: datetime | None = None
+    # Shadow mode: the challenger's offers for the same request, recorded, never shown
+    # ({"model", "version", "offers": [{product_id, rank, score}]}; ``service.variant``).
+    shadow: dict[str, object] | None = None
 
     @property
     def degraded(self) -> bool:

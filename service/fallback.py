@@ -24,20 +24,26 @@ LOW_RISK_DEFAULT = Reason(
 
 @dataclass(frozen=True)
 class FallbackOrder:
-    """The score each product gets in the fallback ranking, and the reason shown for it."""
+    """The propensity each product gets in the fallback's arbitration, and the reason shown.
+
+    ``shown_score`` is False when the propensity is a neutral placeholder, not a score worth
+    showing (no recommender: the offer's ``score`` is then null).
+    """
 
     scores: dict[str, float]
     reason: Reason
+    shown_score: bool = True
 
 
 def fallback_order(catalogue: Catalogue, recommender: RecommenderScorer | None) -> FallbackOrder:
-    """Popularity from the recommender when one is loaded, else the catalogue's business value.
+    """Popularity from the recommender when one is loaded, else a neutral propensity of 1.
 
+    With a neutral propensity, arbitration orders by business value x channel x levers.
     A product the recommender does not know (added to the catalogue after training) gets a
     popularity of 0: it may still be offered, after every product with known popularity.
     """
     if recommender is None:
-        return FallbackOrder({p.id: p.business_value for p in catalogue.products}, LOW_RISK_DEFAULT)
+        return FallbackOrder({p.id: 1.0 for p in catalogue.products}, LOW_RISK_DEFAULT, False)
     popularity = dict(zip(recommender.product_ids, map(float, recommender.popularity), strict=True))
     return FallbackOrder({p.id: popularity.get(p.id, 0.0) for p in catalogue.products}, POPULAR)
 

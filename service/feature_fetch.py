@@ -1,22 +1,24 @@
 """Fetch what a decision needs about one customer from Redis, in ONE round trip.
 
-Everything the request path reads goes into a single non-transactional pipeline: today
-the customer's feature record; tomorrow the contact-policy state and anything else, as
-more commands in the same pipeline (never a second round trip). The live feature-set
-version comes from the in-memory serving state, not from Redis.
+Everything the request path reads goes into a single non-transactional pipeline: the
+customer's feature record (``GET``) and their contact-policy state (``ZRANGEBYSCORE`` of one
+sorted set, see ``service.contact_policy``) - never a second round trip. The live
+feature-set version comes from the in-memory serving state, not from Redis. Without a live
+feature set the pipeline still reads the contact state: the fallback obeys it too.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 import redis
 
 from features.online_store import FeatureSetInfo, OnlineStore
+from service.contact_policy import ContactRead, ContactState
 from service.decision import DegradedReason
 from service.log import fields
 
@@ -34,6 +36,7 @@ class FeatureLookup:
     record: dict[str, Any] | None
     feature_set: FeatureSetInfo | None  # the set the record was looked up in
     problem: DegradedReason | None
+    contact: ContactState = field(default_factory=ContactState)  # known=False: unreadable
 
 
 def fetch_features(
@@ -42,27 +45,36 @@ def fetch_features(
     feature_set: FeatureSetInfo | None,
     customer_id: str,
     round_trip_seconds: DurationObserver | None = None,
+    contact: ContactRead | None = None,
 ) -> FeatureLookup:
-    """Read the customer's record from ``feature_set`` with one pipelined round trip.
+    """Read the customer's record from ``feature_set`` (and ``contact``) in one round trip.
 
     ``round_trip_seconds`` (a Prometheus histogram) observes every round trip made.
     """
-    if feature_set is None:
+    if feature_set is None and contact is None:
         return FeatureLookup(None, None, DegradedReason.NO_FEATURE_SET)
     pipe = client.pipeline(transaction=False)
-    pipe.get(store.record_key(feature_set.version, customer_id))
+    if feature_set is not None:
+        pipe.get(store.record_key(feature_set.version, customer_id))
+    if contact is not None:
+        pipe.zrangebyscore(contact.key, contact.since, "+inf", withscores=True)
     started = time.perf_counter()
     try:
-        (raw_record,) = pipe.execute()
+        replies = pipe.execute()
     except redis.RedisError as exc:
         # The exception type only: a message could quote a key, and keys hold customer ids.
         log.warning("feature store unavailable", extra=fields(error=type(exc).__name__))
-        return FeatureLookup(None, None, DegradedReason.FEATURE_STORE_UNAVAILABLE)
+        unknown = ContactState(known=False)
+        return FeatureLookup(None, None, DegradedReason.FEATURE_STORE_UNAVAILABLE, unknown)
     finally:
         if round_trip_seconds is not None:
             round_trip_seconds.observe(time.perf_counter() - started)
+    state = ContactState.decode(replies[-1]) if contact is not None else ContactState()
+    if feature_set is None:
+        return FeatureLookup(None, None, DegradedReason.NO_FEATURE_SET, state)
+    raw_record = replies[0]
     if raw_record is None:
-        return FeatureLookup(None, feature_set, DegradedReason.UNKNOWN_CUSTOMER)
+        return FeatureLookup(None, feature_set, DegradedReason.UNKNOWN_CUSTOMER, state)
     try:
         record = store.decode(raw_record)
     except (orjson.JSONDecodeError, ValueError) as exc:
@@ -70,5 +82,5 @@ def fetch_features(
             "undecodable feature record",
             extra=fields(feature_set=feature_set.version, error=type(exc).__name__),
         )
-        return FeatureLookup(None, feature_set, DegradedReason.INVALID_FEATURE_RECORD)
-    return FeatureLookup(record, feature_set, None)
+        return FeatureLookup(None, feature_set, DegradedReason.INVALID_FEATURE_RECORD, state)
+    return FeatureLookup(record, feature_set, None, state)

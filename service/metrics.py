@@ -27,6 +27,7 @@ from prometheus_client import (
 from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
 from service.decision import Decision
+from service.state import ServingState
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 """From a cache-hit request (about a millisecond) to the 1 s that counts as broken."""
@@ -79,6 +80,25 @@ class ServiceMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.model_reloads = Counter(
+            "nbo_model_reloads",
+            "Model alias checks that changed something or failed, by model and outcome "
+            "(swapped, refused, removed, error).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.model_source = Gauge(
+            "nbo_model_source",
+            "1 where a loaded model came from: the registry or the last-known-good cache.",
+            ["model", "source"],
+            registry=self.registry,
+        )
+        self.recommendations = Counter(
+            "nbo_recommendations",
+            "Recommendations by variant (champion / challenger) and whether degraded.",
+            ["variant", "degraded"],
+            registry=self.registry,
+        )
         self.feature_set_age = Gauge(
             "nbo_feature_set_age_seconds",
             "Seconds since the live feature set was materialized (NaN when none is live).",
@@ -100,6 +120,20 @@ class ServiceMetrics:
         for model in models:
             if model is not None:
                 self.model_info.labels(model=model.name, version=str(model.version)).set(1)
+
+    def set_serving(self, state: ServingState) -> None:
+        """Model versions and sources of a serving state (startup and every hot swap)."""
+        self.set_models(state.recommender, state.churn, state.challenger)
+        self.model_source.clear()
+        for slot, source in state.model_sources.items():
+            model = getattr(state, slot)
+            if model is not None:
+                self.model_source.labels(model=model.name, source=source).set(1)
+
+    def observe_variant(self, variant: str, decision: Decision) -> None:
+        self.recommendations.labels(
+            variant=variant, degraded="true" if decision.degraded else "false"
+        ).inc()
 
     def track_feature_set(self, current: Callable[[], FeatureSetInfo | None]) -> None:
         """Compute the feature-set age at scrape time from whatever ``current()`` returns."""

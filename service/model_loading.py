@@ -1,55 +1,182 @@
-"""Load the serving models (the ``serving_alias`` of each registered model) at startup.
+"""Load and validate the serving models: at startup, and for every hot reload.
 
-A model that cannot be loaded is reported and left out: without a churn model the service
-answers with ``churn_risk: null``; without a recommender it starts anyway, reports not
-ready and answers every request with the degraded fallback.
+Three slots: ``recommender`` and ``churn`` (the ``serving_alias``, champion by default)
+and ``challenger`` (the recommender's ``challenger`` alias, loaded only when challenger
+traffic or shadow mode is configured).
+
+Startup: a model the registry does not have (no such model or alias) is left out - the
+service starts without it (degraded answers, ``/readyz`` 503 for the recommender). If the
+registry cannot be reached or the download fails, the last-known-good copy from
+``service.model_cache`` is served instead and its source is reported as ``cache``.
+
+Validation (``validate``) is what a new version must pass before it serves: the right
+kind, consistent shapes, every input feature present in the live feature set, and finite
+scores of the right shape for fixed smoke inputs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from core.settings import Settings
-from registry.client import LoadedModel, ModelNotFoundError, Registry, RegistryError
+from registry.client import LoadedModel, ModelNotFoundError, Registry
+from service import model_cache
 from service.log import fields
 
 log = logging.getLogger(__name__)
 
-
-def load_serving_models(settings: Settings) -> tuple[LoadedModel | None, LoadedModel | None]:
-    """``(recommender, churn)`` as loaded from the registry, ``None`` where unavailable."""
-    registry = Registry(settings)
-    alias = settings.serving_alias
-    recommender = load_model(registry, settings.recommender_model_name, alias, "recommender")
-    churn = load_model(registry, settings.churn_model_name, alias, "churn")
-    return recommender, churn
+SOURCE_REGISTRY = "registry"
+SOURCE_CACHE = "cache"
 
 
-def load_model(registry: Registry, name: str, alias: str, kind: str) -> LoadedModel | None:
-    """The model ``name@alias`` if it exists and is a scorer of ``kind``, else ``None``."""
+@dataclass(frozen=True)
+class Slot:
+    """One model the service serves: which state field, registered name, alias, kind."""
+
+    key: str  # ServingState field: recommender | churn | challenger
+    name: str
+    alias: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    slot: Slot
+    model: LoadedModel | None
+    source: str | None  # registry | cache | None when not loaded
+
+
+def serving_slots(settings: Settings) -> list[Slot]:
+    slots = [
+        Slot("recommender", settings.recommender_model_name, settings.serving_alias, "recommender"),
+        Slot("churn", settings.churn_model_name, settings.serving_alias, "churn"),
+    ]
+    if settings.challenger_share > 0 or settings.shadow_mode:
+        slots.append(
+            Slot("challenger", settings.recommender_model_name, "challenger", "recommender")
+        )
+    return slots
+
+
+def load_serving_models(settings: Settings) -> list[Loaded]:
+    """Every slot as loaded at startup (registry first, last-known-good cache second)."""
+    return [load_at_startup(settings, slot) for slot in serving_slots(settings)]
+
+
+def load_at_startup(settings: Settings, slot: Slot) -> Loaded:
+    ctx = {"model": slot.name, "alias": slot.alias}
     try:
-        loaded = registry.load(name, alias)
+        loaded = Registry(settings).load(slot.name, slot.alias)
     except ModelNotFoundError as exc:
-        log.warning("model not loaded", extra=fields(model=name, alias=alias, error=str(exc)))
-        return None
-    except RegistryError as exc:
-        log.error("model failed to load", extra=fields(model=name, alias=alias, error=str(exc)))
-        return None
-    problem = _shape_problem(loaded, kind)
+        log.warning("model not loaded", extra=fields(**ctx, error=str(exc)))
+        return Loaded(slot, None, None)
+    except Exception as exc:  # registry unreachable, artifact unreadable: any cause alike
+        log.error("registry load failed", extra=fields(**ctx, error=f"{type(exc).__name__}: {exc}"))
+        return _from_cache(settings, slot)
+    problem = validate(loaded, slot.kind, feature_names=None)
     if problem:
-        log.error("model rejected", extra=fields(model=name, version=loaded.version, error=problem))
-        return None
-    log.info("model loaded", extra=fields(model=name, alias=alias, version=loaded.version))
-    return loaded
+        log.error("model rejected", extra=fields(**ctx, version=loaded.version, error=problem))
+        return _from_cache(settings, slot)
+    remember(settings, loaded)
+    log.info("model loaded", extra=fields(**ctx, version=loaded.version, source=SOURCE_REGISTRY))
+    return Loaded(slot, loaded, SOURCE_REGISTRY)
 
 
-def _shape_problem(loaded: LoadedModel, kind: str) -> str | None:
+def _from_cache(settings: Settings, slot: Slot) -> Loaded:
+    ctx = {"model": slot.name, "alias": slot.alias}
+    try:
+        cached = model_cache.load(settings.model_cache_dir, slot.name, slot.alias)
+    except model_cache.ModelCacheError as exc:
+        log.error("no last-known-good model", extra=fields(**ctx, error=str(exc)))
+        return Loaded(slot, None, None)
+    problem = validate(cached, slot.kind, feature_names=None)
+    if problem:
+        log.error("cached model rejected", extra=fields(**ctx, error=problem))
+        return Loaded(slot, None, None)
+    log.warning(
+        "serving last-known-good model from cache",
+        extra=fields(**ctx, version=cached.version, source=SOURCE_CACHE),
+    )
+    return Loaded(slot, cached, SOURCE_CACHE)
+
+
+def remember(settings: Settings, loaded: LoadedModel) -> None:
+    """Keep a validated model as last known good; a full disk must not stop serving."""
+    try:
+        model_cache.save(settings.model_cache_dir, loaded)
+    except OSError as exc:
+        log.error(
+            "model cache write failed",
+            extra=fields(model=loaded.name, version=loaded.version, error=str(exc)),
+        )
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def smoke_records(feature_names: list[str]) -> list[dict[str, Any]]:
+    """Fixed inputs every serving model must score: all features zero, all missing, and a
+    typical adult customer (the record shape of ``docs/CONTRACTS.md``)."""
+    zeros: dict[str, Any] = dict.fromkeys(feature_names, 0.0)
+    zeros.update(held=[], tier="mass", segment=None)
+    typical: dict[str, Any] = dict.fromkeys(feature_names, 1.0)
+    typical.update(
+        age=45,
+        risk_level=3,
+        income=40_000.0,
+        balance=25_000.0,
+        tenure_months=60,
+        months_since_login=0,
+        held=["current_account"],
+        tier="affluent",
+    )
+    return [zeros, {}, typical]
+
+
+def validate(loaded: LoadedModel, kind: str, feature_names: list[str] | None) -> str | None:
+    """Why ``loaded`` must not serve, or ``None`` when it may.
+
+    ``feature_names`` are those of the live feature set; ``None`` (none live yet, or at
+    startup) skips the input-schema check - it runs again on the next reload.
+    """
     scorer = loaded.scorer
     if scorer.kind != kind:
         return f"expected a {kind} scorer, got kind {scorer.kind!r}"
+    inputs = list(getattr(scorer, "feature_names", []))
+    if feature_names is not None:
+        missing = sorted(set(inputs) - set(feature_names))
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            return f"{len(missing)} input features not in the live feature set: {shown}"
     if kind == "recommender":
         products = len(getattr(scorer, "product_ids", []))
         popularity = len(getattr(scorer, "popularity", []))
         if products == 0 or products != popularity:
             return f"{products} product ids but {popularity} popularity values"
+    for number, record in enumerate(smoke_records(inputs), start=1):
+        try:
+            problem = _smoke(scorer, kind, record)
+        except Exception as exc:  # anything a broken model raises is a refusal
+            problem = f"raised {type(exc).__name__}: {exc}"
+        if problem:
+            return f"smoke input {number}: {problem}"
+    return None
+
+
+def _smoke(scorer: Any, kind: str, record: dict[str, Any]) -> str | None:
+    if kind == "recommender":
+        scores = np.asarray(scorer.score(record), dtype=np.float64)
+        if scores.shape != (len(scorer.product_ids),):
+            return f"scores of shape {scores.shape}, expected ({len(scorer.product_ids)},)"
+        if not np.isfinite(scores).all():
+            return "non-finite scores"
+        return None
+    probability = float(scorer.predict_proba(record))
+    if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
+        return f"churn probability {probability!r} outside [0, 1]"
     return None

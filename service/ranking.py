@@ -1,30 +1,29 @@
-"""Order the suitable products and keep the top ``k``."""
+"""Keep the top ``k`` of the arbitrated candidates, within today's channel capacity."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from core.catalogue import Product
+from core.suitability import Exclusion, Rule
+from service.arbitration import Priority
 
 
-def rank(
-    allowed: Sequence[Product], scores: Mapping[str, float], k: int
-) -> list[tuple[Product, float | None]]:
-    """Retention treatments first (by business value), then products by score; top ``k``.
+def top_offers(
+    ordered: Sequence[Priority], k: int, capacity: int, channel: str, daily_cap: int
+) -> tuple[list[Priority], list[Exclusion]]:
+    """The first ``min(k, capacity)`` candidates, and the ones the daily cap cut from the top k.
 
-    Retention treatments are only in ``allowed`` when the caller decided they apply (churn
-    risk high); they carry no model score (``None``). A product without a finite score
-    (unknown to the model) is not ranked at all: nothing is offered that the ranking could
-    not place. Ties keep catalogue order (``sorted`` is stable), so answers are repeatable.
+    ``capacity`` is how many more offers the channel's daily cap allows for this customer
+    (``contact_policy.daily_capacity``); a candidate that would have made the top ``k`` but
+    for the cap is recorded as excluded by the contact policy.
     """
-    retention = sorted((p for p in allowed if p.retention), key=lambda p: -p.business_value)
-    scored = [
-        (p, float(scores[p.id]))
-        for p in allowed
-        if not p.retention and p.id in scores and math.isfinite(scores[p.id])
+    shown = min(k, capacity)
+    cut = [
+        Exclusion(
+            item.product.id,
+            Rule.CONTACT_POLICY,
+            f"daily cap of {daily_cap} offers on {channel} reached",
+        )
+        for item in ordered[shown:k]
     ]
-    scored.sort(key=lambda pair: -pair[1])
-    ranked: list[tuple[Product, float | None]] = [(p, None) for p in retention]
-    ranked += scored
-    return ranked[:k]
+    return list(ordered[:shown]), cut

@@ -1,26 +1,39 @@
 """The request path: one customer on one channel -> a few suitable offers.
 
-``recommend`` is the whole path, top to bottom: fetch features (one Redis round trip) ->
-:func:`decide` (score -> churn risk -> filter -> rank, top k -> reasons) -> respond.
+``recommend`` is the whole path, top to bottom: fetch features and contact state (one
+Redis round trip) -> :func:`decide` (score -> churn risk -> filter: suitability and
+eligibility, channel rules, contact policy -> arbitrate -> top k within the daily cap ->
+reasons) -> respond -> record the decision in the audit trail (one write, after deciding).
 ``decide`` touches neither Redis nor the network, so tests drive it directly with any
-catalogue, record and scorer.
+catalogue, record, scorer and contact state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
+from functools import partial
 
 from core.catalogue import Catalogue, Product
+from core.decisioning import DecisioningConfig, cached_decisioning
+from core.pseudonym import pseudonymiser
 from core.scoring.base import ChurnScorer, FeatureRecord, Reason, RecommenderScorer
 from core.settings import Settings
 from core.suitability import CustomerFacts, Exclusion, split_suitable
-from service.churn_risk import ChurnBand, ChurnRisk, assess_churn_risk
+from service.arbitration import arbitrate, arbitration_reasons, retention_eligible, split_by_channel
+from service.audit import audit_record, record_decision
+from service.churn_risk import assess_churn_risk
+from service.contact_policy import (
+    ContactLimits,
+    ContactRead,
+    daily_capacity,
+    split_by_contact_policy,
+)
 from service.customer import customer_facts
 from service.decision import Decision, DegradedReason, Offer
 from service.fallback import fallback_order, lowest_risk_only
 from service.feature_fetch import FeatureLookup, fetch_features
-from service.ranking import rank
+from service.ranking import top_offers
 from service.runtime import Runtime
 from service.schemas import (
     ChurnRiskOut,
@@ -30,8 +43,7 @@ from service.schemas import (
     RecommendationRequest,
     RecommendationResponse,
 )
-
-RETENTION_PRIORITY = Reason("retention", "retention priority: churn risk high")
+from service.variant import choose, scorer_of, with_shadow
 
 
 def recommend(
@@ -39,24 +51,47 @@ def recommend(
 ) -> RecommendationResponse:
     """Answer one recommendation request (see the module docstring)."""
     state = runtime.state.current  # one snapshot for the whole request
+    settings = runtime.settings
+    now = datetime.now(UTC)
+    pseudonym = pseudonymiser(settings)(request.customer_id)
+    limits = ContactLimits.from_settings(settings)
     lookup = fetch_features(
         runtime.redis,
         runtime.store,
         state.feature_set,
         request.customer_id,
         runtime.metrics.feature_fetch_duration,
+        contact=ContactRead.for_customer(settings.contact_prefix, pseudonym, now, limits),
     )
-    decision = decide(
+    # Champion or challenger (service.variant): chosen from this one snapshot, so a
+    # response never mixes model versions; in shadow mode the challenger is also scored.
+    choice = choose(state, request.customer_id, settings.challenger_share, settings.shadow_mode)
+    decide_with = partial(
+        decide,
         lookup,
         catalogue=state.catalogue,
-        recommender=state.recommender_scorer,
         churn_model=state.churn_scorer,
         k=request.k,
-        today=datetime.now(UTC).date(),
-        settings=runtime.settings,
+        now=now,
+        settings=settings,
+        channel=request.channel,
+        decisioning=cached_decisioning(str(settings.decisioning_path), state.catalogue),
     )
+    decision = decide_with(recommender=scorer_of(choice.recommender))
+    if choice.shadow is not None:
+        decision = with_shadow(
+            decision, choice.shadow, decide_with(recommender=scorer_of(choice.shadow))
+        )
     runtime.metrics.observe_decision(decision)
-    return respond(request, request_id, decision, state.model_versions)
+    runtime.metrics.observe_variant(choice.variant, decision)
+    response = respond(request, request_id, decision, choice.model_versions)
+    response.variant = choice.variant.value
+    record_decision(
+        runtime.redis,
+        settings,
+        audit_record(response, decision, lookup.record, request.customer_id, pseudonym),
+    )
+    return response
 
 
 def decide(
@@ -66,17 +101,22 @@ def decide(
     recommender: RecommenderScorer | None,
     churn_model: ChurnScorer | None,
     k: int,
-    today: date,
+    now: datetime,
     settings: Settings,
+    channel: str,
+    decisioning: DecisioningConfig,
 ) -> Decision:
-    """Score, assess churn risk, filter, rank and explain: the pure part of the request path.
+    """Score, assess churn risk, filter, arbitrate and explain: the pure part of the path.
 
-    ``today`` is the decision date, not the feature set's ``as_of``: an assessment that
-    expired since the features were materialized counts as expired.
+    ``now`` is the decision time, not the feature set's ``as_of``: an assessment that
+    expired since the features were materialized counts as expired. Every filter only
+    removes candidates, and arbitration only orders what is left, so nothing the hard
+    suitability and eligibility filter excluded can come back - on the fallback path too.
     """
     record = lookup.record
     degraded = lookup.problem or (DegradedReason.NO_MODEL if recommender is None else None)
     facts = customer_facts(record) if record is not None else CustomerFacts()
+    limits = ContactLimits.from_settings(settings)
 
     # Score: the model's propensities, or the fallback's popularity order.
     fallback = fallback_order(catalogue, recommender) if degraded is not None else None
@@ -86,47 +126,65 @@ def decide(
         assert recommender is not None and record is not None
         scores = model_scores(recommender, record)
 
-    # Churn risk: needs the record and a churn model; high risk puts retention first.
+    # Churn risk: needs the record and a churn model; at the configured threshold the
+    # retention treatments become candidates.
     churn = assess_churn_risk(
         churn_model,
         record,
         settings.churn_medium_threshold,
         settings.churn_high_threshold,
     )
-    candidates = offer_candidates(catalogue, churn)
+    retention = retention_eligible(churn, decisioning)
+    candidates = offer_candidates(catalogue, retention)
 
-    # Filter: the fallback is R1 only; then suitability and eligibility as of today.
+    # Filter: the fallback is R1 only; then suitability and eligibility as of today (the
+    # hard rule), then the channel rules and the contact policy.
     capped: list[Exclusion] = []
     if fallback is not None:
         candidates, capped = lowest_risk_only(candidates)
     allowed, excluded = split_suitable(
-        candidates, facts, today, settings.risk_assessment_validity_days
+        candidates, facts, now.date(), settings.risk_assessment_validity_days
     )
+    allowed, off_channel = split_by_channel(allowed, channel, decisioning)
+    allowed, contacted = split_by_contact_policy(allowed, lookup.contact, now, limits)
 
-    # Rank, keep the top k, and say why each one is there.
+    # Arbitrate, keep the top k the channel's daily cap allows, and say why each is there.
+    priorities = arbitrate(allowed, scores, churn, channel, decisioning)
+    capacity = daily_capacity(lookup.contact, channel, now, limits)
+    shown, cut = top_offers(priorities, k, capacity, channel, limits.channel_daily_cap)
     offers = []
-    for position, (product, score) in enumerate(rank(allowed, scores, k), start=1):
+    for position, item in enumerate(shown, start=1):
+        product = item.product
         if product.retention:
-            reasons = [RETENTION_PRIORITY]
+            reasons: list[Reason] = []
+            score = None
         elif fallback is not None:
             reasons = [fallback.reason]
+            score = item.propensity if fallback.shown_score else None
         else:
             assert recommender is not None and record is not None
             reasons = model_reasons(recommender, record, product)
-        offers.append(Offer(product, position, score, reasons))
+            score = item.propensity
+        reasons += arbitration_reasons(item, churn, channel)
+        offers.append(Offer(product, position, score, reasons, item.priority))
 
     return Decision(
         offers=offers,
         churn_risk=churn,
-        exclusions=capped + excluded,
+        exclusions=capped + excluded + off_channel + contacted + cut,
         degraded_reason=degraded,
         feature_set=lookup.feature_set,
+        scores=dict(scores) if fallback is None or fallback.shown_score else {},
+        priorities=priorities,
+        retention_eligible=retention,
+        contact={**lookup.contact.summary(now, limits, channel), "daily_capacity": capacity},
+        decided_at=now,
     )
 
 
-def offer_candidates(catalogue: Catalogue, churn: ChurnRisk | None) -> list[Product]:
-    """Products that may be offered at all: holdable ones, plus retention when risk is high."""
-    if churn is not None and churn.band is ChurnBand.HIGH:
+def offer_candidates(catalogue: Catalogue, retention: bool) -> list[Product]:
+    """Products that may be offered at all: holdable ones, plus retention when eligible."""
+    if retention:
         return [p for p in catalogue.products if p.retention] + catalogue.holdable
     return catalogue.holdable
 
@@ -166,6 +224,7 @@ def respond(
                 name=offer.product.name,
                 rank=offer.rank,
                 score=offer.score,
+                priority=offer.priority,
                 reasons=_reasons_out(offer.reasons),
             )
             for offer in decision.offers

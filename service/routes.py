@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 from fastapi import APIRouter, Depends, Request, Response
 
+from service import audit_routes, event_routes
 from service.errors import NotReadyError
 from service.recommend import recommend
 from service.runtime import Runtime
@@ -17,6 +18,8 @@ from service.schemas import (
 )
 
 router = APIRouter()
+router.include_router(event_routes.router)
+router.include_router(audit_routes.router)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -34,7 +37,7 @@ def get_runtime(request: Request) -> Runtime:
 def post_recommendations(
     body: RecommendationRequest, request: Request, runtime: Runtime = Depends(get_runtime)
 ) -> RecommendationResponse:
-    """Suitable offers for the customer, best first (retention first when churn risk is high).
+    """Suitable offers for the customer, best first by arbitration priority.
 
     Always answers 200 when the request is valid: if the customer's features or the model
     are unavailable the answer is the low-risk fallback with ``degraded: true`` and the
@@ -53,21 +56,29 @@ def healthz() -> HealthResponse:
 @router.get(
     "/readyz",
     response_model=ReadinessResponse,
+    response_model_exclude_none=True,
     responses={503: {"model": ErrorResponse, "description": "Not ready; detail lists why."}},
     tags=["operations"],
 )
 def readyz(runtime: Runtime = Depends(get_runtime)) -> ReadinessResponse:
-    """Ready = recommender loaded, a feature set is live and Redis answers."""
+    """Ready = recommender loaded, a feature set is live and Redis answers.
+
+    Models served from the last-known-good cache (registry unreachable at startup) still
+    count as loaded; ``detail`` then names them.
+    """
     state = runtime.state.current
     checks = {
         "recommender_model": state.recommender is not None,
         "feature_set": state.feature_set is not None,
         "redis": _redis_answers(runtime.redis),
     }
+    cached = {slot: src for slot, src in state.model_sources.items() if src != "registry"}
     missing = [name for name, ok in checks.items() if not ok]
     if missing:
-        raise NotReadyError({"checks": checks, "missing": missing})
-    return ReadinessResponse(ready=True, checks=checks, missing=[])
+        raise NotReadyError(
+            {"checks": checks, "missing": missing, **({"models": cached} if cached else {})}
+        )
+    return ReadinessResponse(ready=True, checks=checks, missing=[], detail=cached or None)
 
 
 @router.get("/metrics", tags=["operations"], response_class=Response)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from core.tables import CHANNELS
 
@@ -64,11 +64,21 @@ class OfferOut(BaseModel):
     score: float | None = Field(
         description=(
             "Model propensity (0-1); popularity in a degraded answer; null for a retention "
-            "treatment, which is ranked by business value."
+            "treatment (its propensity is the churn probability) or when no model is loaded."
         ),
         examples=[0.31],
     )
-    reasons: list[ReasonOut] = Field(description="Why this offer, strongest first.")
+    priority: float | None = Field(
+        None,
+        description=(
+            "Arbitration priority: propensity x business value x channel weight x lever "
+            "(x retention boost); offers are sorted by it."
+        ),
+        examples=[0.62],
+    )
+    reasons: list[ReasonOut] = Field(
+        description="Why this offer: the model's reasons, then the arbitration trace."
+    )
 
 
 class ChurnRiskOut(BaseModel):
@@ -154,6 +164,13 @@ class RecommendationResponse(BaseModel):
         ),
         examples=[None],
     )
+    variant: Literal["champion", "challenger"] = Field(
+        "champion",
+        description=(
+            "Which recommender answered: the champion, or the challenger for the share of "
+            "customers (a stable hash of the customer id) assigned to it."
+        ),
+    )
 
 
 class HealthResponse(BaseModel):
@@ -173,6 +190,14 @@ class ReadinessResponse(BaseModel):
         examples=[{"recommender_model": True, "feature_set": True, "redis": True}],
     )
     missing: list[str] = Field(description="Names of the failed checks.", examples=[[]])
+    detail: dict[str, str] | None = Field(
+        None,
+        description=(
+            "Only when a model is served from the last-known-good cache (registry "
+            "unreachable at startup): model slot -> 'cache'."
+        ),
+        examples=[{"recommender": "cache", "churn": "cache"}],
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -184,3 +209,63 @@ class ErrorResponse(BaseModel):
     detail: str | list[dict[str, Any]] = Field(
         examples=[[{"loc": ["body", "k"], "msg": "Input should be less than or equal to 20"}]]
     )
+
+
+# -- feedback events and recorded decisions ------------------------------------------------
+
+EventType = Literal["shown", "clicked", "accepted", "declined"]
+
+
+class EventIn(BaseModel):
+    """One customer response to an offer (``POST /v1/events``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "evt-000123",
+                    "type": "shown",
+                    "customer_id": "C0001234",
+                    "product_id": "credit_card",
+                    "request_id": "3f2b8c1e9d7a4b6c8e0f1a2b3c4d5e6f",
+                    "channel": "app",
+                    "timestamp": "2026-11-02T10:15:00Z",
+                }
+            ]
+        },
+    )
+
+    event_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Caller's unique id of the event; a repeat is acknowledged, counted once.",
+    )
+    type: EventType = Field(description="shown, clicked, accepted or declined.")
+    customer_id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The bank's id."
+    )
+    product_id: str = Field(
+        min_length=2, max_length=64, description="Catalogue product id of the offer."
+    )
+    request_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="request_id of the recommendation that made the offer (a recorded decision).",
+    )
+    channel: Channel = Field(description="Where the offer was shown.")
+    timestamp: AwareDatetime = Field(
+        strict=False,
+        description="When it happened, with a time zone; at most a few minutes in the future.",
+    )
+
+
+class EventAck(BaseModel):
+    """The event is durably stored (``stored``) or was already (``duplicate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    status: Literal["stored", "duplicate"]
+    stream_id: str = Field(description="Id of the event's entry in the events stream.")

@@ -2,7 +2,7 @@
 
 A request takes ``holder.current`` once and uses that snapshot throughout, so it never
 mixes, say, the models of one moment with the feature set of the next. Writers (the
-feature-pointer refresher; model reloads later) build a new snapshot and swap it in;
+feature-pointer refresher, the model watcher) build a new snapshot and swap it in;
 rebinding one attribute is atomic in CPython, so readers need no lock. Writers take a lock
 so that two read-modify-write updates cannot lose each other's change.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 from core.catalogue import Catalogue
@@ -19,15 +19,25 @@ from core.scoring.base import ChurnScorer, RecommenderScorer
 from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
 
+MODEL_SLOTS = ("recommender", "churn", "challenger")
+
 
 @dataclass(frozen=True)
 class ServingState:
-    """Models, catalogue and live feature set in force at one moment."""
+    """Models, catalogue and live feature set in force at one moment.
+
+    ``challenger`` is the recommender behind the ``challenger`` alias (served to a share
+    of customers or scored in shadow, ``service.variant``); ``model_sources`` says per
+    loaded slot (``recommender``, ``churn``, ``challenger``) whether it came from the
+    registry or the last-known-good cache.
+    """
 
     catalogue: Catalogue
     recommender: LoadedModel | None = None
     churn: LoadedModel | None = None
     feature_set: FeatureSetInfo | None = None
+    challenger: LoadedModel | None = None
+    model_sources: dict[str, str] = field(default_factory=dict)
 
     # The kinds were checked when the models were loaded (``service.model_loading``).
     @property
@@ -46,6 +56,16 @@ class ServingState:
 
     def with_feature_set(self, feature_set: FeatureSetInfo | None) -> ServingState:
         return replace(self, feature_set=feature_set)
+
+    def with_model(self, slot: str, model: LoadedModel | None, source: str | None) -> ServingState:
+        """A copy with ``slot`` (recommender, churn or challenger) replaced."""
+        if slot not in MODEL_SLOTS:
+            raise ValueError(f"unknown model slot {slot!r} (one of {', '.join(MODEL_SLOTS)})")
+        sources = {k: v for k, v in self.model_sources.items() if k != slot}
+        if model is not None and source is not None:
+            sources[slot] = source
+        changes: dict[str, object] = {slot: model, "model_sources": sources}
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 class StateHolder:

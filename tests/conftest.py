@@ -73,6 +73,9 @@ def settings(
         redis_url=redis_url,
         mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         feature_prefix=f"{key_prefix}:fs",
+        contact_prefix=f"{key_prefix}:contact",
+        events_prefix=f"{key_prefix}:events",
+        audit_prefix=f"{key_prefix}:audit",
         feature_pointer_refresh_seconds=0.0,
     )
 

@@ -42,6 +42,11 @@ def test_expected_commands_exist() -> None:
         "registry list",
         "registry promote",
         "demo",
+        "evaluate churn",
+        "score churn",
+        "events export",
+        "audit export",
+        "audit why",
     ):
         assert expected in names
 

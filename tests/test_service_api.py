@@ -31,6 +31,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue
+from core.pseudonym import pseudonymiser
 from core.redis_server import start_embedded_redis, stop_embedded_redis
 from core.scoring.churn import LinearChurnModel, TabularDesign
 from core.scoring.recommender import TwoStageRecommender
@@ -173,17 +174,21 @@ def offered(body: dict[str, Any]) -> list[str]:
 # -- personal recommendations -------------------------------------------------------------
 
 
-def test_known_customer_gets_suitable_offers_in_model_order(
-    live: tuple[TestClient, FeatureSetInfo],
+def test_known_customer_gets_suitable_offers_in_priority_order(
+    live: tuple[TestClient, FeatureSetInfo], catalogue: Catalogue
 ) -> None:
     client, info = live
     body = ask(client, "C5-RICH", k=4)
-    # Catalogue backwards: direct_debit; pension_payroll (age 55+) out; payroll;
-    # home_account (withdrawn) out; securities (R4, allowed for C5); credit_card.
-    assert offered(body) == ["direct_debit", "payroll", "securities", "credit_card"]
+    # Arbitration: propensity x business value (app weight 1, no levers). Investments
+    # (securities, funds, derivatives) and R3+ lending (mortgage, guarantees) are
+    # advisor-only, so a C5 customer on the app gets pension_plan (value 3) first.
+    assert offered(body) == ["pension_plan", "loans", "credit_card", "payroll"]
     assert [o["rank"] for o in body["offers"]] == [1, 2, 3, 4]
-    scores = [o["score"] for o in body["offers"]]
-    assert scores == sorted(scores, reverse=True)
+    for offer in body["offers"]:
+        value = catalogue.get(offer["product_id"]).business_value
+        assert offer["priority"] == pytest.approx(offer["score"] * value)
+    priorities = [o["priority"] for o in body["offers"]]
+    assert priorities == sorted(priorities, reverse=True)
     assert all(o["reasons"] and o["reasons"][0]["code"] for o in body["offers"])
     assert uuid.UUID(hex=body["request_id"]).version == 4
     assert body["customer_id"] == "C5-RICH"
@@ -200,7 +205,7 @@ def test_c1_customer_never_gets_above_r1(
 ) -> None:
     client, _ = live
     body = ask(client, "C1-CAUTIOUS", k=20)
-    assert offered(body)[:4] == ["direct_debit", "payroll", "taxes", "e_account"]
+    assert offered(body)[:4] == ["payroll", "medium_term_deposit", "direct_debit", "e_account"]
     assert all(catalogue.get(pid).risk_level == 1 for pid in offered(body))
     assert "current_account" not in offered(body)  # held
 
@@ -216,16 +221,20 @@ def test_assessment_expired_since_materialization_counts_as_expired(
 
 
 def test_high_churn_risk_puts_retention_first(live: tuple[TestClient, FeatureSetInfo]) -> None:
+    """Retention priority = churn 0.95 x value x boost 10 outranks any cross-sell."""
     client, _ = live
     body = ask(client, "C3-LEAVING", k=4)
     assert body["churn_risk"]["band"] == "high"
     assert body["churn_risk"]["probability"] == pytest.approx(0.9526, abs=1e-3)
     assert body["churn_risk"]["reasons"][0]["code"] == "months_since_login"
-    # Retention by business value, then the model's order.
-    assert offered(body) == ["deposit_rate_bonus", "advisor_callback", "fee_waiver", "direct_debit"]
-    assert body["offers"][0]["reasons"] == [
-        {"code": "retention", "text": "retention priority: churn risk high"}
-    ]
+    # Retention by business value (same churn probability and boost), then cross-sell.
+    assert offered(body) == ["deposit_rate_bonus", "advisor_callback", "fee_waiver", "pension_plan"]
+    assert body["offers"][0]["reasons"][0] == {
+        "code": "retention",
+        "text": "retention priority: churn risk high",
+    }
+    assert body["offers"][0]["reasons"][1]["code"] == "arbitration"
+    assert "retention boost 10" in body["offers"][0]["reasons"][1]["text"]
     assert body["offers"][0]["score"] is None
 
 
@@ -461,6 +470,11 @@ def test_one_redis_round_trip_per_recommendation(
     The pointer refresher is slowed to once an hour, so after startup the only traffic
     under the prefix is the request path's. Filtering by the test's own prefix keeps the
     count exact even when other clients share the server.
+
+    The rule is about READING: a decision's inputs (feature record and contact state) come
+    in one pipelined round trip - the GET and the ZRANGEBYSCORE arrive back to back. After
+    deciding, the decision is recorded in the audit trail by one Lua script (EVALSHA, and
+    the XADD and SET it runs, which MONITOR also shows); those writes are checked apart.
     """
     quiet = served.model_copy(update={"feature_pointer_refresh_seconds": 3600.0})
     info = publish(quiet, redis_client, catalogue)
@@ -470,7 +484,21 @@ def test_one_redis_round_trip_per_recommendation(
         fetches = client.get("/metrics").text
     mine = [c for c in commands if key_prefix in c]
     store = OnlineStore(redis_client, quiet.feature_prefix)
-    assert mine == [f"GET {store.record_key(info.version, c)}" for c in customers]
+    pseudonym = pseudonymiser(quiet)
+    reads = [c for c in mine if c.split()[0] in ("GET", "ZRANGEBYSCORE")]
+    expected_reads: list[str] = []
+    for c in customers:
+        expected_reads.append(f"GET {store.record_key(info.version, c)}")
+        expected_reads.append(f"ZRANGEBYSCORE {quiet.contact_prefix}:{pseudonym(c)}")
+    assert [" ".join(r.split()[:2]) for r in reads] == expected_reads
+    for i, command in enumerate(mine):  # nothing between a record's GET and its contact read
+        if command.startswith("GET "):
+            assert mine[i + 1].startswith("ZRANGEBYSCORE "), mine[i : i + 2]
+    writes = [c for c in mine if c not in reads]
+    assert all(w.split()[0] in ("EVALSHA", "EVAL", "XADD", "SET") for w in writes), writes
+    assert all(quiet.audit_prefix in w for w in writes), writes
+    assert sum(w.startswith("XADD ") for w in writes) == len(customers)
+    assert redis_client.xlen(f"{quiet.audit_prefix}:decisions") == len(customers)
     assert f"nbo_feature_fetch_duration_seconds_count {float(len(customers))}" in fetches
 
 
@@ -536,7 +564,7 @@ def test_real_uvicorn_over_tcp(
             assert response.status_code == 200
             body = response.json()
             assert response.headers["x-request-id"] == body["request_id"]
-            assert offered(body) == ["direct_debit", "payroll", "taxes"]
+            assert offered(body) == ["payroll", "medium_term_deposit", "direct_debit"]
             assert "nbo_http_requests_total" in http.get("/metrics").text
     finally:
         server.should_exit = True

@@ -248,6 +248,20 @@ def test_churn_ranks_leavers_and_is_registered(
     assert all(r.text and r.code in model.feature_names for r in reasons)
 
 
+def test_churn_logs_calibration_plot_and_table(
+    churn_run: TrainResult, train_settings: Settings
+) -> None:
+    client = MlflowClient(train_settings.tracking_uri)
+    logged = {a.path for a in client.list_artifacts(churn_run.run_id)}
+    assert {"calibration.png", "calibration.csv"} <= logged, logged
+    local = Path(client.download_artifacts(churn_run.run_id, "calibration.csv"))
+    table = pd.read_csv(local)
+    assert list(table.columns) == ["customers", "predicted", "observed"]
+    assert table["customers"].sum() == churn_run.metrics["holdout_customers"]
+    assert np.all(np.diff(table["predicted"]) >= 0)
+    assert client.get_run(churn_run.run_id).data.metrics["brier"] == churn_run.metrics["brier"]
+
+
 def test_failed_training_registers_nothing(
     bank: Tables, catalogue: Catalogue, train_settings: Settings
 ) -> None:

@@ -1,0 +1,112 @@
+"""The decision audit trail (Redis Stream) -> durable files, and look-ups by customer.
+
+Redis keeps a bounded window of decisions (``audit_retention``); ``export_audit`` copies
+them to JSON Lines (one decision per line, exactly as recorded, plus its ``stream_id``) or,
+for a ``.parquet`` path, to Parquet with the searchable fields as columns and the whole
+record as a JSON string. Files are written to a temporary name and renamed into place.
+
+``decisions_for`` answers ``nbo audit why``: the decisions of one pseudonymous customer
+(``core.pseudonym``), optionally only those that offered or excluded one product.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import redis
+
+from features.events_export import write_parquet_atomically
+from features.streams import decisions_key, read_stream, stream_id_at
+
+AUDIT_SCHEMA = pa.schema(
+    [
+        ("stream_id", pa.string()),
+        ("request_id", pa.string()),
+        ("decided_at", pa.string()),
+        ("customer", pa.string()),
+        ("channel", pa.string()),
+        ("offered", pa.list_(pa.string())),
+        ("record", pa.string()),
+    ]
+)
+
+
+def read_decisions(
+    client: redis.Redis, audit_prefix: str, since: datetime | None = None
+) -> Iterator[dict[str, Any]]:
+    """Recorded decisions, oldest first (from ``since`` when given), each with ``stream_id``."""
+    start = stream_id_at(since) if since is not None else "-"
+    for entry_id, values in read_stream(client, decisions_key(audit_prefix), start):
+        raw = values.get(b"d")
+        if raw is None:
+            continue
+        record: dict[str, Any] = orjson.loads(raw)
+        record["stream_id"] = entry_id
+        yield record
+
+
+def mentions(record: dict[str, Any], product_id: str) -> bool:
+    """The decision offered, excluded or scored ``product_id``."""
+    return (
+        any(o.get("product_id") == product_id for o in record.get("offers") or [])
+        or any(e.get("product_id") == product_id for e in record.get("exclusions") or [])
+        or product_id in (record.get("candidate_scores") or {})
+    )
+
+
+def decisions_for(
+    client: redis.Redis,
+    audit_prefix: str,
+    pseudonym: str,
+    product_id: str | None = None,
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """One customer's recorded decisions (a scan of the bounded stream), oldest first."""
+    return [
+        record
+        for record in read_decisions(client, audit_prefix, since)
+        if record.get("customer") == pseudonym
+        and (product_id is None or mentions(record, product_id))
+    ]
+
+
+def export_audit(
+    client: redis.Redis, audit_prefix: str, out: Path, since: datetime | None = None
+) -> int:
+    """Write every recorded decision to ``out`` (``.parquet`` or JSON Lines); return how many."""
+    records = read_decisions(client, audit_prefix, since)
+    if out.suffix == ".parquet":
+        rows = [
+            {
+                "stream_id": r["stream_id"],
+                "request_id": r.get("request_id"),
+                "decided_at": r.get("decided_at"),
+                "customer": r.get("customer"),
+                "channel": r.get("channel"),
+                "offered": [o.get("product_id") for o in r.get("offers") or []],
+                "record": orjson.dumps(r).decode(),
+            }
+            for r in records
+        ]
+        write_parquet_atomically(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA), out)
+        return len(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for record in records:
+                handle.write(orjson.dumps(record) + b"\n")
+                count += 1
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

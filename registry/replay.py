@@ -1,0 +1,125 @@
+"""Replay recorded decisions with a candidate recommender before it serves anyone.
+
+Each recorded decision (the audit trail's ``d`` field, decoded) carries the feature record
+the service used (``features``), what it offered (``offers``: product_id, rank, score) and
+the decision date (``today``). For each one the candidate re-scores the same record and the
+replay reports:
+
+* ``changed``: the top offer the candidate would serve (best-scored product that passes
+  ``core.suitability`` as of the recorded date, as the service ranks) differs from the top
+  offer actually served (retention treatments are not model offers and are skipped);
+* ``unsuitable``: the candidate's own first choice - its best-scored product among those
+  the customer does not hold and that are on sale - fails ``core.suitability`` (risk level
+  above the customer's, no valid assessment, age, residency, income, assets). The service
+  would block it, but a model that puts unsuitable products first for real customers is
+  not one to promote without a human looking (the gate refuses it without ``--force``).
+
+Pure: decisions come in as an iterable of dicts, so the CLI can read them from Redis and
+tests can pass a list. No customer id is kept in the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from core.catalogue import Catalogue, Product
+from core.customer_facts import customer_facts
+from core.scoring.base import RecommenderScorer
+from core.suitability import exclusion, split_suitable
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    decisions: int = 0  # replayed
+    skipped: int = 0  # recorded decisions without a feature record or a valid date
+    changed: int = 0
+    unsuitable: int = 0
+    unsuitable_by_rule: dict[str, int] = field(default_factory=dict)
+
+
+def replay(
+    decisions: Iterable[Mapping[str, Any]],
+    scorer: RecommenderScorer,
+    catalogue: Catalogue,
+    validity_days: int,
+) -> ReplayReport:
+    """Re-score every decision with ``scorer``; see the module docstring for the counts."""
+    replayed = skipped = changed = unsuitable = 0
+    rules: Counter[str] = Counter()
+    known = {p.id for p in catalogue.products}
+    holdable = [p for p in catalogue.holdable if p.id in scorer.product_ids]
+    for decision in decisions:
+        features = decision.get("features")
+        today = _date(decision.get("today"))
+        if not isinstance(features, Mapping) or today is None:
+            skipped += 1
+            continue
+        replayed += 1
+        scores = _scores(scorer, features)
+        facts = customer_facts(features)
+        allowed, _ = split_suitable(holdable, facts, today, validity_days)
+        if _best(allowed, scores) != _served_top(decision.get("offers"), catalogue, known):
+            changed += 1
+        offerable = [p for p in holdable if p.active and p.id not in facts.held]
+        first_choice = _best(offerable, scores)
+        if first_choice is not None:
+            product = catalogue.get(first_choice)
+            blocked = exclusion(product, facts, today, validity_days)
+            if blocked is not None:
+                unsuitable += 1
+                rules[blocked.rule.value] += 1
+    return ReplayReport(replayed, skipped, changed, unsuitable, dict(rules))
+
+
+def _scores(scorer: RecommenderScorer, features: Mapping[str, Any]) -> dict[str, float]:
+    values = scorer.score(features)
+    if len(values) != len(scorer.product_ids):
+        raise ValueError(
+            f"candidate returned {len(values)} scores for {len(scorer.product_ids)} products"
+        )
+    return {pid: float(v) for pid, v in zip(scorer.product_ids, values, strict=True)}
+
+
+def _best(products: list[Product], scores: Mapping[str, float]) -> str | None:
+    """Best-scored product id (ties: catalogue order, like the service's ranking)."""
+    best: tuple[float, str] | None = None
+    for product in products:
+        score = scores.get(product.id, math.nan)
+        if math.isfinite(score) and (best is None or score > best[0]):
+            best = (score, product.id)
+    return best[1] if best else None
+
+
+def _served_top(offers: object, catalogue: Catalogue, known: set[str]) -> str | None:
+    """The first model offer (lowest rank, retention treatments skipped) actually served."""
+    if not isinstance(offers, list):
+        return None
+    ranked = sorted(
+        (o for o in offers if isinstance(o, Mapping) and isinstance(o.get("product_id"), str)),
+        key=_rank,
+    )
+    for offer in ranked:
+        pid = offer["product_id"]
+        if pid in known and catalogue.get(pid).retention:
+            continue
+        return str(pid)
+    return None
+
+
+def _rank(offer: Mapping[str, Any]) -> float:
+    rank = offer.get("rank")
+    return float(rank) if isinstance(rank, int) else math.inf
+
+
+def _date(value: object) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None

@@ -1,0 +1,156 @@
+"""The decision audit trail: every recommendation, recorded so that compliance can answer
+"why was this customer shown this offer, by which model, and was it suitable?".
+
+One record per response (see ``docs/decisioning.md`` for every field): request id, time,
+pseudonymous customer id, channel, model versions and variant, catalogue and decisioning
+versions, the feature set and its age, the feature record used (for replays), candidate
+scores, every exclusion with its rule, the arbitration inputs and contact state, the
+offers. The raw customer id is not in it: fields that name or identify a customer are
+dropped from the feature record (:func:`without_identifiers`).
+
+Storage (``features.streams``): a Redis Stream ``{audit_prefix}:decisions`` bounded to
+about ``audit_retention`` entries (``XADD MAXLEN ~``) plus a per-request index key with a
+TTL, written together by one Lua script (one round trip, both or neither). The write
+happens after the decision is computed and before the response is returned, so an event
+referring to the request id can never arrive before its decision is findable. A failed
+write is logged and does not fail the answer; ``nbo audit export`` copies the stream to
+durable files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+import redis
+
+from core.settings import Settings
+from features.streams import decision_index_key, decisions_key
+from service.decision import Decision
+from service.log import fields
+from service.schemas import RecommendationResponse
+
+log = logging.getLogger(__name__)
+
+IDENTIFYING_FIELDS = frozenset(
+    {
+        "customer_id",
+        "customer",
+        "id",
+        "ncodpers",
+        "name",
+        "customer_name",
+        "first_name",
+        "last_name",
+        "surname",
+        "full_name",
+        "email",
+        "phone",
+        "address",
+    }
+)
+"""Fields never copied from a feature record into the audit trail, whatever they hold."""
+
+_RECORD = """
+local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[2])
+redis.call('SET', KEYS[2], entry, 'EX', ARGV[3])
+return entry
+"""
+
+
+def without_identifiers(record: Mapping[str, Any], customer_id: str) -> dict[str, Any]:
+    """The feature record minus identifying fields and any value equal to the raw id."""
+    return {
+        key: value
+        for key, value in record.items()
+        if key.lower() not in IDENTIFYING_FIELDS and value != customer_id
+    }
+
+
+def audit_record(
+    response: RecommendationResponse,
+    decision: Decision,
+    features: Mapping[str, Any] | None,
+    customer_id: str,
+    pseudonym: str,
+) -> dict[str, Any]:
+    """The audit record of one response (plain JSON types)."""
+    decided_at = decision.decided_at or datetime.now(UTC)
+    feature_set = decision.feature_set
+    churn = decision.churn_risk
+    return {
+        "request_id": response.request_id,
+        "decided_at": decided_at.isoformat(),
+        "today": decided_at.date().isoformat(),
+        "customer": pseudonym,
+        "channel": response.channel,
+        "model_versions": dict(response.model_versions),
+        "variant": getattr(response, "variant", None),
+        "feature_set": (
+            {
+                "version": feature_set.version,
+                "as_of": feature_set.as_of.isoformat(),
+                "catalogue_version": feature_set.catalogue_version,
+                "age_seconds": round((decided_at - feature_set.created_at).total_seconds(), 3),
+            }
+            if feature_set is not None
+            else None
+        ),
+        "features": without_identifiers(features, customer_id) if features is not None else None,
+        "degraded_reason": response.degraded_reason,
+        "churn_risk": (
+            {"probability": churn.probability, "band": churn.band.value} if churn else None
+        ),
+        "candidate_scores": decision.scores,
+        "exclusions": [
+            {"product_id": e.product_id, "rule": e.rule.value, "detail": e.detail}
+            for e in decision.exclusions
+        ],
+        "arbitration": {
+            "retention_eligible": decision.retention_eligible,
+            "priorities": [p.as_record() for p in decision.priorities],
+        },
+        "contact": decision.contact,
+        "offers": [offer.model_dump(mode="json") for offer in response.offers],
+        "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)
+    }
+
+
+def record_decision(client: redis.Redis, settings: Settings, record: dict[str, Any]) -> str | None:
+    """Append ``record`` to the audit stream and index it; the entry id, or None on failure."""
+    prefix = settings.audit_prefix
+    script = client.register_script(_RECORD)
+    try:
+        entry = script(
+            keys=[decisions_key(prefix), decision_index_key(prefix, record["request_id"])],
+            args=[settings.audit_retention, orjson.dumps(record), settings.audit_index_ttl_seconds],
+        )
+    except redis.RedisError as exc:
+        log.error(
+            "decision not recorded",
+            extra=fields(request_id=record["request_id"], error=type(exc).__name__),
+        )
+        return None
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+def read_decision(
+    client: redis.Redis, settings: Settings, request_id: str
+) -> dict[str, Any] | None:
+    """The recorded decision of ``request_id``; None when unknown, expired or trimmed."""
+    prefix = settings.audit_prefix
+    entry = cast(bytes | None, client.get(decision_index_key(prefix, request_id)))
+    if entry is None:
+        return None
+    found = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        client.xrange(decisions_key(prefix), min=entry.decode(), max=entry.decode()),
+    )
+    if not found:
+        return None
+    decoded: dict[str, Any] = orjson.loads(found[0][1][b"d"])
+    decoded["stream_id"] = entry.decode()
+    return decoded

@@ -1,0 +1,56 @@
+"""Helpers shared by the decisioning tests: publish feature records, start the app."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+
+from core.catalogue import Catalogue
+from core.settings import Settings
+from features.online_store import FeatureSetInfo, OnlineStore, make_version
+
+TODAY = datetime.now(UTC).date()
+
+
+def adult(**values: Any) -> dict[str, Any]:
+    """A feature record of an adult resident C3 customer with a fresh assessment."""
+    base: dict[str, Any] = {
+        "age": 40,
+        "risk_level": 3,
+        "risk_assessed_on": (TODAY - timedelta(days=60)).isoformat(),
+        "resident": True,
+        "income": 90_000.0,
+        "balance": 250_000.0,
+        "held": ["current_account"],
+        "tier": "affluent",
+        "segment": "individuals",
+        "preferred_channel": "app",
+        "months_since_login": 0,
+    }
+    base.update(values)
+    return base
+
+
+def publish_records(
+    settings: Settings,
+    client: redis.Redis,
+    catalogue: Catalogue,
+    records: Mapping[str, dict[str, Any]],
+) -> FeatureSetInfo:
+    store = OnlineStore(client, settings.feature_prefix)
+    created = datetime.now(UTC)
+    as_of = TODAY - timedelta(days=30)
+    info = FeatureSetInfo(
+        version=make_version(as_of, created),
+        as_of=as_of,
+        created_at=created,
+        customers=len(records),
+        feature_names=sorted(adult()),
+        catalogue_version=catalogue.version,
+    )
+    store.write_records(info.version, records.items())
+    store.publish(info)
+    return info

@@ -1,0 +1,119 @@
+"""The load runner (loadtests/): percentiles, bad input, and a real run against the baseline app.
+
+No timing is asserted: only counts (requests sent, answered, degraded, Redis GETs), which
+do not depend on how busy the machine is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import pytest
+import redis
+
+from loadtests.baseline_process import baseline_server
+from loadtests.driver import RequestMix
+from loadtests.run import EXIT_BAD_INPUT, LoadOptions, main, run_load
+from loadtests.stats import PhaseRecorder, meets_latency_goal, percentile, summarize
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError, match="outside 0-100"):
+        percentile(values, 101)
+
+
+def test_summary_counts_errors_and_rejects_unsustained_rates() -> None:
+    recorder = PhaseRecorder()
+    for ms in (1, 2, 3, 4):
+        recorder.ok(ms / 1000, degraded=ms == 4)
+    recorder.error("timeout")
+    summary = summarize("service", 10.0, recorder, elapsed_seconds=1.0)
+    assert (summary.sent, summary.succeeded, summary.error_count, summary.degraded) == (5, 4, 1, 1)
+    assert summary.max_ms == pytest.approx(4.0)
+    assert not meets_latency_goal(summary, 50.0)  # an error
+    assert summary.to_json()["errors_by_kind"] == {"timeout": 1}
+
+
+def test_request_mix_is_reproducible_with_a_share_of_unknown_ids() -> None:
+    mix = RequestMix(["A", "B"], unknown_share=0.25, seed=3)
+    bodies = mix.bodies(400)
+    assert bodies == mix.bodies(400)
+    unknown = sum(b"UNKNOWN" in b for b in bodies)
+    assert 60 < unknown < 140  # about a quarter of 400
+
+
+@pytest.fixture
+def customers_file(tmp_path: Path) -> Path:
+    path = tmp_path / "customers.txt"
+    path.write_text("C0000001\nC0000002\n")
+    return path
+
+
+@pytest.mark.parametrize("rate", ["0", "-5", "1000000"])
+def test_impossible_rate_exits_non_zero_with_a_message(
+    rate: str, customers_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--rate", rate, "--customers", str(customers_file)])
+    assert code == EXIT_BAD_INPUT
+    assert "is impossible" in capsys.readouterr().err
+
+
+def test_dead_url_exits_non_zero_with_a_message(
+    customers_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import _free_port
+
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    code = main(["--url", url, "--rate", "10", "--customers", str(customers_file)])
+    assert code == EXIT_BAD_INPUT
+    assert f"no service answers at {url}" in capsys.readouterr().err
+
+
+def test_missing_customer_file_exits_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--customers", str(tmp_path / "absent.txt")])
+    assert code == EXIT_BAD_INPUT
+    assert "cannot read customer ids" in capsys.readouterr().err
+    (tmp_path / "empty.txt").write_text("\n\n")
+    assert main(["--customers", str(tmp_path / "empty.txt")]) == EXIT_BAD_INPUT
+
+
+def test_run_against_the_baseline_app_counts_every_request(
+    redis_url: str,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Open-loop run of 40 requests: each answered, unknown ids seen as degraded, one GET each."""
+    prefix = f"{key_prefix}:fs"
+    redis_client.set(f"{prefix}:current", "v1")
+    for customer in ("C1", "C2"):
+        redis_client.set(f"{prefix}:v:v1:c:{customer}", b'{"age": 40}')
+    monkeypatch.setenv("NBO_FEATURE_PREFIX", prefix)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("C1\nC2\n")
+
+    with baseline_server(workers=1, redis_url=redis_url) as url:
+        options = LoadOptions(
+            url=url, rate=20, duration=2, customers=ids, unknown_share=0.3, warmup=0,
+            timeout=30, redis_stats=True, redis_url=redis_url,
+        )  # fmt: skip
+        report = asyncio.run(run_load(options, progress=lambda _: None))
+
+    summary = report["service"]["summary"]
+    unknown = sum(b"UNKNOWN" in b for b in RequestMix(["C1", "C2"], 0.3, 7).bodies(40))
+    assert summary["sent"] == 40
+    assert summary["succeeded"] == 40 and summary["errors"] == 0
+    assert summary["degraded"] == unknown  # the baseline answers found: false for them
+    assert report["service"]["redis"]["commands"]["get"] >= 40
+    assert summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
