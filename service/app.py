@@ -5,7 +5,8 @@ live feature-set pointer, then keep that pointer fresh and watch the model alias
 background (``service.model_watcher``: hot reload). Nothing that can
 be missing at startup stops the service: without a recommender or a feature set it starts
 not ready (``/readyz`` 503) and answers with the degraded fallback. A broken catalogue
-does stop it: there is no safe answer without the product rules.
+does stop it, and so does a broken decisioning file: there is no safe answer without the
+product and channel rules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from core.catalogue import load_catalogue
+from core.decisioning import load_decisioning
 from core.redis_server import connect
 from core.settings import Settings, get_settings
 from features.online_store import OnlineStore
@@ -77,7 +79,8 @@ def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
     """Blocking startup work (run off the event loop)."""
     client = connect(settings)
     catalogue = load_catalogue(settings.catalogue_path)
-    state = ServingState(catalogue=catalogue)
+    decisioning = load_decisioning(settings.decisioning_path, catalogue)
+    state = ServingState(catalogue=catalogue, decisioning=decisioning)
     for loaded in load_serving_models(settings):
         state = state.with_model(loaded.slot.key, loaded.model, loaded.source)
     metrics.set_serving(state)

@@ -75,7 +75,8 @@ def recommend(
         now=now,
         settings=settings,
         channel=request.channel,
-        decisioning=cached_decisioning(str(settings.decisioning_path), state.catalogue),
+        decisioning=state.decisioning
+        or cached_decisioning(str(settings.decisioning_path), state.catalogue),
     )
     decision = decide_with(recommender=scorer_of(choice.recommender))
     if choice.shadow is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import cast
 
 from core.catalogue import Catalogue
+from core.decisioning import DecisioningConfig
 from core.scoring.base import ChurnScorer, RecommenderScorer
 from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
@@ -38,6 +39,9 @@ class ServingState:
     feature_set: FeatureSetInfo | None = None
     challenger: LoadedModel | None = None
     model_sources: dict[str, str] = field(default_factory=dict)
+    # Loaded and validated at startup (a broken file stops the service, like the catalogue);
+    # None only in tests that build a state by hand.
+    decisioning: DecisioningConfig | None = None
 
     # The kinds were checked when the models were loaded (``service.model_loading``).
     @property
