@@ -9,7 +9,7 @@ DEMO_MONTHS ?= 12
 DEMO_SEED ?= 7
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format typecheck bench loadtest clean
+.PHONY: install demo test lint format bench loadtest clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import sys; assert sys.version_info >= (3, 11), sys.version" || { echo "need Python 3.11+ (make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -36,6 +36,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: $(STAMP) ## recommender training time and per-request scoring latency
+	$(BIN)/python -m training.bench
+
+loadtest: $(STAMP) ## fixed-rate load against a running service and the bare baseline (see docs/operations.md)
+	$(BIN)/python -m loadtests.run --url http://127.0.0.1:8000 --customers var/demo_customers.txt --baseline --json
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache

@@ -20,6 +20,7 @@ from cli import (
     serve,
     train,
 )
+from loadtests import cli as loadtest_cli
 
 app = typer.Typer(
     name="nbo",
@@ -44,6 +45,7 @@ app.add_typer(
 app.add_typer(redis_cmd.app, name="redis", help="Start or stop the embedded Redis server.")
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)
+app.command(name="loadtest")(loadtest_cli.loadtest)
 
 if __name__ == "__main__":
     app()

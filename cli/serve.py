@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from core.settings import get_settings
@@ -22,6 +24,11 @@ def serve(
     Example: nbo serve --port 8000
     """
     import uvicorn
+
+    # Workers inherit this before numpy loads, so no BLAS thread pool is ever started
+    # (create_app also limits it for servers started another way).
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
     settings = get_settings()
     uvicorn.run(

@@ -1,0 +1,114 @@
+"""Open-loop load: requests start on a fixed schedule, whatever the answers do.
+
+A closed-loop client (send, wait, send again) slows down with the server and so hides the
+very stalls a latency budget is about ("coordinated omission"). Here request ``i`` is
+scheduled at ``start + i / rate`` and its latency runs from that scheduled time to the
+answer: time spent queued in the client's connection pool, or behind a stalled event
+loop, counts. How far behind schedule requests were actually sent is reported as the
+client lag, so a saturated load generator is visible instead of passing as a slow server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+from loadtests.stats import PhaseRecorder, PhaseSummary, summarize
+
+CHANNELS = ("app", "push", "sms", "email", "advisor", "branch")
+RECOMMENDATIONS_PATH = "/v1/recommendations"
+_DEGRADED_MARKERS = (b'"degraded":true', b'"degraded": true', b'"found":false')
+"""How an answer says it had no feature record: the service's fallback, or the baseline's."""
+
+
+@dataclass(frozen=True)
+class RequestMix:
+    """Which customers the load asks about: known ids from a file plus a share of unknown."""
+
+    customer_ids: Sequence[str]
+    unknown_share: float = 0.05
+    seed: int = 7
+
+    def bodies(self, count: int) -> list[bytes]:
+        """``count`` request bodies; the same seed gives the same sequence for every target."""
+        rng = random.Random(self.seed)
+        out = []
+        for n in range(count):
+            if rng.random() < self.unknown_share:
+                customer = f"UNKNOWN{n:09d}"
+            else:
+                customer = rng.choice(self.customer_ids)
+            body = {"customer_id": customer, "channel": rng.choice(CHANNELS), "k": 3}
+            out.append(orjson.dumps(body))
+        return out
+
+
+def new_client(pool_size: int, timeout_seconds: float) -> httpx.AsyncClient:
+    """One keep-alive connection pool for a whole phase (as a bank's API gateway would)."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
+        timeout=httpx.Timeout(timeout_seconds),
+        headers={"content-type": "application/json"},
+    )
+
+
+async def drive(
+    client: httpx.AsyncClient,
+    base_url: str,
+    rate: float,
+    bodies: Sequence[bytes],
+    *,
+    target: str,
+    timeout_seconds: float,
+) -> PhaseSummary:
+    """Send ``bodies`` at ``rate`` requests/s (open loop) and summarize the answers.
+
+    Bounded: ``len(bodies)`` requests, and at most ``timeout_seconds`` of waiting after the
+    last one is sent (a request still open then is counted as a timeout).
+    """
+    url = base_url.rstrip("/") + RECOMMENDATIONS_PATH
+    loop = asyncio.get_running_loop()
+    recorder = PhaseRecorder()
+
+    async def one(body: bytes, scheduled: float) -> None:
+        recorder.send_lag.append(max(0.0, loop.time() - scheduled))
+        try:
+            response = await client.post(url, content=body)
+        except httpx.TimeoutException:
+            recorder.error("timeout")
+            return
+        except httpx.ConnectError:
+            recorder.error("connect")
+            return
+        except httpx.HTTPError as exc:
+            recorder.error(type(exc).__name__)
+            return
+        if response.status_code != 200:
+            recorder.error(f"http_{response.status_code}")
+            return
+        content = response.content
+        recorder.ok(loop.time() - scheduled, any(marker in content for marker in _DEGRADED_MARKERS))
+
+    tasks: set[asyncio.Task[None]] = set()
+    start = loop.time() + 0.05
+    for i, body in enumerate(bodies):
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(body, scheduled))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        _, pending = await asyncio.wait(set(tasks), timeout=timeout_seconds + 1.0)
+        for task in pending:
+            task.cancel()
+            recorder.error("timeout")
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+    return summarize(target, rate, recorder, loop.time() - start)

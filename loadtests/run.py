@@ -1,0 +1,415 @@
+"""The load runner: ``python -m loadtests.run`` (also ``nbo loadtest``).
+
+Drives a fixed request rate (open loop, see ``loadtests.driver``) with real customer ids
+against a running service and prints p50 / p95 / p99 / max latency, achieved rate and
+errors. ``--baseline`` drives the same load, in the same run, against the bare baseline
+app (``loadtests.baseline_app``, one Redis GET per request) with the same worker count and
+prints the ratios the latency budget is stated in. ``--find-max`` steps the rate to find
+the highest one each sustains with p99 < 50 ms and no errors.
+
+Example::
+
+    python -m loadtests.run --url http://127.0.0.1:8000 --rate 200 --duration 20 \
+        --customers var/demo_customers.txt --baseline --redis-stats --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from loadtests.baseline_process import BaselineError, baseline_server
+from loadtests.driver import RequestMix, drive, new_client
+from loadtests.redis_stats import calls_delta, command_calls, per_request
+from loadtests.stats import PhaseSummary, meets_latency_goal, ratio
+
+MAX_RATE = 5000.0
+"""Requests/s one Python client can offer; above it the client, not the server, is measured."""
+MAX_DURATION_SECONDS = 600.0
+P99_GOAL_MS = 50.0
+BUDGET_P99_RATIO = 1.5  # service p99 <= 1.5 x baseline p99 at the same offered rate
+BUDGET_MAX_RATE_RATIO = 0.5  # service's max sustained rate >= 0.5 x the baseline's
+FIND_MAX_STEPS = 10
+FIND_MAX_GROWTH = 1.5
+FIND_MAX_PRECISION = 1.1  # stop bisecting when the failing rate is within 10% of the passing
+DRAIN_SECONDS = 30.0  # at most this long waiting for an overloaded server to catch up
+
+EXIT_BAD_INPUT = 2
+EXIT_ALL_FAILED = 1
+
+
+class LoadInputError(ValueError):
+    """Bad options, an unreadable customer file or a dead URL: exit 2 with this message."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    url: str
+    rate: float
+    duration: float
+    customers: Path
+    unknown_share: float = 0.05
+    workers: int = 2
+    warmup: float = 3.0
+    timeout: float = 2.0
+    pool: int = 100
+    seed: int = 7
+    baseline: bool = False
+    find_max: bool = False
+    step_duration: float = 10.0
+    redis_stats: bool = False
+    redis_url: str | None = None
+
+    def validate(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise LoadInputError(f"--url {self.url!r} is not an http(s) URL")
+        if not 0 < self.rate <= MAX_RATE:
+            raise LoadInputError(
+                f"--rate {self.rate:g} is impossible: give requests/s above 0 and at most "
+                f"{MAX_RATE:g} (one client cannot offer more)"
+            )
+        if not 0 < self.duration <= MAX_DURATION_SECONDS:
+            raise LoadInputError(
+                f"--duration {self.duration:g} must be above 0 and at most "
+                f"{MAX_DURATION_SECONDS:g} seconds"
+            )
+        if not 0 <= self.unknown_share <= 1:
+            raise LoadInputError(f"--unknown-share {self.unknown_share:g} must be within 0-1")
+        if self.workers < 1 or self.pool < 1 or self.timeout <= 0 or self.warmup < 0:
+            raise LoadInputError("--workers and --pool must be >= 1, --timeout > 0, --warmup >= 0")
+        if self.find_max and not 0 < self.step_duration <= MAX_DURATION_SECONDS:
+            raise LoadInputError(f"--step-duration {self.step_duration:g} is out of range")
+
+
+def read_customer_ids(path: Path) -> list[str]:
+    """One id per line (blank lines ignored), e.g. the ``demo_customers.txt`` of ``nbo demo``."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise LoadInputError(f"cannot read customer ids from {path}: {exc.strerror}") from None
+    ids = [line.strip() for line in lines if line.strip()]
+    if not ids:
+        raise LoadInputError(f"{path} holds no customer ids (one per line expected)")
+    return ids
+
+
+def check_alive(url: str) -> None:
+    """The service answers ``GET /healthz`` with 200, or a clear ``LoadInputError``."""
+    health = url.rstrip("/") + "/healthz"
+    try:
+        response = httpx.get(health, timeout=3.0)
+    except httpx.HTTPError as exc:
+        raise LoadInputError(
+            f"no service answers at {url} ({type(exc).__name__}: {exc}); start it first, "
+            "e.g. `nbo serve --workers 2`"
+        ) from None
+    if response.status_code != 200:
+        raise LoadInputError(f"{health} answered {response.status_code}, expected 200")
+
+
+async def measure(
+    url: str,
+    target: str,
+    rate: float,
+    duration: float,
+    options: LoadOptions,
+    mix: RequestMix,
+    *,
+    warmup: float,
+    after_warmup: Callable[[], None] | None = None,
+) -> PhaseSummary:
+    """``warmup`` seconds at ``rate`` (discarded), then one measured phase of ``duration``.
+
+    ``after_warmup`` runs between the two (e.g. to snapshot Redis counters).
+    """
+    async with new_client(options.pool, options.timeout) as client:
+        if warmup > 0:
+            warm = mix.bodies(max(1, round(rate * warmup)))
+            await drive(client, url, rate, warm, target=target, timeout_seconds=options.timeout)
+        if after_warmup is not None:
+            after_warmup()
+        bodies = mix.bodies(max(1, round(rate * duration)))
+        return await drive(
+            client, url, rate, bodies, target=target, timeout_seconds=options.timeout
+        )
+
+
+async def find_max_rate(
+    url: str, target: str, options: LoadOptions, mix: RequestMix
+) -> dict[str, Any]:
+    """Highest rate with p99 < 50 ms, no errors and the offered rate achieved.
+
+    Grows the rate by 1.5x from ``--rate`` until a step fails, then bisects between the
+    last passing and the first failing rate; at most ``FIND_MAX_STEPS`` steps.
+    """
+    passing: float | None = None
+    failing: float | None = None
+    rate = options.rate
+    steps: list[dict[str, Any]] = []
+    for _ in range(FIND_MAX_STEPS):
+        if steps:
+            await drain(url)
+        # The first step warms up; later ones follow a loaded server directly.
+        summary = await measure(
+            url,
+            target,
+            rate,
+            options.step_duration,
+            options,
+            mix,
+            warmup=options.warmup * (not steps),
+        )
+        ok = meets_latency_goal(summary, P99_GOAL_MS)
+        steps.append({**summary.to_json(), "meets_goal": ok})
+        if ok:
+            passing = rate
+        else:
+            failing = rate
+        if failing is None:
+            rate = rate * FIND_MAX_GROWTH
+        elif passing is None:
+            rate = rate / 2
+        else:
+            if failing / passing <= FIND_MAX_PRECISION:
+                break
+            rate = (passing + failing) / 2
+        if rate > MAX_RATE or rate < 1:
+            break
+    return {"max_rate": round(passing, 1) if passing else None, "steps": steps}
+
+
+async def drain(url: str) -> None:
+    """Wait (bounded) until ``/healthz`` answers within the p99 goal again.
+
+    An overloaded server goes on working through requests its clients gave up on; without
+    this pause, that backlog would be charged to the next step's rate.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_SECONDS
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        while loop.time() < deadline:
+            started = loop.time()
+            with contextlib.suppress(httpx.HTTPError):
+                await client.get(url.rstrip("/") + "/healthz")
+                if (loop.time() - started) * 1000 < P99_GOAL_MS:
+                    await asyncio.sleep(1.0)
+                    return
+            await asyncio.sleep(0.5)
+
+
+def _stats_client(options: LoadOptions) -> redis.Redis | None:
+    if not options.redis_stats:
+        return None
+    from core.settings import get_settings
+
+    settings = get_settings()
+    url = (
+        options.redis_url
+        or settings.redis_url
+        or f"redis://127.0.0.1:{settings.embedded_redis_port}/0"
+    )
+    client = redis.Redis.from_url(url, socket_timeout=2.0)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise LoadInputError(f"--redis-stats: Redis at {url} unavailable: {exc}") from None
+    return client
+
+
+async def _target_report(
+    url: str, target: str, options: LoadOptions, mix: RequestMix, stats: redis.Redis | None
+) -> dict[str, Any]:
+    before: dict[str, int] = {}
+
+    def snapshot() -> None:
+        if stats is not None:
+            before.update(command_calls(stats))
+
+    summary = await measure(
+        url, target, options.rate, options.duration, options, mix,
+        warmup=options.warmup, after_warmup=snapshot,
+    )  # fmt: skip
+    report: dict[str, Any] = {"summary": summary}
+    if stats is not None:
+        delta = calls_delta(before, command_calls(stats))
+        report["redis"] = {
+            "requests": summary.sent,
+            "commands": delta,
+            "per_request": per_request(delta, summary.sent),
+        }
+    if options.find_max:
+        report["find_max"] = await find_max_rate(url, target, options, mix)
+    return report
+
+
+async def run_load(options: LoadOptions, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Everything one invocation measures, as a JSON-ready report."""
+    options.validate()
+    mix = RequestMix(read_customer_ids(options.customers), options.unknown_share, options.seed)
+    check_alive(options.url)
+    stats = _stats_client(options)
+    progress(f"service {options.url}: {options.rate:g}/s for {options.duration:g} s")
+    service = await _target_report(options.url, "service", options, mix, stats)
+    report: dict[str, Any] = {"config": _config(options), "service": _jsonable(service)}
+    if options.baseline:
+        with baseline_server(options.workers, options.redis_url) as baseline_url:
+            progress(f"baseline {baseline_url} ({options.workers} workers): same load")
+            baseline = await _target_report(baseline_url, "baseline", options, mix, stats)
+        report["baseline"] = _jsonable(baseline)
+        report["budget"] = _budget(service, baseline)
+    return report
+
+
+def _budget(service: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    s: PhaseSummary = service["summary"]
+    b: PhaseSummary = baseline["summary"]
+    p99_ratio = ratio(s.p99_ms, b.p99_ms)
+    # A p99 ratio only means something when both sustained the offered rate without errors.
+    comparable = all(meets_latency_goal(x, float("inf")) for x in (s, b))
+    budget: dict[str, Any] = {
+        "p99_ratio": p99_ratio,
+        "p99_ratio_limit": BUDGET_P99_RATIO,
+        "p99_ratio_met": (p99_ratio is not None and p99_ratio <= BUDGET_P99_RATIO)
+        if comparable
+        else None,
+        "comparable": comparable,
+    }
+    if "find_max" in service and "find_max" in baseline:
+        smax, bmax = service["find_max"]["max_rate"], baseline["find_max"]["max_rate"]
+        max_ratio = ratio(smax or 0.0, bmax or 0.0)
+        budget |= {
+            "max_rate_ratio": max_ratio,
+            "max_rate_ratio_floor": BUDGET_MAX_RATE_RATIO,
+            "max_rate_ratio_met": max_ratio is not None and max_ratio >= BUDGET_MAX_RATE_RATIO,
+        }
+    return budget
+
+
+def _jsonable(target_report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.to_json() if isinstance(v, PhaseSummary) else v for k, v in target_report.items()}
+
+
+def _config(options: LoadOptions) -> dict[str, Any]:
+    return {
+        "url": options.url,
+        "rate": options.rate,
+        "duration_seconds": options.duration,
+        "warmup_seconds": options.warmup,
+        "customers_file": str(options.customers),
+        "unknown_share": options.unknown_share,
+        "workers": options.workers,
+        "pool": options.pool,
+        "timeout_seconds": options.timeout,
+        "seed": options.seed,
+        "p99_goal_ms": P99_GOAL_MS,
+    }
+
+
+def format_text(report: dict[str, Any]) -> str:
+    """A short table for people; ``--json`` prints the full report instead."""
+    columns = ("offered_rate", "achieved_rate", "p50_ms", "p95_ms", "p99_ms", "max_ms")
+    lines = [f"{'target':<9}" + "".join(f"{c:>14}" for c in columns) + f"{'errors':>8}"]
+    for target in ("service", "baseline"):
+        if target in report:
+            s = report[target]["summary"]
+            lines.append(
+                f"{target:<9}"
+                + "".join(f"{s[c] if s[c] is not None else '-':>14}" for c in columns)
+                + f"{s['errors']:>8}"
+            )
+    for target in ("service", "baseline"):
+        part = report.get(target, {})
+        if "redis" in part:
+            lines.append(f"{target} Redis calls per request: {part['redis']['per_request']}")
+        if "find_max" in part:
+            lines.append(f"{target} max rate with p99 < 50 ms: {part['find_max']['max_rate']}/s")
+    if "budget" in report:
+        lines.append(f"budget: {json.dumps(report['budget'])}")
+    return "\n".join(lines)
+
+
+def exit_code(report: dict[str, Any]) -> int:
+    """1 when not a single request to the service succeeded (it died or answers only errors)."""
+    return EXIT_ALL_FAILED if report["service"]["summary"]["succeeded"] == 0 else 0
+
+
+def execute(options: LoadOptions, as_json: bool) -> int:
+    """Run, print and return the exit code (shared by ``python -m`` and ``nbo loadtest``)."""
+
+    def progress(message: str) -> None:
+        print(f"loadtest: {message}", file=sys.stderr, flush=True)
+
+    try:
+        report = asyncio.run(run_load(options, progress))
+    except (LoadInputError, BaselineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(report, indent=2) if as_json else format_text(report))
+    return exit_code(report)
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[LoadOptions, bool]:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.run",
+        description="Open-loop load at a fixed rate against /v1/recommendations.",
+        epilog="Example: python -m loadtests.run --url http://127.0.0.1:8000 --rate 200 "
+        "--duration 20 --customers var/demo_customers.txt --baseline --json",
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
+    parser.add_argument("--rate", type=float, default=200.0, help="requests/s offered")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument(
+        "--customers", type=Path, default=Path("var/demo_customers.txt"), help="id file"
+    )
+    parser.add_argument("--unknown-share", type=float, default=0.05, help="share of unknown ids")
+    parser.add_argument("--workers", type=int, default=2, help="baseline uvicorn workers")
+    parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds first")
+    parser.add_argument("--timeout", type=float, default=2.0, help="per-request timeout (s)")
+    parser.add_argument("--pool", type=int, default=100, help="client connections")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the request mix")
+    parser.add_argument("--baseline", action="store_true", help="also load the bare baseline")
+    parser.add_argument("--find-max", action="store_true", help="find the max sustained rate")
+    parser.add_argument("--step-duration", type=float, default=10.0, help="seconds per step")
+    parser.add_argument(
+        "--redis-stats", action="store_true", help="report Redis commands per request"
+    )
+    parser.add_argument("--redis-url", default=None, help="Redis (default: the NBO settings')")
+    parser.add_argument("--json", action="store_true", help="print the full JSON report")
+    ns = parser.parse_args(argv)
+    options = LoadOptions(
+        url=ns.url,
+        rate=ns.rate,
+        duration=ns.duration,
+        customers=ns.customers,
+        unknown_share=ns.unknown_share,
+        workers=ns.workers,
+        warmup=ns.warmup,
+        timeout=ns.timeout,
+        pool=ns.pool,
+        seed=ns.seed,
+        baseline=ns.baseline,
+        find_max=ns.find_max,
+        step_duration=ns.step_duration,
+        redis_stats=ns.redis_stats,
+        redis_url=ns.redis_url,
+    )
+    return options, ns.json
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options, as_json = parse_args(argv)
+    return execute(options, as_json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
