@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cli.errors import exit_on
 from core.settings import Settings, get_settings
+from features.streams import decisions_key
 from registry import promotion
 from registry.client import ALLOWED_ALIASES, Registry, RegistryError, VersionInfo
 from registry.compare import compare as compare_versions
@@ -256,7 +257,7 @@ def _replay(
         )
     client = connect(settings)
     try:
-        decisions = list(recent_decisions(client, decisions_key(settings), last))
+        decisions = list(recent_decisions(client, decisions_key(settings.audit_prefix), last))
     finally:
         client.close()
     return replay(
@@ -265,11 +266,6 @@ def _replay(
         load_catalogue(settings.catalogue_path),
         settings.risk_assessment_validity_days,
     )
-
-
-def decisions_key(settings: Settings) -> str:
-    """The audit stream (contract with the decision audit trail)."""
-    return f"{settings.audit_prefix or 'nbo:audit'}:decisions"
 
 
 def recent_decisions(client: redis.Redis, key: str, count: int) -> Iterator[dict[str, Any]]:
