@@ -8,10 +8,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from cli.errors import fail
+from cli.progress import spinner
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
 from core.settings import get_settings
 from core.tables import Tables, write_tables
@@ -29,13 +30,7 @@ def _catalogue() -> Catalogue:
 
 
 def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
+    return spinner(console)
 
 
 def _counts(tables: Tables) -> str:

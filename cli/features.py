@@ -11,9 +11,10 @@ import orjson
 import redis
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from cli.errors import exit_on
+from cli.progress import counter
 from core.catalogue import CatalogueError, load_catalogue
 from core.redis_server import RedisUnavailableError, connect
 from core.settings import get_settings
@@ -48,14 +49,7 @@ def _store() -> OnlineStore:
 
 def _progress_bar(console: Console, day: date) -> tuple[Progress, Callable[[int, int], None]]:
     """A bar that says "computing" until the first batch is written, then counts records."""
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
+    bar = counter(console)
     task = bar.add_task(f"computing features as of {day:%Y-%m-%d}", total=None)
 
     def update(written: int, total: int) -> None:

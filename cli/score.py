@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 from mlflow.exceptions import MlflowException
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.errors import exit_on
+from cli.progress import counter
 from core.catalogue import CatalogueError
 from core.tables import TablesMissingError
 from registry.client import RegistryError
@@ -58,14 +58,7 @@ def churn(
         loaded = Registry(settings).load(name, alias)
         model = check_churn_model(loaded.scorer, f"{name} version {loaded.version}")
         tables = read_tables(settings.data_dir)
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
+        bar = counter(console)
         with bar:
             task = bar.add_task(f"features at {as_of:%Y-%m-%d}", total=None)
 

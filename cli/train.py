@@ -7,9 +7,9 @@ from collections.abc import Callable
 import typer
 from mlflow.exceptions import MlflowException
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cli.errors import exit_on
+from cli.progress import spinner
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
 from core.settings import Settings, get_settings
 from core.tables import Tables, TablesMissingError, read_tables
@@ -38,13 +38,7 @@ def _run(job: Callable[..., TrainResult], what: str) -> TrainResult:
     console = Console(stderr=True)
     with exit_on(*_EXPECTED_ERRORS):
         tables, catalogue, settings = _inputs()
-        bar = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
+        bar = spinner(console)
         with bar:
             task = bar.add_task(f"{what}: reading tables", total=None)
             result = job(

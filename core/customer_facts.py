@@ -22,7 +22,7 @@ def customer_facts(record: FeatureRecord) -> CustomerFacts:
     return CustomerFacts(
         age=_whole_number(record.get("age")),
         risk_level=_risk_level(record.get("risk_level")),
-        risk_assessed_on=_iso_date(record.get("risk_assessed_on")),
+        risk_assessed_on=iso_date(record.get("risk_assessed_on")),
         resident=record.get("resident") if isinstance(record.get("resident"), bool) else None,
         income=_amount(record.get("income")),
         assets=_amount(record.get("balance")),
@@ -46,7 +46,8 @@ def _risk_level(value: object) -> int | None:
     return level if level is not None and 1 <= level <= 5 else None
 
 
-def _iso_date(value: object) -> date | None:
+def iso_date(value: object) -> date | None:
+    """An ISO date (or the date part of an ISO timestamp) from a record value; else None."""
     if not isinstance(value, str):
         return None
     try:

@@ -24,11 +24,10 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from core.catalogue import Catalogue, Product
-from core.customer_facts import customer_facts
+from core.customer_facts import customer_facts, iso_date
 from core.scoring.base import RecommenderScorer
 from core.suitability import exclusion, split_suitable
 
@@ -55,7 +54,7 @@ def replay(
     holdable = [p for p in catalogue.holdable if p.id in scorer.product_ids]
     for decision in decisions:
         features = decision.get("features")
-        today = _date(decision.get("today"))
+        today = iso_date(decision.get("today"))
         if not isinstance(features, Mapping) or today is None:
             skipped += 1
             continue
@@ -114,12 +113,3 @@ def _served_top(offers: object, catalogue: Catalogue, known: set[str]) -> str | 
 def _rank(offer: Mapping[str, Any]) -> float:
     rank = offer.get("rank")
     return float(rank) if isinstance(rank, int) else math.inf
-
-
-def _date(value: object) -> date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None

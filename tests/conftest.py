@@ -18,7 +18,7 @@ import redis
 
 from core.catalogue import Catalogue, load_catalogue
 from core.redis_server import start_embedded_redis, stop_embedded_redis
-from core.settings import PACKAGE_DIR, Settings
+from core.settings import PACKAGE_DIR, Settings, get_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +27,14 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """CLI code reads ``get_settings()`` (cached): each test sees its own environment."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
