@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from cli import evaluate_churn
+from cli import evaluate_churn, evaluate_recommender
 
 app = typer.Typer(no_args_is_help=True)
+app.command(name="recommender")(evaluate_recommender.recommender)
 app.command(name="churn")(evaluate_churn.churn)

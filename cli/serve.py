@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import MutableMapping
 
 import typer
 
@@ -31,14 +33,32 @@ def serve(
         os.environ.setdefault(variable, "1")
 
     settings = get_settings()
+    worker_count = workers if workers is not None else settings.workers
+    prepare_multiprocess_metrics(worker_count, os.environ)
     uvicorn.run(
         "service.app:create_app",
         factory=True,
         host=host or settings.host,
         port=port if port is not None else settings.port,
-        workers=workers if workers is not None else settings.workers,
+        workers=worker_count,
         log_level=settings.log_level,
         # The service writes its own structured access log (with request ids, no paths
         # beyond route templates); uvicorn's would duplicate every line.
         access_log=False,
     )
+
+
+def prepare_multiprocess_metrics(workers: int, environ: MutableMapping[str, str]) -> str | None:
+    """With several workers, point prometheus-client at a multiprocess directory.
+
+    Set before uvicorn starts the workers (they inherit it before importing
+    prometheus-client, which picks its value store at import): each worker then writes its
+    metrics to files there and ``/metrics`` aggregates them (``service.metrics``). A
+    directory the operator already set is used as is; otherwise a fresh temporary one, so
+    counts never carry over from an earlier run. One worker keeps plain in-memory metrics.
+    """
+    if workers <= 1:
+        return None
+    if not environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="nbo-metrics-")
+    return environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await refresher
             await asyncio.to_thread(watcher.stop)
             runtime.redis.close()
+            metrics.worker_exiting()
             log.info("service stopped")
 
     app = FastAPI(

@@ -20,7 +20,7 @@ durable files.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -119,8 +119,16 @@ def audit_record(
     }
 
 
-def record_decision(client: redis.Redis, settings: Settings, record: dict[str, Any]) -> str | None:
-    """Append ``record`` to the audit stream and index it; the entry id, or None on failure."""
+def record_decision(
+    client: redis.Redis,
+    settings: Settings,
+    record: dict[str, Any],
+    on_error: Callable[[redis.RedisError], None] | None = None,
+) -> str | None:
+    """Append ``record`` to the audit stream and index it; the entry id, or None on failure.
+
+    ``on_error`` is told about a failure (the service counts Redis errors with it).
+    """
     prefix = settings.audit_prefix
     script = client.register_script(_RECORD)
     try:
@@ -133,6 +141,8 @@ def record_decision(client: redis.Redis, settings: Settings, record: dict[str, A
             "decision not recorded",
             extra=fields(request_id=record["request_id"], error=type(exc).__name__),
         )
+        if on_error is not None:
+            on_error(exc)
         return None
     return entry.decode() if isinstance(entry, bytes) else str(entry)
 

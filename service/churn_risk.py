@@ -26,8 +26,18 @@ def assess_churn_risk(
     """The customer's churn risk, or ``None`` when there is no churn model or no record."""
     if scorer is None or record is None:
         return None
-    probability = float(scorer.predict_proba(record))
+    # ``assess`` (LinearChurnModel) gives both from one pass over the record; any other
+    # ChurnScorer is asked twice.
+    assess = getattr(scorer, "assess", None)
+    if callable(assess):
+        probability, reasons = assess(record)
+        probability = float(probability)
+    else:
+        probability = float(scorer.predict_proba(record))
+        reasons = None
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"churn model returned {probability!r}, not a probability")
     band = churn_band(probability, medium_threshold, high_threshold)
-    return ChurnRisk(probability, band, list(scorer.reasons(record)))
+    if reasons is None:
+        reasons = scorer.reasons(record)
+    return ChurnRisk(probability, band, list(reasons))

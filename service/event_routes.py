@@ -68,7 +68,9 @@ def post_event(
             "event not stored",
             extra=fields(request_id=request.state.request_id, error=type(exc).__name__),
         )
+        runtime.metrics.observe_redis_error("event_write", exc)
         raise EventStoreUnavailableError("event not stored: Redis unavailable; retry") from None
+    runtime.metrics.observe_event(body.type, stored.status)
     log.info(
         "event",
         extra=fields(request_id=request.state.request_id, type=body.type, status=stored.status),

@@ -37,6 +37,7 @@ class FeatureLookup:
     feature_set: FeatureSetInfo | None  # the set the record was looked up in
     problem: DegradedReason | None
     contact: ContactState = field(default_factory=ContactState)  # known=False: unreadable
+    redis_error: redis.RedisError | None = None  # what failed, for the Redis error counter
 
 
 def fetch_features(
@@ -65,7 +66,9 @@ def fetch_features(
         # The exception type only: a message could quote a key, and keys hold customer ids.
         log.warning("feature store unavailable", extra=fields(error=type(exc).__name__))
         unknown = ContactState(known=False)
-        return FeatureLookup(None, None, DegradedReason.FEATURE_STORE_UNAVAILABLE, unknown)
+        return FeatureLookup(
+            None, None, DegradedReason.FEATURE_STORE_UNAVAILABLE, unknown, redis_error=exc
+        )
     finally:
         if round_trip_seconds is not None:
             round_trip_seconds.observe(time.perf_counter() - started)

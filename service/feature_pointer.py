@@ -37,6 +37,8 @@ def refresh_feature_pointer(runtime: Runtime) -> FeatureSetInfo | None:
         latest = runtime.store.current()
     except (redis.RedisError, ValueError, KeyError) as exc:
         log.warning("feature pointer refresh failed", extra=fields(error=type(exc).__name__))
+        if isinstance(exc, redis.RedisError):
+            runtime.metrics.observe_redis_error("feature_pointer", exc)
         return runtime.state.current.feature_set
     previous = runtime.state.current.feature_set
     if latest != previous:

@@ -2,17 +2,27 @@
 
 Each app gets its own ``CollectorRegistry`` (not the process-global default) so that apps
 built side by side - tests, or a second app in one process - never collide or share counts.
-With several uvicorn workers each process exposes its own numbers; Prometheus scrapes and
-sums per instance. Label values are bounded sets (route templates, rule and reason enums,
-model names and versions): never a customer id or a raw path.
+
+Several uvicorn workers: when ``PROMETHEUS_MULTIPROC_DIR`` is set (``nbo serve --workers N``
+sets a fresh one), prometheus-client writes every value to per-process files there and
+``/metrics`` - whichever worker answers it - reads and aggregates all of them: counters and
+histograms are summed, gauges take the maximum over live workers. The feature-set age is
+computed by the answering worker at scrape time (every worker re-reads the pointer within
+seconds). Process metrics (CPU, memory) are per process and are left out in that mode.
+
+Label values are bounded sets (route templates, rule and reason enums, model names and
+versions): never a customer id or a raw path.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
+import redis
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -22,27 +32,76 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
 from service.decision import Decision
+from service.stages import STAGES
 from service.state import ServingState
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 """From a cache-hit request (about a millisecond) to the 1 s that counts as broken."""
 
+STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+"""Stages are fractions of a request: from 100 us up."""
+
 UNMATCHED_ROUTE = "<unmatched>"
 """Route label of a request no route matched (a 404): one label, whatever the path."""
+
+VARIANT_OF_SLOT = {"recommender": "champion", "churn": "champion", "challenger": "challenger"}
+"""Which variant each serving slot's model is (``service.state.MODEL_SLOTS``)."""
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory in effect for this process, or None (single process)."""
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
+
+
+def redis_error_kind(exc: BaseException) -> str:
+    """``timeout``, ``connection`` or ``other``: the ``kind`` label of a Redis error."""
+    if isinstance(exc, redis.TimeoutError):
+        return "timeout"
+    if isinstance(exc, redis.ConnectionError):
+        return "connection"
+    return "other"
+
+
+class FeatureSetAge(Collector):
+    """``nbo_feature_set_age_seconds``, computed at scrape time (NaN when none is live).
+
+    A collector rather than a gauge with ``set_function``: it works the same in
+    multiprocess mode, where only file-backed values would be aggregated.
+    """
+
+    def __init__(self) -> None:
+        self.current: Callable[[], FeatureSetInfo | None] = lambda: None
+
+    def collect(self) -> Iterable[Metric]:
+        info = self.current()
+        age = math.nan if info is None else (datetime.now(UTC) - info.created_at).total_seconds()
+        family = GaugeMetricFamily(
+            "nbo_feature_set_age_seconds",
+            "Seconds since the live feature set was materialized (NaN when none is live).",
+        )
+        family.add_metric([], age)
+        yield family
 
 
 class ServiceMetrics:
     """The service's metrics, registered in their own registry."""
 
     def __init__(self) -> None:
+        self.multiprocess_dir = multiprocess_dir()
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
+        if self.multiprocess_dir is None:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
         self.http_requests = Counter(
             "nbo_http_requests",
             "HTTP requests by route template, method and status code.",
@@ -79,6 +138,14 @@ class ServiceMetrics:
             "1 for each model version the service is serving with.",
             ["model", "version"],
             registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.model_variant_info = Gauge(
+            "nbo_model_variant_info",
+            "1 for each model version serving, by variant (champion / challenger).",
+            ["variant", "model", "version"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.model_reloads = Counter(
             "nbo_model_reloads",
@@ -92,6 +159,7 @@ class ServiceMetrics:
             "1 where a loaded model came from: the registry or the last-known-good cache.",
             ["model", "source"],
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.recommendations = Counter(
             "nbo_recommendations",
@@ -99,11 +167,30 @@ class ServiceMetrics:
             ["variant", "degraded"],
             registry=self.registry,
         )
-        self.feature_set_age = Gauge(
-            "nbo_feature_set_age_seconds",
-            "Seconds since the live feature set was materialized (NaN when none is live).",
+        self.stage_duration = Histogram(
+            "nbo_request_stage_duration_seconds",
+            "Time of each stage of a recommendation: feature_fetch, scoring (model scores, "
+            "churn risk, reasons), filtering, arbitration (and the response), recording.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
             registry=self.registry,
         )
+        self.redis_errors = Counter(
+            "nbo_redis_errors",
+            "Failed Redis calls by operation and kind (timeout, connection, other).",
+            ["operation", "kind"],
+            registry=self.registry,
+        )
+        self.events_ingested = Counter(
+            "nbo_events_ingested",
+            "Feedback events accepted by POST /v1/events, by type and status (stored, duplicate).",
+            ["type", "status"],
+            registry=self.registry,
+        )
+        self.feature_set_age = FeatureSetAge()
+        self.registry.register(self.feature_set_age)
+        self._stage_children = {stage: self.stage_duration.labels(stage=stage) for stage in STAGES}
+        self._served: dict[Gauge, set[tuple[str, ...]]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route=route, method=method, status=str(status)).inc()
@@ -112,23 +199,56 @@ class ServiceMetrics:
     def observe_decision(self, decision: Decision) -> None:
         if decision.degraded_reason is not None:
             self.degraded.labels(reason=decision.degraded_reason.value).inc()
-        for exclusion in decision.exclusions:
-            self.exclusions.labels(rule=exclusion.rule.value).inc()
+        for rule, count in Tally(e.rule.value for e in decision.exclusions).items():
+            self.exclusions.labels(rule=rule).inc(count)
+
+    def observe_stages(self, seconds: Mapping[str, float]) -> None:
+        for stage, value in seconds.items():
+            child = self._stage_children.get(stage)
+            (child or self.stage_duration.labels(stage=stage)).observe(value)
+
+    def observe_redis_error(self, operation: str, exc: BaseException) -> None:
+        self.redis_errors.labels(operation=operation, kind=redis_error_kind(exc)).inc()
+
+    def observe_event(self, event_type: str, status: str) -> None:
+        self.events_ingested.labels(type=event_type, status=status).inc()
 
     def set_models(self, *models: LoadedModel | None) -> None:
-        self.model_info.clear()
-        for model in models:
-            if model is not None:
-                self.model_info.labels(model=model.name, version=str(model.version)).set(1)
+        self._replace(
+            self.model_info,
+            [(m.name, str(m.version)) for m in models if m is not None],
+        )
 
     def set_serving(self, state: ServingState) -> None:
         """Model versions and sources of a serving state (startup and every hot swap)."""
         self.set_models(state.recommender, state.churn, state.challenger)
-        self.model_source.clear()
+        variants, sources = [], []
+        for slot, variant in VARIANT_OF_SLOT.items():
+            model = getattr(state, slot)
+            if model is not None:
+                variants.append((variant, model.name, str(model.version)))
         for slot, source in state.model_sources.items():
             model = getattr(state, slot)
             if model is not None:
-                self.model_source.labels(model=model.name, source=source).set(1)
+                sources.append((model.name, source))
+        self._replace(self.model_variant_info, variants)
+        self._replace(self.model_source, sources)
+
+    def _replace(self, gauge: Gauge, labelsets: list[tuple[str, ...]]) -> None:
+        """Set ``gauge`` to 1 for exactly ``labelsets``; the ones no longer served go.
+
+        In multiprocess mode a removed child would live on in this process's file, so it
+        is set to 0 instead (the dashboard shows series above 0).
+        """
+        stale = self._served.get(gauge, set()) - set(labelsets)
+        for labels in stale:
+            if self.multiprocess_dir is None:
+                gauge.remove(*labels)
+            else:
+                gauge.labels(*labels).set(0)
+        for labels in labelsets:
+            gauge.labels(*labels).set(1)
+        self._served[gauge] = set(labelsets)
 
     def observe_variant(self, variant: str, decision: Decision) -> None:
         self.recommendations.labels(
@@ -137,15 +257,18 @@ class ServiceMetrics:
 
     def track_feature_set(self, current: Callable[[], FeatureSetInfo | None]) -> None:
         """Compute the feature-set age at scrape time from whatever ``current()`` returns."""
-
-        def age() -> float:
-            info = current()
-            if info is None:
-                return math.nan
-            return (datetime.now(UTC) - info.created_at).total_seconds()
-
-        self.feature_set_age.set_function(age)
+        self.feature_set_age.current = current
 
     def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The exposition text and its content type (all workers' in multiprocess mode)."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        registry.register(self.feature_set_age)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    def worker_exiting(self) -> None:
+        """Drop this process's live gauges from the shared files (multiprocess mode)."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)

@@ -56,16 +56,17 @@ class RequestObservation:
             seconds = time.perf_counter() - started
             route = _route_template(scope, self.routes)
             self.metrics.observe_request(route, scope["method"], status, seconds)
-            log.info(
-                "request",
-                extra=fields(
-                    request_id=request_id,
-                    method=scope["method"],
-                    route=route,
-                    status=status,
-                    duration_ms=round(seconds * 1000, 3),
-                ),
-            )
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra=fields(
+                        request_id=request_id,
+                        method=scope["method"],
+                        route=route,
+                        status=status,
+                        duration_ms=round(seconds * 1000, 3),
+                    ),
+                )
 
 
 def _route_template(scope: Scope, routes: list[BaseRoute]) -> str:

@@ -18,6 +18,7 @@ from core.catalogue import Catalogue, Product
 from core.decisioning import DecisioningConfig, cached_decisioning
 from core.pseudonym import pseudonymiser
 from core.scoring.base import ChurnScorer, FeatureRecord, Reason, RecommenderScorer
+from core.scoring.design import shared_transforms
 from core.settings import Settings
 from core.suitability import CustomerFacts, Exclusion, split_suitable
 from service.arbitration import arbitrate, arbitration_reasons, retention_eligible, split_by_channel
@@ -43,6 +44,7 @@ from service.schemas import (
     RecommendationRequest,
     RecommendationResponse,
 )
+from service.stages import StageClock
 from service.variant import choose, scorer_of, with_shadow
 
 
@@ -55,6 +57,7 @@ def recommend(
     now = datetime.now(UTC)
     pseudonym = pseudonymiser(settings)(request.customer_id)
     limits = ContactLimits.from_settings(settings)
+    clock = StageClock()
     lookup = fetch_features(
         runtime.redis,
         runtime.store,
@@ -63,6 +66,9 @@ def recommend(
         runtime.metrics.feature_fetch_duration,
         contact=ContactRead.for_customer(settings.contact_prefix, pseudonym, now, limits),
     )
+    clock.lap("feature_fetch")
+    if lookup.redis_error is not None:
+        runtime.metrics.observe_redis_error("feature_fetch", lookup.redis_error)
     # Champion or challenger (service.variant): chosen from this one snapshot, so a
     # response never mixes model versions; in shadow mode the challenger is also scored.
     choice = choose(state, request.customer_id, settings.challenger_share, settings.shadow_mode)
@@ -77,6 +83,7 @@ def recommend(
         channel=request.channel,
         decisioning=state.decisioning
         or cached_decisioning(str(settings.decisioning_path), state.catalogue),
+        clock=clock,
     )
     decision = decide_with(recommender=scorer_of(choice.recommender))
     if choice.shadow is not None:
@@ -87,14 +94,19 @@ def recommend(
     runtime.metrics.observe_variant(choice.variant, decision)
     response = respond(request, request_id, decision, choice.model_versions)
     response.variant = choice.variant.value
+    clock.lap("arbitration")
     record_decision(
         runtime.redis,
         settings,
         audit_record(response, decision, lookup.record, request.customer_id, pseudonym),
+        on_error=partial(runtime.metrics.observe_redis_error, "audit_write"),
     )
+    clock.lap("recording")
+    runtime.metrics.observe_stages(clock.seconds)
     return response
 
 
+@shared_transforms()  # the record's design rows are computed once per decision
 def decide(
     lookup: FeatureLookup,
     *,
@@ -106,6 +118,7 @@ def decide(
     settings: Settings,
     channel: str,
     decisioning: DecisioningConfig,
+    clock: StageClock | None = None,
 ) -> Decision:
     """Score, assess churn risk, filter, arbitrate and explain: the pure part of the path.
 
@@ -113,7 +126,11 @@ def decide(
     expired since the features were materialized counts as expired. Every filter only
     removes candidates, and arbitration only orders what is left, so nothing the hard
     suitability and eligibility filter excluded can come back - on the fallback path too.
+
+    ``clock`` (optional) gets a lap per stage: ``scoring`` (model scores, churn risk and
+    the shown offers' model reasons), ``filtering`` and ``arbitration``.
     """
+    clock = clock or StageClock()
     record = lookup.record
     degraded = lookup.problem or (DegradedReason.NO_MODEL if recommender is None else None)
     facts = customer_facts(record) if record is not None else CustomerFacts()
@@ -135,6 +152,7 @@ def decide(
         settings.churn_medium_threshold,
         settings.churn_high_threshold,
     )
+    clock.lap("scoring")
     retention = retention_eligible(churn, decisioning)
     candidates = offer_candidates(catalogue, retention)
 
@@ -148,11 +166,13 @@ def decide(
     )
     allowed, off_channel = split_by_channel(allowed, channel, decisioning)
     allowed, contacted = split_by_contact_policy(allowed, lookup.contact, now, limits)
+    clock.lap("filtering")
 
     # Arbitrate, keep the top k the channel's daily cap allows, and say why each is there.
     priorities = arbitrate(allowed, scores, churn, channel, decisioning)
     capacity = daily_capacity(lookup.contact, channel, now, limits)
     shown, cut = top_offers(priorities, k, capacity, channel, limits.channel_daily_cap)
+    clock.lap("arbitration")
     offers = []
     for position, item in enumerate(shown, start=1):
         product = item.product
@@ -168,6 +188,7 @@ def decide(
             score = item.propensity
         reasons += arbitration_reasons(item, churn, channel)
         offers.append(Offer(product, position, score, reasons, item.priority))
+    clock.lap("scoring")
 
     return Decision(
         offers=offers,

@@ -34,17 +34,23 @@ def get_runtime(request: Request) -> Runtime:
     summary="Next best offers for one customer",
     tags=["recommendations"],
 )
-def post_recommendations(
-    body: RecommendationRequest, request: Request, runtime: Runtime = Depends(get_runtime)
-) -> RecommendationResponse:
+def post_recommendations(body: RecommendationRequest, request: Request) -> Response:
     """Suitable offers for the customer, best first by arbitration priority.
 
     Always answers 200 when the request is valid: if the customer's features or the model
     are unavailable the answer is the low-risk fallback with ``degraded: true`` and the
     reason. Defined with ``def`` (not ``async def``): FastAPI runs it in its thread pool,
     where the blocking Redis call does not stall the event loop.
+
+    The response is built (and validated) once as a ``RecommendationResponse`` and
+    serialized straight to JSON bytes by pydantic-core: returning a ``Response`` skips
+    FastAPI's second validation of ``response_model`` and its ``jsonable_encoder`` pass
+    (``response_model`` stays for the OpenAPI schema). The runtime is read from the app
+    directly, not through a dependency, to keep dependency solving off the hot path.
     """
-    return recommend(body, request.state.request_id, runtime)
+    runtime: Runtime = request.app.state.runtime
+    response = recommend(body, request.state.request_id, runtime)
+    return Response(content=response.model_dump_json(), media_type="application/json")
 
 
 @router.get("/healthz", response_model=HealthResponse, tags=["operations"])

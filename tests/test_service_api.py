@@ -570,3 +570,17 @@ def test_real_uvicorn_over_tcp(
         server.should_exit = True
         thread.join(15)
     assert not thread.is_alive()
+
+
+def test_stage_and_variant_metrics(live: tuple[TestClient, FeatureSetInfo]) -> None:
+    """Every stage of a recommendation is timed; the serving models are listed by variant."""
+    client, _ = live
+    ask(client, "C5-RICH")
+    ask(client, "NOBODY-42")
+    text = client.get("/metrics").text
+    for stage in ("feature_fetch", "scoring", "filtering", "arbitration", "recording"):
+        assert f'nbo_request_stage_duration_seconds_count{{stage="{stage}"}} 2.0' in text
+    assert (
+        'nbo_model_variant_info{model="nbo-recommender",variant="champion",version="1"} 1.0' in text
+    )
+    assert "nbo_redis_errors_total" in text  # declared even before any error

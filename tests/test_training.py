@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from core.catalogue import Catalogue
 from core.scoring.base import ChurnScorer, RecommenderScorer
 from core.scoring.churn import TabularDesign
-from core.scoring.recommender import REASON_TEXTS, TwoStageRecommender
+from core.scoring.recommender import REASON_TEXTS, BoostedRecommender, TwoStageRecommender
 from core.settings import Settings
 from core.tables import Tables
 from features.pointintime import compute_features, to_records
@@ -29,7 +29,8 @@ from training import TrainResult
 from training.churn import train_churn
 from training.datasets import DatasetError, churn_split, recommender_split
 from training.labels import added_products, churned_within, horizon_end
-from training.recommender import train_recommender
+from training.recommender import RecommenderConfig, train_recommender
+from training.recommender_data import frame_inputs
 
 END_MONTH = date(2025, 12, 31)
 
@@ -42,14 +43,24 @@ def bank(catalogue: Catalogue) -> Tables:
 
 
 @pytest.fixture(scope="module")
+def recommender_bank(catalogue: Catalogue) -> Tables:
+    """Large enough that a few hundred customers add a product in the holdout month (the
+    model learns from adding customers only)."""
+    return generate_bank(customers=8000, months=8, seed=5, catalogue=catalogue, end_month=END_MONTH)
+
+
+@pytest.fixture(scope="module")
 def train_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("training")
     return Settings(home=root / "home", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
 
 
 @pytest.fixture(scope="module")
-def recommender_run(bank: Tables, catalogue: Catalogue, train_settings: Settings) -> TrainResult:
-    return train_recommender(bank, catalogue, train_settings)
+def recommender_run(
+    recommender_bank: Tables, catalogue: Catalogue, train_settings: Settings
+) -> TrainResult:
+    config = RecommenderConfig(max_iter=40, max_leaf_nodes=7, min_samples_leaf=20)
+    return train_recommender(recommender_bank, catalogue, train_settings, config=config)
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +69,11 @@ def churn_run(bank: Tables, catalogue: Catalogue, train_settings: Settings) -> T
 
 
 @pytest.fixture(scope="module")
-def recommender(recommender_run: TrainResult, train_settings: Settings) -> TwoStageRecommender:
+def recommender(recommender_run: TrainResult, train_settings: Settings) -> BoostedRecommender:
     registry = Registry(train_settings)
     registry.promote(recommender_run.model_name, recommender_run.version)
     scorer = registry.load(recommender_run.model_name, "champion").scorer
-    assert isinstance(scorer, TwoStageRecommender)
+    assert isinstance(scorer, BoostedRecommender)
     return scorer
 
 
@@ -143,6 +154,17 @@ def test_recommender_registers_a_version_with_metrics(
     assert len(run.data.tags["nbo.data_fingerprint"]) == 16
     assert "held__credit_card" in run.data.tags["nbo.feature_names"].split(",")
     assert run.data.params["holdout_as_of"] > run.data.params["train_as_of"].split(",")[-1]
+    logged = {a.path for a in client.list_artifacts(recommender_run.run_id)}
+    assert {
+        "feature_importances.csv",
+        "per_product_precision.csv",
+        "per_product_precision.png",
+        "feature_names.json",
+    } <= logged
+    table = pd.read_csv(
+        client.download_artifacts(recommender_run.run_id, "per_product_precision.csv")
+    )
+    assert set(table.columns) >= {"product_id", "recommended", "hits", "precision", "recall"}
 
 
 def test_recommender_beats_popularity(recommender_run: TrainResult) -> None:
@@ -152,30 +174,30 @@ def test_recommender_beats_popularity(recommender_run: TrainResult) -> None:
 
 
 def test_score_of_a_record_equals_the_batch_row(
-    recommender: TwoStageRecommender, bank: Tables, catalogue: Catalogue
+    recommender: BoostedRecommender, recommender_bank: Tables, catalogue: Catalogue
 ) -> None:
     assert isinstance(recommender, RecommenderScorer)
-    frame = compute_features(bank, END_MONTH, catalogue).iloc[:300]
-    batch = recommender.score_frame(frame)
+    frame = compute_features(recommender_bank, END_MONTH, catalogue).iloc[:300]
+    batch = recommender.score_inputs(frame_inputs(recommender, frame))
     records = dict(to_records(frame))
     assert len(records) == len(frame)
     for i, customer_id in enumerate(frame.index):
         single = recommender.score(records[str(customer_id)])
         assert single.shape == (len(recommender.product_ids),)
-        assert np.array_equal(single, batch[i]), customer_id
+        np.testing.assert_allclose(single, batch[i], rtol=0, atol=1e-12, err_msg=customer_id)
     assert ((batch >= 0) & (batch <= 1)).all()
 
 
-def test_scores_unseen_customer_and_missing_values(recommender: TwoStageRecommender) -> None:
+def test_scores_unseen_customer_and_missing_values(recommender: BoostedRecommender) -> None:
     scores = recommender.score({"held__current_account": 1, "age": None, "tier": "unknown"})
     assert np.isfinite(scores).all() and ((scores > 0) & (scores < 1)).all()
     assert not np.array_equal(scores, recommender.score({}))  # holdings move the scores
 
 
 def test_reasons_follow_the_largest_contributions(
-    recommender: TwoStageRecommender, bank: Tables, catalogue: Catalogue
+    recommender: BoostedRecommender, recommender_bank: Tables, catalogue: Catalogue
 ) -> None:
-    frame = compute_features(bank, END_MONTH, catalogue).iloc[:50]
+    frame = compute_features(recommender_bank, END_MONTH, catalogue).iloc[:50]
     for _, record in to_records(frame):
         best = int(np.argmax(recommender.score(record)))
         reasons = recommender.reasons(record, best)
@@ -220,7 +242,7 @@ def test_reasons_of_a_hand_built_model_name_the_driving_term() -> None:
     assert len(model.reasons({"age": 40}, 0)) == 1
 
 
-def test_scorer_pickles_to_identical_scores(recommender: TwoStageRecommender) -> None:
+def test_scorer_pickles_to_identical_scores(recommender: BoostedRecommender) -> None:
     record = {"held__current_account": 1, "age": 41, "income": 52_000.0, "tier": "mass"}
     clone = pickle.loads(pickle.dumps(recommender))
     assert np.array_equal(clone.score(record), recommender.score(record))

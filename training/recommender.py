@@ -1,9 +1,12 @@
-"""Train, evaluate and register the two-stage next-product recommender.
+"""Train, evaluate and register the boosted next-product recommender.
 
-Stage 1 fits implicit ALS on the holdings of the training snapshots; stage 2 fits a
-logistic ranker on (customer, product-not-yet-held) pairs labelled "added by the next
-snapshot". Both are exported into :class:`core.scoring.recommender.TwoStageRecommender`
-(see its docstring for the model). Evaluation uses the time-based holdout with the
+Stage 1 fits implicit ALS on the holdings of the training snapshots and keeps its
+closed-form projection (collaborative score of every product for any holdings vector);
+stage 2 fits a multiclass ``HistGradientBoostingClassifier`` on the customers who added a
+product after a training snapshot: "which product is added", from the profile, the holding
+history of every product and the collaborative scores. The fitted trees are exported to
+numpy arrays (:class:`core.scoring.recommender.TreeEnsemble`) so the service scores a
+customer without sklearn or pandas. Evaluation uses the time-based holdout with the
 Santander competition's metric (MAP@7) next to the popularity baseline on the same
 customers: a recommender that cannot beat "most-added products not yet held" is not worth
 serving.
@@ -15,6 +18,7 @@ import dataclasses
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,59 +26,47 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from core.catalogue import Catalogue
-from core.scoring.churn import TabularDesign, column_as_float
-from core.scoring.recommender import PAIR_FEATURES, TwoStageRecommender, held_column
+from core.scoring.recommender import BoostedRecommender, TreeEnsemble
 from core.settings import Settings
 from core.tables import TIERS, Tables
 from registry.client import Registry
 from training import TrainResult
-from training.datasets import (
-    DatasetError,
-    LabelledSnapshot,
-    Progress,
-    TimeSplit,
-    data_fingerprint,
-    recommender_split,
-)
+from training.datasets import DatasetError, Progress, data_fingerprint, recommender_split
 from training.metrics import map_at_k, mean_metric
-
-PROFILE_FEATURES = (
-    "age",
-    "income",
-    "tenure_months",
-    "risk_level",
-    "n_products",
-    "products_added_3m",
-    "products_dropped_3m",
-    "logins_3m_avg",
-    "months_since_login",
-    "balance",
-    "balance_change_3m",
-)
-"""Customer features crossed with every product (besides per-product holdings)."""
+from training.recommender_data import Snapshot, align, examples, frame_inputs, held_matrix
 
 SEGMENT_LEVELS = 6
 """Most frequent needs segments kept as one-hot columns (the rest share the zero row)."""
 
-_BLOCK_ROWS = 8192
+UNSEEN_CLASS_OFFSET = 30.0
+"""A product nobody added in training gets a baseline this far below the lowest one."""
 
 
 @dataclass(frozen=True)
 class RecommenderConfig:
-    """Hyper-parameters and budgets; defaults suit 10k-1M customers x 12 months."""
+    """Hyper-parameters and budgets; defaults suit 10k-1M customers x 12 months.
+
+    The ranker's settings were chosen once on the Santander dev panel's training months
+    (never on the target month) and are fixed: ``max_iter`` x products trees of at most
+    ``max_leaf_nodes`` leaves.
+    """
 
     k: int = 7
     factors: int = 8
     als_regularization: float = 0.1
     als_alpha: float = 1.0
     als_iterations: int = 15
-    ranker_c: float = 1.0
+    max_iter: int = 100
+    learning_rate: float = 0.1
+    max_leaf_nodes: int = 15
+    min_samples_leaf: int = 40
+    l2_regularization: float = 1.0
     max_train_snapshots: int = 6
-    max_pairs: int = 400_000
+    max_train_rows: int = 60_000
     max_als_rows: int = 100_000
     seed: int = 7
 
@@ -105,155 +97,163 @@ def projection_matrix(item_factors: np.ndarray, regularization: float) -> np.nda
     return item_factors @ np.linalg.solve(gram, item_factors.T)
 
 
-def customer_design(features: pd.DataFrame, product_ids: list[str]) -> TabularDesign:
-    """Profile, behaviour and per-product holdings columns, fitted on training rows."""
-    holdings = [f"held__{p}" for p in product_ids] + [f"months_held__{p}" for p in product_ids]
-    numeric = [c for c in (*PROFILE_FEATURES, *holdings) if c in features.columns]
-    segments = features["segment"].dropna().astype(str).value_counts()
-    return TabularDesign.fit(
-        features,
-        numeric,
-        {"tier": list(TIERS), "segment": list(segments.index[:SEGMENT_LEVELS])},
+def export_trees(model: HistGradientBoostingClassifier, n_outputs: int) -> TreeEnsemble:
+    """Copy a fitted classifier's trees into padded numpy arrays (see ``TreeEnsemble``).
+
+    Output columns are class labels ``0..n_outputs-1``; a label absent from training gets
+    a baseline far below the others (never recommended ahead of a seen product). With two
+    classes sklearn fits one logit for the second; the first then has raw output 0, which
+    makes the softmax over the two equal to sklearn's sigmoid.
+    """
+    classes = np.asarray(model.classes_, dtype=np.int64)
+    base = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(-1)
+    baseline = np.full(n_outputs, np.nan)
+    if len(classes) == 2:
+        baseline[classes] = [0.0, base[0]]
+        outputs = [int(classes[1])]
+    else:
+        baseline[classes] = base
+        outputs = [int(c) for c in classes]
+    baseline[np.isnan(baseline)] = np.nanmin(baseline) - UNSEEN_CLASS_OFFSET
+    trees = [
+        (out, p.nodes)
+        for per_iter in model._predictors
+        for out, p in zip(outputs, per_iter, strict=True)
+    ]
+    width = max(len(nodes) for _, nodes in trees)
+    shape = (len(trees), width)
+    feature = np.zeros(shape, dtype=np.int64)
+    threshold = np.zeros(shape)
+    missing_left = np.zeros(shape, dtype=bool)
+    left = np.tile(np.arange(width, dtype=np.int64), (len(trees), 1))
+    right = left.copy()
+    value = np.zeros(shape)
+    expected = np.zeros(shape)
+    depth = 0
+    for t, (_, nodes) in enumerate(trees):
+        if nodes["is_categorical"].any():
+            raise ValueError("categorical splits are not exported; one-hot encode instead")
+        n = len(nodes)
+        leaf = nodes["is_leaf"].astype(bool)
+        split = ~leaf
+        feature[t, :n] = np.where(split, nodes["feature_idx"], 0)
+        threshold[t, :n] = nodes["num_threshold"]
+        missing_left[t, :n] = nodes["missing_go_to_left"].astype(bool)
+        left[t, :n] = np.where(split, nodes["left"], np.arange(n))
+        right[t, :n] = np.where(split, nodes["right"], np.arange(n))
+        value[t, :n] = np.where(leaf, nodes["value"], 0.0)
+        expected[t, :n] = _expected_values(nodes)
+        depth = max(depth, int(nodes["depth"].max()))
+    return TreeEnsemble(
+        feature=feature,
+        threshold=threshold,
+        missing_left=missing_left,
+        left=left,
+        right=right,
+        value=value,
+        expected=expected,
+        tree_class=np.array([out for out, _ in trees], dtype=np.int64),
+        baseline=baseline,
+        depth=depth,
     )
 
 
-def _matrix(features: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    values = np.column_stack([column_as_float(features[c]) for c in columns])
-    return (np.nan_to_num(values, nan=0.0) > 0).astype(np.float64)
+def _expected_values(nodes: np.ndarray) -> np.ndarray:
+    """Training-count-weighted mean leaf value under every node (children come after
+    their parent in sklearn's node order, so one backward pass suffices)."""
+    expected = np.where(nodes["is_leaf"].astype(bool), nodes["value"], 0.0).astype(np.float64)
+    count = nodes["count"].astype(np.float64)
+    for i in range(len(nodes) - 1, -1, -1):
+        if not nodes["is_leaf"][i]:
+            lo, hi = int(nodes["left"][i]), int(nodes["right"][i])
+            total = count[lo] + count[hi]
+            expected[i] = (count[lo] * expected[lo] + count[hi] * expected[hi]) / max(total, 1.0)
+    return expected
 
 
-def _sample_pairs(
-    candidates: np.ndarray, labels: np.ndarray, max_pairs: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, product, weight) of the pairs the ranker learns from.
-
-    Every positive pair is kept; negatives are sampled down to the budget and weighted by
-    the inverse sampling rate, so the fitted probabilities stay on the true scale.
-    """
-    rows, prods = np.nonzero(candidates)  # row-major: rows come out sorted
-    positive = labels[rows, prods] > 0
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    rate = min(1.0, max(max_pairs - n_pos, 1) / max(n_neg, 1))
-    keep = positive | (np.random.default_rng(seed).random(len(rows)) < rate)
-    weights = np.where(positive, 1.0, 1.0 / rate)
-    return rows[keep], prods[keep], weights[keep]
+def split_gains(model: HistGradientBoostingClassifier, n_features: int) -> np.ndarray:
+    """Total split gain per input column over all trees (the feature importances)."""
+    gains = np.zeros(n_features)
+    for per_iter in model._predictors:
+        for predictor in per_iter:
+            nodes = predictor.nodes[~predictor.nodes["is_leaf"].astype(bool)]
+            np.add.at(gains, nodes["feature_idx"], nodes["gain"])
+    return gains
 
 
-def _pair_inputs(
-    draft: TwoStageRecommender,
-    features: pd.DataFrame,
-    held: np.ndarray,
-    dropped: np.ndarray,
-    rows: np.ndarray,
-    prods: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Raw pair features and standardized customer rows of the sampled pairs.
+@dataclass(frozen=True)
+class FittedRecommender:
+    """The exported scorer and what the fit learned about itself."""
 
-    Computed block by block of customers with the scorer's own code (``pair_matrix``,
-    ``transform_frame``), so training sees exactly what serving computes, without holding
-    a full customers x products x products array in memory. ``rows`` must be sorted.
-    """
-    design = draft.customer_design
-    raw, categories = design.raw_frame(features), design.categories_frame(features)
-    raw_pairs = np.empty((len(rows), len(PAIR_FEATURES)))
-    z_customer = np.empty((len(rows), len(design.columns)))
-    for start in range(0, held.shape[0], _BLOCK_ROWS):
-        stop = start + _BLOCK_ROWS
-        sel = slice(np.searchsorted(rows, start), np.searchsorted(rows, stop))
-        local = rows[sel] - start
-        block = draft.pair_matrix(held[start:stop], dropped[start:stop])
-        raw_pairs[sel] = block[local, prods[sel]]
-        z_customer[sel] = design.standardize(raw[start:stop], categories[start:stop])[local]
-    return raw_pairs, z_customer
+    scorer: BoostedRecommender
+    importances: pd.Series  # split gain per input column, descending
+    stats: dict[str, float]
+
+
+def _segments(features: pd.DataFrame) -> tuple[str, ...]:
+    if "segment" not in features.columns:
+        return ()
+    counts = features["segment"].dropna().astype(str).value_counts()
+    return tuple(counts.index[:SEGMENT_LEVELS])
 
 
 def fit_recommender(
-    split: TimeSplit,
-    catalogue: Catalogue,
+    snapshots: Sequence[Snapshot],
+    product_ids: list[str],
     config: RecommenderConfig,
     progress: Progress | None = None,
-) -> tuple[TwoStageRecommender, dict[str, float]]:
-    """Fit both stages on the training snapshots; return the scorer and fit statistics."""
-    product_ids = [p.id for p in catalogue.holdable]
-    features = split.train_features()
-    labels = split.train_labels()[product_ids].to_numpy(np.float64)
-    held = _matrix(features, [held_column(p) for p in product_ids])
-    candidates = held == 0
-    if not (labels[candidates] > 0).any():
+) -> FittedRecommender:
+    """Fit ALS and the boosted ranker on labelled training snapshots (oldest first)."""
+    train = examples(snapshots, config.max_train_rows, config.seed)
+    if len(np.unique(train.classes)) < 2:
         raise DatasetError(
-            f"no product was added after any training snapshot "
-            f"({', '.join(f'{d:%Y-%m-%d}' for d in split.train_dates)}): nothing to learn"
+            "fewer than two different products were added after the training snapshots: "
+            "nothing to rank"
         )
-    # Item factors need the co-holding structure, not every customer: a sample suffices.
-    als_rows = held
+    held = np.vstack([held_matrix(s.features, product_ids) for s in snapshots])
     if held.shape[0] > config.max_als_rows:
         pick = np.random.default_rng(config.seed).choice(
             held.shape[0], config.max_als_rows, replace=False
         )
-        als_rows = held[np.sort(pick)]
+        held = held[np.sort(pick)]
     if progress:
-        progress(f"ALS on {als_rows.shape[0]:,} customer snapshots")
-    projection = projection_matrix(fit_item_factors(als_rows, config), config.als_regularization)
-    popularity = labels.mean(axis=0)
-
-    if progress:
-        progress("ranker features")
-    design = customer_design(features, product_ids)
-    d, n_products = len(design.columns), len(product_ids)
-    draft = TwoStageRecommender(
-        product_ids=product_ids,
-        popularity=popularity,
+        progress(f"ALS on {held.shape[0]:,} customer snapshots")
+    projection = projection_matrix(fit_item_factors(held, config), config.als_regularization)
+    popularity = np.bincount(train.classes, weights=train.weights, minlength=len(product_ids))
+    draft = BoostedRecommender(
+        product_ids=list(product_ids),
+        popularity=popularity / max(popularity.sum(), 1e-12),
         projection=projection,
-        customer_design=design,
-        interaction_weights=np.zeros((n_products, d)),
-        pair_mean=np.zeros(len(PAIR_FEATURES)),
-        pair_scale=np.ones(len(PAIR_FEATURES)),
-        pair_weights=np.zeros(len(PAIR_FEATURES)),
-        intercept=0.0,
+        segments=_segments(train.features),
+        tiers=tuple(TIERS),
+        trees=TreeEnsemble.constant(np.zeros(len(product_ids))),
     )
-    rows, prods, weights = _sample_pairs(candidates, labels, config.max_pairs, config.seed)
-    dropped = _matrix(features, [f"dropped__{p}" for p in product_ids])
-    raw_pairs, z_customer = _pair_inputs(draft, features, held, dropped, rows, prods)
-    pair_mean = raw_pairs.mean(axis=0)
-    pair_scale = raw_pairs.std(axis=0)
-    pair_scale = np.where(pair_scale > 1e-12, pair_scale, 1.0)
-    z_pairs = (raw_pairs - pair_mean) / pair_scale
-
-    # One sparse row per pair: 3 shared pair columns, then the customer row placed in the
-    # block of its product (product one-hot crossed with the customer features).
-    width = len(PAIR_FEATURES) + d
-    data = np.hstack([z_pairs, z_customer])
-    indices = np.hstack(
-        [
-            np.broadcast_to(np.arange(len(PAIR_FEATURES)), (len(rows), len(PAIR_FEATURES))),
-            len(PAIR_FEATURES) + prods[:, None] * d + np.arange(d)[None, :],
-        ]
-    )
-    design_matrix = sp.csr_matrix(
-        (data.ravel(), indices.ravel(), np.arange(0, len(rows) * width + 1, width)),
-        shape=(len(rows), len(PAIR_FEATURES) + n_products * d),
-    )
-    target = labels[rows, prods]
+    x = frame_inputs(draft, train.features)
     if progress:
-        progress(f"ranker on {len(rows):,} pairs ({int(target.sum()):,} additions)")
-    ranker = LogisticRegression(C=config.ranker_c, max_iter=500)
-    ranker.fit(design_matrix, target, sample_weight=weights)
-    coef = ranker.coef_[0]
-    scorer = dataclasses.replace(
-        draft,
-        pair_mean=pair_mean,
-        pair_scale=pair_scale,
-        pair_weights=coef[: len(PAIR_FEATURES)].copy(),
-        interaction_weights=coef[len(PAIR_FEATURES) :].reshape(n_products, d).copy(),
-        intercept=float(ranker.intercept_[0]),
+        progress(f"ranker on {len(train.classes):,} additions, {x.shape[1]} inputs")
+    started = time.perf_counter()
+    model = HistGradientBoostingClassifier(
+        max_iter=config.max_iter,
+        learning_rate=config.learning_rate,
+        max_leaf_nodes=config.max_leaf_nodes,
+        min_samples_leaf=config.min_samples_leaf,
+        l2_regularization=config.l2_regularization,
+        early_stopping=False,
+        random_state=config.seed,
     )
+    # sklearn cannot bin an all-missing column; as a constant it gets no split, so the
+    # exported trees never read it and scoring a missing value there changes nothing.
+    unknown = np.isnan(x).all(axis=0)
+    model.fit(np.where(unknown, 0.0, x), train.classes, sample_weight=train.weights)
+    scorer = dataclasses.replace(draft, trees=export_trees(model, len(product_ids)))
+    importances = pd.Series(split_gains(model, x.shape[1]), index=draft.columns)
     stats = {
-        "train_rows": float(held.shape[0]),
-        "train_pairs": float(len(rows)),
-        "train_additions": float(target.sum()),
-        "ranker_iterations": float(ranker.n_iter_[0]),
+        "train_examples": float(len(train.classes)),
+        "train_snapshots": float(len(snapshots)),
+        "ranker_fit_seconds": time.perf_counter() - started,
+        "ranker_trees": float(len(scorer.trees.tree_class)),
     }
-    return scorer, stats
+    return FittedRecommender(scorer, importances.sort_values(ascending=False), stats)
 
 
 def top_k(scores: np.ndarray, held: np.ndarray, k: int) -> np.ndarray:
@@ -262,30 +262,92 @@ def top_k(scores: np.ndarray, held: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-masked, axis=1, kind="stable")[:, :k]
 
 
-def evaluate_recommender(
-    scorer: TwoStageRecommender, holdout: LabelledSnapshot, k: int
-) -> dict[str, float]:
-    """MAP / NDCG / recall at ``k`` over holdout customers who added something, and the
-    popularity baseline's MAP on the same customers."""
-    ids = np.array(scorer.product_ids)
-    added = holdout.labels[scorer.product_ids].to_numpy() > 0
-    who = added.any(axis=1)
+@dataclass(frozen=True)
+class Evaluation:
+    """Ranking metrics on one evaluation snapshot and what they were computed from."""
+
+    metrics: dict[str, float]
+    customers: pd.Index  # customers who added something (the scored population)
+    ranking: np.ndarray  # (customers, k) product indices, best first
+    per_product: pd.DataFrame  # recommended / hits / precision / added / recall per product
+
+
+def evaluate(scorer: BoostedRecommender, snapshot: Snapshot, k: int) -> Evaluation:
+    """MAP / NDCG / recall at ``k`` and catalogue coverage over the customers who added
+    something, and the popularity baseline's MAP on the same customers."""
+    who = snapshot.added.sum(axis=1) > 0
     if not who.any():
-        raise DatasetError(f"nobody added a product after the holdout {holdout.as_of:%Y-%m-%d}")
-    features = holdout.features.iloc[np.flatnonzero(who)]
-    held = _matrix(features, [held_column(p) for p in scorer.product_ids])
-    actual = [set(ids[row]) for row in added[who]]
-    model = [list(ids[r]) for r in top_k(scorer.score_frame(features), held, k)]
-    popular = np.broadcast_to(scorer.popularity, held.shape)
-    baseline = [list(ids[r]) for r in top_k(popular, held, k)]
-    return {
-        f"map_at_{k}": map_at_k(actual, model, k),
-        f"ndcg_at_{k}": mean_metric("ndcg", actual, model, k),
-        f"recall_at_{k}": mean_metric("recall", actual, model, k),
-        f"popularity_map_at_{k}": map_at_k(actual, baseline, k),
-        "holdout_customers": float(len(actual)),
-        "holdout_population": float(len(holdout.features)),
+        raise DatasetError("no customer added a product in the evaluation month")
+    features = snapshot.features.iloc[np.flatnonzero(who)]
+    added = snapshot.added[who] > 0
+    held = held_matrix(features, scorer.product_ids)
+    ranking = top_k(scorer.score_inputs(frame_inputs(scorer, features)), held, k)
+    baseline = top_k(np.broadcast_to(scorer.popularity, held.shape), held, k)
+    actual = [set(np.flatnonzero(row).tolist()) for row in added]
+    model_lists = [row.tolist() for row in ranking]
+    metrics = {
+        f"map_at_{k}": map_at_k(actual, model_lists, k),
+        f"ndcg_at_{k}": mean_metric("ndcg", actual, model_lists, k),
+        f"recall_at_{k}": mean_metric("recall", actual, model_lists, k),
+        f"popularity_map_at_{k}": map_at_k(actual, [r.tolist() for r in baseline], k),
+        "catalogue_coverage": len(np.unique(ranking)) / len(scorer.product_ids),
+        "customers": float(who.sum()),
     }
+    return Evaluation(metrics, features.index, ranking, per_product_table(scorer, ranking, added))
+
+
+def per_product_table(
+    scorer: BoostedRecommender, ranking: np.ndarray, added: np.ndarray
+) -> pd.DataFrame:
+    """Per product: times in a top-k list, how many of those were added, precision, recall."""
+    n = len(scorer.product_ids)
+    rows = np.arange(ranking.shape[0])[:, None]
+    hit = added[rows, ranking]
+    recommended = np.bincount(ranking.ravel(), minlength=n)
+    hits = np.bincount(ranking.ravel(), weights=hit.ravel().astype(float), minlength=n)
+    total_added = added.sum(axis=0)
+    return pd.DataFrame(
+        {
+            "recommended": recommended,
+            "hits": hits.astype(np.int64),
+            "precision": np.divide(hits, recommended, out=np.zeros(n), where=recommended > 0),
+            "added": total_added,
+            "recall": np.divide(hits, total_added, out=np.zeros(n), where=total_added > 0),
+        },
+        index=pd.Index(scorer.product_ids, name="product_id"),
+    )
+
+
+def write_artifacts(
+    fitted: FittedRecommender, evaluation: Evaluation, folder: Path
+) -> dict[str, Path]:
+    """Feature importances, the per-product precision table and its plot, feature names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = {
+        "feature_importances": folder / "feature_importances.csv",
+        "per_product_precision": folder / "per_product_precision.csv",
+        "per_product_precision_plot": folder / "per_product_precision.png",
+        "feature_names": folder / "feature_names.json",
+    }
+    fitted.importances.rename("split_gain").to_csv(
+        paths["feature_importances"], index_label="input"
+    )
+    table = evaluation.per_product
+    table.to_csv(paths["per_product_precision"])
+    fig, ax = plt.subplots(figsize=(8, 6))
+    ordered = table.sort_values("recommended")
+    ax.barh(ordered.index, ordered["precision"], color="#3b6ea5")
+    ax.set_xlabel(f"precision of top-{evaluation.ranking.shape[1]} recommendations (holdout)")
+    ax.set_title("Per-product precision")
+    fig.tight_layout()
+    fig.savefig(paths["per_product_precision_plot"], dpi=100)
+    plt.close(fig)
+    paths["feature_names"].write_text(json.dumps(fitted.scorer.feature_names, indent=1))
+    return paths
 
 
 def train_recommender(
@@ -306,6 +368,7 @@ def train_recommender(
     fingerprint = data_fingerprint(tables)
     params = {f"config.{k}": v for k, v in dataclasses.asdict(config).items()}
     params["catalogue_version"] = catalogue.version
+    product_ids = [p.id for p in catalogue.holdable]
     with registry.start_run(
         "recommender", tags={"nbo.kind": "recommender", "nbo.data_fingerprint": fingerprint}
     ) as run_id:
@@ -313,28 +376,35 @@ def train_recommender(
         split = recommender_split(
             tables, catalogue, max_train_snapshots=config.max_train_snapshots, progress=progress
         )
-        scorer, stats = fit_recommender(split, catalogue, config, progress)
+        train = [align(s.features, s.labels, product_ids) for s in split.train]
+        fitted = fit_recommender(train, product_ids, config, progress)
         if progress:
             progress(f"evaluating on {split.holdout.as_of:%Y-%m-%d}")
-        metrics = {**evaluate_recommender(scorer, split.holdout, config.k), **stats}
+        holdout = align(split.holdout.features, split.holdout.labels, product_ids)
+        evaluation = evaluate(fitted.scorer, holdout, config.k)
+        metrics = {
+            **evaluation.metrics,
+            **fitted.stats,
+            "holdout_customers": evaluation.metrics["customers"],
+            "holdout_population": float(len(holdout.features)),
+        }
         metrics["train_seconds"] = time.perf_counter() - started
         dates = {
             "train_as_of": ",".join(f"{d:%Y-%m-%d}" for d in split.train_dates),
             "holdout_as_of": f"{split.holdout.as_of:%Y-%m-%d}",
-            "n_features": len(scorer.feature_names),
+            "n_features": len(fitted.scorer.feature_names),
         }
         with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
-            names = Path(tmp) / "feature_names.json"
-            names.write_text(json.dumps(scorer.feature_names, indent=1))
+            artifacts = write_artifacts(fitted, evaluation, Path(tmp))
             if progress:
                 progress("registering")
             version = registry.log_and_register(
-                scorer,
+                fitted.scorer,
                 settings.recommender_model_name,
                 params=dates,
                 metrics=metrics,
-                tags={"nbo.feature_names": ",".join(scorer.feature_names)},
-                artifacts={"feature_names": names},
+                tags={"nbo.feature_names": ",".join(fitted.scorer.feature_names)},
+                artifacts=artifacts,
                 run_id=run_id,
             )
     return TrainResult(

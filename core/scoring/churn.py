@@ -165,11 +165,27 @@ class _Explainer:
             codes.append(name)
         return cls(tuple(codes), tuple(groups))
 
-    def totals(self, contributions: np.ndarray) -> np.ndarray:
-        out = np.zeros((contributions.shape[0], len(self.codes)))
+    @cached_property
+    def _padded_groups(self) -> np.ndarray:
+        """``groups`` as a ``(signals, widest group)`` index array, padded with ``-1``."""
+        width = max((len(g) for g in self.groups), default=0)
+        out = np.full((len(self.groups), width), -1, dtype=np.intp)
         for k, group in enumerate(self.groups):
-            for j in group:
-                out[:, k] += contributions[:, j]
+            out[k, : len(group)] = group
+        return out
+
+    def totals(self, contributions: np.ndarray) -> np.ndarray:
+        """Per signal, its columns' contributions added left to right.
+
+        One vectorised pass per position in a group rather than one per column: padding
+        points at an appended zero column, and ``x + 0.0 == x`` exactly, so the sums are
+        bit-identical to adding each group's columns one by one.
+        """
+        rows = contributions.shape[0]
+        padded = np.hstack([contributions, np.zeros((rows, 1))])
+        out = np.zeros((rows, len(self.codes)))
+        for position in self._padded_groups.T:
+            out += padded[:, position]
         return out
 
 
@@ -192,6 +208,19 @@ class LinearChurnModel:
     @cached_property
     def _explainer(self) -> _Explainer:
         return _Explainer.of(self.design)
+
+    @cached_property
+    def _signal_tests(self) -> list[tuple[int, str, float]]:
+        """(column, feature, training median) of every numeric feature with a risk test.
+
+        Names, not the signals: a cached value is pickled with the model, lambdas cannot be.
+        """
+        design = self.design
+        return [
+            (k, name, float(design.medians[k]))
+            for k, name in enumerate(design.numeric)
+            if name in _SIGNALS
+        ]
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         return np.clip(np.interp(raw, self.calibration_x, self.calibration_y), 0.0, 1.0)
@@ -228,13 +257,19 @@ class LinearChurnModel:
         totals = explainer.totals(z * self.weights)
         n_numeric = len(design.numeric)
         eligible = totals >= MIN_REASON_LOGIT
-        missing = np.isnan(raw)
-        for k, name in enumerate(design.numeric):
-            signal = _SIGNALS.get(name)
-            if signal is not None:
-                with np.errstate(invalid="ignore"):
-                    risky = signal.risky(raw[:, k], float(design.medians[k]))
-                eligible[:, k] &= missing[:, k] | np.asarray(risky, dtype=bool)
+        if raw.shape[0] == 1:  # the request path: plain float comparisons, same answers
+            values = raw[0].tolist()
+            for k, name, median in self._signal_tests:
+                value = values[k]
+                risky = _SIGNALS[name].risky
+                if eligible[0, k] and not (math.isnan(value) or risky(value, median)):
+                    eligible[0, k] = False
+        else:
+            missing = np.isnan(raw)
+            with np.errstate(invalid="ignore"):
+                for k, name, median in self._signal_tests:
+                    risky = _SIGNALS[name].risky(raw[:, k], median)
+                    eligible[:, k] &= missing[:, k] | np.asarray(risky, dtype=bool)
         ranked = np.argsort(np.where(eligible, -totals, np.inf), axis=1, kind="stable")
         ranked = ranked[:, :max_reasons]
         chosen = np.take_along_axis(eligible, ranked, axis=1)
@@ -262,6 +297,16 @@ class LinearChurnModel:
                 out.append(Reason(code=code, text=text))
             reasons.append(out)
         return proba, reasons
+
+    def assess(self, record: FeatureRecord, max_reasons: int = 3) -> tuple[float, list[Reason]]:
+        """:meth:`predict_proba` and :meth:`reasons` of one record from one design row.
+
+        The request path needs both; this transforms the record once (same numbers).
+        """
+        design = self.design
+        raw, cats = design.raw_record(record), design.categories_record(record)
+        proba, reasons = self._explain(raw, cats, max_reasons)
+        return float(proba[0]), reasons[0]
 
     def reasons(self, record: FeatureRecord, max_reasons: int = 3) -> list[Reason]:
         """Up to three signals that raise this customer's risk the most (none if none do).

@@ -14,9 +14,12 @@ scoring) into the same standardized matrix, so training and serving cannot disag
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +30,28 @@ SIGNED_LOG_FEATURES = frozenset(
     {"balance", "income", "net_flow_1m", "net_flow_3m", "balance_change_1m", "balance_change_3m"}
 )
 """Heavy-tailed features (money, and ratios to a possibly tiny balance): signed log scale."""
+
+
+_SHARED: ContextVar[dict[tuple[int, int], tuple[Any, Any, np.ndarray]] | None] = ContextVar(
+    "nbo_shared_transforms", default=None
+)
+
+
+@contextmanager
+def shared_transforms() -> Iterator[None]:
+    """Within the block, each (design, record) pair is transformed once and reused.
+
+    The request path asks for the same record's design row several times (a recommender's
+    score, then its reasons for each offer); this makes the repeats free. The caller
+    promises not to mutate a record inside the block; the shared rows are read-only, so a
+    scorer that tried to modify one in place would fail loudly instead of corrupting the
+    next call. Per context (``contextvars``): threads serving other requests never see it.
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
 def signed_log(values: np.ndarray) -> np.ndarray:
@@ -137,13 +162,55 @@ class TabularDesign:
         """Design rows from raw numeric values and one-hots (lets a caller convert once)."""
         return (self.unscaled(raw, categories) - self.mean) / self.scale
 
+    @cached_property
+    def _level_columns(self) -> tuple[tuple[str, dict[object, tuple[int, ...]]], ...]:
+        """Per categorical feature: level -> its one-hot column(s), counted from 0."""
+        out: list[tuple[str, dict[object, tuple[int, ...]]]] = []
+        offset = 0
+        for name, levels in self.categorical:
+            columns: dict[object, tuple[int, ...]] = {}
+            for j, level in enumerate(levels):
+                columns[level] = (*columns.get(level, ()), offset + j)
+            out.append((name, columns))
+            offset += len(levels)
+        return tuple(out)
+
+    @cached_property
+    def _n_levels(self) -> int:
+        return sum(len(levels) for _, levels in self.categorical)
+
     def categories_record(self, record: FeatureRecord) -> np.ndarray:
-        """One-hot columns of one record, shape ``(1, levels)``."""
-        return self._categories([[record.get(name)] for name, _ in self.categorical], 1)
+        """One-hot columns of one record, shape ``(1, levels)``.
+
+        A dict lookup per feature instead of comparing against every level: the same
+        ``==`` semantics (a hash match is followed by ``==``), the same 0/1 floats.
+        """
+        out = np.zeros((1, self._n_levels))
+        try:
+            for name, columns in self._level_columns:
+                for j in columns.get(record.get(name), ()):
+                    out[0, j] = 1.0
+        except TypeError:  # an unhashable value: compare level by level
+            return self._categories([[record.get(name)] for name, _ in self.categorical], 1)
+        return out
 
     def transform_record(self, record: FeatureRecord) -> np.ndarray:
-        """Standardized design row of one record, shape ``(1, columns)``."""
-        return self.standardize(self.raw_record(record), self.categories_record(record))
+        """Standardized design row of one record, shape ``(1, columns)``.
+
+        Inside :func:`shared_transforms` a repeat for the same record returns the first
+        (read-only) result.
+        """
+        shared = _SHARED.get()
+        if shared is None:
+            return self.standardize(self.raw_record(record), self.categories_record(record))
+        key = (id(self), id(record))
+        hit = shared.get(key)
+        if hit is not None and hit[0] is self and hit[1] is record:
+            return hit[2]
+        row = self.standardize(self.raw_record(record), self.categories_record(record))
+        row.flags.writeable = False
+        shared[key] = (self, record, row)  # holding both keeps their ids from being reused
+        return row
 
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Standardized design matrix of a feature frame (row order kept)."""

@@ -1,0 +1,67 @@
+"""In-process benchmark of the request path: ``service.recommend.recommend`` without HTTP.
+
+Builds the service's runtime from the NBO_* settings (models from the registry, the live
+feature set in Redis, as ``nbo serve`` does), replays ``--requests`` recommendation requests
+for ids from ``--customers`` one after another, and prints the mean time per request and
+per stage (from the stage histogram). A script that prints figures, not a test: compare
+two code versions by running it on each, one after the other, on a quiet machine.
+
+Example:
+    NBO_HOME=/tmp/ops python -m loadtests.bench_request_path --customers ids.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+from core.settings import get_settings
+from service.app import _start
+from service.metrics import ServiceMetrics
+from service.recommend import recommend
+from service.schemas import RecommendationRequest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=Path, required=True, help="id file, one a line")
+    parser.add_argument("--requests", type=int, default=2000, help="timed requests")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    ids = args.customers.read_text().split()
+    if not ids:
+        raise SystemExit(f"error: no customer ids in {args.customers}")
+    metrics = ServiceMetrics()
+    runtime = _start(get_settings(), metrics)
+    rng = random.Random(args.seed)
+    requests = [
+        RecommendationRequest(customer_id=rng.choice(ids), channel="app", k=3)
+        for _ in range(args.requests)
+    ]
+    for request in requests[:200]:  # warm-up: caches, first-call costs
+        recommend(request, "bench", runtime)
+    before = _stage_sums(metrics)
+    started = time.perf_counter()
+    for request in requests:
+        recommend(request, "bench", runtime)
+    seconds = time.perf_counter() - started
+    after = _stage_sums(metrics)
+    print(f"requests: {len(requests)}, mean {seconds / len(requests) * 1e6:.0f} us per request")
+    for stage, total in after.items():
+        mean_us = (total - before.get(stage, 0.0)) / len(requests) * 1e6
+        print(f"  {stage:<14} {mean_us:8.0f} us")
+
+
+def _stage_sums(metrics: ServiceMetrics) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for family in metrics.stage_duration.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                sums[sample.labels["stage"]] = sample.value
+    return sums
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Training examples of the boosted recommender: feature frames -> model inputs and classes.
+
+The model learns "given that a customer adds a product next month, which one": one example
+per (customer, product added between snapshot ``T`` and the next), weighted ``1 / number
+of products that customer added`` so every adding customer counts once, as in MAP@7.
+Features come from ``compute_features`` at ``T`` (nothing after ``T``), labels from
+``training.labels`` (what followed ``T``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.scoring.design import column_as_float
+from core.scoring.recommender import HOLDING_PREFIXES, PROFILE_INPUTS, BoostedRecommender
+
+
+def field_matrix(features: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
+    """Record fields of a feature frame as float64 ``(rows, fields)``; NaN where unknown or
+    absent (a bank without behaviour data has no ``balance`` column worth the name)."""
+    columns = []
+    for name in fields:
+        if name not in features.columns:
+            columns.append(np.full(len(features), np.nan))
+            continue
+        column = features[name]
+        if pd.api.types.is_bool_dtype(column.dtype):
+            column = column.astype("boolean").astype("Float64")
+        columns.append(column_as_float(column))
+    return np.column_stack(columns) if columns else np.zeros((len(features), 0))
+
+
+def record_fields(product_ids: Sequence[str]) -> list[str]:
+    """The record fields a :class:`BoostedRecommender` reads, in its input order."""
+    return list(PROFILE_INPUTS) + [prefix + p for prefix in HOLDING_PREFIXES for p in product_ids]
+
+
+def frame_inputs(model: BoostedRecommender, features: pd.DataFrame) -> np.ndarray:
+    """Model input rows of a feature frame (same numbers as ``record_inputs`` per row)."""
+    raw = field_matrix(features, record_fields(model.product_ids))
+    segment = _categories(features, "segment")
+    tier = _categories(features, "tier")
+    return model.design(raw, segment, tier)
+
+
+def _categories(features: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in features.columns:
+        return np.full(len(features), None, dtype=object)
+    return features[name].to_numpy(dtype=object)
+
+
+def held_matrix(features: pd.DataFrame, product_ids: Sequence[str]) -> np.ndarray:
+    """0/1 ``(rows, products)`` held at the snapshot."""
+    values = field_matrix(features, [f"held__{p}" for p in product_ids])
+    return (np.nan_to_num(values, nan=0.0) > 0).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Features at one snapshot and the 0/1 products added by the next one (aligned rows)."""
+
+    features: pd.DataFrame
+    added: np.ndarray  # (rows, products)
+
+
+def align(features: pd.DataFrame, labels: pd.DataFrame, product_ids: Sequence[str]) -> Snapshot:
+    """Customers with both features and a label; label columns in ``product_ids`` order."""
+    common = features.index.intersection(labels.index)
+    added = labels.loc[common, list(product_ids)].to_numpy(np.float64)
+    return Snapshot(features.loc[common], added)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Stacked training examples: the adding customers' features, class and weight."""
+
+    features: pd.DataFrame  # one row per (customer, added product)
+    classes: np.ndarray  # product index
+    weights: np.ndarray
+
+
+def examples(snapshots: Sequence[Snapshot], max_rows: int, seed: int) -> Examples:
+    """One example per added product of every adding customer, sampled to ``max_rows``."""
+    frames, classes, weights = [], [], []
+    for snap in snapshots:
+        rows, products = np.nonzero(snap.added > 0)
+        counts = snap.added.sum(axis=1)
+        frames.append(snap.features.iloc[rows])
+        classes.append(products)
+        weights.append(1.0 / counts[rows])
+    frame = pd.concat(frames) if frames else pd.DataFrame()
+    cls = np.concatenate(classes) if classes else np.zeros(0, dtype=np.int64)
+    w = np.concatenate(weights) if weights else np.zeros(0)
+    if len(cls) > max_rows:
+        keep = np.sort(np.random.default_rng(seed).choice(len(cls), max_rows, replace=False))
+        frame, cls, w = frame.iloc[keep], cls[keep], w[keep]
+    return Examples(frame, cls.astype(np.int64), w)
+
+
+def customer_half(customer_ids: Sequence[str] | pd.Index, half: int) -> np.ndarray:
+    """True for customers in ``half`` (0 or 1) of a fixed hash split of their ids.
+
+    CRC32 of the id, not Python's ``hash`` (salted per process): the same customers fall in
+    the same half on every run and machine.
+    """
+    codes = np.array([zlib.crc32(str(c).encode()) & 1 for c in customer_ids], dtype=np.int64)
+    return codes == half
