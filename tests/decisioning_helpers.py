@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import redis
@@ -39,16 +39,20 @@ def publish_records(
     client: redis.Redis,
     catalogue: Catalogue,
     records: Mapping[str, dict[str, Any]],
+    *,
+    as_of: date | None = None,
+    feature_names: Iterable[str] | None = None,
 ) -> FeatureSetInfo:
+    """Write ``records`` as a new feature set (as of 30 days ago by default) and publish it."""
     store = OnlineStore(client, settings.feature_prefix)
     created = datetime.now(UTC)
-    as_of = TODAY - timedelta(days=30)
+    as_of = as_of or TODAY - timedelta(days=30)
     info = FeatureSetInfo(
         version=make_version(as_of, created),
         as_of=as_of,
         created_at=created,
         customers=len(records),
-        feature_names=sorted(adult()),
+        feature_names=sorted(feature_names if feature_names is not None else adult()),
         catalogue_version=catalogue.version,
     )
     store.write_records(info.version, records.items())

@@ -13,7 +13,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,11 @@ from core.catalogue import Catalogue, load_catalogue
 from core.scoring.churn import TabularDesign
 from core.scoring.recommender import TwoStageRecommender
 from core.settings import PACKAGE_DIR, Settings
-from features.online_store import FeatureSetInfo, OnlineStore, make_version
+from features.online_store import FeatureSetInfo
 from registry.client import Registry
 from service.app import create_app
 from service.variant import Variant, assign_variant
+from tests.decisioning_helpers import publish_records
 from tests.registry_factory import migrate
 from tests.test_service_api import (
     AS_OF,
@@ -107,19 +107,8 @@ def publish_full(
 ) -> FeatureSetInfo:
     """Publish ``customers`` with feature names that include the holdings columns."""
     model = popularity_recommender(catalogue)
-    created = datetime.now(UTC)
-    info = FeatureSetInfo(
-        version=make_version(AS_OF, created),
-        as_of=AS_OF,
-        created_at=created,
-        customers=len(customers),
-        feature_names=sorted(set(record()) | set(model.feature_names)),
-        catalogue_version=catalogue.version,
-    )
-    store = OnlineStore(client, settings.feature_prefix)
-    store.write_records(info.version, customers.items())
-    store.publish(info)
-    return info
+    names = set(record()) | set(model.feature_names)
+    return publish_records(settings, client, catalogue, customers, as_of=AS_OF, feature_names=names)
 
 
 @pytest.fixture

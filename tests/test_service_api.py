@@ -36,10 +36,11 @@ from core.redis_server import start_embedded_redis, stop_embedded_redis
 from core.scoring.churn import LinearChurnModel, TabularDesign
 from core.scoring.recommender import TwoStageRecommender
 from core.settings import Settings
-from features.online_store import FeatureSetInfo, OnlineStore, make_version
+from features.online_store import FeatureSetInfo, OnlineStore
 from registry.client import Registry
 from service.app import create_app
 from service.log import LOGGER_NAME, JsonFormatter
+from tests.decisioning_helpers import adult, publish_records
 
 pytestmark = pytest.mark.integration
 
@@ -105,22 +106,8 @@ def served(settings: Settings, champion_registry: str) -> Settings:
 
 
 def record(**values: Any) -> dict[str, Any]:
-    """A feature record of an adult resident with money and a fresh assessment."""
-    base: dict[str, Any] = {
-        "age": 40,
-        "risk_level": 5,
-        "risk_assessed_on": (TODAY - timedelta(days=60)).isoformat(),
-        "resident": True,
-        "income": 90_000.0,
-        "balance": 250_000.0,
-        "held": ["current_account"],
-        "tier": "affluent",
-        "segment": "individuals",
-        "preferred_channel": "app",
-        "months_since_login": 0,
-    }
-    base.update(values)
-    return base
+    """A feature record of an adult resident C5 customer with money and a fresh assessment."""
+    return adult(**{"risk_level": 5, **values})
 
 
 CUSTOMERS: dict[str, dict[str, Any]] = {
@@ -133,19 +120,7 @@ CUSTOMERS: dict[str, dict[str, Any]] = {
 
 
 def publish(settings: Settings, client: redis.Redis, catalogue: Catalogue) -> FeatureSetInfo:
-    store = OnlineStore(client, settings.feature_prefix)
-    created = datetime.now(UTC)
-    info = FeatureSetInfo(
-        version=make_version(AS_OF, created),
-        as_of=AS_OF,
-        created_at=created,
-        customers=len(CUSTOMERS),
-        feature_names=sorted(record()),
-        catalogue_version=catalogue.version,
-    )
-    store.write_records(info.version, CUSTOMERS.items())
-    store.publish(info)
-    return info
+    return publish_records(settings, client, catalogue, CUSTOMERS, as_of=AS_OF)
 
 
 @pytest.fixture
