@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from core.settings import get_settings
+from core.api_keys import SCOPES, ApiKeyEntry, hash_key, new_key
+from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from core.tables import Tables
@@ -99,23 +100,42 @@ def demo(
     ids_file = settings.home / "demo_customers.txt"
     ids_file.write_text("\n".join(tables.customers["customer_id"].head(10_000)) + "\n")
     base = f"http://{settings.host}:{settings.port}"
+    key, served = _with_demo_key(settings)
     console.print("\n[bold green]Ready.[/] Try:\n")
     typer.echo(
         f"curl -s -X POST {base}/v1/recommendations -H 'content-type: application/json' "
+        f"-H 'X-API-Key: {key}' "
         f"""-d '{{"customer_id": "{sample}", "channel": "app", "k": 3}}'"""
+    )
+    console.print(
+        f"\nThe key '{DEMO_KEY_NAME}' (every scope) works for this demo server only; "
+        "`nbo keys new` makes lasting ones (README: Authentication and rate limiting)."
     )
     console.print(f"\nAPI docs: {base}/docs   metrics: {base}/metrics")
     console.print(f"Customer ids for load tests: {ids_file}\n")
     if serve:
         import uvicorn
 
+        from service.app import create_app
+
         uvicorn.run(
-            "service.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
+            create_app(served), host=settings.host, port=settings.port, log_level=settings.log_level
         )
+
+
+DEMO_KEY_NAME = "demo"
+
+
+def _with_demo_key(settings: Settings) -> tuple[str, Settings]:
+    """A fresh all-scope key, and the settings of the demo server that accepts it.
+
+    Only the key's hash goes into the server's settings (as in production); the key is
+    printed once, in the curl line, and forgotten when the demo server stops.
+    """
+    key = new_key()
+    entry = ApiKeyEntry(name=DEMO_KEY_NAME, sha256=hash_key(key), scopes=SCOPES)
+    others = [k for k in settings.api_keys if k.name != DEMO_KEY_NAME]
+    return key, settings.model_copy(update={"api_keys": [*others, entry]})
 
 
 def _sample_customer(store: OnlineStore, version: str, tables: Tables) -> str:

@@ -14,6 +14,7 @@ from cli import (
     evaluate,
     events,
     features,
+    keys,
     redis_cmd,
     registry,
     score,
@@ -42,6 +43,7 @@ app.add_typer(events.app, name="events", help="Export feedback events for retrai
 app.add_typer(
     audit.app, name="audit", help="Export the decision audit trail; explain a customer's offers."
 )
+app.add_typer(keys.app, name="keys", help="Make API keys and their hashed NBO_API_KEYS entries.")
 app.add_typer(redis_cmd.app, name="redis", help="Start or stop the embedded Redis server.")
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)

@@ -12,8 +12,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core.settings import Settings
 
@@ -95,3 +98,20 @@ def connect(settings: Settings) -> redis.Redis:
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
     )
+
+
+def service_client_options(settings: Settings) -> dict[str, Any]:
+    """Client options of the service's own Redis calls (request path, events, audit).
+
+    A short socket and connect timeout (``redis_request_timeout_ms``), and at most one
+    retry, only after a connection error - the one that finds an idle pooled connection
+    dead after a Redis restart - never after a timeout: redis-py's default (10 retries
+    with backoff, on timeouts too) would hold a request for seconds while Redis hangs.
+    The service's circuit breaker (``service.breaker``) does the rest.
+    """
+    timeout = settings.redis_request_timeout_ms / 1000
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    }

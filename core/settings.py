@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.api_keys import ApiKeyEntry, parse_rate_limit
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -29,6 +31,25 @@ class Settings(BaseSettings):
     )
     embedded_redis_port: int = Field(6399, description="TCP port of the embedded Redis server.")
     redis_timeout_seconds: float = Field(0.25, description="Socket timeout for Redis calls.")
+    # --- Redis outage on the service (service/breaker.py, README "Failure behaviour") ---
+    redis_request_timeout_ms: float = Field(
+        100.0,
+        gt=0,
+        description="Socket and connect timeout of the service's Redis calls (jobs use "
+        "redis_timeout_seconds).",
+    )
+    redis_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive Redis connection failures or timeouts that open it."
+    )
+    redis_breaker_reset_seconds: float = Field(
+        2.0, gt=0, description="How long the open breaker fails Redis calls fast before a probe."
+    )
+    mlflow_request_timeout_seconds: int = Field(
+        10, ge=1, description="The service's timeout per MLflow HTTP request (then: cache)."
+    )
+    mlflow_request_retries: int = Field(
+        1, ge=0, description="The service's retries of a failed MLflow HTTP request."
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; unset uses SQLite under home/mlflow."
     )
@@ -100,10 +121,60 @@ class Settings(BaseSettings):
     audit_index_ttl_seconds: int = Field(
         30 * 86400, ge=60, description="How long a decision can be looked up by request id."
     )
+    audit_flush_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="Write-behind window of the audit trail: decisions are written in one "
+        "batch per window, off the request path (0 = as soon as the writer is free).",
+    )
+    audit_queue_max: int = Field(
+        50_000,
+        ge=100,
+        description="Decisions waiting for the audit writer before new ones "
+        "are dropped (and counted).",
+    )
     pseudonym_key: SecretStr = Field(
         SecretStr(INSECURE_DEMO_PSEUDONYM_KEY),
         description="HMAC key of pseudonymous customer ids; the default is for demos only.",
     )
+    # --- API access: keys, scopes, rate limits, body size (README "Authentication and rate
+    # limiting"); keys are stored hashed, see core/api_keys.py ---
+    api_keys: list[ApiKeyEntry] = Field(
+        default_factory=list,
+        description=(
+            'JSON list of {"name", "sha256", "scopes", "rate_limit"?} (`nbo keys new`); '
+            "with none configured every protected route answers 401."
+        ),
+    )
+    auth_disabled: bool = Field(
+        False, description="Serve every route without an API key (local development only)."
+    )
+    auth_open_operations: bool = Field(
+        True, description="/healthz, /readyz and /metrics answer without an API key."
+    )
+    rate_limit: str | None = Field(
+        "1000/second",
+        description="Requests per API key and worker process ('100/second'); 'off' = none.",
+    )
+    max_body_bytes: int = Field(
+        65536, ge=1024, description="Larger request bodies are refused with 413."
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[ApiKeyEntry]) -> list[ApiKeyEntry]:
+        for attribute in ("name", "sha256"):
+            values = [getattr(key, attribute) for key in keys]
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"api_keys: {attribute} repeated: {', '.join(repeated)}")
+        return keys
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _valid_rate_limit(cls, value: str | None) -> str | None:
+        return parse_rate_limit(value)
 
     @property
     def data_dir(self) -> Path:

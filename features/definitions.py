@@ -34,6 +34,9 @@ PANDAS_DTYPES: dict[str, str] = {
 MONTHS_SINCE_LOGIN_CAP = 12
 """``months_since_login`` stops counting here ("a year or more")."""
 
+PATTERN_LAGS = 5
+"""``held_pattern__*`` packs whether the product was held 1..5 snapshots back."""
+
 
 @dataclass(frozen=True)
 class FeatureDef:
@@ -213,6 +216,78 @@ def _dropped_product(product_id: str) -> Callable[[PointInTimeContext], pd.Serie
     return compute
 
 
+def _months_since_held_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    """Snapshots since the product was last held (0 = held now); null if not in the lookback.
+
+    The re-add signal: a payroll or a direct debit that stopped two months ago comes back
+    far more often than one never held.
+    """
+
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        history = ctx.holdings[ctx.product_position(product_id)]
+        since = np.argmax(history[::-1], axis=0).astype(float)
+        return ctx.series(np.where(history.any(axis=0), since, np.nan))
+
+    return compute
+
+
+def _times_held_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        return ctx.series(ctx.holdings[ctx.product_position(product_id)].sum(axis=0))
+
+    return compute
+
+
+def _adds_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    """Times the product went from not held to held within the lookback; null with one
+    snapshot (no transition to count)."""
+
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        history = ctx.holdings[ctx.product_position(product_id)]
+        if history.shape[0] < 2:
+            return ctx.nulls()
+        return ctx.series((history[1:] & ~history[:-1]).sum(axis=0))
+
+    return compute
+
+
+def _held_pattern_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    """Holdings 1..``PATTERN_LAGS`` snapshots back as one binary number, the most recent
+    lag as the most significant bit (16 = held last snapshot, 8 = two back, ...).
+
+    One column instead of five: a tree's threshold on it splits on the most recent lags
+    first, which is the order in which they matter. Snapshots before the lookback count
+    as not held.
+    """
+
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        pattern = np.zeros(ctx.size, dtype=np.int64)
+        position = ctx.product_position(product_id)
+        for back in range(1, PATTERN_LAGS + 1):
+            held = ctx.held_at(back)
+            if held is not None:
+                pattern += held[position].astype(np.int64) << (PATTERN_LAGS - back)
+        return ctx.series(pattern)
+
+    return compute
+
+
+def _changes_1m(
+    direction: Literal["added", "dropped"],
+) -> Callable[[PointInTimeContext], pd.Series]:
+    """Products added (or dropped) at the latest transition; null with one snapshot."""
+
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        previous = ctx.held_at(1)
+        if previous is None:
+            return ctx.nulls()
+        now = ctx.held_now
+        moved = (now & ~previous) if direction == "added" else (previous & ~now)
+        return ctx.series(moved.sum(axis=0))
+
+    return compute
+
+
 # --- behaviour -----------------------------------------------------------------------------
 
 
@@ -315,6 +390,18 @@ def _holdings(catalogue: Catalogue) -> list[FeatureDef]:
             "Products given up over the last 3 months.",
             _changes_3m("dropped"),
         ),
+        FeatureDef(
+            "products_added_1m",
+            "int",
+            "Products added at the latest snapshot.",
+            _changes_1m("added"),
+        ),
+        FeatureDef(
+            "products_dropped_1m",
+            "int",
+            "Products given up at the latest snapshot.",
+            _changes_1m("dropped"),
+        ),
     ]
     for product in catalogue.holdable:
         pid = product.id
@@ -337,6 +424,30 @@ def _holdings(catalogue: Catalogue) -> list[FeatureDef]:
                 "int",
                 f"Held {pid} earlier in the lookback, not now (0/1).",
                 _dropped_product(pid),
+            ),
+            FeatureDef(
+                f"months_since_held__{pid}",
+                "int",
+                f"Snapshots since {pid} was last held (0 = now; null if not in the lookback).",
+                _months_since_held_product(pid),
+            ),
+            FeatureDef(
+                f"times_held__{pid}",
+                "int",
+                f"Snapshots in the lookback holding {pid}.",
+                _times_held_product(pid),
+            ),
+            FeatureDef(
+                f"adds__{pid}",
+                "int",
+                f"Times {pid} was added within the lookback.",
+                _adds_product(pid),
+            ),
+            FeatureDef(
+                f"held_pattern__{pid}",
+                "int",
+                f"Held {pid} 1..{PATTERN_LAGS} snapshots back, as bits (16 = last snapshot).",
+                _held_pattern_product(pid),
             ),
         ]
     return features

@@ -35,6 +35,7 @@ def main() -> None:
         raise SystemExit(f"error: no customer ids in {args.customers}")
     metrics = ServiceMetrics()
     runtime = _start(get_settings(), metrics)
+    runtime.audit.start()  # the write-behind thread, as the service's lifespan does
     rng = random.Random(args.seed)
     requests = [
         RecommendationRequest(customer_id=rng.choice(ids), channel="app", k=3)
@@ -47,6 +48,7 @@ def main() -> None:
     for request in requests:
         recommend(request, "bench", runtime)
     seconds = time.perf_counter() - started
+    runtime.audit.stop()
     after = _stage_sums(metrics)
     print(f"requests: {len(requests)}, mean {seconds / len(requests) * 1e6:.0f} us per request")
     for stage, total in after.items():

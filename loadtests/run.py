@@ -150,7 +150,9 @@ async def find_max_rate(
     """Highest rate with p99 < 50 ms, no errors and the offered rate achieved.
 
     Grows the rate by 1.5x from ``--rate`` until a step fails, then bisects between the
-    last passing and the first failing rate; at most ``FIND_MAX_STEPS`` steps.
+    last passing and the first failing rate; at most ``FIND_MAX_STEPS`` rates. A rate that
+    misses the p99 goal without errors is measured once more and fails only if that run
+    misses too: on a shared machine one stall of another process should not decide it.
     """
     passing: float | None = None
     failing: float | None = None
@@ -171,6 +173,15 @@ async def find_max_rate(
         )
         ok = meets_latency_goal(summary, P99_GOAL_MS)
         steps.append({**summary.to_json(), "meets_goal": ok})
+        if not ok and summary.errors == 0:
+            # A p99 miss without errors may be one stall of a shared machine: the rate
+            # fails only if a second run at it fails too (same rule for both targets).
+            await drain(url)
+            summary = await measure(
+                url, target, rate, options.step_duration, options, mix, warmup=0.0
+            )
+            ok = meets_latency_goal(summary, P99_GOAL_MS)
+            steps.append({**summary.to_json(), "meets_goal": ok, "confirmation": True})
         if ok:
             passing = rate
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.auth import requires
 from service.model_watcher import ModelWatcher
 
 router = APIRouter(tags=["operations"])
@@ -30,7 +31,7 @@ class ReloadResponse(BaseModel):
     results: list[ReloadOut]
 
 
-@router.post("/admin/reload", response_model=ReloadResponse)
+@router.post("/admin/reload", response_model=ReloadResponse, openapi_extra=requires("admin"))
 def reload_models(request: Request) -> ReloadResponse:
     """Check the model aliases now; load, validate and swap in any new version.
 

@@ -14,24 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
 from core.catalogue import load_catalogue
 from core.decisioning import load_decisioning
-from core.redis_server import connect
 from core.settings import Settings, get_settings
 from features.online_store import OnlineStore
 from service import admin_routes
+from service.audit_writer import AuditWriter
 from service.errors import install_error_handlers
 from service.feature_pointer import keep_feature_pointer_fresh, refresh_feature_pointer
+from service.guards import install_guards
 from service.log import configure_logging, fields
 from service.metrics import ServiceMetrics
 from service.middleware import RequestObservation
-from service.model_loading import load_serving_models
+from service.model_loading import bound_registry_requests, load_serving_models
 from service.model_watcher import ModelWatcher
+from service.redis_guard import connect_guarded
 from service.routes import router
 from service.runtime import Runtime
 from service.state import ServingState, StateHolder
@@ -57,9 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.model_watcher = watcher
         refresher = asyncio.create_task(keep_feature_pointer_fresh(runtime))
         watcher.start()
+        runtime.audit.start()
         try:
             yield
         finally:
+            await asyncio.to_thread(runtime.audit.stop)
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
@@ -74,19 +80,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Suitable next best offers for retail-bank customers.",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestObservation, metrics=metrics, routes=app.router.routes)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(admin_routes.router)
+    install_guards(app, settings)
+    # Added last, so outermost: every answer, the guards' refusals included, is logged.
+    app.add_middleware(RequestObservation, metrics=metrics, routes=app.router.routes)
     return app
 
 
 def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
     """Blocking startup work (run off the event loop)."""
-    client = connect(settings)
+    client = connect_guarded(settings, metrics)  # short timeouts + circuit breaker
     catalogue = load_catalogue(settings.catalogue_path)
     decisioning = load_decisioning(settings.decisioning_path, catalogue)
     state = ServingState(catalogue=catalogue, decisioning=decisioning)
+    bound_registry_requests(settings, os.environ)  # a hung MLflow must not stall startup
     for loaded in load_serving_models(settings):
         state = state.with_model(loaded.slot.key, loaded.model, loaded.source)
     metrics.set_serving(state)
@@ -97,6 +106,12 @@ def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
         store=OnlineStore(client, settings.feature_prefix),
         state=holder,
         metrics=metrics,
+        audit=AuditWriter(
+            client,
+            settings,
+            on_outcome=metrics.observe_audit,
+            on_error=partial(metrics.observe_redis_error, "audit_write"),
+        ),
     )
     metrics.track_feature_set(lambda: holder.current.feature_set)
     feature_set = refresh_feature_pointer(runtime)

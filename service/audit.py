@@ -10,17 +10,15 @@ dropped from the feature record (:func:`without_identifiers`).
 
 Storage (``features.streams``): a Redis Stream ``{audit_prefix}:decisions`` bounded to
 about ``audit_retention`` entries (``XADD MAXLEN ~``) plus a per-request index key with a
-TTL, written together by one Lua script (one round trip, both or neither). The write
-happens after the decision is computed and before the response is returned, so an event
-referring to the request id can never arrive before its decision is findable. A failed
-write is logged and does not fail the answer; ``nbo audit export`` copies the stream to
+TTL. Records are written behind the answer, in batches, by ``service.audit_writer`` (its
+docstring says why and what that trades); ``nbo audit export`` copies the stream to
 durable files.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -30,7 +28,6 @@ import redis
 from core.settings import Settings
 from features.streams import decision_index_key, decisions_key
 from service.decision import Decision
-from service.log import fields
 from service.schemas import RecommendationResponse
 
 log = logging.getLogger(__name__)
@@ -53,12 +50,6 @@ IDENTIFYING_FIELDS = frozenset(
     }
 )
 """Fields never copied from a feature record into the audit trail, whatever they hold."""
-
-_RECORD = """
-local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[2])
-redis.call('SET', KEYS[2], entry, 'EX', ARGV[3])
-return entry
-"""
 
 
 def without_identifiers(record: Mapping[str, Any], customer_id: str) -> dict[str, Any]:
@@ -117,34 +108,6 @@ def audit_record(
         "offers": [offer.model_dump(mode="json") for offer in response.offers],
         "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)
     }
-
-
-def record_decision(
-    client: redis.Redis,
-    settings: Settings,
-    record: dict[str, Any],
-    on_error: Callable[[redis.RedisError], None] | None = None,
-) -> str | None:
-    """Append ``record`` to the audit stream and index it; the entry id, or None on failure.
-
-    ``on_error`` is told about a failure (the service counts Redis errors with it).
-    """
-    prefix = settings.audit_prefix
-    script = client.register_script(_RECORD)
-    try:
-        entry = script(
-            keys=[decisions_key(prefix), decision_index_key(prefix, record["request_id"])],
-            args=[settings.audit_retention, orjson.dumps(record), settings.audit_index_ttl_seconds],
-        )
-    except redis.RedisError as exc:
-        log.error(
-            "decision not recorded",
-            extra=fields(request_id=record["request_id"], error=type(exc).__name__),
-        )
-        if on_error is not None:
-            on_error(exc)
-        return None
-    return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
 def read_decision(

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
 from service.audit import read_decision
+from service.auth import requires
 from service.runtime import Runtime
 from service.schemas import ErrorResponse
 
@@ -26,6 +27,7 @@ def get_runtime(request: Request) -> Runtime:
     },
     summary="Why a customer was shown what they were shown",
     tags=["audit"],
+    openapi_extra=requires("audit"),
 )
 def get_decision(
     request_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
@@ -39,6 +41,9 @@ def get_decision(
     404 once the decision is older than the audit retention (see ``nbo audit export``).
     """
     record = read_decision(runtime.redis, runtime.settings, request_id)
+    if record is None:  # perhaps answered a moment ago and still in a write-behind queue
+        runtime.audit.settle()
+        record = read_decision(runtime.redis, runtime.settings, request_id)
     if record is None:
         raise HTTPException(404, f"no recorded decision {request_id} (unknown or expired)")
     return record

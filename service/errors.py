@@ -43,6 +43,14 @@ def error_body(type_: str, detail: object) -> dict[str, object]:
     return {"type": type_, "detail": detail}
 
 
+def openapi_error(description: str) -> dict[str, Any]:
+    """An OpenAPI response object whose body is an ``ErrorResponse``."""
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+
+
 def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -61,7 +69,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    kind = {
+        400: "bad_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(exc.status_code, "http_error")
     return JSONResponse(
         error_body(kind, exc.detail), status_code=exc.status_code, headers=exc.headers
     )

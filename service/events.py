@@ -47,6 +47,10 @@ return {'stored', entry}
 """
 
 
+UNKNOWN_REQUEST_ID = "unknown_request_id"
+"""``EventRejected.kind`` of an event citing a decision that is not (yet) recorded."""
+
+
 class EventRejected(ValueError):
     """The event is invalid; ``field`` names the body field at fault (HTTP 422)."""
 
@@ -126,6 +130,6 @@ def store_event(
     status, stream_id = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
     if status == "unknown_request":
         raise EventRejected(
-            "request_id", "unknown_request_id", "unknown request_id", event.request_id
+            "request_id", UNKNOWN_REQUEST_ID, "unknown request_id", event.request_id
         )
     return Stored(status, stream_id)

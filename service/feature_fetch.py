@@ -5,6 +5,8 @@ customer's feature record (``GET``) and their contact-policy state (``ZRANGEBYSC
 sorted set, see ``service.contact_policy``) - never a second round trip. The live
 feature-set version comes from the in-memory serving state, not from Redis. Without a live
 feature set the pipeline still reads the contact state: the fallback obeys it too.
+While the service's Redis circuit breaker is open (``service.breaker``) the read is refused
+at once, without a network call, and the answer is the degraded fallback.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import orjson
 import redis
 
 from features.online_store import FeatureSetInfo, OnlineStore
+from service.breaker import BreakerOpenError
 from service.contact_policy import ContactRead, ContactState
 from service.decision import DegradedReason
 from service.log import fields
@@ -62,16 +65,16 @@ def fetch_features(
     started = time.perf_counter()
     try:
         replies = pipe.execute()
+    except BreakerOpenError as exc:
+        # Refused without a round trip: nothing to time, and the breaker logged the outage
+        # once (a line per request would flood the log). The caller counts it.
+        return _unavailable(exc)
     except redis.RedisError as exc:
+        _observe(round_trip_seconds, started)
         # The exception type only: a message could quote a key, and keys hold customer ids.
         log.warning("feature store unavailable", extra=fields(error=type(exc).__name__))
-        unknown = ContactState(known=False)
-        return FeatureLookup(
-            None, None, DegradedReason.FEATURE_STORE_UNAVAILABLE, unknown, redis_error=exc
-        )
-    finally:
-        if round_trip_seconds is not None:
-            round_trip_seconds.observe(time.perf_counter() - started)
+        return _unavailable(exc)
+    _observe(round_trip_seconds, started)
     state = ContactState.decode(replies[-1]) if contact is not None else ContactState()
     if feature_set is None:
         return FeatureLookup(None, None, DegradedReason.NO_FEATURE_SET, state)
@@ -87,3 +90,16 @@ def fetch_features(
         )
         return FeatureLookup(None, feature_set, DegradedReason.INVALID_FEATURE_RECORD, state)
     return FeatureLookup(record, feature_set, None, state)
+
+
+def _unavailable(exc: redis.RedisError) -> FeatureLookup:
+    """Redis failed or the breaker is open: no record, contact state unknown."""
+    unknown = ContactState(known=False)
+    return FeatureLookup(
+        None, None, DegradedReason.FEATURE_STORE_UNAVAILABLE, unknown, redis_error=exc
+    )
+
+
+def _observe(round_trip_seconds: DurationObserver | None, started: float) -> None:
+    if round_trip_seconds is not None:
+        round_trip_seconds.observe(time.perf_counter() - started)

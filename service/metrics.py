@@ -39,6 +39,7 @@ from prometheus_client.registry import Collector
 
 from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
+from service.breaker import BreakerOpenError
 from service.decision import Decision
 from service.stages import STAGES
 from service.state import ServingState
@@ -58,13 +59,19 @@ VARIANT_OF_SLOT = {"recommender": "champion", "churn": "champion", "challenger":
 """Which variant each serving slot's model is (``service.state.MODEL_SLOTS``)."""
 
 
+BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+"""``nbo_redis_breaker_state`` values: higher is worse, so the worst worker shows."""
+
+
 def multiprocess_dir() -> str | None:
     """The multiprocess directory in effect for this process, or None (single process)."""
     return os.environ.get(MULTIPROC_DIR_ENV) or None
 
 
 def redis_error_kind(exc: BaseException) -> str:
-    """``timeout``, ``connection`` or ``other``: the ``kind`` label of a Redis error."""
+    """``timeout``, ``connection``, ``breaker_open`` (refused without a call) or ``other``."""
+    if isinstance(exc, BreakerOpenError):
+        return "breaker_open"
     if isinstance(exc, redis.TimeoutError):
         return "timeout"
     if isinstance(exc, redis.ConnectionError):
@@ -187,6 +194,21 @@ class ServiceMetrics:
             ["type", "status"],
             registry=self.registry,
         )
+        self.breaker_state = Gauge(
+            "nbo_redis_breaker_state",
+            "Circuit breaker around the service's Redis calls: 0 closed, 1 half-open, 2 open "
+            "(several workers: the worst).",
+            ["breaker"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.audit_records = Counter(
+            "nbo_audit_records",
+            "Decisions handed to the audit trail, by outcome (written, dropped: queue full, "
+            "failed: still queued at shutdown).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.feature_set_age = FeatureSetAge()
         self.registry.register(self.feature_set_age)
         self._stage_children = {stage: self.stage_duration.labels(stage=stage) for stage in STAGES}
@@ -209,6 +231,13 @@ class ServiceMetrics:
 
     def observe_redis_error(self, operation: str, exc: BaseException) -> None:
         self.redis_errors.labels(operation=operation, kind=redis_error_kind(exc)).inc()
+
+    def set_breaker_state(self, breaker: str, state: str) -> None:
+        """``state``: closed, half_open or open (``service.breaker.BreakerState``)."""
+        self.breaker_state.labels(breaker=breaker).set(BREAKER_STATE_VALUES[state])
+
+    def observe_audit(self, outcome: str, count: int) -> None:
+        self.audit_records.labels(outcome=outcome).inc(count)
 
     def observe_event(self, event_type: str, status: str) -> None:
         self.events_ingested.labels(type=event_type, status=status).inc()

@@ -4,10 +4,13 @@ Three slots: ``recommender`` and ``churn`` (the ``serving_alias``, champion by d
 and ``challenger`` (the recommender's ``challenger`` alias, loaded only when challenger
 traffic or shadow mode is configured).
 
-Startup: a model the registry does not have (no such model or alias) is left out - the
-service starts without it (degraded answers, ``/readyz`` 503 for the recommender). If the
-registry cannot be reached or the download fails, the last-known-good copy from
-``service.model_cache`` is served instead and its source is reported as ``cache``.
+Startup: if the registry cannot be reached, hangs (requests are bounded by
+``mlflow_request_timeout_seconds`` and ``mlflow_request_retries``), has no such model or
+alias (e.g. an empty store at a lost path), or the download fails, the last-known-good
+copy from ``service.model_cache`` is served instead and its source is reported as
+``cache``. With no cached copy either, the service starts without that model (degraded
+answers, ``/readyz`` 503 for the recommender). A challenger is never loaded from the cache
+when its alias is gone.
 
 Validation (``validate``) is what a new version must pass before it serves: the right
 kind, consistent shapes, every input feature present in the live feature set, and finite
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +67,21 @@ def serving_slots(settings: Settings) -> list[Slot]:
     return slots
 
 
+MLFLOW_TIMEOUT_ENV = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+MLFLOW_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+
+
+def bound_registry_requests(settings: Settings, environ: MutableMapping[str, str]) -> None:
+    """Bound how long the service waits for an HTTP tracking server (MLflow reads these).
+
+    MLflow's own defaults (120 s per request, 7 retries with backoff) would hold the
+    service's startup for many minutes while a registry hangs, before the last-known-good
+    cache could serve; the batch jobs keep MLflow's patient defaults.
+    """
+    environ[MLFLOW_TIMEOUT_ENV] = str(settings.mlflow_request_timeout_seconds)
+    environ[MLFLOW_RETRIES_ENV] = str(settings.mlflow_request_retries)
+
+
 def load_serving_models(settings: Settings) -> list[Loaded]:
     """Every slot as loaded at startup (registry first, last-known-good cache second)."""
     return [load_at_startup(settings, slot) for slot in serving_slots(settings)]
@@ -73,8 +92,14 @@ def load_at_startup(settings: Settings, slot: Slot) -> Loaded:
     try:
         loaded = Registry(settings).load(slot.name, slot.alias)
     except ModelNotFoundError as exc:
+        # A registry without the model or alias - e.g. an empty store at a wrong or lost
+        # path - is no reason to start a champion without a model while a last-known-good
+        # copy exists (the watcher likewise keeps a champion whose alias goes away). A
+        # challenger without its alias is retired, so it is not loaded from the cache.
         log.warning("model not loaded", extra=fields(**ctx, error=str(exc)))
-        return Loaded(slot, None, None)
+        if slot.key == "challenger":
+            return Loaded(slot, None, None)
+        return _from_cache(settings, slot, missing_ok=True)
     except Exception as exc:  # registry unreachable, artifact unreadable: any cause alike
         log.error("registry load failed", extra=fields(**ctx, error=f"{type(exc).__name__}: {exc}"))
         return _from_cache(settings, slot)
@@ -87,12 +112,14 @@ def load_at_startup(settings: Settings, slot: Slot) -> Loaded:
     return Loaded(slot, loaded, SOURCE_REGISTRY)
 
 
-def _from_cache(settings: Settings, slot: Slot) -> Loaded:
+def _from_cache(settings: Settings, slot: Slot, *, missing_ok: bool = False) -> Loaded:
+    """The cached copy; ``missing_ok``: no copy is expected (not logged as an error)."""
     ctx = {"model": slot.name, "alias": slot.alias}
     try:
         cached = model_cache.load(settings.model_cache_dir, slot.name, slot.alias)
     except model_cache.ModelCacheError as exc:
-        log.error("no last-known-good model", extra=fields(**ctx, error=str(exc)))
+        level = logging.INFO if missing_ok else logging.ERROR
+        log.log(level, "no last-known-good model", extra=fields(**ctx, error=str(exc)))
         return Loaded(slot, None, None)
     problem = validate(cached, slot.kind, feature_names=None)
     if problem:

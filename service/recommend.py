@@ -3,7 +3,9 @@
 ``recommend`` is the whole path, top to bottom: fetch features and contact state (one
 Redis round trip) -> :func:`decide` (score -> churn risk -> filter: suitability and
 eligibility, channel rules, contact policy -> arbitrate -> top k within the daily cap ->
-reasons) -> respond -> record the decision in the audit trail (one write, after deciding).
+reasons) -> respond -> hand the decision to the audit trail's write-behind queue
+(``service.audit_writer``: written in batches off the request path, so the read stays the
+request's only Redis round trip).
 ``decide`` touches neither Redis nor the network, so tests drive it directly with any
 catalogue, record, scorer and contact state.
 """
@@ -17,12 +19,18 @@ from functools import partial
 from core.catalogue import Catalogue, Product
 from core.decisioning import DecisioningConfig, cached_decisioning
 from core.pseudonym import pseudonymiser
-from core.scoring.base import ChurnScorer, FeatureRecord, Reason, RecommenderScorer
+from core.scoring.base import (
+    ChurnScorer,
+    FeatureRecord,
+    Reason,
+    RecommenderScorer,
+    reasons_for,
+)
 from core.scoring.design import shared_transforms
 from core.settings import Settings
 from core.suitability import CustomerFacts, Exclusion, split_suitable
 from service.arbitration import arbitrate, arbitration_reasons, retention_eligible, split_by_channel
-from service.audit import audit_record, record_decision
+from service.audit import audit_record
 from service.churn_risk import assess_churn_risk
 from service.contact_policy import (
     ContactLimits,
@@ -95,11 +103,9 @@ def recommend(
     response = respond(request, request_id, decision, choice.model_versions)
     response.variant = choice.variant.value
     clock.lap("arbitration")
-    record_decision(
-        runtime.redis,
-        settings,
+    runtime.audit.submit(
+        request_id,
         audit_record(response, decision, lookup.record, request.customer_id, pseudonym),
-        on_error=partial(runtime.metrics.observe_redis_error, "audit_write"),
     )
     clock.lap("recording")
     runtime.metrics.observe_stages(clock.seconds)
@@ -173,6 +179,13 @@ def decide(
     capacity = daily_capacity(lookup.contact, channel, now, limits)
     shown, cut = top_offers(priorities, k, capacity, channel, limits.channel_daily_cap)
     clock.lap("arbitration")
+    # The model's reasons of every shown model offer in one batched call (one tree walk).
+    explained = [item.product for item in shown if not item.product.retention]
+    model_explained = (
+        dict(zip(explained, model_reasons(recommender, record, explained), strict=True))
+        if fallback is None and recommender is not None and record is not None
+        else {}
+    )
     offers = []
     for position, item in enumerate(shown, start=1):
         product = item.product
@@ -183,8 +196,7 @@ def decide(
             reasons = [fallback.reason]
             score = item.propensity if fallback.shown_score else None
         else:
-            assert recommender is not None and record is not None
-            reasons = model_reasons(recommender, record, product)
+            reasons = list(model_explained[product])
             score = item.propensity
         reasons += arbitration_reasons(item, churn, channel)
         offers.append(Offer(product, position, score, reasons, item.priority))
@@ -222,9 +234,10 @@ def model_scores(scorer: RecommenderScorer, record: FeatureRecord) -> dict[str, 
 
 
 def model_reasons(
-    scorer: RecommenderScorer, record: FeatureRecord, product: Product
-) -> list[Reason]:
-    return list(scorer.reasons(record, scorer.product_ids.index(product.id)))
+    scorer: RecommenderScorer, record: FeatureRecord, products: Sequence[Product]
+) -> list[list[Reason]]:
+    """Each product's model reasons, in order (``core.scoring.base.reasons_for``)."""
+    return reasons_for(scorer, record, [scorer.product_ids.index(p.id) for p in products])
 
 
 def respond(

@@ -6,8 +6,10 @@ import redis
 from fastapi import APIRouter, Depends, Request, Response
 
 from service import audit_routes, event_routes
+from service.auth import requires
 from service.errors import NotReadyError
 from service.recommend import recommend
+from service.redis_guard import GuardedRedis
 from service.runtime import Runtime
 from service.schemas import (
     ErrorResponse,
@@ -33,6 +35,7 @@ def get_runtime(request: Request) -> Runtime:
     responses={422: {"model": ErrorResponse, "description": "Invalid request; names the field."}},
     summary="Next best offers for one customer",
     tags=["recommendations"],
+    openapi_extra=requires("recommend"),
 )
 def post_recommendations(body: RecommendationRequest, request: Request) -> Response:
     """Suitable offers for the customer, best first by arbitration priority.
@@ -70,7 +73,9 @@ def readyz(runtime: Runtime = Depends(get_runtime)) -> ReadinessResponse:
     """Ready = recommender loaded, a feature set is live and Redis answers.
 
     Models served from the last-known-good cache (registry unreachable at startup) still
-    count as loaded; ``detail`` then names them.
+    count as loaded; ``detail`` then names them. While the Redis circuit breaker is open,
+    Redis counts as down without a ping and ``detail.redis_breaker`` says so; once the
+    breaker may probe again, this ping can be the probe that closes it.
     """
     state = runtime.state.current
     checks = {
@@ -81,8 +86,14 @@ def readyz(runtime: Runtime = Depends(get_runtime)) -> ReadinessResponse:
     cached = {slot: src for slot, src in state.model_sources.items() if src != "registry"}
     missing = [name for name, ok in checks.items() if not ok]
     if missing:
+        breaker = runtime.redis.breaker if isinstance(runtime.redis, GuardedRedis) else None
         raise NotReadyError(
-            {"checks": checks, "missing": missing, **({"models": cached} if cached else {})}
+            {
+                "checks": checks,
+                "missing": missing,
+                **({"models": cached} if cached else {}),
+                **({"redis_breaker": breaker.state.value} if breaker is not None else {}),
+            }
         )
     return ReadinessResponse(ready=True, checks=checks, missing=[], detail=cached or None)
 

@@ -8,6 +8,7 @@ import redis
 
 from core.settings import Settings
 from features.online_store import OnlineStore
+from service.audit_writer import AuditWriter
 from service.metrics import ServiceMetrics
 from service.state import StateHolder
 
@@ -19,3 +20,4 @@ class Runtime:
     store: OnlineStore
     state: StateHolder
     metrics: ServiceMetrics
+    audit: AuditWriter  # write-behind of the decision audit trail (started by the lifespan)

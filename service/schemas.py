@@ -7,9 +7,9 @@ ignored. Requests are strict: ``"k": "3"`` is a type error, not a 3.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from core.tables import CHANNELS
 
@@ -19,6 +19,19 @@ if set(get_args(Channel)) != set(CHANNELS):  # pragma: no cover - guards an edit
     raise RuntimeError(f"service.schemas.Channel {get_args(Channel)} != core.tables {CHANNELS}")
 
 ChurnBandName = Literal["low", "medium", "high"]
+
+
+def _whole_number_to_int(value: object) -> object:
+    """JSON has one number type: ``3.0`` is the integer 3 (as JSON Schema says), 3.5 is not.
+
+    Strict mode still refuses ``"3"``, ``true`` and ``3.5``.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_whole_number_to_int)]
 
 
 class RecommendationRequest(BaseModel):
@@ -38,7 +51,7 @@ class RecommendationRequest(BaseModel):
         examples=["C0001234"],
     )
     channel: Channel = Field(description="Where the offers will be shown.", examples=["app"])
-    k: int = Field(3, ge=1, le=20, description="How many offers at most.", examples=[3])
+    k: JsonInt = Field(3, ge=1, le=20, description="How many offers at most.", examples=[3])
 
 
 class ReasonOut(BaseModel):
@@ -248,7 +261,10 @@ class EventIn(BaseModel):
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The bank's id."
     )
     product_id: str = Field(
-        min_length=2, max_length=64, description="Catalogue product id of the offer."
+        min_length=2,
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_]+$",
+        description="Catalogue product id of the offer (as in core/catalogue.yaml).",
     )
     request_id: str = Field(
         pattern=r"^[0-9a-f]{32}$",

@@ -19,6 +19,7 @@ import redis
 from core.catalogue import Catalogue, load_catalogue
 from core.redis_server import start_embedded_redis, stop_embedded_redis
 from core.settings import PACKAGE_DIR, Settings, get_settings
+from tests.auth_helpers import TEST_API_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +76,10 @@ def redis_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
 def settings(
     tmp_path: Path, redis_url: str, key_prefix: str, redis_client: redis.Redis
 ) -> Settings:
-    """Settings isolated to this test: temp home, temp MLflow (SQLite), own Redis prefix."""
+    """Settings isolated to this test: temp home, temp MLflow (SQLite), own Redis prefix.
+
+    The service built from them accepts the test API key: send ``tests.auth_helpers.AUTH``.
+    """
     return Settings(
         home=tmp_path / "home",
         redis_url=redis_url,
@@ -85,7 +89,18 @@ def settings(
         events_prefix=f"{key_prefix}:events",
         audit_prefix=f"{key_prefix}:audit",
         feature_pointer_refresh_seconds=0.0,
+        api_keys=TEST_API_KEYS,
     )
+
+
+@pytest.fixture(scope="module")
+def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Tracking URI of an MLflow registry without models, shared by a module's tests.
+
+    The first service started on a fresh SQLite file spends seconds creating its tables;
+    services of the same module started later on this one start in a fraction of a second.
+    """
+    return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="session")

@@ -153,6 +153,7 @@ def test_export_and_why(
 ) -> None:
     body = ask(app)
     ask(app, "SOMEONE-ELSE")
+    assert app.app.state.runtime.audit.flush()  # type: ignore[attr-defined]  # write-behind
     out = tmp_path / "audit.jsonl"
     total = export_audit(redis_client, settings.audit_prefix, out)
     lines = [json.loads(line) for line in out.read_text().splitlines()]

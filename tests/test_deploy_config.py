@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.settings import Settings
 from service.app import create_app
+from tests.auth_helpers import AUTH, TEST_API_KEYS
 
 from .conftest import REPO_ROOT
 
@@ -115,8 +116,9 @@ def exported_metrics(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -
         redis_url=redis_url,
         mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
         feature_prefix=f"nbotest:deploy:{home.name}:fs",
+        api_keys=TEST_API_KEYS,
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         answer = client.post(
             "/v1/recommendations", json={"customer_id": "C0000001", "channel": "app", "k": 3}
         )

@@ -18,6 +18,7 @@ from core.settings import Settings
 from features.events_export import export_events
 from features.streams import events_key
 from service.app import create_app
+from tests.auth_helpers import AUTH, TEST_API_KEYS
 from tests.decisioning_helpers import adult, publish_records
 
 pytestmark = pytest.mark.integration
@@ -41,11 +42,12 @@ def module_app(
         events_prefix=f"{prefix}:events",
         audit_prefix=f"{prefix}:audit",
         feature_pointer_refresh_seconds=0.0,
+        api_keys=TEST_API_KEYS,
     )
     client = redis.Redis.from_url(redis_url)
     publish_records(settings, client, catalogue, {CUSTOMER: adult()})
     try:
-        with TestClient(create_app(settings)) as app:
+        with TestClient(create_app(settings), headers=AUTH) as app:
             yield app, settings
     finally:
         keys = list(client.scan_iter(match=f"{prefix}*"))

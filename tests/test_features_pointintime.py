@@ -256,3 +256,36 @@ def test_records_of_many_chunks_keep_every_customer(catalogue: Catalogue) -> Non
     assert not any(
         isinstance(v, np.generic) for _, r in to_records(frame.head(50)) for v in r.values()
     )
+
+
+def test_deeper_holding_history_by_hand(features: pd.DataFrame) -> None:
+    """Alice: credit card held June-August, dropped in September; funds since August."""
+    alice = features.loc["alice"]
+    expected = {
+        # product: (months_since_held, times_held, adds, held_pattern)
+        "credit_card": (1, 3, 1, 16 + 8 + 4),  # held 1, 2 and 3 snapshots back
+        "funds": (0, 2, 1, 16),
+        "current_account": (0, 6, 0, 31),
+        "savings_account": (None, 0, 0, 0),  # never held in the lookback
+    }
+    for pid, values in expected.items():
+        got = tuple(
+            None if pd.isna(alice[f"{name}__{pid}"]) else alice[f"{name}__{pid}"]
+            for name in ("months_since_held", "times_held", "adds", "held_pattern")
+        )
+        assert got == values, pid
+    assert alice["products_added_1m"] == 0
+    assert alice["products_dropped_1m"] == 1  # the credit card, August -> September
+    bob = features.loc["bob"]  # no rows before August: held nothing then
+    assert bob["months_since_held__savings_account"] == 0
+    assert bob["adds__savings_account"] == 1
+    assert bob["held_pattern__current_account"] == 16
+    assert bob["products_added_1m"] == 1
+
+
+def test_deeper_history_is_null_without_an_earlier_snapshot(catalogue: Catalogue) -> None:
+    first = compute_features(bank(catalogue), APR, catalogue).loc["alice"]
+    assert pd.isna(first["products_added_1m"])
+    assert pd.isna(first["adds__current_account"])
+    assert first["held_pattern__current_account"] == 0
+    assert first["months_since_held__current_account"] == 0

@@ -31,6 +31,7 @@ from features.online_store import FeatureSetInfo
 from registry.client import Registry
 from service.app import create_app
 from service.variant import Variant, assign_variant
+from tests.auth_helpers import AUTH
 from tests.decisioning_helpers import publish_records
 from tests.registry_factory import migrate
 from tests.test_service_api import (
@@ -116,7 +117,7 @@ def app_client(
     lifecycle: Settings, redis_client: redis.Redis, catalogue: Catalogue
 ) -> Iterator[tuple[TestClient, Registry]]:
     publish_full(lifecycle, redis_client, catalogue)
-    with TestClient(create_app(lifecycle)) as client:
+    with TestClient(create_app(lifecycle), headers=AUTH) as client:
         yield client, Registry(lifecycle)
 
 
@@ -234,7 +235,7 @@ def test_challenger_share_and_shadow_mode(
     groups = {c: assign_variant(c, 0.5) for c in customers}
     assert set(groups.values()) == set(Variant), "fixture ids should fall in both groups"
     publish_full(share, redis_client, catalogue, customers)
-    with TestClient(create_app(share)) as client:
+    with TestClient(create_app(share), headers=AUTH) as client:
         bodies = {c: ask(client, c) for c in customers}
         again = {c: ask(client, c)["variant"] for c in customers}
         metrics = client.get("/metrics").text

@@ -6,6 +6,7 @@ feature set: every answer is the degraded fallback, which is still a 200).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -26,6 +27,7 @@ from core.settings import Settings
 from service.contact_policy import ContactLimits, ContactRead
 from service.feature_fetch import fetch_features
 from service.metrics import ServiceMetrics, redis_error_kind
+from tests.auth_helpers import AUTH
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROUTE = "/v1/recommendations"
@@ -48,6 +50,7 @@ def _env(settings: Settings, metrics_dir: Path) -> dict[str, str]:
         NBO_EVENTS_PREFIX=settings.events_prefix,
         NBO_AUDIT_PREFIX=settings.audit_prefix,
         NBO_LOG_LEVEL="warning",
+        NBO_API_KEYS=json.dumps([key.model_dump() for key in settings.api_keys]),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
     return env
@@ -122,7 +125,7 @@ def test_two_workers_metrics_add_up(two_workers: tuple[str, Path]) -> None:
     sent = 0
     # Fresh connections until both workers have answered some (bounded).
     while sent < 400 and (sent < 40 or len(_requests_per_worker(metrics_dir)) < 2):
-        with httpx.Client(base_url=url, timeout=10) as client:
+        with httpx.Client(base_url=url, timeout=10, headers=AUTH) as client:
             for _ in range(20):
                 answer = client.post(ROUTE, json={"customer_id": f"C{sent}", "channel": "app"})
                 assert answer.status_code == 200, answer.text

@@ -31,6 +31,7 @@ from features.online_store import OnlineStore
 from features.synthetic import generate_bank
 from registry.client import Registry
 from service.app import create_app
+from tests.auth_helpers import AUTH, TEST_API_KEYS
 from training.recommender import train_recommender
 
 from .conftest import _free_port
@@ -126,6 +127,7 @@ def test_train_register_promote_and_serve_through_postgres_backed_mlflow(
         mlflow_tracking_uri=mlflow_server,
         feature_prefix=f"{key_prefix}:fs",
         feature_pointer_refresh_seconds=0.0,
+        api_keys=TEST_API_KEYS,
     )
     end_month = date.today().replace(day=1) - timedelta(days=1)
     tables = generate_bank(1500, 8, 7, catalogue, end_month)
@@ -145,7 +147,7 @@ def test_train_register_promote_and_serve_through_postgres_backed_mlflow(
         str(c) for c in tables.customers["customer_id"] if store.read(info.version, str(c))
     )
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
         answer = client.post(

@@ -14,6 +14,7 @@ from core.settings import Settings
 from registry.client import LoadedModel
 from service import model_cache
 from service.app import create_app
+from tests.auth_helpers import AUTH
 from tests.test_hot_reload import CHURN, REC, ask, lifecycle_settings, publish_full
 from tests.test_service_api import login_churn_model
 
@@ -52,7 +53,7 @@ def test_service_starts_from_the_cache_when_mlflow_is_unreachable(
 ) -> None:
     online = lifecycle_settings(settings, tmp_path)
     publish_full(online, redis_client, catalogue)
-    with TestClient(create_app(online)) as client:  # first start: fills the cache
+    with TestClient(create_app(online), headers=AUTH) as client:  # first start: fills the cache
         first = ask(client)
         assert "detail" not in client.get("/readyz").json()
     assert (online.model_cache_dir / f"{REC}@champion.json").is_file()
@@ -63,7 +64,7 @@ def test_service_starts_from_the_cache_when_mlflow_is_unreachable(
     offline = online.model_copy(
         update={"mlflow_tracking_uri": f"http://127.0.0.1:{_closed_port()}"}
     )
-    with TestClient(create_app(offline)) as client:
+    with TestClient(create_app(offline), headers=AUTH) as client:
         ready = client.get("/readyz")
         body = ask(client)
         metrics = client.get("/metrics").text

@@ -7,6 +7,7 @@ import gzip
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -247,3 +248,61 @@ def test_cli_refuses_train_until_after_target(tmp_path: Path) -> None:
         ],
     )
     assert missing.exit_code == 2 and "none.csv" in missing.output
+
+
+def test_reasons_many_and_score_with_reasons_equal_the_single_calls(
+    bank: Tables, catalogue: Catalogue, result: PanelResult
+) -> None:
+    from core.scoring.design import shared_transforms
+
+    scorer = result.fitted.scorer
+    frame = compute_features(bank, _dates(bank)[0], catalogue).iloc[:30]
+    for _, record in to_records(frame):
+        single = scorer.score(record)
+        top = [int(j) for j in np.argsort(-single)[:3]]
+        expected = [scorer.reasons(record, j) for j in top]
+        assert scorer.reasons_many(record, top) == expected
+        scores, reasons = scorer.score_with_reasons(record, top)
+        np.testing.assert_allclose(scores, single, rtol=0, atol=1e-12)
+        assert reasons == expected
+        with shared_transforms():  # the service's block: reasons reuse score's walk
+            np.testing.assert_allclose(scorer.score(record), single, rtol=0, atol=1e-12)
+            assert scorer.reasons_many(record, top) == expected
+        batch = scorer.contributions_many(record, top)
+        for j, contrib in zip(top, batch, strict=True):
+            one = scorer.contributions(record, j)
+            assert contrib.keys() == one.keys()
+            assert all(abs(contrib[k] - one[k]) < 1e-9 for k in one)
+    assert scorer.reasons_many({}, []) == []
+
+
+def test_a_model_pickled_before_the_deeper_history_reads_its_old_fields(
+    result: PanelResult,
+) -> None:
+    from core.scoring.recommender import LEGACY_HOLDING_PREFIXES, LEGACY_PROFILE_INPUTS
+
+    scorer = result.fitted.scorer
+    state = scorer.__getstate__()
+    del state["profile_inputs"], state["holding_prefixes"]
+    old = BoostedRecommender.__new__(BoostedRecommender)
+    old.__setstate__(state)
+    assert old.profile_inputs == LEGACY_PROFILE_INPUTS
+    assert old.holding_prefixes == LEGACY_HOLDING_PREFIXES
+    assert "months_since_held__payroll" not in old.feature_names
+
+
+def test_reasons_for_uses_the_batch_call_or_falls_back(result: PanelResult) -> None:
+    from core.scoring.base import BatchReasons, Reason, reasons_for
+
+    scorer = result.fitted.scorer
+    assert isinstance(scorer, BatchReasons)
+    record = {"age": 40}
+    assert reasons_for(scorer, record, [0, 2]) == scorer.reasons_many(record, [0, 2])
+
+    class OnlyReasons:
+        def reasons(self, record: object, product_index: int) -> list[Reason]:
+            return [Reason(code=str(product_index), text="")]
+
+    fake: Any = OnlyReasons()
+    assert not isinstance(fake, BatchReasons)
+    assert [r[0].code for r in reasons_for(fake, record, [3, 1])] == ["3", "1"]

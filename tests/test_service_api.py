@@ -40,6 +40,7 @@ from features.online_store import FeatureSetInfo, OnlineStore
 from registry.client import Registry
 from service.app import create_app
 from service.log import LOGGER_NAME, JsonFormatter
+from tests.auth_helpers import AUTH
 from tests.decisioning_helpers import adult, publish_records
 
 pytestmark = pytest.mark.integration
@@ -129,7 +130,7 @@ def live(
 ) -> Iterator[tuple[TestClient, FeatureSetInfo]]:
     """A started app with champions and a published feature set."""
     info = publish(served, redis_client, catalogue)
-    with TestClient(create_app(served)) as client:
+    with TestClient(create_app(served), headers=AUTH) as client:
         yield client, info
 
 
@@ -234,7 +235,7 @@ def test_unknown_customer_gets_the_r1_fallback(live: tuple[TestClient, FeatureSe
 def test_no_feature_set_then_one_is_published(
     served: Settings, redis_client: redis.Redis, catalogue: Catalogue
 ) -> None:
-    with TestClient(create_app(served)) as client:
+    with TestClient(create_app(served), headers=AUTH) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["type"] == "not_ready"
@@ -262,7 +263,7 @@ def test_without_a_recommender_the_service_starts_degraded(
 ) -> None:
     """``settings`` points at an empty registry: no champion of either model."""
     publish(settings, redis_client, catalogue)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["detail"]["missing"] == ["recommender_model"]
@@ -296,7 +297,7 @@ def test_redis_down_answers_with_the_fallback(
     client = redis.Redis.from_url(url)
     try:
         publish(own, client, catalogue)
-        with TestClient(create_app(own)) as http:
+        with TestClient(create_app(own), headers=AUTH) as http:
             assert ask(http, "C5-RICH")["degraded"] is False
             stop_embedded_redis(port)
             body = ask(http, "C5-RICH", k=10)
@@ -447,15 +448,17 @@ def test_one_redis_round_trip_per_recommendation(
     count exact even when other clients share the server.
 
     The rule is about READING: a decision's inputs (feature record and contact state) come
-    in one pipelined round trip - the GET and the ZRANGEBYSCORE arrive back to back. After
-    deciding, the decision is recorded in the audit trail by one Lua script (EVALSHA, and
-    the XADD and SET it runs, which MONITOR also shows); those writes are checked apart.
+    in one pipelined round trip - the GET and the ZRANGEBYSCORE arrive back to back - and
+    that is the request's only round trip. Decisions are recorded behind the answers by the
+    audit writer thread, batched in Lua script calls (EVALSHA, and the XADD and SET it
+    runs, which MONITOR also shows); those writes are checked apart.
     """
     quiet = served.model_copy(update={"feature_pointer_refresh_seconds": 3600.0})
     info = publish(quiet, redis_client, catalogue)
     customers = ["C5-RICH", "C1-CAUTIOUS", "NOBODY-42", "C3-LEAVING"]
-    with TestClient(create_app(quiet)) as client:
-        commands = _monitor(redis_url, lambda: [ask(client, c) for c in customers])
+    with TestClient(create_app(quiet), headers=AUTH) as client:
+        audit = client.app.state.runtime.audit  # type: ignore[attr-defined]
+        commands = _monitor(redis_url, lambda: ([ask(client, c) for c in customers], audit.flush()))
         fetches = client.get("/metrics").text
     mine = [c for c in commands if key_prefix in c]
     store = OnlineStore(redis_client, quiet.feature_prefix)
@@ -531,7 +534,7 @@ def test_real_uvicorn_over_tcp(
         while not server.started:
             assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=AUTH) as http:
             assert http.get("/readyz").status_code == 200
             response = http.post(
                 "/v1/recommendations", json={"customer_id": "C1-CAUTIOUS", "channel": "push"}

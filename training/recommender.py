@@ -51,8 +51,10 @@ class RecommenderConfig:
     """Hyper-parameters and budgets; defaults suit 10k-1M customers x 12 months.
 
     The ranker's settings were chosen once on the Santander dev panel's training months
-    (never on the target month) and are fixed: ``max_iter`` x products trees of at most
-    ``max_leaf_nodes`` leaves.
+    (never on the target month): fitted on the transitions up to 2016-03 and validated on
+    the adders of 2016-04, MAP@7 peaked near 60 rounds at learning rate 0.05 with 30% of
+    the inputs per split (``max_features``; 100 rounds at 0.1 on all inputs overfit the
+    ~13k additions). ``max_iter`` x products trees of at most ``max_leaf_nodes`` leaves.
     """
 
     k: int = 7
@@ -60,8 +62,9 @@ class RecommenderConfig:
     als_regularization: float = 0.1
     als_alpha: float = 1.0
     als_iterations: int = 15
-    max_iter: int = 100
-    learning_rate: float = 0.1
+    max_iter: int = 60
+    learning_rate: float = 0.05
+    max_features: float = 0.3
     max_leaf_nodes: int = 15
     min_samples_leaf: int = 40
     l2_regularization: float = 1.0
@@ -238,6 +241,7 @@ def fit_recommender(
         max_leaf_nodes=config.max_leaf_nodes,
         min_samples_leaf=config.min_samples_leaf,
         l2_regularization=config.l2_regularization,
+        max_features=config.max_features,
         early_stopping=False,
         random_state=config.seed,
     )

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.scoring.design import column_as_float
-from core.scoring.recommender import HOLDING_PREFIXES, PROFILE_INPUTS, BoostedRecommender
+from core.scoring.recommender import BoostedRecommender
 
 
 def field_matrix(features: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
@@ -35,14 +35,9 @@ def field_matrix(features: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
     return np.column_stack(columns) if columns else np.zeros((len(features), 0))
 
 
-def record_fields(product_ids: Sequence[str]) -> list[str]:
-    """The record fields a :class:`BoostedRecommender` reads, in its input order."""
-    return list(PROFILE_INPUTS) + [prefix + p for prefix in HOLDING_PREFIXES for p in product_ids]
-
-
 def frame_inputs(model: BoostedRecommender, features: pd.DataFrame) -> np.ndarray:
     """Model input rows of a feature frame (same numbers as ``record_inputs`` per row)."""
-    raw = field_matrix(features, record_fields(model.product_ids))
+    raw = field_matrix(features, model.record_fields)
     segment = _categories(features, "segment")
     tier = _categories(features, "tier")
     return model.design(raw, segment, tier)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,6 +36,31 @@ class RecommenderScorer(Protocol):
     def reasons(self, record: FeatureRecord, product_index: int) -> list[Reason]:
         """1-3 reasons, derived from the model, for one product's score."""
         ...
+
+
+@runtime_checkable
+class BatchReasons(Protocol):
+    """A recommender that explains several offers in one pass (one input row, one walk).
+
+    Separate from :class:`RecommenderScorer` so scorers (and test doubles) with only
+    ``reasons`` still qualify; call :func:`reasons_for`, which picks the fast path.
+    """
+
+    def reasons_many(
+        self, record: FeatureRecord, product_indices: Sequence[int]
+    ) -> list[list[Reason]]:
+        """``reasons(record, j)`` for each ``j`` of ``product_indices``, in that order."""
+        ...
+
+
+def reasons_for(
+    scorer: RecommenderScorer, record: FeatureRecord, product_indices: Sequence[int]
+) -> list[list[Reason]]:
+    """The reasons of several offers: one batched call when the scorer supports it,
+    otherwise ``reasons`` per offer (same results either way)."""
+    if isinstance(scorer, BatchReasons):
+        return scorer.reasons_many(record, product_indices)
+    return [scorer.reasons(record, j) for j in product_indices]
 
 
 @runtime_checkable

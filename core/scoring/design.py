@@ -14,12 +14,12 @@ scoring) into the same standardized matrix, so training and serving cannot disag
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,9 @@ SIGNED_LOG_FEATURES = frozenset(
 """Heavy-tailed features (money, and ratios to a possibly tiny balance): signed log scale."""
 
 
-_SHARED: ContextVar[dict[tuple[int, int], tuple[Any, Any, np.ndarray]] | None] = ContextVar(
+T = TypeVar("T")
+
+_SHARED: ContextVar[dict[tuple[object, ...], tuple[Any, Any, Any]] | None] = ContextVar(
     "nbo_shared_transforms", default=None
 )
 
@@ -52,6 +54,31 @@ def shared_transforms() -> Iterator[None]:
         yield
     finally:
         _SHARED.reset(token)
+
+
+def shared_result(owner: object, record: FeatureRecord, tag: str, compute: Callable[[], T]) -> T:
+    """``compute()``, or inside :func:`shared_transforms` the first result for the same
+    ``(owner, record, tag)`` (a scorer's tree walk for a record, reused by its reasons).
+
+    Outside the block this is just ``compute()``. The same promise holds as for design
+    rows: the record is not mutated inside the block and the result is treated as
+    read-only by every caller.
+    """
+    shared = _SHARED.get()
+    if shared is None:
+        return compute()
+    key = (id(owner), id(record), tag)
+    hit = shared.get(key)
+    if hit is not None and hit[0] is owner and hit[1] is record:
+        return cast(T, hit[2])
+    value = compute()
+    shared[key] = (owner, record, value)  # holding both keeps their ids from being reused
+    return value
+
+
+def sharing() -> bool:
+    """True inside :func:`shared_transforms` (results computed now will be reused)."""
+    return _SHARED.get() is not None
 
 
 def signed_log(values: np.ndarray) -> np.ndarray:

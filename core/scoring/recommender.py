@@ -39,6 +39,7 @@ import pandas as pd
 
 from core.scoring.base import FeatureRecord, Reason
 from core.scoring.churn import TabularDesign, column_as_float, floats
+from core.scoring.design import shared_result, sharing
 
 PAIR_FEATURES = ("collaborative", "held_before", "popularity")
 """Pair features shared by all products, in the order of ``pair_weights``."""
@@ -194,13 +195,19 @@ class TwoStageRecommender:
         chosen = [code for code, value in ranked if value > 0][:3] or [ranked[0][0]]
         return [Reason(code=code, text=REASON_TEXTS[code]) for code in chosen]
 
+    def reasons_many(
+        self, record: FeatureRecord, product_indices: Sequence[int]
+    ) -> list[list[Reason]]:
+        """:meth:`reasons` for each of ``product_indices`` (the batch call of the service)."""
+        return [self.reasons(record, int(j)) for j in product_indices]
+
 
 # == Gradient-boosted ranker (the production model) =========================================
 #
 # The two-stage linear model above stays for models registered before the boosted ranker
 # (and as a hand-buildable scorer in tests). New versions are ``BoostedRecommender``s.
 
-PROFILE_INPUTS = (
+LEGACY_PROFILE_INPUTS = (
     "age",
     "tenure_months",
     "income",
@@ -216,11 +223,27 @@ PROFILE_INPUTS = (
     "balance",
     "balance_change_3m",
 )
+PROFILE_INPUTS = (
+    *LEGACY_PROFILE_INPUTS,
+    "products_added_1m",
+    "products_dropped_1m",
+)
 """Customer-level record fields read as numbers (``None`` -> NaN, booleans -> 0/1)."""
 
-HOLDING_PREFIXES = ("held__", "held_prev__", "months_held__", "dropped__")
+LEGACY_HOLDING_PREFIXES = ("held__", "held_prev__", "months_held__", "dropped__")
+HOLDING_PREFIXES = (
+    *LEGACY_HOLDING_PREFIXES,
+    "months_since_held__",
+    "times_held__",
+    "adds__",
+    "held_pattern__",
+)
 """Per-product holding history read from the record: now, one snapshot back, run length,
-held earlier in the lookback but not now."""
+held earlier in the lookback but not now, snapshots since last held, snapshots held,
+times added, and the holdings 1..5 snapshots back packed as bits.
+
+Models registered before the deeper history have no ``profile_inputs`` /
+``holding_prefixes`` of their own and read the ``LEGACY_*`` fields when unpickled."""
 
 _GROUP_OF_PROFILE = {
     "age": "life_stage",
@@ -325,6 +348,100 @@ class TreeEnsemble:
         return out, bias
 
 
+class TreePath:
+    """One row's path through a set of trees: per step, the node each tree was at and the
+    node it moved to (flat ``tree * width + node`` positions), until every tree is at a
+    leaf. Enough to score the row and to credit each split to its feature afterwards."""
+
+    def __init__(self, trees: np.ndarray, steps: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.trees = trees  # (T',) tree numbers, the order of every array below
+        self.steps = steps  # per step: (at, to), each (T',) flat positions
+        self.leaves = steps[-1][1] if steps else np.zeros(0, dtype=np.int64)
+
+
+class FlatTrees:
+    """A :class:`TreeEnsemble`'s node arrays flattened to 1-D for walking ONE row.
+
+    On the request path a single row goes through every tree; 1-D ``take`` on flat
+    ``tree * width + node`` positions is several times faster than the 2-D fancy indexing
+    the batch walk uses, and the walk stops as soon as every tree has reached a leaf
+    (most trees are far shallower than the deepest). Same comparisons, same leaves.
+    """
+
+    def __init__(self, trees: TreeEnsemble) -> None:
+        width = trees.feature.shape[1] if trees.feature.size else 1
+        starts = np.arange(trees.feature.shape[0], dtype=np.int64) * width
+        self.width = width
+        self.feature = trees.feature.ravel()
+        self.threshold = trees.threshold.ravel()
+        self.missing_left = trees.missing_left.ravel()
+        self.left = (trees.left + starts[:, None]).ravel()
+        self.right = (trees.right + starts[:, None]).ravel()
+        self.value = trees.value.ravel()
+        self.expected = trees.expected.ravel()
+        self.tree_class = trees.tree_class
+        self.n_outputs = len(trees.baseline)
+        self.baseline = trees.baseline
+        self.depth = trees.depth
+        self.all_trees = np.arange(trees.feature.shape[0], dtype=np.int64)
+        self.trees_of = [np.flatnonzero(trees.tree_class == c) for c in range(self.n_outputs)]
+        roots = trees.expected[:, 0] if trees.expected.size else np.zeros(0)
+        self.bias = trees.baseline + np.bincount(
+            trees.tree_class, weights=roots, minlength=self.n_outputs
+        )
+
+    def walk(self, row: np.ndarray, trees: np.ndarray | None = None) -> TreePath:
+        """The path of ``row`` (1-D, model inputs) through ``trees`` (default: all)."""
+        chosen = self.all_trees if trees is None else trees
+        at = chosen * self.width
+        steps: list[tuple[np.ndarray, np.ndarray]] = []
+        for _ in range(self.depth):
+            value = row.take(self.feature.take(at))
+            go_left = np.where(
+                np.isnan(value), self.missing_left.take(at), value <= self.threshold.take(at)
+            )
+            to = np.where(go_left, self.left.take(at), self.right.take(at))
+            if np.array_equal(to, at):
+                break
+            steps.append((at, to))
+            at = to
+        if not steps:
+            steps.append((at, at))
+        return TreePath(chosen, steps)
+
+    def raw(self, path: TreePath) -> np.ndarray:
+        """Raw outputs ``(C,)`` of a walk over all trees."""
+        return self.baseline + np.bincount(
+            self.tree_class.take(path.trees),
+            weights=self.value.take(path.leaves),
+            minlength=self.n_outputs,
+        )
+
+    def contributions(self, path: TreePath, outputs: Sequence[int], n_columns: int) -> np.ndarray:
+        """Per-column credits ``(len(outputs), n_columns)`` of the outputs' trees on a path.
+
+        Each split on a tree's path credits its feature with the change in expected value
+        (child minus parent), so ``bias[c] + row.sum()`` is output ``c``'s raw score.
+        """
+        slot_of_tree = np.full(len(self.tree_class), -1, dtype=np.int64)
+        for slot, output in enumerate(outputs):
+            slot_of_tree[self.trees_of[output]] = slot
+        slots = slot_of_tree.take(path.trees)
+        keep = slots >= 0
+        cells, deltas = [], []
+        for at, to in path.steps:
+            moved = keep & (at != to)
+            src, dst = at[moved], to[moved]
+            cells.append(slots[moved] * n_columns + self.feature.take(src))
+            deltas.append(self.expected.take(dst) - self.expected.take(src))
+        credits = np.bincount(
+            np.concatenate(cells),
+            weights=np.concatenate(deltas),
+            minlength=len(outputs) * n_columns,
+        )
+        return credits.reshape(len(outputs), n_columns)
+
+
 def _softmax(raw: np.ndarray) -> np.ndarray:
     """Softmax over the last axis: raw outputs -> a probability per product (sums to 1)."""
     shifted = raw - raw.max(axis=-1, keepdims=True)
@@ -353,17 +470,23 @@ class BoostedRecommender:
     segments: tuple[str, ...]  # segment levels one-hot encoded
     tiers: tuple[str, ...]
     trees: TreeEnsemble
+    profile_inputs: tuple[str, ...] = PROFILE_INPUTS
+    holding_prefixes: tuple[str, ...] = HOLDING_PREFIXES
     kind: str = "recommender"
     feature_names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._record_fields = list(PROFILE_INPUTS) + [
-            prefix + p for prefix in HOLDING_PREFIXES for p in self.product_ids
+        self._record_fields = list(self.profile_inputs) + [
+            prefix + p for prefix in self.holding_prefixes for p in self.product_ids
         ]
         self.feature_names = [*self._record_fields, "segment", "tier"]
         self._groups = self._column_groups()
+        self._own_history = self._own_history_columns()
+        self._prepare_explanations()
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        state.setdefault("profile_inputs", LEGACY_PROFILE_INPUTS)
+        state.setdefault("holding_prefixes", LEGACY_HOLDING_PREFIXES)
         self.__dict__.update(state)
         self.__post_init__()
 
@@ -371,6 +494,11 @@ class BoostedRecommender:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     # -- inputs -----------------------------------------------------------------------------
+
+    @property
+    def record_fields(self) -> list[str]:
+        """Numeric record fields read, in input order (then segment, tier, collaborative)."""
+        return list(self._record_fields)
 
     @property
     def columns(self) -> list[str]:
@@ -387,8 +515,8 @@ class BoostedRecommender:
 
         Shared by :meth:`score` (one row) and training (all rows): same numbers either way.
         """
-        n = len(self.product_ids)
-        held = np.nan_to_num(raw[:, len(PROFILE_INPUTS) : len(PROFILE_INPUTS) + n], nan=0.0)
+        n, first = len(self.product_ids), len(self.profile_inputs)
+        held = np.nan_to_num(raw[:, first : first + n], nan=0.0)
         held = (held > 0).astype(np.float64)
         collab = (held[:, None, :] * self.projection[None, :, :]).sum(axis=2)
         seg = [(segment == s).astype(np.float64)[:, None] for s in self.segments]
@@ -404,8 +532,25 @@ class BoostedRecommender:
 
     # -- scoring ----------------------------------------------------------------------------
 
+    def _row(self, record: FeatureRecord) -> np.ndarray:
+        """The record's model inputs as a 1-D row, computed once per request (shared)."""
+        return shared_result(self, record, "inputs", lambda: self.record_inputs(record)[0])
+
+    def _full_walk(self, record: FeatureRecord) -> TreePath:
+        """The record's path through every tree, walked once per request (shared): the
+        scores and the reasons for any offers all come from it."""
+        return shared_result(self, record, "walk", lambda: self._flat.walk(self._row(record)))
+
     def score(self, record: FeatureRecord) -> np.ndarray:
-        return _softmax(self.trees.raw(self.record_inputs(record)))[0]
+        return _softmax(self._flat.raw(self._full_walk(record)))
+
+    def score_with_reasons(
+        self, record: FeatureRecord, product_indices: Sequence[int]
+    ) -> tuple[np.ndarray, list[list[Reason]]]:
+        """:meth:`score` and :meth:`reasons` for each of ``product_indices`` from ONE walk
+        of the trees (the request path's whole model work for one customer)."""
+        path = self._full_walk(record)
+        return _softmax(self._flat.raw(path)), self._reasons_from(record, path, product_indices)
 
     def score_inputs(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(rows, P)`` for model input rows (batch evaluation)."""
@@ -419,44 +564,106 @@ class BoostedRecommender:
     # -- explanations -----------------------------------------------------------------------
 
     def _column_groups(self) -> list[str]:
-        groups = [_GROUP_OF_PROFILE.get(c, "activity") for c in PROFILE_INPUTS]
-        groups += ["related_products"] * (len(HOLDING_PREFIXES) * len(self.product_ids))
+        groups = [_GROUP_OF_PROFILE.get(c, "activity") for c in self.profile_inputs]
+        groups += ["related_products"] * (len(self.holding_prefixes) * len(self.product_ids))
         groups += ["popular_in_segment"] * len(self.segments) + ["life_stage"] * len(self.tiers)
         groups += ["collaborative"] * len(self.product_ids)
-        return groups
+        recent = {"products_added_3m", "products_added_1m"}
+        pairs = zip(self.columns, groups, strict=True)
+        return ["recent_activity" if c in recent else g for c, g in pairs]
 
     def contributions(self, record: FeatureRecord, product_index: int) -> dict[str, float]:
         """Each reason group's share of product ``product_index``'s raw score (log-odds).
 
         ``popular`` is the product's bias (its base rate) relative to the average product's;
-        a customer's own history of this product (held last month, dropped earlier) counts
-        as ``held_before``; products added lately as ``recent_activity``.
+        a customer's own history of this product counts as ``held_before`` when they held
+        it within the lookback; products added lately as ``recent_activity``.
         """
-        x = self.record_inputs(record)
-        per_column, bias = self.trees.contributions(x, product_index)
-        out = dict.fromkeys(REASON_TEXTS, 0.0)
-        pid = self.product_ids[product_index]
-        own = {f"held_prev__{pid}", f"dropped__{pid}"}
-        for name, group, value in zip(self.columns, self._groups, per_column, strict=True):
-            if name in own:
-                group = "held_before"
-            elif name == "products_added_3m":
-                group = "recent_activity"
-            out[group] += float(value)
-        biases = [
-            self.trees.baseline[c] + self.trees.expected[self.trees.tree_class == c, 0].sum()
-            for c in range(len(self.product_ids))
-        ]
-        out["popular"] = bias - float(np.mean(biases))
-        return out
+        return self.contributions_many(record, [product_index])[0]
+
+    def contributions_many(
+        self, record: FeatureRecord, product_indices: Sequence[int]
+    ) -> list[dict[str, float]]:
+        """:meth:`contributions` for several products from one walk of their trees."""
+        path = self._walk_for(record, product_indices)
+        return self._group_credits(record, path, product_indices)
 
     def reasons(self, record: FeatureRecord, product_index: int) -> list[Reason]:
         """The (up to three) groups that raise this product's score most for this customer;
         the strongest one alone if none raises it (an offer always carries an argument)."""
-        contrib = self.contributions(record, product_index)
-        ranked = sorted(contrib.items(), key=lambda kv: kv[1], reverse=True)
-        chosen = [code for code, value in ranked if value > 1e-12][:3] or [ranked[0][0]]
-        return [Reason(code=code, text=REASON_TEXTS[code]) for code in chosen]
+        return self.reasons_many(record, [product_index])[0]
+
+    def reasons_many(
+        self, record: FeatureRecord, product_indices: Sequence[int]
+    ) -> list[list[Reason]]:
+        """:meth:`reasons` for each of ``product_indices`` (in that order), sharing one
+        input row and one walk: the products' trees only, or - inside
+        ``shared_transforms`` - the walk :meth:`score` already did (no walk at all)."""
+        return self._reasons_from(record, self._walk_for(record, product_indices), product_indices)
+
+    def _walk_for(self, record: FeatureRecord, product_indices: Sequence[int]) -> TreePath:
+        if sharing():
+            return self._full_walk(record)
+        parts = [self._flat.trees_of[int(j)] for j in product_indices]
+        trees = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return self._flat.walk(self._row(record), trees.astype(np.int64))
+
+    def _reasons_from(
+        self, record: FeatureRecord, path: TreePath, product_indices: Sequence[int]
+    ) -> list[list[Reason]]:
+        out = []
+        for contrib in self._group_credits(record, path, product_indices):
+            ranked = sorted(contrib.items(), key=lambda kv: kv[1], reverse=True)
+            chosen = [code for code, value in ranked if value > 1e-12][:3] or [ranked[0][0]]
+            out.append([Reason(code=code, text=REASON_TEXTS[code]) for code in chosen])
+        return out
+
+    def _group_credits(
+        self, record: FeatureRecord, path: TreePath, product_indices: Sequence[int]
+    ) -> list[dict[str, float]]:
+        indices = [int(j) for j in product_indices]
+        if not indices:
+            return []
+        credits = self._flat.contributions(path, indices, len(self._groups))
+        by_group = credits @ self._group_matrix
+        out = []
+        for row, grouped, j in zip(credits, by_group, indices, strict=True):
+            contrib = dict(zip(REASON_TEXTS, grouped.tolist(), strict=True))
+            own = self._own_history[j]
+            if self._held_before(record, j):
+                moved = float(row[own].sum())
+                contrib["held_before"] += moved
+                contrib["related_products"] -= moved
+            contrib["popular"] = float(self._flat.bias[j] - self._mean_bias)
+            out.append(contrib)
+        return out
+
+    def _held_before(self, record: FeatureRecord, product_index: int) -> bool:
+        """The customer held the product at some snapshot of the lookback (or dropped it)."""
+        pid = self.product_ids[product_index]
+        for prefix in ("held_prev__", "dropped__", "times_held__"):
+            value = _number(record.get(prefix + pid))
+            if isinstance(value, int | float) and value > 0:
+                return True
+        return False
+
+    def _own_history_columns(self) -> list[np.ndarray]:
+        """Per product, the input columns of its own history (all but ``held__``)."""
+        position = {name: i for i, name in enumerate(self.columns)}
+        own = [p for p in self.holding_prefixes if p != "held__"]
+        return [
+            np.array([position[prefix + pid] for prefix in own], dtype=np.int64)
+            for pid in self.product_ids
+        ]
+
+    def _prepare_explanations(self) -> None:
+        """The flat trees, the mean class bias and the column -> reason group matrix."""
+        self._flat = FlatTrees(self.trees)
+        self._mean_bias = float(np.mean(self._flat.bias)) if len(self._flat.bias) else 0.0
+        codes = list(REASON_TEXTS)
+        matrix = np.zeros((len(self._groups), len(codes)))
+        matrix[np.arange(len(self._groups)), [codes.index(g) for g in self._groups]] = 1.0
+        self._group_matrix = matrix
 
 
 def _number(value: object) -> object:
