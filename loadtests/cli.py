@@ -26,6 +26,9 @@ def loadtest(
     timeout: float = typer.Option(2.0, help="Per-request timeout in seconds."),
     redis_stats: bool = typer.Option(False, help="Report Redis commands per request."),
     redis_url: str | None = typer.Option(None, help="Redis for --redis-stats and the baseline."),
+    api_key: str | None = typer.Option(
+        None, envvar="NBO_LOADTEST_API_KEY", help="X-API-Key with the recommend scope."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the full JSON report."),
 ) -> None:
     """Drive a fixed request rate at /v1/recommendations and report latency and errors.
@@ -48,6 +51,7 @@ def loadtest(
         step_duration=step_duration,
         redis_stats=redis_stats,
         redis_url=redis_url,
+        api_key=api_key,
     )
     code = execute(options, json_output)
     if code:

@@ -48,12 +48,17 @@ class RequestMix:
         return out
 
 
-def new_client(pool_size: int, timeout_seconds: float) -> httpx.AsyncClient:
+def new_client(
+    pool_size: int, timeout_seconds: float, api_key: str | None = None
+) -> httpx.AsyncClient:
     """One keep-alive connection pool for a whole phase (as a bank's API gateway would)."""
     return httpx.AsyncClient(
         limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
         timeout=httpx.Timeout(timeout_seconds),
-        headers={"content-type": "application/json"},
+        headers={
+            "content-type": "application/json",
+            **({"x-api-key": api_key} if api_key else {}),
+        },
     )
 
 

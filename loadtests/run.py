@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class LoadOptions:
     step_duration: float = 10.0
     redis_stats: bool = False
     redis_url: str | None = None
+    api_key: str | None = None  # sent as X-API-Key (scope recommend)
 
     def validate(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -132,7 +134,7 @@ async def measure(
 
     ``after_warmup`` runs between the two (e.g. to snapshot Redis counters).
     """
-    async with new_client(options.pool, options.timeout) as client:
+    async with new_client(options.pool, options.timeout, options.api_key) as client:
         if warmup > 0:
             warm = mix.bodies(max(1, round(rate * warmup)))
             await drive(client, url, rate, warm, target=target, timeout_seconds=options.timeout)
@@ -395,6 +397,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[LoadOptions, bool]:
         "--redis-stats", action="store_true", help="report Redis commands per request"
     )
     parser.add_argument("--redis-url", default=None, help="Redis (default: the NBO settings')")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("NBO_LOADTEST_API_KEY"),
+        help="X-API-Key with the recommend scope (default: $NBO_LOADTEST_API_KEY)",
+    )
     parser.add_argument("--json", action="store_true", help="print the full JSON report")
     ns = parser.parse_args(argv)
     options = LoadOptions(
@@ -413,6 +420,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[LoadOptions, bool]:
         step_duration=ns.step_duration,
         redis_stats=ns.redis_stats,
         redis_url=ns.redis_url,
+        api_key=ns.api_key,
     )
     return options, ns.json
 

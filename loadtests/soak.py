@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ class SoakOptions:
     timeout: float = 2.0
     pool: int = 100
     seed: int = 7
+    api_key: str | None = None  # sent as X-API-Key (scope recommend)
 
     def validate(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -116,7 +118,7 @@ async def soak(options: SoakOptions, progress: Any) -> dict[str, Any]:
     errors: dict[str, int] = {}
     started = time.monotonic()
     count = max(1, round(options.duration / options.window))
-    async with new_client(options.pool, options.timeout) as client:
+    async with new_client(options.pool, options.timeout, options.api_key) as client:
         for number in range(count):
             # Each window gets different customers, in the load runner's mix.
             window_mix = RequestMix(mix.customer_ids, mix.unknown_share, options.seed + number)
@@ -178,6 +180,11 @@ def parse_args(argv: Sequence[str] | None) -> SoakOptions:
         "--duration 600 --customers var/demo_customers.txt",
     )
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("NBO_LOADTEST_API_KEY"),
+        help="X-API-Key with the recommend scope (default: $NBO_LOADTEST_API_KEY)",
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="requests/s offered")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds in all")
     parser.add_argument(
@@ -197,6 +204,7 @@ def parse_args(argv: Sequence[str] | None) -> SoakOptions:
         pid=ns.pid,
         unknown_share=ns.unknown_share,
         timeout=ns.timeout,
+        api_key=ns.api_key,
     )
 
 

@@ -22,6 +22,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -350,6 +351,9 @@ def test_redis_killed_mid_run_then_restarted(
         assert ready.json()["detail"]["redis_breaker"] in {"open", "half_open"}
         time.sleep(2.0)  # down for a while, under load
 
+        # Requests sent in the last moments before the restart may be served after Redis is
+        # back (personal answers): "while down" ends a margin before the restart begins.
+        down_until = time.monotonic() - 0.2
         durable_redis.start()  # same port and data directory: the append-only file loads
         restarted = time.monotonic()
         took = wait_for(recovered(observed, restarted), 15, "personal answers after restart")
@@ -361,11 +365,12 @@ def test_redis_killed_mid_run_then_restarted(
         down = [
             (seconds, body)
             for at, status, seconds, body in observed.recommendations
-            if killed + 0.5 < at < restarted and body is not None
+            if killed + 0.5 < at < down_until and body is not None
         ]
-        events_down = [s for at, s, _, _, _ in observed.events if killed + 0.5 < at < restarted]
+        events_down = [s for at, s, _, _, _ in observed.events if killed + 0.5 < at < down_until]
     assert down, "no requests while Redis was down"
-    assert all(body["degraded_reason"] == "feature_store_unavailable" for _, body in down)
+    reasons = Counter(body["degraded_reason"] for _, body in down)
+    assert set(reasons) == {"feature_store_unavailable"}, reasons
     # Once the breaker is open nothing waits for Redis: connection refused is immediate,
     # and a refused call makes no network call at all.
     assert statistics.median(s for s, _ in down) < 0.1
