@@ -32,7 +32,7 @@ from service.feature_pointer import keep_feature_pointer_fresh, refresh_feature_
 from service.guards import install_guards
 from service.log import configure_logging, fields
 from service.metrics import ServiceMetrics
-from service.middleware import RequestObservation
+from service.middleware import RequestObservation, RouteTemplates
 from service.model_loading import bound_registry_requests, load_serving_models
 from service.model_watcher import ModelWatcher
 from service.redis_guard import connect_guarded
@@ -85,7 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_routes.router)
     install_guards(app, settings)
     # Added last, so outermost: every answer, the guards' refusals included, is logged.
-    app.add_middleware(RequestObservation, metrics=metrics, routes=app.router.routes)
+    templates = RouteTemplates(
+        document=app.openapi,
+        plain_paths=lambda: [
+            p for r in app.router.routes if isinstance(p := getattr(r, "path", None), str)
+        ],
+    )
+    app.add_middleware(RequestObservation, metrics=metrics, templates=templates)
     return app
 
 
@@ -103,7 +109,7 @@ def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
     runtime = Runtime(
         settings=settings,
         redis=client,
-        store=OnlineStore(client, settings.feature_prefix),
+        store=OnlineStore.for_settings(client, settings),
         state=holder,
         metrics=metrics,
         audit=AuditWriter(

@@ -2,18 +2,23 @@
 
 A plain ASGI middleware (not ``BaseHTTPMiddleware``: no extra task per request). The route
 label is the matched route's template (``/v1/recommendations``), read from the scope after
-routing (FastAPI sets ``scope["route"]`` for its API routes only, so plain routes such as
-``/docs`` are matched against the router's templates); a request no route matched is
-labelled ``<unmatched>``, so a raw path never becomes a label.
+routing. A request the guards refused before routing (401, 403, 413, 429) has no route in
+its scope, and neither have plain routes such as ``/docs``: those paths are matched
+against the templates of the app's OpenAPI document and its plain routes
+(:class:`RouteTemplates`) - so ``/v1/decisions/{request_id}`` is the label of a refused
+``GET /v1/decisions/abc``. A path no template matches is labelled ``<unmatched>``, so a
+raw path (which may hold an identifier) never becomes a label.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.log import fields
@@ -27,10 +32,10 @@ REQUEST_ID_HEADER = b"x-request-id"
 class RequestObservation:
     """Assign ``scope["state"]["request_id"]``, log and measure every HTTP request."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, templates: RouteTemplates) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,7 +59,7 @@ class RequestObservation:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            route = _route_template(scope, self.routes)
+            route = self.templates.label(scope)
             self.metrics.observe_request(route, scope["method"], status, seconds)
             if log.isEnabledFor(logging.INFO):
                 log.info(
@@ -69,9 +74,48 @@ class RequestObservation:
                 )
 
 
-def _route_template(scope: Scope, routes: list[BaseRoute]) -> str:
-    route = scope.get("route")
-    if route is None:
-        route = next((r for r in routes if r.matches(scope)[0] is Match.FULL), None)
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+class RouteTemplates:
+    """Route template of a request path, for requests that never reached a route.
+
+    Built on first use from ``document()`` (the app's OpenAPI document: every API route,
+    including those of included routers) and ``plain_paths()`` (routes outside the
+    schema, such as ``/docs``), because at construction time the app's routes may not all
+    be registered yet.
+    """
+
+    def __init__(
+        self,
+        document: Callable[[], Mapping[str, Any]],
+        plain_paths: Callable[[], list[str]],
+    ) -> None:
+        self._document = document
+        self._plain_paths = plain_paths
+        self._exact: frozenset[str] | None = None
+        self._patterns: tuple[tuple[re.Pattern[str], str], ...] = ()
+
+    def label(self, scope: Scope) -> str:
+        """The matched route's template, else the template the path fits, else unmatched."""
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            return path
+        return self.template(scope["path"])
+
+    def template(self, path: str) -> str:
+        if self._exact is None:
+            self._build()
+        assert self._exact is not None
+        if path in self._exact:
+            return path
+        for pattern, template in self._patterns:
+            if pattern.match(path):
+                return template
+        return UNMATCHED_ROUTE
+
+    def _build(self) -> None:
+        templates = {*self._document().get("paths", {}), *self._plain_paths()}
+        self._patterns = tuple(
+            (re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(t)) + "$"), t)
+            for t in sorted(templates)
+            if "{" in t
+        )
+        self._exact = frozenset(t for t in templates if "{" not in t)

@@ -121,6 +121,25 @@ def test_a_key_with_the_scope_reaches_the_route(
     assert response.status_code < 500
 
 
+def test_refusals_are_counted_under_the_route_template(started: TestClient) -> None:
+    """A request refused before routing is labelled with the template its path fits, never
+    with the raw path (which would hold the request id) nor as unmatched."""
+    started.post("/v1/recommendations", json={})
+    call(started, "GET", "/v1/decisions/" + "ab" * 16, None, KEYS["recommend"])
+    started.get("/no/such/path/C5-RICH")
+    text = started.get("/metrics").text
+    assert (
+        'nbo_http_requests_total{method="POST",route="/v1/recommendations",status="401"} 1.0'
+        in text
+    )
+    assert (
+        'nbo_http_requests_total{method="GET",route="/v1/decisions/{request_id}",status="403"}'
+        " 1.0" in text
+    )
+    assert 'route="<unmatched>",status="401"' in text
+    assert "abababab" not in text and "C5-RICH" not in text
+
+
 def test_operations_and_docs_are_open_by_default(refusing: TestClient) -> None:
     for path in ("/healthz", "/docs", "/openapi.json", "/redoc"):
         assert refusing.get(path).status_code == 200, path
