@@ -109,7 +109,7 @@ def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
     runtime = Runtime(
         settings=settings,
         redis=client,
-        store=OnlineStore.for_settings(client, settings),
+        store=OnlineStore(client, settings.feature_prefix),
         state=holder,
         metrics=metrics,
         audit=AuditWriter(
