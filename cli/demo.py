@@ -85,7 +85,7 @@ def demo(
 
     as_of = tables.holdings["month"].max().date()
     with _step(f"nbo features materialize --as-of {as_of:%Y-%m-%d}") as p:
-        store = OnlineStore(connect(settings), settings.feature_prefix)
+        store = OnlineStore.for_settings(connect(settings), settings)
         info = materialize(
             tables,
             as_of,

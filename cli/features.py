@@ -44,7 +44,7 @@ def _parse_date(text: str) -> date:
 
 def _store() -> OnlineStore:
     settings = get_settings()
-    return OnlineStore(connect(settings), settings.feature_prefix)
+    return OnlineStore.for_settings(connect(settings), settings)
 
 
 def _progress_bar(console: Console, day: date) -> tuple[Progress, Callable[[int, int], None]]:
@@ -83,7 +83,7 @@ def materialize_command(
             if latest is None or latest != latest:  # NaT: an empty holdings table
                 raise ValueError(f"no holdings snapshots in {settings.data_dir}")
             day = latest.date()
-        store = OnlineStore(connect(settings), settings.feature_prefix)
+        store = OnlineStore.for_settings(connect(settings), settings)
         store.client.ping()
         started = time.perf_counter()
         bar, update = _progress_bar(console, day)

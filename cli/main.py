@@ -44,7 +44,11 @@ app.add_typer(
     audit.app, name="audit", help="Export the decision audit trail; explain a customer's offers."
 )
 app.add_typer(keys.app, name="keys", help="Make API keys and their hashed NBO_API_KEYS entries.")
-app.add_typer(redis_cmd.app, name="redis", help="Start or stop the embedded Redis server.")
+app.add_typer(
+    redis_cmd.app,
+    name="redis",
+    help="Start or stop the embedded Redis server; rename keys of the pre-Cluster layout.",
+)
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)
 app.command(name="loadtest")(loadtest_cli.loadtest)

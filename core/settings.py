@@ -23,11 +23,16 @@ class Settings(BaseSettings):
     configuration at all (the "embedded default": SQLite MLflow, a local Redis server).
     """
 
-    model_config = SettingsConfigDict(env_prefix="NBO_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a rejected value (a Redis URL with its password) is not echoed.
+    model_config = SettingsConfigDict(
+        env_prefix="NBO_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     home: Path = Field(Path("var"), description="Working folder for data, MLflow and Redis.")
     redis_url: str | None = Field(
-        None, description="External Redis URL; unset starts the embedded Redis server."
+        None,
+        description="External Redis URL; redis+cluster://host:port[,host:port]/ for a Redis "
+        "Cluster; unset starts the embedded Redis server.",
     )
     embedded_redis_port: int = Field(6399, description="TCP port of the embedded Redis server.")
     redis_timeout_seconds: float = Field(0.25, description="Socket timeout for Redis calls.")
@@ -170,6 +175,31 @@ class Settings(BaseSettings):
             if repeated:
                 raise ValueError(f"api_keys: {attribute} repeated: {', '.join(repeated)}")
         return keys
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        from core.redis_server import is_cluster_url, parse_cluster_url
+
+        if value and is_cluster_url(value):
+            parse_cluster_url(value)  # ValueError names what is wrong (never the password)
+        return value
+
+    @field_validator("feature_prefix", "contact_prefix", "events_prefix", "audit_prefix")
+    @classmethod
+    def _no_hash_tag_in_prefix(cls, value: str) -> str:
+        # Keys get their Redis Cluster hash tags ({...}) from the code: a brace in a prefix
+        # would move keys to other slots.
+        if "{" in value or "}" in value:
+            raise ValueError("a Redis key prefix must not contain '{' or '}'")
+        return value
+
+    @property
+    def redis_cluster(self) -> bool:
+        """``redis_url`` names a Redis Cluster (``redis+cluster://``)."""
+        from core.redis_server import is_cluster_url
+
+        return is_cluster_url(self.redis_url)
 
     @field_validator("rate_limit")
     @classmethod

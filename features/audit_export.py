@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import redis
 
+from core.redis_server import RedisClient
 from features.events_export import write_parquet_atomically
 from features.streams import decisions_key, read_stream, stream_id_at
 
@@ -39,7 +39,7 @@ AUDIT_SCHEMA = pa.schema(
 
 
 def read_decisions(
-    client: redis.Redis, audit_prefix: str, since: datetime | None = None
+    client: RedisClient, audit_prefix: str, since: datetime | None = None
 ) -> Iterator[dict[str, Any]]:
     """Recorded decisions, oldest first (from ``since`` when given), each with ``stream_id``."""
     start = stream_id_at(since) if since is not None else "-"
@@ -62,7 +62,7 @@ def mentions(record: dict[str, Any], product_id: str) -> bool:
 
 
 def decisions_for(
-    client: redis.Redis,
+    client: RedisClient,
     audit_prefix: str,
     pseudonym: str,
     product_id: str | None = None,
@@ -78,7 +78,7 @@ def decisions_for(
 
 
 def export_audit(
-    client: redis.Redis, audit_prefix: str, out: Path, since: datetime | None = None
+    client: RedisClient, audit_prefix: str, out: Path, since: datetime | None = None
 ) -> int:
     """Write every recorded decision to ``out`` (``.parquet`` or JSON Lines); return how many."""
     records = read_decisions(client, audit_prefix, since)

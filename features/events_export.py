@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import redis
 
+from core.redis_server import RedisClient
 from features.streams import EVENT_FIELDS, events_key, read_stream, stream_id_at
 
 EVENTS_SCHEMA = pa.schema(
@@ -37,7 +37,7 @@ EVENTS_SCHEMA = pa.schema(
 
 
 def read_events(
-    client: redis.Redis, events_prefix: str, since: datetime, tolerance_seconds: float
+    client: RedisClient, events_prefix: str, since: datetime, tolerance_seconds: float
 ) -> list[dict[str, object]]:
     """Events dated on or after ``since`` (aware), oldest arrival first."""
     start = stream_id_at(since - timedelta(seconds=tolerance_seconds))
@@ -72,7 +72,7 @@ def write_parquet_atomically(table: pa.Table, out: Path) -> None:
 
 
 def export_events(
-    client: redis.Redis,
+    client: RedisClient,
     events_prefix: str,
     since: datetime,
     out: Path,

@@ -5,11 +5,19 @@ Key layout (``prefix`` is ``Settings.feature_prefix``)::
     {prefix}:current                          version id of the live feature set
     {prefix}:versions                         sorted set of published versions by created_at
     {prefix}:v:{version}:meta                 JSON FeatureSetInfo
-    {prefix}:v:{version}:c:{customer_id}      JSON record of one customer
+    {prefix}:v:{version}:c:{{pseudonym}}      JSON record of one customer
+
+A record is keyed by the customer's pseudonym (``core.pseudonym``), inside a Redis Cluster
+hash tag ``{...}``: the customer's contact state (``service.contact_policy``) carries the
+same tag, so the request path's one pipeline (record + contact state) goes to one slot,
+i.e. one node. Feature sets published before this layout (their metadata has no
+``record_keys``) keyed records by the raw customer id, ``...:c:{customer_id}``; they are
+still read that way (``FeatureSetInfo.record_keys``), on a single Redis only, until the
+next materialization replaces them.
 
 A version is written completely under its own keys and only then made visible by
 switching ``current``; readers never see a half-written set. Nothing uses MULTI or Lua
-across keys, so the same code runs on Redis Cluster.
+across keys: every write is single-key, so the same code runs on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -21,9 +29,17 @@ from datetime import UTC, date, datetime
 from typing import Any, cast
 
 import orjson
-import redis
+
+from core.pseudonym import pseudonymiser
+from core.redis_server import RedisClient
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+PSEUDONYM_KEYS = "pseudonym"
+"""``FeatureSetInfo.record_keys`` of this layout: ``...:c:{<pseudonym>}`` (hash-tagged)."""
+CUSTOMER_ID_KEYS = "customer_id"
+"""The layout before Redis Cluster support: ``...:c:<raw customer id>`` (read only)."""
 
 DELETE_BATCH = 1000
 _GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\*?[]"})
@@ -44,6 +60,7 @@ class FeatureSetInfo:
     customers: int
     feature_names: list[str]
     catalogue_version: str
+    record_keys: str = PSEUDONYM_KEYS  # how its record keys name the customer
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -54,6 +71,7 @@ class FeatureSetInfo:
                 "customers": self.customers,
                 "feature_names": self.feature_names,
                 "catalogue_version": self.catalogue_version,
+                "record_keys": self.record_keys,
             }
         )
 
@@ -67,15 +85,32 @@ class FeatureSetInfo:
             customers=int(data["customers"]),
             feature_names=list(data["feature_names"]),
             catalogue_version=data["catalogue_version"],
+            # Absent: written before the hash-tagged layout, keyed by the raw customer id.
+            record_keys=data.get("record_keys", CUSTOMER_ID_KEYS),
         )
 
 
 class OnlineStore:
     """Versioned feature records in Redis (see the module docstring for the key layout)."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        prefix: str,
+        pseudonymise: Callable[[str], str] | None = None,
+    ) -> None:
+        """``pseudonymise`` turns a customer id into the pseudonym its record is keyed by;
+        by default the one of the process settings (``NBO_PSEUDONYM_KEY``)."""
         self.client = client
         self.prefix = prefix
+        if pseudonymise is None:
+            pseudonymise = pseudonymiser(get_settings())
+        self.pseudonymise = pseudonymise
+
+    @classmethod
+    def for_settings(cls, client: RedisClient, settings: Settings) -> OnlineStore:
+        """The store of ``settings``: their prefix and pseudonym key."""
+        return cls(client, settings.feature_prefix, pseudonymiser(settings))
 
     # --- keys --------------------------------------------------------------------------
 
@@ -90,8 +125,11 @@ class OnlineStore:
     def meta_key(self, version: str) -> str:
         return f"{self.prefix}:v:{version}:meta"
 
-    def record_key(self, version: str, customer_id: str) -> str:
-        return f"{self.prefix}:v:{version}:c:{customer_id}"
+    def record_key(self, version: str, customer_id: str, keys: str = PSEUDONYM_KEYS) -> str:
+        """The key of ``customer_id``'s record in ``version`` (``keys``: its layout)."""
+        if keys == CUSTOMER_ID_KEYS:
+            return f"{self.prefix}:v:{version}:c:{customer_id}"
+        return f"{self.prefix}:v:{version}:c:{{{self.pseudonymise(customer_id)}}}"
 
     def _version_pattern(self, version: str) -> str:
         return f"{self.prefix}:v:{version}:".translate(_GLOB_SPECIAL) + "*"
@@ -123,7 +161,10 @@ class OnlineStore:
         return self.info(version) if version is not None else None
 
     def read(self, version: str, customer_id: str) -> dict[str, Any] | None:
-        raw = self._get(self.record_key(version, customer_id))
+        """One record (tools; the service reads with ``service.feature_fetch``)."""
+        info = self.info(version)
+        keys = info.record_keys if info is not None else PSEUDONYM_KEYS
+        raw = self._get(self.record_key(version, customer_id, keys))
         return self.decode(raw) if raw is not None else None
 
     def versions(self) -> list[str]:

@@ -109,7 +109,7 @@ def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
     runtime = Runtime(
         settings=settings,
         redis=client,
-        store=OnlineStore(client, settings.feature_prefix),
+        store=OnlineStore.for_settings(client, settings),
         state=holder,
         metrics=metrics,
         audit=AuditWriter(

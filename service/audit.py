@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-import redis
 
+from core.redis_server import RedisClient
 from core.settings import Settings
 from features.streams import decision_index_key, decisions_key
 from service.decision import Decision
@@ -111,7 +111,7 @@ def audit_record(
 
 
 def read_decision(
-    client: redis.Redis, settings: Settings, request_id: str
+    client: RedisClient, settings: Settings, request_id: str
 ) -> dict[str, Any] | None:
     """The recorded decision of ``request_id``; None when unknown, expired or trimmed."""
     prefix = settings.audit_prefix

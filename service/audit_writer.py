@@ -31,6 +31,7 @@ from collections.abc import Callable
 import orjson
 import redis
 
+from core.redis_server import RedisClient
 from core.settings import Settings
 from features.streams import decision_index_key, decisions_key
 from service.log import fields
@@ -38,7 +39,9 @@ from service.log import fields
 log = logging.getLogger(__name__)
 
 # KEYS: the stream, then one index key per record. ARGV: max stream length, index TTL,
-# then one serialized record per index key, in the same order.
+# then one serialized record per index key, in the same order. Every key carries the
+# stream's hash tag ({decisions}, features.streams), so on a Redis Cluster the whole batch
+# is one slot: one call to one node, whatever the request ids.
 _APPEND_BATCH = """
 for i = 2, #KEYS do
   local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[i + 1])
@@ -66,7 +69,7 @@ class AuditWriter:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         settings: Settings,
         on_outcome: Outcome | None = None,
         on_error: Callable[[redis.RedisError], None] | None = None,

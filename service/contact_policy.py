@@ -9,7 +9,10 @@ Three rules, applied after the suitability and eligibility filter (they only rem
 * **daily channel cap** - at most ``channel_daily_cap`` offers ``shown`` on one channel to
   one customer per UTC calendar day; applied to the final top k (see :func:`daily_capacity`).
 
-State: ONE sorted set per customer, ``{contact_prefix}:{pseudonym}``. A member is
+State: ONE sorted set per customer, ``{contact_prefix}:{{pseudonym}}`` (the braces are a
+Redis Cluster hash tag shared with the customer's feature record key, so both are read
+from one node in one round trip; before Redis Cluster support the key had no braces and
+``nbo redis migrate-keys`` renames such keys). A member is
 ``kind|product|channel|event_id`` (kind ``s`` shown, ``d`` declined, ``a`` accepted) scored
 by the event's time in epoch seconds. The request path reads it with one ``ZRANGEBYSCORE``
 from ``now - horizon`` in the same pipeline as the feature record (``service.feature_fetch``);
@@ -34,7 +37,8 @@ _KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
 
 def contact_key(prefix: str, pseudonym: str) -> str:
-    return f"{prefix}:{pseudonym}"
+    """The customer's sorted set; ``{pseudonym}`` is the customer's hash tag."""
+    return f"{prefix}:{{{pseudonym}}}"
 
 
 def member(event_type: str, product_id: str, channel: str, event_id: str) -> str:

@@ -1,21 +1,33 @@
 """Feedback events: validate, store durably once, update the contact state at once.
 
-One Lua script does the storing, atomically, in one round trip (so a crash or a concurrent
-duplicate can never leave half of it done):
+On a single Redis one Lua script does the storing, atomically, in one round trip (so a
+crash or a concurrent duplicate can never leave half of it done):
 
-1. ``{events_prefix}:seen:{event_id}`` exists -> a duplicate: acknowledged with the entry
-   id of the first copy, nothing written (idempotent by ``event_id``, for as long as
-   ``event_dedupe_ttl_seconds``);
-2. the ``request_id`` has no recorded decision (``{audit_prefix}:req:{id}``) -> rejected,
-   nothing written;
+1. ``{events_prefix}:{stream}:seen:{event_id}`` exists -> a duplicate: acknowledged with
+   the entry id of the first copy, nothing written (idempotent by ``event_id``, for as
+   long as ``event_dedupe_ttl_seconds``);
+2. the ``request_id`` has no recorded decision (``{audit_prefix}:{decisions}:req:{id}``)
+   -> rejected, nothing written;
 3. ``XADD`` to the events stream (``MAXLEN ~ events_retention``), mark the event id seen
    with a TTL, and for ``shown`` / ``declined`` / ``accepted`` add it to the customer's
    contact-state sorted set (trimmed to the policy horizon, TTL refreshed).
 
+On a Redis Cluster those keys live in three slots (the events stream's, the audit
+trail's, the customer's), and a script may only touch one, so the same steps take three
+calls, each confined to one slot:
+
+a. ``EXISTS`` of the decision's index key (the audit slot);
+b. a script on the events slot: duplicate check, then (if the decision exists) ``XADD`` +
+   mark seen - atomic, so a concurrent duplicate is still stored once;
+c. for a contact event, stored *or duplicate*, a script on the customer's slot adds the
+   member, trims and refreshes the TTL. The member contains the event id, so applying it
+   again changes nothing; applying it for a duplicate too is what makes a retry complete
+   an event whose step c was cut short (crash, timeout): the client got no 202 and sends
+   it again.
+
 The service answers 202 only after the script returned, i.e. after Redis appended the
 event. Checks that need no Redis (product known, timestamp not in the future beyond the
 tolerance) run first. The stream holds the pseudonymous customer id, never the raw one.
-A single Redis (or keys in one Cluster slot) is assumed by the multi-key script.
 """
 
 from __future__ import annotations
@@ -23,10 +35,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import redis
+from redis.cluster import RedisCluster
 
 from core.catalogue import Catalogue
 from core.pseudonym import Pseudonymiser
+from core.redis_server import RedisClient
 from core.settings import Settings
 from features.streams import decision_index_key, event_seen_key, events_key
 from service.contact_policy import KIND_CODES, ContactLimits, contact_key, member
@@ -44,6 +57,27 @@ if ARGV[3] ~= '' then
   redis.call('EXPIRE', KEYS[4], ARGV[6])
 end
 return {'stored', entry}
+"""
+
+
+# Redis Cluster, step b. KEYS: seen, stream. ARGV: dedupe TTL, retention, decision known
+# (1/0), then the event's field/value pairs.
+_APPEND_ONCE = """
+local seen = redis.call('GET', KEYS[1])
+if seen then return {'duplicate', seen} end
+if ARGV[3] ~= '1' then return {'unknown_request', ''} end
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
+redis.call('SET', KEYS[1], entry, 'EX', ARGV[1])
+return {'stored', entry}
+"""
+
+# Redis Cluster, step c. KEYS: the customer's contact key. ARGV: member, score, trim
+# below, TTL.
+_ADD_CONTACT = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
 """
 
 
@@ -82,7 +116,7 @@ def check_event(event: EventIn, catalogue: Catalogue, now: datetime, tolerance_s
 
 
 def store_event(
-    client: redis.Redis,
+    client: RedisClient,
     settings: Settings,
     event: EventIn,
     pseudonymise: Pseudonymiser,
@@ -107,6 +141,43 @@ def store_event(
         "timestamp": at.isoformat(),
         "received_at": now.astimezone(UTC).isoformat(),
     }
+    fields = [item for pair in values.items() for item in pair]
+    contact_change = (
+        member(event.type, event.product_id, event.channel, event.event_id)
+        if changes_contact
+        else ""
+    )
+    if isinstance(client, RedisCluster):
+        status, stream_id = _store_on_cluster(
+            client, settings, event, pseudonym, fields, contact_change, at, now, limits
+        )
+    else:
+        status, stream_id = _store_in_one_script(
+            client, settings, event, pseudonym, fields, contact_change, at, now, limits
+        )
+    if status == "unknown_request":
+        raise EventRejected(
+            "request_id", UNKNOWN_REQUEST_ID, "unknown request_id", event.request_id
+        )
+    return Stored(status, stream_id)
+
+
+def _decoded(reply: list[bytes | str]) -> tuple[str, str]:
+    status, stream_id = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
+    return status, stream_id
+
+
+def _store_in_one_script(
+    client: RedisClient,
+    settings: Settings,
+    event: EventIn,
+    pseudonym: str,
+    fields: list[str],
+    contact_change: str,
+    at: datetime,
+    now: datetime,
+    limits: ContactLimits,
+) -> tuple[str, str]:
     script = client.register_script(_STORE)
     reply = script(
         keys=[
@@ -118,18 +189,53 @@ def store_event(
         args=[
             settings.event_dedupe_ttl_seconds,
             settings.events_retention,
-            member(event.type, event.product_id, event.channel, event.event_id)
-            if changes_contact
-            else "",
+            contact_change,
             at.timestamp(),
             now.timestamp() - limits.horizon_seconds,
             limits.horizon_seconds,
-            *(item for pair in values.items() for item in pair),
+            *fields,
         ],
     )
-    status, stream_id = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
-    if status == "unknown_request":
-        raise EventRejected(
-            "request_id", UNKNOWN_REQUEST_ID, "unknown request_id", event.request_id
+    return _decoded(reply)
+
+
+def _store_on_cluster(
+    client: RedisCluster,
+    settings: Settings,
+    event: EventIn,
+    pseudonym: str,
+    fields: list[str],
+    contact_change: str,
+    at: datetime,
+    now: datetime,
+    limits: ContactLimits,
+) -> tuple[str, str]:
+    """Steps a-c of the module docstring: three calls, one slot each."""
+    known = bool(client.exists(decision_index_key(settings.audit_prefix, event.request_id)))
+    append = client.register_script(_APPEND_ONCE)
+    status, stream_id = _decoded(
+        append(
+            keys=[
+                event_seen_key(settings.events_prefix, event.event_id),
+                events_key(settings.events_prefix),
+            ],
+            args=[
+                settings.event_dedupe_ttl_seconds,
+                settings.events_retention,
+                "1" if known else "0",
+                *fields,
+            ],
         )
-    return Stored(status, stream_id)
+    )
+    if contact_change and status in ("stored", "duplicate"):
+        add = client.register_script(_ADD_CONTACT)
+        add(
+            keys=[contact_key(settings.contact_prefix, pseudonym)],
+            args=[
+                contact_change,
+                at.timestamp(),
+                now.timestamp() - limits.horizon_seconds,
+                limits.horizon_seconds,
+            ],
+        )
+    return status, stream_id

@@ -2,7 +2,9 @@
 
 Everything the request path reads goes into a single non-transactional pipeline: the
 customer's feature record (``GET``) and their contact-policy state (``ZRANGEBYSCORE`` of one
-sorted set, see ``service.contact_policy``) - never a second round trip. The live
+sorted set, see ``service.contact_policy``) - never a second round trip. Both keys carry
+the customer's hash tag (``{pseudonym}``), so on a Redis Cluster the pipeline goes to the
+one node that owns the customer's slot: still one round trip. The live
 feature-set version comes from the in-memory serving state, not from Redis. Without a live
 feature set the pipeline still reads the contact state: the fallback obeys it too.
 While the service's Redis circuit breaker is open (``service.breaker``) the read is refused
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 import orjson
 import redis
 
+from core.redis_server import RedisClient
 from features.online_store import FeatureSetInfo, OnlineStore
 from service.breaker import BreakerOpenError
 from service.contact_policy import ContactRead, ContactState
@@ -44,7 +47,7 @@ class FeatureLookup:
 
 
 def fetch_features(
-    client: redis.Redis,
+    client: RedisClient,
     store: OnlineStore,
     feature_set: FeatureSetInfo | None,
     customer_id: str,
@@ -59,7 +62,7 @@ def fetch_features(
         return FeatureLookup(None, None, DegradedReason.NO_FEATURE_SET)
     pipe = client.pipeline(transaction=False)
     if feature_set is not None:
-        pipe.get(store.record_key(feature_set.version, customer_id))
+        pipe.get(store.record_key(feature_set.version, customer_id, feature_set.record_keys))
     if contact is not None:
         pipe.zrangebyscore(contact.key, contact.since, "+inf", withscores=True)
     started = time.perf_counter()

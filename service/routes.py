@@ -5,11 +5,12 @@ from __future__ import annotations
 import redis
 from fastapi import APIRouter, Depends, Request, Response
 
+from core.redis_server import RedisClient
 from service import audit_routes, event_routes
 from service.auth import requires
 from service.errors import NotReadyError
 from service.recommend import recommend
-from service.redis_guard import GuardedRedis
+from service.redis_guard import breaker_of
 from service.runtime import Runtime
 from service.schemas import (
     ErrorResponse,
@@ -86,7 +87,7 @@ def readyz(runtime: Runtime = Depends(get_runtime)) -> ReadinessResponse:
     cached = {slot: src for slot, src in state.model_sources.items() if src != "registry"}
     missing = [name for name, ok in checks.items() if not ok]
     if missing:
-        breaker = runtime.redis.breaker if isinstance(runtime.redis, GuardedRedis) else None
+        breaker = breaker_of(runtime.redis)
         raise NotReadyError(
             {
                 "checks": checks,
@@ -105,7 +106,7 @@ def metrics(runtime: Runtime = Depends(get_runtime)) -> Response:
     return Response(content=body, media_type=content_type)
 
 
-def _redis_answers(client: redis.Redis) -> bool:
+def _redis_answers(client: RedisClient) -> bool:
     try:
         return bool(client.ping())
     except redis.RedisError:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
-
+from core.redis_server import RedisClient
 from core.settings import Settings
 from features.online_store import OnlineStore
 from service.audit_writer import AuditWriter
@@ -16,7 +15,7 @@ from service.state import StateHolder
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
-    redis: redis.Redis
+    redis: RedisClient
     store: OnlineStore
     state: StateHolder
     metrics: ServiceMetrics

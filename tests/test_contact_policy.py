@@ -14,7 +14,13 @@ from core.pseudonym import pseudonymiser
 from core.settings import Settings
 from features.online_store import OnlineStore
 from features.streams import decision_index_key
-from service.contact_policy import ContactLimits, ContactRead, ContactState, daily_capacity
+from service.contact_policy import (
+    ContactLimits,
+    ContactRead,
+    ContactState,
+    contact_key,
+    daily_capacity,
+)
 from service.decision import Decision
 from service.events import store_event
 from service.feature_fetch import fetch_features
@@ -165,7 +171,8 @@ def test_state_is_one_sorted_set_keyed_by_pseudonym(
     bank = Bank(settings, redis_client, catalogue)
     bank.event("shown", "funds")
     keys = [k.decode() for k in redis_client.scan_iter(match=f"{settings.contact_prefix}:*")]
-    assert keys == [f"{settings.contact_prefix}:{pseudonymiser(settings)(CUSTOMER)}"]
+    # The pseudonym is the key's Redis Cluster hash tag (shared with the feature record).
+    assert keys == [f"{settings.contact_prefix}:{{{pseudonymiser(settings)(CUSTOMER)}}}"]
     assert CUSTOMER not in keys[0]
     assert redis_client.type(keys[0]) == b"zset"
     ttl = redis_client.ttl(keys[0])
@@ -179,7 +186,7 @@ def test_entries_older_than_the_horizon_are_trimmed_on_write(
     bank.event("shown", "funds")
     bank.now = T0 + timedelta(days=31)
     bank.event("shown", "loans")
-    key = f"{settings.contact_prefix}:{pseudonymiser(settings)(CUSTOMER)}"
+    key = contact_key(settings.contact_prefix, pseudonymiser(settings)(CUSTOMER))
     members = [m.decode() for m in cast(list[bytes], redis_client.zrange(key, 0, -1))]
     assert members == ["s|loans|app|e2"]
 

@@ -28,6 +28,7 @@ from core.scoring.churn import TabularDesign
 from core.scoring.recommender import TwoStageRecommender
 from core.settings import PACKAGE_DIR, Settings
 from features.online_store import FeatureSetInfo
+from features.streams import decisions_key
 from registry.client import Registry
 from service.app import create_app
 from service.variant import Variant, assign_variant
@@ -250,7 +251,7 @@ def test_challenger_share_and_shadow_mode(
         line = f'nbo_recommendations_total{{degraded="false",variant="{variant.value}"}} {count}'
         assert line in metrics
     # Shadow: a champion customer's audit record carries the challenger's offers, unshown.
-    key = f"{share.audit_prefix}:decisions"
+    key = decisions_key(share.audit_prefix)
     records = [orjson.loads(entry[b"d"]) for _, entry in redis_client.xrange(key)]
     assert len(records) == 2 * len(customers)
     for rec in records:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from features.online_store import OnlineStore
 from loadtests.baseline_process import baseline_server
 from loadtests.driver import RequestMix
 from loadtests.run import EXIT_BAD_INPUT, LoadOptions, main, run_load
@@ -97,8 +98,9 @@ def test_run_against_the_baseline_app_counts_every_request(
     """Open-loop run of 40 requests: each answered, unknown ids seen as degraded, one GET each."""
     prefix = f"{key_prefix}:fs"
     redis_client.set(f"{prefix}:current", "v1")
+    store = OnlineStore(redis_client, prefix)  # record keys hold pseudonyms (hash-tagged)
     for customer in ("C1", "C2"):
-        redis_client.set(f"{prefix}:v:v1:c:{customer}", b'{"age": 40}')
+        redis_client.set(store.record_key("v1", customer), b'{"age": 40}')
     monkeypatch.setenv("NBO_FEATURE_PREFIX", prefix)
     ids = tmp_path / "ids.txt"
     ids.write_text("C1\nC2\n")

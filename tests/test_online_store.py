@@ -17,7 +17,13 @@ from core.catalogue import Catalogue
 from core.settings import Settings, get_settings
 from core.tables import Tables, write_tables
 from features.materialize import materialize
-from features.online_store import FeatureSetInfo, OnlineStore, make_version
+from features.online_store import (
+    CUSTOMER_ID_KEYS,
+    PSEUDONYM_KEYS,
+    FeatureSetInfo,
+    OnlineStore,
+    make_version,
+)
 from features.pointintime import compute_features
 from tests.tables_factory import synthetic_tables
 
@@ -75,11 +81,49 @@ def test_materialize_then_read_round_trip(
 
 
 def test_record_key_and_decode_follow_the_contract(store: OnlineStore) -> None:
-    assert store.record_key("v1", "C42") == f"{store.prefix}:v:v1:c:C42"
+    pseudonym = store.pseudonymise("C42")
+    assert pseudonym != "C42" and len(pseudonym) == 64
+    # Keyed by the pseudonym, inside the customer's Redis Cluster hash tag.
+    assert store.record_key("v1", "C42") == f"{store.prefix}:v:v1:c:{{{pseudonym}}}"
+    assert store.record_key("v1", "C42", CUSTOMER_ID_KEYS) == f"{store.prefix}:v:v1:c:C42"
     assert store.decode(orjson.dumps({"age": None, "held": ["funds"]})) == {
         "age": None,
         "held": ["funds"],
     }
+
+
+def test_the_customer_hash_tag_puts_record_and_contact_state_in_one_slot(
+    store: OnlineStore, settings: Settings
+) -> None:
+    from redis.cluster import key_slot
+
+    from service.contact_policy import contact_key
+
+    for customer in ("C1", "C42", "S0004026"):
+        record = store.record_key("20260101-x", customer).encode()
+        contact = contact_key(settings.contact_prefix, store.pseudonymise(customer)).encode()
+        assert key_slot(record) == key_slot(contact)
+    assert key_slot(store.record_key("v", "C1").encode()) != key_slot(
+        store.record_key("v", "C2").encode()
+    )
+
+
+def test_a_feature_set_of_the_previous_layout_is_still_read(store: OnlineStore) -> None:
+    """Metadata without ``record_keys``: written before the hash-tagged layout, records keyed
+    by the raw customer id. The service and the tools go on reading it until the next
+    materialization."""
+    info = info_for(AS_OF, datetime.now(UTC))
+    legacy_meta = orjson.loads(info.to_json())
+    del legacy_meta["record_keys"]
+    store.client.set(store.meta_key(info.version), orjson.dumps(legacy_meta))
+    store.client.set(f"{store.prefix}:v:{info.version}:c:C7", orjson.dumps({"age": 41}))
+    store.client.zadd(store.versions_key, {info.version: 1.0})
+    store.client.set(store.current_key, info.version)
+
+    current = store.current()
+    assert current is not None and current.record_keys == CUSTOMER_ID_KEYS
+    assert store.read(info.version, "C7") == {"age": 41}
+    assert FeatureSetInfo.from_json(info.to_json()).record_keys == PSEUDONYM_KEYS
 
 
 def test_readers_see_the_old_version_until_publish(
@@ -278,3 +322,59 @@ def test_cli_with_redis_down_exits_2(
         result = invoke(env, *args)
         assert result.exit_code == 2, (args, result.output)
         assert "Redis unavailable" in result.stderr
+
+
+def test_redis_migrate_keys_renames_the_previous_layout(
+    settings: Settings, redis_client: redis.Redis, cli_env: dict[str, str]
+) -> None:
+    """Keys written before the hash-tagged layout (no braces) are renamed once, TTLs kept;
+    a contact set that already has a new key is merged into it."""
+    from cli.redis_cmd import app as redis_app
+    from core.pseudonym import pseudonymiser
+    from features.streams import decision_index_key, decisions_key, event_seen_key, events_key
+    from service.audit import read_decision
+    from service.contact_policy import contact_key
+
+    env = {
+        **cli_env,
+        "NBO_CONTACT_PREFIX": settings.contact_prefix,
+        "NBO_EVENTS_PREFIX": settings.events_prefix,
+        "NBO_AUDIT_PREFIX": settings.audit_prefix,
+    }
+    pseudonym = pseudonymiser(settings)
+    alone, both = pseudonym("C1"), pseudonym("C2")
+    redis_client.zadd(f"{settings.contact_prefix}:{alone}", {"s|funds|app|e1": 10.0})
+    redis_client.expire(f"{settings.contact_prefix}:{alone}", 5000)
+    redis_client.zadd(f"{settings.contact_prefix}:{both}", {"d|loans|app|e2": 20.0})
+    redis_client.zadd(contact_key(settings.contact_prefix, both), {"s|funds|app|e3": 30.0})
+    entry = redis_client.xadd(f"{settings.audit_prefix}:decisions", {"d": b'{"n": 1}'})
+    redis_client.set(f"{settings.audit_prefix}:req:{'a' * 32}", entry, ex=4000)
+    event = redis_client.xadd(f"{settings.events_prefix}:stream", {"event_id": "e1"})
+    redis_client.set(f"{settings.events_prefix}:seen:e1", event, ex=3000)
+
+    get_settings.cache_clear()
+    result = CliRunner().invoke(redis_app, ["migrate-keys"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "contact: 2 keys renamed" in result.stdout
+    assert "audit: 1 keys renamed" in result.stdout and "events: 1 keys renamed" in result.stdout
+
+    new_alone = contact_key(settings.contact_prefix, alone)
+    assert redis_client.zrange(new_alone, 0, -1) == [b"s|funds|app|e1"]
+    assert 4990 < redis_client.ttl(new_alone) <= 5000
+    assert redis_client.zrange(contact_key(settings.contact_prefix, both), 0, -1) == [
+        b"d|loans|app|e2",
+        b"s|funds|app|e3",
+    ]
+    assert redis_client.xlen(decisions_key(settings.audit_prefix)) == 1
+    assert 3990 < redis_client.ttl(decision_index_key(settings.audit_prefix, "a" * 32)) <= 4000
+    found = read_decision(redis_client, settings, "a" * 32)
+    assert found is not None and found["n"] == 1
+    assert redis_client.xlen(events_key(settings.events_prefix)) == 1
+    assert redis_client.get(event_seen_key(settings.events_prefix, "e1")) == event
+    old = [f"{settings.contact_prefix}:{alone}", f"{settings.audit_prefix}:decisions"]
+    old += [f"{settings.events_prefix}:stream", f"{settings.events_prefix}:seen:e1"]
+    assert redis_client.exists(*old) == 0
+
+    get_settings.cache_clear()
+    again = CliRunner().invoke(redis_app, ["migrate-keys"], env=env)
+    assert again.exit_code == 0 and "contact: 0 keys renamed" in again.stdout

@@ -37,8 +37,10 @@ from core.scoring.churn import LinearChurnModel, TabularDesign
 from core.scoring.recommender import TwoStageRecommender
 from core.settings import Settings
 from features.online_store import FeatureSetInfo, OnlineStore
+from features.streams import decisions_key
 from registry.client import Registry
 from service.app import create_app
+from service.contact_policy import contact_key
 from service.log import LOGGER_NAME, JsonFormatter
 from tests.auth_helpers import AUTH
 from tests.decisioning_helpers import adult, publish_records
@@ -467,7 +469,7 @@ def test_one_redis_round_trip_per_recommendation(
     expected_reads: list[str] = []
     for c in customers:
         expected_reads.append(f"GET {store.record_key(info.version, c)}")
-        expected_reads.append(f"ZRANGEBYSCORE {quiet.contact_prefix}:{pseudonym(c)}")
+        expected_reads.append(f"ZRANGEBYSCORE {contact_key(quiet.contact_prefix, pseudonym(c))}")
     assert [" ".join(r.split()[:2]) for r in reads] == expected_reads
     for i, command in enumerate(mine):  # nothing between a record's GET and its contact read
         if command.startswith("GET "):
@@ -476,7 +478,7 @@ def test_one_redis_round_trip_per_recommendation(
     assert all(w.split()[0] in ("EVALSHA", "EVAL", "XADD", "SET") for w in writes), writes
     assert all(quiet.audit_prefix in w for w in writes), writes
     assert sum(w.startswith("XADD ") for w in writes) == len(customers)
-    assert redis_client.xlen(f"{quiet.audit_prefix}:decisions") == len(customers)
+    assert redis_client.xlen(decisions_key(quiet.audit_prefix)) == len(customers)
     assert f"nbo_feature_fetch_duration_seconds_count {float(len(customers))}" in fetches
 
 
