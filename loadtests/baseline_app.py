@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request, Response
 
 from core.redis_server import connect
 from core.settings import Settings, get_settings
-from features.online_store import OnlineStore
+from features.online_store import FeatureSetInfo, OnlineStore
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,9 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = OnlineStore(connect(settings), settings.feature_prefix)
+        store = OnlineStore.for_settings(connect(settings), settings)
         app.state.store = store
-        app.state.version = store.current_version()
+        app.state.feature_set = store.current()
         try:
             yield
         finally:
@@ -48,9 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/recommendations")
     def read_one_record(request: Request, body: dict[str, Any]) -> Response:
         store: OnlineStore = request.app.state.store
-        version: str | None = request.app.state.version
+        feature_set: FeatureSetInfo | None = request.app.state.feature_set
         customer_id = str(body.get("customer_id", ""))
-        raw = store.client.get(store.record_key(version, customer_id)) if version else None
+        raw = None
+        if feature_set is not None:  # the same key the service reads (pseudonymised)
+            key = store.record_key(feature_set.version, customer_id, feature_set.record_keys)
+            raw = store.client.get(key)
         payload = {"customer_id": customer_id, "found": raw is not None}
         return Response(orjson.dumps(payload), media_type="application/json")
 

@@ -6,14 +6,31 @@ the same server are not disturbed; the phase's share is the difference.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-import redis
+from redis.cluster import RedisCluster
+
+from core.redis_server import RedisClient
 
 
-def command_calls(client: redis.Redis) -> dict[str, int]:
-    """Command name -> calls since the server started (or its stats were last reset)."""
-    stats: dict[str, Any] = client.info("commandstats")
+def command_calls(client: RedisClient) -> dict[str, int]:
+    """Command name -> calls since the server started (or its stats were last reset).
+
+    On a Redis Cluster: summed over every node.
+    """
+    if isinstance(client, RedisCluster):
+        per_node: dict[str, dict[str, Any]] = client.info(
+            "commandstats", target_nodes=RedisCluster.ALL_NODES
+        )
+        total: Counter[str] = Counter()
+        for stats in per_node.values():
+            total.update(_calls(stats))
+        return dict(total)
+    return _calls(client.info("commandstats"))
+
+
+def _calls(stats: dict[str, Any]) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 

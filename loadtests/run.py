@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import redis
 
+from core.redis_server import RedisClient, make_client
 from loadtests.baseline_process import BaselineError, baseline_server
 from loadtests.driver import RequestMix, drive, new_client
 from loadtests.redis_stats import calls_delta, command_calls, per_request
@@ -220,7 +221,7 @@ async def drain(url: str) -> None:
             await asyncio.sleep(0.5)
 
 
-def _stats_client(options: LoadOptions) -> redis.Redis | None:
+def _stats_client(options: LoadOptions) -> RedisClient | None:
     if not options.redis_stats:
         return None
     from core.settings import get_settings
@@ -231,8 +232,8 @@ def _stats_client(options: LoadOptions) -> redis.Redis | None:
         or settings.redis_url
         or f"redis://127.0.0.1:{settings.embedded_redis_port}/0"
     )
-    client = redis.Redis.from_url(url, socket_timeout=2.0)
     try:
+        client = make_client(url, socket_timeout=2.0)
         client.ping()
     except redis.RedisError as exc:
         raise LoadInputError(f"--redis-stats: Redis at {url} unavailable: {exc}") from None
@@ -240,7 +241,7 @@ def _stats_client(options: LoadOptions) -> redis.Redis | None:
 
 
 async def _target_report(
-    url: str, target: str, options: LoadOptions, mix: RequestMix, stats: redis.Redis | None
+    url: str, target: str, options: LoadOptions, mix: RequestMix, stats: RedisClient | None
 ) -> dict[str, Any]:
     before: dict[str, int] = {}
 

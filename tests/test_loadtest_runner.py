@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
 
-from features.online_store import OnlineStore
+from features.online_store import FeatureSetInfo, OnlineStore
 from loadtests.baseline_process import baseline_server
 from loadtests.driver import RequestMix
 from loadtests.run import EXIT_BAD_INPUT, LoadOptions, main, run_load
@@ -97,10 +98,11 @@ def test_run_against_the_baseline_app_counts_every_request(
 ) -> None:
     """Open-loop run of 40 requests: each answered, unknown ids seen as degraded, one GET each."""
     prefix = f"{key_prefix}:fs"
-    redis_client.set(f"{prefix}:current", "v1")
     store = OnlineStore(redis_client, prefix)  # record keys hold pseudonyms (hash-tagged)
     for customer in ("C1", "C2"):
         redis_client.set(store.record_key("v1", customer), b'{"age": 40}')
+    now = datetime.now(UTC)
+    store.publish(FeatureSetInfo("v1", now.date(), now, 2, ["age"], "test"))
     monkeypatch.setenv("NBO_FEATURE_PREFIX", prefix)
     ids = tmp_path / "ids.txt"
     ids.write_text("C1\nC2\n")

@@ -31,6 +31,7 @@ from core.tables import Tables
 from features.materialize import materialize
 from features.online_store import FeatureSetInfo, OnlineStore
 from features.streams import decision_index_key, decisions_key, events_key, read_stream
+from loadtests.redis_stats import command_calls as stats_calls
 from registry.client import Registry
 from service.app import create_app
 from service.audit import read_decision
@@ -424,3 +425,16 @@ def event_seen(settings: Settings, event_id: str) -> str:
     from features.streams import event_seen_key
 
     return event_seen_key(settings.events_prefix, event_id)
+
+
+def test_the_load_runner_counts_commands_over_every_node(
+    redis_cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    """``--redis-stats`` on a cluster URL: one client, commands summed over the masters."""
+    keys = [f"nbo-test-stats:{n}" for n in range(30)]  # spread over the slots
+    before = stats_calls(cluster_client)
+    for key in keys:
+        cluster_client.get(key)
+    after = stats_calls(cluster_client)
+    assert after.get("get", 0) - before.get("get", 0) == len(keys)
+    assert len({node_of(cluster_client, key) for key in keys}) == len(redis_cluster.ports)
