@@ -200,7 +200,11 @@ class AuditWriter:
             return False
         keys = [decisions_key(self._prefix)]
         keys += [decision_index_key(self._prefix, request_id) for request_id, _ in batch]
-        args: list[object] = [self._retention, self._ttl, *(payload for _, payload in batch)]
+        args: list[bytes | str | int | float] = [
+            self._retention,
+            self._ttl,
+            *(payload for _, payload in batch),
+        ]
         try:
             self._script(keys=keys, args=args)
         except redis.RedisError as exc:

@@ -251,7 +251,8 @@ class ServiceMetrics:
     def set_serving(self, state: ServingState) -> None:
         """Model versions and sources of a serving state (startup and every hot swap)."""
         self.set_models(state.recommender, state.churn, state.challenger)
-        variants, sources = [], []
+        variants: list[tuple[str, ...]] = []
+        sources: list[tuple[str, ...]] = []
         for slot, variant in VARIANT_OF_SLOT.items():
             model = getattr(state, slot)
             if model is not None:

@@ -268,8 +268,8 @@ class LinearChurnModel:
             missing = np.isnan(raw)
             with np.errstate(invalid="ignore"):
                 for k, name, median in self._signal_tests:
-                    risky = _SIGNALS[name].risky(raw[:, k], median)
-                    eligible[:, k] &= missing[:, k] | np.asarray(risky, dtype=bool)
+                    flagged = _SIGNALS[name].risky(raw[:, k], median)
+                    eligible[:, k] &= missing[:, k] | np.asarray(flagged, dtype=bool)
         ranked = np.argsort(np.where(eligible, -totals, np.inf), axis=1, kind="stable")
         ranked = ranked[:, :max_reasons]
         chosen = np.take_along_axis(eligible, ranked, axis=1)
