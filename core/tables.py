@@ -44,8 +44,13 @@ CUSTOMER_SCHEMA = pa.schema(
         ("risk_level", pa.int8()),  # nullable, investor level 1..5 (C1..C5)
         ("risk_assessed_on", pa.date32()),  # nullable
         ("preferred_channel", pa.string()),  # CHANNELS or null
+        ("acquisition_channel", pa.string()),  # nullable, free text: how the customer joined
     ]
 )
+
+OPTIONAL_CUSTOMER_COLUMNS = ("acquisition_channel",)
+"""Nullable master columns added after the first table sets were written: a frame (or a
+Parquet file from an older version) without them reads and writes them as unknown."""
 
 BEHAVIOUR_SCHEMA = pa.schema(
     [
@@ -92,7 +97,19 @@ class TablesMissingError(FileNotFoundError):
     """The data folder holds no complete table set."""
 
 
+def with_optional_columns(customers: pd.DataFrame) -> pd.DataFrame:
+    """``customers`` with every optional master column present (unknown where absent)."""
+    absent = [c for c in OPTIONAL_CUSTOMER_COLUMNS if c not in customers.columns]
+    if not absent:
+        return customers
+    return customers.assign(
+        **{c: pd.Series(None, index=customers.index, dtype=object) for c in absent}
+    )
+
+
 def _to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    if schema is CUSTOMER_SCHEMA:
+        frame = with_optional_columns(frame)
     missing = [name for name in schema.names if name not in frame.columns]
     if missing:
         raise ValueError(f"table is missing columns: {', '.join(missing)}")
@@ -137,5 +154,5 @@ def read_tables(data_dir: Path) -> Tables:
         for col in frame.columns:
             if col in ("birth_date", "joined_on", "left_on", "risk_assessed_on", "month"):
                 frame[col] = pd.to_datetime(frame[col])
-        frames[key] = frame
+        frames[key] = with_optional_columns(frame) if key == "customers" else frame
     return Tables(**frames)

@@ -87,6 +87,8 @@ def _trailing_run(flags: np.ndarray) -> np.ndarray:
 
 def _master(column: str) -> Callable[[PointInTimeContext], pd.Series]:
     def compute(ctx: PointInTimeContext) -> pd.Series:
+        if column not in ctx.customers.columns:  # an optional master column the bank lacks
+            return ctx.series(np.full(ctx.size, None, dtype=object))
         return ctx.series(ctx.customers[column])
 
     return compute
@@ -361,6 +363,13 @@ def _profile() -> list[FeatureDef]:
             "str",
             "Channel the customer responds on.",
             _master("preferred_channel"),
+        ),
+        FeatureDef("region", "str", "Region (province) of residence.", _master("region")),
+        FeatureDef(
+            "acquisition_channel",
+            "str",
+            "Channel the customer joined through (null if unknown).",
+            _master("acquisition_channel"),
         ),
         FeatureDef(
             "risk_level", "int", "Investor level 1-5; null if assessed after as_of.", _risk_level

@@ -15,6 +15,10 @@ Mapping decisions worth knowing:
   suitability treats every imported customer as unassessed and allows only R1 products.
   That is the correct, conservative outcome, not a gap to paper over.
 * Behaviour has the activity flag only (logins, balance and flows are not published).
+* ``canal_entrada`` (the channel the customer joined through, a three-letter code such as
+  ``KAT``) -> ``acquisition_channel``, unchanged; optional (a file without it imports with
+  the channel unknown). ``preferred_channel`` stays null: how a customer joined is not the
+  channel they want to be contacted on.
 
 Rows that cannot be used are rejected with a reason and counted; cells that can be read
 with a safe default (a missing product flag -> not held) are counted as warnings. A file
@@ -292,11 +296,19 @@ def _parse_chunk(
             "segmento": _clean(raw["segmento"]).to_numpy()[keep],
             "income": _number(raw["renta"]).to_numpy()[keep],
             "region": _clean(raw["nomprov"]).to_numpy()[keep],
+            "channel": _optional_text(raw, "canal_entrada")[keep],
             "resident": resident[keep],
             "employee": (~_clean(raw["ind_empleado"]).fillna("N").eq("N")).to_numpy()[keep],
         }
     )
     return _Parsed(keys=keys, profile=_latest_per_customer(profile))
+
+
+def _optional_text(raw: pd.DataFrame, column: str) -> np.ndarray:
+    """A text column that a file may lack (then every value is unknown)."""
+    if column not in raw.columns:
+        return np.full(len(raw), None, dtype=object)
+    return _clean(raw[column]).to_numpy(dtype=object)
 
 
 def _latest_per_customer(profile: pd.DataFrame) -> pd.DataFrame:
@@ -350,6 +362,7 @@ def _customers(
             "risk_level": pd.array([pd.NA] * size, dtype="Int8"),
             "risk_assessed_on": np.full(size, np.datetime64("NaT"), dtype="datetime64[ns]"),
             "preferred_channel": np.full(size, None, dtype=object),
+            "acquisition_channel": profile["channel"].to_numpy(),
         }
     )
 

@@ -51,6 +51,10 @@ TIER_LIMITS = (100_000.0, 1_000_000.0)
 REGIONS = ("Madrid", "Barcelona", "Valencia", "Sevilla", "Bilbao", "Malaga", "Zaragoza", "Other")
 REGION_WEIGHTS = (0.22, 0.18, 0.1, 0.08, 0.06, 0.06, 0.05, 0.25)
 INVESTOR_SEGMENTS = ("trading", "allocation", "advice")
+ACQUISITION_CHANNELS = ("branch", "online", "advisor", "partner")
+"""How a customer joined (``acquisition_channel``): the young mostly online, investors
+often through an advisor. Drawn from a generator of its own, after everything else, so
+the rest of a bank generated with the same seed is unchanged by it."""
 
 # Per product: starting probability by archetype, monthly add rate (%) by archetype,
 # monthly drop rate (%). Archetype order: everyday, saver, investor, borrower, young, retiree.
@@ -529,7 +533,22 @@ def _tiers(history: _History) -> np.ndarray:
     ]
 
 
-def _assemble(pop: _Population, rules: _Rules, history: _History, window: list[date]) -> Tables:
+def _acquisition_channels(rng: np.random.Generator, pop: _Population) -> np.ndarray:
+    young = pop.archetype == YOUNG
+    investor = pop.archetype == INVESTOR
+    p = np.tile([0.55, 0.25, 0.1, 0.1], (pop.n, 1))
+    p[young] = [0.25, 0.6, 0.05, 0.1]
+    p[investor] = [0.35, 0.2, 0.4, 0.05]
+    return np.array(ACQUISITION_CHANNELS, dtype=object)[_choice(rng, p)]
+
+
+def _assemble(
+    pop: _Population,
+    rules: _Rules,
+    history: _History,
+    window: list[date],
+    acquisition: np.ndarray,
+) -> Tables:
     ids = _customer_ids(pop.n)
     risk_level = pd.array(pop.risk_level, dtype="Int8")
     risk_level[pop.risk_level == 0] = pd.NA
@@ -549,6 +568,7 @@ def _assemble(pop: _Population, rules: _Rules, history: _History, window: list[d
             "risk_level": risk_level,
             "risk_assessed_on": pop.assessed_on.astype("datetime64[ns]"),
             "preferred_channel": np.array(CHANNELS, dtype=object)[pop.channel],
+            "acquisition_channel": acquisition,
         }
     )
     # Rows in customer-major order: every present (customer, month) pair.
@@ -605,4 +625,5 @@ def generate_bank(
     history = _simulate(rng, population, rules, steps, months, progress)
     if progress is not None:
         progress("assembling tables")
-    return _assemble(population, rules, history, window)
+    acquisition = _acquisition_channels(np.random.default_rng([seed, 1]), population)
+    return _assemble(population, rules, history, window, acquisition)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cli.evaluate_recommender import recommender as evaluate_command
 from core.catalogue import Catalogue
 from core.scoring.base import RecommenderScorer
-from core.scoring.recommender import REASON_TEXTS, BoostedRecommender
+from core.scoring.recommender import REASON_TEXTS, BoostedRecommender, FlatTrees
 from core.tables import Tables
 from features.errors import DataFormatError
 from features.pointintime import compute_features, to_records
@@ -27,11 +27,11 @@ from features.synthetic import generate_bank
 from training.datasets import DatasetError
 from training.evaluate_recommender import PanelResult, evaluate_panel, evaluate_tables
 from training.labels import snapshot_months
-from training.recommender import RecommenderConfig, export_trees
+from training.recommender import RecommenderConfig, average_ensembles, export_trees
 from training.recommender_data import frame_inputs
 
 END_MONTH = date(2025, 12, 31)
-SMALL = RecommenderConfig(max_iter=40, max_leaf_nodes=7, min_samples_leaf=20)
+SMALL = RecommenderConfig(max_iter=40, max_leaf_nodes=7, min_samples_leaf=20, bags=2)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,39 @@ def test_exported_trees_equal_sklearn(n_classes: int) -> None:
     np.testing.assert_allclose(
         proba[:, model.classes_], model.predict_proba(rows), rtol=0, atol=1e-9
     )
+    # the numpy walk (no numba) reaches the same leaves
+    np.testing.assert_allclose(trees.raw(rows, compiled=False), raw, rtol=0, atol=1e-12)
+
+
+def test_bagged_trees_score_the_mean_of_the_models_and_walk_the_same_paths() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(800, 6))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y = (np.nan_to_num(x[:, 0]) > 0).astype(int) + 2 * (np.nan_to_num(x[:, 3]) > 0.7)
+    models = [
+        HistGradientBoostingClassifier(
+            max_iter=15, max_leaf_nodes=7 + 4 * seed, max_features=0.5, random_state=seed
+        ).fit(x[:400], y[:400])
+        for seed in range(3)
+    ]
+    bag = average_ensembles([export_trees(m, 4) for m in models])
+    rows = x[400:]
+    mean = np.mean([m.decision_function(rows) for m in models], axis=0)
+    np.testing.assert_allclose(bag.raw(rows)[:, models[0].classes_], mean, rtol=0, atol=1e-9)
+    flat = FlatTrees(bag)
+    for row in rows[:40]:
+        compiled, plain = flat.walk(row), flat.walk(row, compiled=False)
+        np.testing.assert_array_equal(compiled.nodes, plain.nodes)
+        np.testing.assert_allclose(flat.raw(compiled), bag.raw(row[None])[0], rtol=0, atol=1e-12)
+        credits = flat.contributions(compiled, [0, 2], x.shape[1])
+        np.testing.assert_allclose(
+            credits,
+            flat.contributions(plain, [0, 2], x.shape[1], compiled=False),
+            rtol=0,
+            atol=1e-12,
+        )
+        bias_plus_credits = flat.bias[[0, 2]] + credits.sum(axis=1)
+        np.testing.assert_allclose(bias_plus_credits, flat.raw(compiled)[[0, 2]], atol=1e-9)
 
 
 def test_contributions_add_up_to_the_raw_score() -> None:
@@ -283,12 +316,38 @@ def test_a_model_pickled_before_the_deeper_history_reads_its_old_fields(
 
     scorer = result.fitted.scorer
     state = scorer.__getstate__()
-    del state["profile_inputs"], state["holding_prefixes"]
+    del state["profile_inputs"], state["holding_prefixes"], state["categories"]
     old = BoostedRecommender.__new__(BoostedRecommender)
     old.__setstate__(state)
     assert old.profile_inputs == LEGACY_PROFILE_INPUTS
     assert old.holding_prefixes == LEGACY_HOLDING_PREFIXES
+    assert old.categories == ()
     assert "months_since_held__payroll" not in old.feature_names
+    assert "acquisition_channel" not in old.feature_names
+
+
+def test_the_acquisition_channel_becomes_one_hot_inputs(bank: Tables, catalogue: Catalogue) -> None:
+    config = replace(SMALL, max_iter=5, categorical_inputs=("acquisition_channel", "region"))
+    scorer = evaluate_tables(bank, catalogue, *_dates(bank), config).fitted.scorer
+    levels = dict(scorer.categories)
+    assert set(levels["region"]) <= {
+        "Madrid",
+        "Barcelona",
+        "Valencia",
+        "Sevilla",
+        "Bilbao",
+        "Malaga",
+        "Zaragoza",
+        "Other",
+    }
+    assert set(levels["acquisition_channel"]) <= {"branch", "online", "advisor", "partner"}
+    assert "acquisition_channel" in scorer.feature_names
+    record = {"acquisition_channel": levels["acquisition_channel"][0]}
+    assert np.isfinite(scorer.score(record)).all()
+    row = scorer.record_inputs(record)[0]
+    column = scorer.columns.index(f"acquisition_channel={levels['acquisition_channel'][0]}")
+    assert row[column] == 1.0
+    assert scorer.record_inputs({"acquisition_channel": "unheard of"})[0][column] == 0.0
 
 
 def test_reasons_for_uses_the_batch_call_or_falls_back(result: PanelResult) -> None:

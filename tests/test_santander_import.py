@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli.data import app as data_app
 from core.catalogue import Catalogue
-from core.tables import read_tables, write_tables
+from core.tables import Tables, read_tables, write_tables
 from features.errors import DataFormatError
 from features.santander import SantanderImport, import_santander
 
@@ -64,6 +64,8 @@ def test_raw_file_quirks_are_parsed(raw_import: SantanderImport, catalogue: Cata
     assert first["sex"] == "F"
     assert first["joined_on"] == pd.Timestamp("2015-01-12")
     assert first["region"] == "MALAGA"
+    assert first["acquisition_channel"] == "KHL"  # canal_entrada, unchanged
+    assert first["preferred_channel"] is None  # how they joined is not how to contact them
     assert first["income"] == pytest.approx(87218.1)
     assert (first["segment"], first["tier"]) == ("individuals", "mass")
     assert bool(first["resident"]) is True and bool(first["employee"]) is False
@@ -227,6 +229,7 @@ def test_command_writes_tables_and_reports(
     assert "missing age" in result.output and "9,999" in result.output
     tables = read_tables(out)
     assert len(tables.customers) == 9_949
+    assert tables.customers["acquisition_channel"].value_counts().index[0] == "KHE"
     assert list(tables.holdings.columns[2:]) == [p.id for p in catalogue.holdable]
 
 
@@ -243,3 +246,35 @@ def test_failed_import_leaves_the_data_folder_untouched(
     assert result.exit_code == 2
     assert f"{bad}:2501:" in result.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_file_without_the_acquisition_channel_imports_it_as_unknown(
+    shared_data: Path, catalogue: Catalogue, tmp_path: Path
+) -> None:
+    rows = list(csv.reader(_raw_lines(shared_data, 200)))
+    drop = rows[0].index("canal_entrada")
+    lines = [
+        ",".join(f'"{v}"' if "," in v else v for i, v in enumerate(r) if i != drop) + "\n"
+        for r in rows
+    ]
+    result = import_santander(_write(tmp_path / "no_channel.csv", lines), catalogue)
+    assert result.rows_read == 199
+    assert result.tables.customers["acquisition_channel"].isna().all()
+    out = tmp_path / "data"
+    write_tables(result.tables, out, [p.id for p in catalogue.holdable])
+    assert read_tables(out).customers["acquisition_channel"].isna().all()
+
+
+def test_tables_written_before_the_acquisition_channel_read_it_as_unknown(
+    raw_import: SantanderImport, catalogue: Catalogue, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    old = raw_import.tables.customers.drop(columns=["acquisition_channel"])
+    tables = Tables(old, raw_import.tables.holdings, raw_import.tables.behaviour)
+    write_tables(tables, tmp_path, [p.id for p in catalogue.holdable])  # filled as unknown
+    path = tmp_path / "customers.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["acquisition_channel"]), path)  # an old file
+    back = read_tables(tmp_path)
+    assert back.customers["acquisition_channel"].isna().all()
+    assert len(back.customers) == len(old)

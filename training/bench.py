@@ -5,8 +5,9 @@ synthetic bank), then times 10,000 single-customer requests: ``score(record)`` f
 product plus ``reasons`` for the three best products not held, the work the service does
 per request, timed three ways: ``reasons`` once per offer (the old call), ``reasons_many``
 for the three at once, and both inside ``shared_transforms`` as the service decides (the
-reasons reuse the walk ``score`` did). Prints figures; asserts nothing (timings depend on
-the machine).
+reasons reuse the walk ``score`` did). The trees are walked by the numba-compiled walk
+(compiled, or loaded from numba's cache, once before the timings). Prints figures;
+asserts nothing (timings depend on the machine).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main() -> None:
     train_seconds = time.perf_counter() - started
     scorer = result.fitted.scorer
     records = [r for _, r in to_records(compute_features(tables, months[-2].date(), catalogue))]
+    scorer.score_with_reasons(records[0], [0, 1, 2])  # numba: compile or load the cache
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(records), args.requests)
     score_only = np.empty(args.requests)

@@ -38,15 +38,14 @@ def field_matrix(features: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
 def frame_inputs(model: BoostedRecommender, features: pd.DataFrame) -> np.ndarray:
     """Model input rows of a feature frame (same numbers as ``record_inputs`` per row)."""
     raw = field_matrix(features, model.record_fields)
-    segment = _categories(features, "segment")
-    tier = _categories(features, "tier")
-    return model.design(raw, segment, tier)
+    return model.design(raw, *(_categories(features, name) for name in model.text_fields))
 
 
 def _categories(features: pd.DataFrame, name: str) -> np.ndarray:
     if name not in features.columns:
         return np.full(len(features), None, dtype=object)
-    return features[name].to_numpy(dtype=object)
+    column = features[name]
+    return column.astype(object).where(column.notna(), None).to_numpy(dtype=object)
 
 
 def held_matrix(features: pd.DataFrame, product_ids: Sequence[str]) -> np.ndarray:
@@ -79,15 +78,20 @@ class Examples:
     weights: np.ndarray
 
 
-def examples(snapshots: Sequence[Snapshot], max_rows: int, seed: int) -> Examples:
-    """One example per added product of every adding customer, sampled to ``max_rows``."""
+def examples(
+    snapshots: Sequence[Snapshot], max_rows: int, seed: int, recency_decay: float = 1.0
+) -> Examples:
+    """One example per added product of every adding customer, sampled to ``max_rows``.
+
+    Snapshots are oldest first; each one older than the latest weighs ``recency_decay``
+    times the next (1 = all months alike)."""
     frames, classes, weights = [], [], []
-    for snap in snapshots:
+    for age, snap in enumerate(reversed(snapshots)):
         rows, products = np.nonzero(snap.added > 0)
         counts = snap.added.sum(axis=1)
-        frames.append(snap.features.iloc[rows])
-        classes.append(products)
-        weights.append(1.0 / counts[rows])
+        frames.insert(0, snap.features.iloc[rows])
+        classes.insert(0, products)
+        weights.insert(0, recency_decay**age / counts[rows])
     frame = pd.concat(frames) if frames else pd.DataFrame()
     cls = np.concatenate(classes) if classes else np.zeros(0, dtype=np.int64)
     w = np.concatenate(weights) if weights else np.zeros(0)

@@ -31,7 +31,7 @@ product up for this customer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +40,11 @@ import pandas as pd
 from core.scoring.base import FeatureRecord, Reason
 from core.scoring.churn import TabularDesign, column_as_float, floats
 from core.scoring.design import shared_result, sharing
+
+try:  # compiled tree walks; the numpy walks below give the same leaves without it
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a dependency, this is a safety net
+    njit = None
 
 PAIR_FEATURES = ("collaborative", "held_before", "popularity")
 """Pair features shared by all products, in the order of ``pair_weights``."""
@@ -253,6 +258,8 @@ _GROUP_OF_PROFILE = {
     "tier": "life_stage",
     "segment": "popular_in_segment",
     "n_products": "related_products",
+    "acquisition_channel": "life_stage",
+    "region": "life_stage",
 }
 
 
@@ -314,8 +321,27 @@ class TreeEnsemble:
             node = np.where(go_left, left[tree, node], right[tree, node])
         return node
 
-    def raw(self, x: np.ndarray) -> np.ndarray:
-        """Raw predictions (log-odds scale) ``(rows, C)``, as ``decision_function``."""
+    def raw(self, x: np.ndarray, *, compiled: bool = True) -> np.ndarray:
+        """Raw predictions (log-odds scale) ``(rows, C)``, as ``decision_function``.
+
+        ``compiled`` walks each row through each tree with numba; ``False`` walks all
+        rows and trees one synchronous step at a time in numpy. Same leaves either way.
+        """
+        if compiled and _raw_compiled is not None and self.feature.shape[0]:
+            width = self.feature.shape[1]
+            starts = np.arange(self.feature.shape[0], dtype=np.int64)[:, None] * width
+            return _raw_compiled(
+                np.ascontiguousarray(x, dtype=np.float64),
+                self.feature.ravel(),
+                self.threshold.ravel(),
+                self.missing_left.ravel(),
+                (self.left + starts).ravel(),
+                (self.right + starts).ravel(),
+                self.value.ravel(),
+                self.tree_class,
+                self.baseline,
+                width,
+            )
         leaf_values = self.value[np.arange(self.value.shape[0])[:, None], self.leaves(x)]
         out = np.tile(self.baseline, (x.shape[0], 1))
         for c in range(len(self.baseline)):
@@ -349,14 +375,169 @@ class TreeEnsemble:
 
 
 class TreePath:
-    """One row's path through a set of trees: per step, the node each tree was at and the
-    node it moved to (flat ``tree * width + node`` positions), until every tree is at a
-    leaf. Enough to score the row and to credit each split to its feature afterwards."""
+    """One row's path through a set of trees: ``nodes[i, k]`` is the flat ``tree * width +
+    node`` position of tree ``trees[i]`` after ``k`` steps, the leaf repeated once reached
+    (the last column is every tree's leaf). Enough to score the row and to credit each
+    split to its feature afterwards."""
 
-    def __init__(self, trees: np.ndarray, steps: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        self.trees = trees  # (T',) tree numbers, the order of every array below
-        self.steps = steps  # per step: (at, to), each (T',) flat positions
-        self.leaves = steps[-1][1] if steps else np.zeros(0, dtype=np.int64)
+    def __init__(self, trees: np.ndarray, nodes: np.ndarray) -> None:
+        self.trees = trees  # (T',) tree numbers, the order of the rows of ``nodes``
+        self.nodes = nodes  # (T', steps + 1) flat positions
+        self.leaves = nodes[:, -1]
+
+    @property
+    def steps(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per step, the positions before and after it (``at == to`` once at a leaf)."""
+        return [(self.nodes[:, k], self.nodes[:, k + 1]) for k in range(self.nodes.shape[1] - 1)]
+
+
+def _walk_numpy(flat: FlatTrees, row: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """:func:`_walk_compiled` in numpy (one synchronous step of every tree at a time)."""
+    at = chosen * flat.width
+    columns = [at]
+    for _ in range(flat.depth):
+        value = row.take(flat.feature.take(at))
+        go_left = np.where(
+            np.isnan(value), flat.missing_left.take(at), value <= flat.threshold.take(at)
+        )
+        to = np.where(go_left, flat.left.take(at), flat.right.take(at))
+        if np.array_equal(to, at):
+            break
+        columns.append(to)
+        at = to
+    return np.column_stack(columns)
+
+
+def _credits_numpy(
+    nodes: np.ndarray,
+    slots: np.ndarray,
+    feature: np.ndarray,
+    expected: np.ndarray,
+    n_slots: int,
+    n_columns: int,
+) -> np.ndarray:
+    keep = slots >= 0
+    cells, deltas = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+    for k in range(nodes.shape[1] - 1):
+        at, to = nodes[:, k], nodes[:, k + 1]
+        moved = keep & (at != to)
+        src, dst = at[moved], to[moved]
+        cells.append(slots[moved] * n_columns + feature.take(src))
+        deltas.append(expected.take(dst) - expected.take(src))
+    credits = np.bincount(
+        np.concatenate(cells), weights=np.concatenate(deltas), minlength=n_slots * n_columns
+    )
+    return credits.reshape(n_slots, n_columns)
+
+
+def _walk_one(
+    row: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_left: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    trees: np.ndarray,
+    width: int,
+    depth: int,
+) -> np.ndarray:
+    """Positions of ``row``'s path through each of ``trees`` (see :class:`TreePath`):
+    at a split, a missing value goes left iff ``missing_left``, else ``x <= threshold``
+    does, exactly as sklearn's predictor."""
+    n = trees.shape[0]
+    nodes = np.empty((n, depth + 1), dtype=np.int64)
+    longest = 0
+    for i in range(n):
+        at = trees[i] * width
+        nodes[i, 0] = at
+        k = 0
+        while k < depth:
+            value = row[feature[at]]
+            go_left = missing_left[at] if np.isnan(value) else value <= threshold[at]
+            to = left[at] if go_left else right[at]
+            if to == at:
+                break
+            k += 1
+            nodes[i, k] = to
+            at = to
+        for j in range(k + 1, depth + 1):
+            nodes[i, j] = at
+        longest = max(longest, k)
+    return nodes[:, : longest + 1].copy()
+
+
+def _credits_one(
+    nodes: np.ndarray,
+    slots: np.ndarray,
+    feature: np.ndarray,
+    expected: np.ndarray,
+    n_slots: int,
+    n_columns: int,
+) -> np.ndarray:
+    """Per (slot, column) credits: every split on a path credits its feature with the
+    change in expected value; trees with a negative slot are skipped."""
+    out = np.zeros((n_slots, n_columns))
+    for i in range(nodes.shape[0]):
+        slot = slots[i]
+        if slot < 0:
+            continue
+        for k in range(nodes.shape[1] - 1):
+            at = nodes[i, k]
+            to = nodes[i, k + 1]
+            if at == to:
+                break
+            out[slot, feature[at]] += expected[to] - expected[at]
+    return out
+
+
+def _raw_rows(
+    x: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_left: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    value: np.ndarray,
+    tree_class: np.ndarray,
+    baseline: np.ndarray,
+    width: int,
+) -> np.ndarray:
+    """Raw outputs ``(rows, C)`` of flat trees for every row of ``x``."""
+    n_outputs = baseline.shape[0]
+    out = np.empty((x.shape[0], n_outputs))
+    total = np.empty(n_outputs)
+    for r in range(x.shape[0]):
+        total[:] = 0.0
+        for t in range(tree_class.shape[0]):
+            at = t * width
+            while True:
+                v = x[r, feature[at]]
+                go_left = missing_left[at] if np.isnan(v) else v <= threshold[at]
+                to = left[at] if go_left else right[at]
+                if to == at:
+                    break
+                at = to
+            total[tree_class[t]] += value[at]
+        for c in range(n_outputs):
+            out[r, c] = baseline[c] + total[c]
+    return out
+
+
+def _compile(function: Callable[..., np.ndarray]) -> Callable[..., np.ndarray] | None:
+    """``function`` compiled by numba on its first call, the machine code cached on disk
+    (``__pycache__`` or numba's user cache) for the next process; without a writable cache
+    folder it is compiled per process instead."""
+    if njit is None:  # pragma: no cover
+        return None
+    try:
+        return njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # pragma: no cover - no cache locator available
+        return njit(cache=False, nogil=True)(function)
+
+
+_walk_compiled = _compile(_walk_one)
+_credits_compiled = _compile(_credits_one)
+_raw_compiled = _compile(_raw_rows)
 
 
 class FlatTrees:
@@ -390,24 +571,31 @@ class FlatTrees:
             trees.tree_class, weights=roots, minlength=self.n_outputs
         )
 
-    def walk(self, row: np.ndarray, trees: np.ndarray | None = None) -> TreePath:
-        """The path of ``row`` (1-D, model inputs) through ``trees`` (default: all)."""
-        chosen = self.all_trees if trees is None else trees
-        at = chosen * self.width
-        steps: list[tuple[np.ndarray, np.ndarray]] = []
-        for _ in range(self.depth):
-            value = row.take(self.feature.take(at))
-            go_left = np.where(
-                np.isnan(value), self.missing_left.take(at), value <= self.threshold.take(at)
+    def walk(
+        self, row: np.ndarray, trees: np.ndarray | None = None, *, compiled: bool = True
+    ) -> TreePath:
+        """The path of ``row`` (1-D, model inputs) through ``trees`` (default: all).
+
+        ``compiled`` uses the numba walk (one tree at a time, to its leaf); ``False`` the
+        numpy one (all trees one step at a time). Same comparisons, same nodes.
+        """
+        chosen = self.all_trees if trees is None else np.asarray(trees, dtype=np.int64)
+        if compiled and _walk_compiled is not None:
+            row = np.ascontiguousarray(row, dtype=np.float64)
+            nodes = _walk_compiled(
+                row,
+                self.feature,
+                self.threshold,
+                self.missing_left,
+                self.left,
+                self.right,
+                chosen,
+                self.width,
+                self.depth,
             )
-            to = np.where(go_left, self.left.take(at), self.right.take(at))
-            if np.array_equal(to, at):
-                break
-            steps.append((at, to))
-            at = to
-        if not steps:
-            steps.append((at, at))
-        return TreePath(chosen, steps)
+        else:
+            nodes = _walk_numpy(self, row, chosen)
+        return TreePath(chosen, nodes)
 
     def raw(self, path: TreePath) -> np.ndarray:
         """Raw outputs ``(C,)`` of a walk over all trees."""
@@ -417,7 +605,9 @@ class FlatTrees:
             minlength=self.n_outputs,
         )
 
-    def contributions(self, path: TreePath, outputs: Sequence[int], n_columns: int) -> np.ndarray:
+    def contributions(
+        self, path: TreePath, outputs: Sequence[int], n_columns: int, *, compiled: bool = True
+    ) -> np.ndarray:
         """Per-column credits ``(len(outputs), n_columns)`` of the outputs' trees on a path.
 
         Each split on a tree's path credits its feature with the change in expected value
@@ -427,19 +617,8 @@ class FlatTrees:
         for slot, output in enumerate(outputs):
             slot_of_tree[self.trees_of[output]] = slot
         slots = slot_of_tree.take(path.trees)
-        keep = slots >= 0
-        cells, deltas = [], []
-        for at, to in path.steps:
-            moved = keep & (at != to)
-            src, dst = at[moved], to[moved]
-            cells.append(slots[moved] * n_columns + self.feature.take(src))
-            deltas.append(self.expected.take(dst) - self.expected.take(src))
-        credits = np.bincount(
-            np.concatenate(cells),
-            weights=np.concatenate(deltas),
-            minlength=len(outputs) * n_columns,
-        )
-        return credits.reshape(len(outputs), n_columns)
+        credit = _credits_compiled if compiled and _credits_compiled is not None else _credits_numpy
+        return credit(path.nodes, slots, self.feature, self.expected, len(outputs), n_columns)
 
 
 def _softmax(raw: np.ndarray) -> np.ndarray:
@@ -460,8 +639,9 @@ class BoostedRecommender:
     who added something, so its softmax is "given that this customer adds a product,
     which one"; products already held are ranked by the caller's filter, not here.
 
-    Scoring is numpy only: one feature vector from the record, one synchronous walk of
-    every tree (:class:`TreeEnsemble`). Implements ``RecommenderScorer``.
+    Scoring is numpy and numba only (no sklearn, no pandas): one feature vector from the
+    record, one compiled walk of every tree (:class:`FlatTrees`); a bagged model's trees
+    are one ensemble. Implements ``RecommenderScorer``.
     """
 
     product_ids: list[str]
@@ -472,6 +652,9 @@ class BoostedRecommender:
     trees: TreeEnsemble
     profile_inputs: tuple[str, ...] = PROFILE_INPUTS
     holding_prefixes: tuple[str, ...] = HOLDING_PREFIXES
+    categories: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """More text fields one-hot encoded: ``(field, levels)`` pairs, e.g. the acquisition
+    channel's most frequent codes (a value outside the levels, or unknown, is all zeros)."""
     kind: str = "recommender"
     feature_names: list[str] = field(init=False)
 
@@ -479,7 +662,12 @@ class BoostedRecommender:
         self._record_fields = list(self.profile_inputs) + [
             prefix + p for prefix in self.holding_prefixes for p in self.product_ids
         ]
-        self.feature_names = [*self._record_fields, "segment", "tier"]
+        self.feature_names = [
+            *self._record_fields,
+            "segment",
+            "tier",
+            *(name for name, _ in self.categories),
+        ]
         self._groups = self._column_groups()
         self._own_history = self._own_history_columns()
         self._prepare_explanations()
@@ -487,6 +675,7 @@ class BoostedRecommender:
     def __setstate__(self, state: dict[str, object]) -> None:
         state.setdefault("profile_inputs", LEGACY_PROFILE_INPUTS)
         state.setdefault("holding_prefixes", LEGACY_HOLDING_PREFIXES)
+        state.setdefault("categories", ())
         self.__dict__.update(state)
         self.__post_init__()
 
@@ -507,11 +696,18 @@ class BoostedRecommender:
             *self._record_fields,
             *(f"segment={s}" for s in self.segments),
             *(f"tier={t}" for t in self.tiers),
+            *(f"{name}={level}" for name, levels in self.categories for level in levels),
             *(f"collaborative__{p}" for p in self.product_ids),
         ]
 
-    def design(self, raw: np.ndarray, segment: np.ndarray, tier: np.ndarray) -> np.ndarray:
-        """Model inputs from the record fields ``raw`` ``(rows, fields)`` and the categories.
+    @property
+    def text_fields(self) -> list[str]:
+        """Text record fields one-hot encoded, in the order :meth:`design` takes them."""
+        return ["segment", "tier", *(name for name, _ in self.categories)]
+
+    def design(self, raw: np.ndarray, *texts: np.ndarray) -> np.ndarray:
+        """Model inputs from the record fields ``raw`` ``(rows, fields)`` and the text
+        fields ``texts`` (object arrays, one per :attr:`text_fields`).
 
         Shared by :meth:`score` (one row) and training (all rows): same numbers either way.
         """
@@ -519,16 +715,19 @@ class BoostedRecommender:
         held = np.nan_to_num(raw[:, first : first + n], nan=0.0)
         held = (held > 0).astype(np.float64)
         collab = (held[:, None, :] * self.projection[None, :, :]).sum(axis=2)
-        seg = [(segment == s).astype(np.float64)[:, None] for s in self.segments]
-        tie = [(tier == t).astype(np.float64)[:, None] for t in self.tiers]
-        return np.hstack([raw, *seg, *tie, collab])
+        levels = [self.segments, self.tiers, *(lv for _, lv in self.categories)]
+        onehot = [
+            (values == level).astype(np.float64)[:, None]
+            for values, known in zip(texts, levels, strict=True)
+            for level in known
+        ]
+        return np.hstack([raw, *onehot, collab])
 
     def record_inputs(self, record: FeatureRecord) -> np.ndarray:
         """One record as a model input row ``(1, columns)``."""
         raw = floats([_number(record.get(name)) for name in self._record_fields])[None, :]
-        segment = np.array([record.get("segment")], dtype=object)
-        tier = np.array([record.get("tier")], dtype=object)
-        return self.design(raw, segment, tier)
+        texts = [np.array([record.get(name)], dtype=object) for name in self.text_fields]
+        return self.design(raw, *texts)
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -567,6 +766,8 @@ class BoostedRecommender:
         groups = [_GROUP_OF_PROFILE.get(c, "activity") for c in self.profile_inputs]
         groups += ["related_products"] * (len(self.holding_prefixes) * len(self.product_ids))
         groups += ["popular_in_segment"] * len(self.segments) + ["life_stage"] * len(self.tiers)
+        for name, levels in self.categories:
+            groups += [_GROUP_OF_PROFILE.get(name, "activity")] * len(levels)
         groups += ["collaborative"] * len(self.product_ids)
         recent = {"products_added_3m", "products_added_1m"}
         pairs = zip(self.columns, groups, strict=True)
