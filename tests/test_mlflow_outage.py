@@ -90,7 +90,7 @@ def test_registry_outage_serves_the_last_known_good_models(
         ready = client.get("/readyz")
         # Requests while the watcher keeps failing against the dead registry.
         answers, latencies = [], []
-        deadline = time.monotonic() + 1.5
+        deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
             sent = time.monotonic()
             answers.append(ask(client))
@@ -115,7 +115,9 @@ def test_registry_outage_serves_the_last_known_good_models(
         ]
         # (a hung registry takes the 1 s timeout per model: fewer polls in the window)
         assert errors and sum(errors) >= (1 if kind == "hung" else 2), metrics
-    assert max(latencies) < 0.5, f"a request waited {max(latencies):.2f} s"
+    # A request that waited for a poll would take the registry's 1 s timeout (hung); the
+    # bound stays under it with room for a shared machine's pauses (GC, CPU starvation).
+    assert max(latencies) < 0.9, f"a request waited {max(latencies):.2f} s"
     print(f"\n{kind}: started in {startup:.2f} s, {len(answers)} answers while polling failed")
 
 
