@@ -40,11 +40,10 @@ from core.customer_facts import customer_facts
 from core.settings import Settings
 from core.suitability import Rule, exclusion
 from features.streams import events_key
-from registry.client import Registry
 from service.app import create_app
 from tests.decisioning_helpers import publish_records
 from tests.fault_redis import DurableRedis, free_port
-from tests.test_service_api import login_churn_model, popularity_recommender
+from tests.test_service_api import register_champions
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -156,16 +155,7 @@ def running_service(settings: Settings) -> Iterator[str]:
 def fault_registry(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> str:
     """Tracking URI of a registry whose champions are the hand-set models of
     ``tests.test_service_api`` (scores follow catalogue order; churn from logins)."""
-    root = tmp_path_factory.mktemp("fault-registry")
-    settings = Settings(home=root / "home", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    registry = Registry(settings)
-    for scorer, name in (
-        (popularity_recommender(catalogue), settings.recommender_model_name),
-        (login_churn_model(), settings.churn_model_name),
-    ):
-        version = registry.log_and_register(scorer, name)
-        registry.promote(name, version.version, "champion")
-    return settings.tracking_uri
+    return register_champions(tmp_path_factory.mktemp("fault-registry"), catalogue)
 
 
 @pytest.fixture

@@ -32,7 +32,6 @@ from features.materialize import materialize
 from features.online_store import FeatureSetInfo, OnlineStore
 from features.streams import decision_index_key, decisions_key, events_key, read_stream
 from loadtests.redis_stats import command_calls as stats_calls
-from registry.client import Registry
 from service.app import create_app
 from service.audit import read_decision
 from service.audit_writer import AuditWriter
@@ -44,7 +43,7 @@ from service.redis_guard import GuardedClusterPipeline, GuardedRedisCluster, con
 from tests.auth_helpers import AUTH, TEST_API_KEYS
 from tests.redis_cluster import ClusterUnavailableError, LocalCluster, start_cluster
 from tests.tables_factory import synthetic_tables
-from tests.test_service_api import login_churn_model, popularity_recommender
+from tests.test_service_api import register_champions
 
 AS_OF = date(2025, 6, 30)
 
@@ -246,16 +245,7 @@ def test_materialize_spreads_records_over_the_nodes_and_prunes_across_them(
 
 @pytest.fixture(scope="module")
 def champions(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> str:
-    root = tmp_path_factory.mktemp("cluster-registry")
-    settings = Settings(home=root / "home", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    registry = Registry(settings)
-    for scorer, name in (
-        (popularity_recommender(catalogue), settings.recommender_model_name),
-        (login_churn_model(), settings.churn_model_name),
-    ):
-        version = registry.log_and_register(scorer, name)
-        registry.promote(name, version.version, "champion")
-    return settings.tracking_uri
+    return register_champions(tmp_path_factory.mktemp("cluster-registry"), catalogue)
 
 
 def test_the_service_on_a_cluster(

@@ -84,10 +84,9 @@ def login_churn_model() -> LinearChurnModel:
     )
 
 
-@pytest.fixture(scope="module")
-def champion_registry(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> str:
-    """Tracking URI of a registry where both models have a champion (version 1)."""
-    root = tmp_path_factory.mktemp("registry")
+def register_champions(root: Path, catalogue: Catalogue) -> str:
+    """Tracking URI of a new registry under ``root`` whose champions (version 1) are the
+    hand-set models above; shared by the fault and Redis Cluster tests."""
     settings = Settings(home=root / "home", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     registry = Registry(settings)
     for scorer, name in (
@@ -97,6 +96,12 @@ def champion_registry(tmp_path_factory: pytest.TempPathFactory, catalogue: Catal
         version = registry.log_and_register(scorer, name)
         registry.promote(name, version.version, "champion")
     return settings.tracking_uri
+
+
+@pytest.fixture(scope="module")
+def champion_registry(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> str:
+    """Tracking URI of a registry where both models have a champion (version 1)."""
+    return register_champions(tmp_path_factory.mktemp("registry"), catalogue)
 
 
 @pytest.fixture
