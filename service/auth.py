@@ -32,6 +32,7 @@ from core.api_keys import SCOPES, ApiKeyEntry, ApiScope
 from core.settings import Settings
 from service.errors import error_body, openapi_error
 from service.log import fields
+from service.middleware import template_pattern
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,7 @@ class AccessPolicy:
                 if (scope := declared_scope(operation)) is None:
                     continue
                 if "{" in path:
-                    regex = re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)) + "$")
-                    pattern_scopes.append((method.upper(), regex, scope))
+                    pattern_scopes.append((method.upper(), template_pattern(path), scope))
                 else:
                     path_scopes[(method.upper(), path)] = scope
         return cls(

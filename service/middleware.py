@@ -74,6 +74,11 @@ class RequestObservation:
                 )
 
 
+def template_pattern(template: str) -> re.Pattern[str]:
+    """A regex matching the paths of a route template: each ``{param}`` is one segment."""
+    return re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)) + "$")
+
+
 class RouteTemplates:
     """Route template of a request path, for requests that never reached a route.
 
@@ -113,9 +118,5 @@ class RouteTemplates:
 
     def _build(self) -> None:
         templates = {*self._document().get("paths", {}), *self._plain_paths()}
-        self._patterns = tuple(
-            (re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(t)) + "$"), t)
-            for t in sorted(templates)
-            if "{" in t
-        )
+        self._patterns = tuple((template_pattern(t), t) for t in sorted(templates) if "{" in t)
         self._exact = frozenset(t for t in templates if "{" not in t)
