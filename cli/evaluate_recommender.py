@@ -25,15 +25,24 @@ def recommender(
     unseen_customers: Annotated[
         bool,
         typer.Option(
-            "--unseen-customers", help="Train on one hash half of customers, report the other."
+            "--unseen-customers",
+            help="Cross-fit by customer: every customer is scored by a model trained on "
+            "the other folds' customers only.",
         ),
     ] = False,
+    folds: Annotated[
+        int,
+        typer.Option("--folds", min=2, help="Customer folds of --unseen-customers."),
+    ] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """MAP@7, NDCG@7, recall@7 and coverage of the recommender against popularity.
 
     Trains on the panel up to --train-until only, ranks the products not held then for
     every customer who added a product by --target, and scores those additions.
+
+    With --unseen-customers, customers are split into --folds hash folds and each fold is
+    scored by a model that never saw any of its customers.
 
     Example: nbo evaluate recommender --santander ../shared/data/santander/panel_2015-12_to_2016-05.csv.gz --train-until 2016-04-28 --target 2016-05-28
     """  # noqa: E501
@@ -54,12 +63,13 @@ def recommender(
             train_until.date(),
             target.date(),
             unseen_customers=unseen_customers,
+            folds=folds,
         )
     m = result.evaluation.metrics
     if as_json:
         typer.echo(json.dumps({**m, "customers": int(m["customers"])}))
         return
-    who = "unseen half of the customers" if unseen_customers else "customers"
+    who = f"customers (unseen: {folds}-fold cross-fit)" if unseen_customers else "customers"
     typer.echo(f"scored      {int(m['customers'])} {who} who added a product")
     typer.echo(f"MAP@7       {m['map_at_7']:.4f}  (popularity {m['popularity_map_at_7']:.4f})")
     typer.echo(f"NDCG@7      {m['ndcg_at_7']:.4f}")

@@ -28,7 +28,7 @@ from training.datasets import DatasetError
 from training.evaluate_recommender import PanelResult, evaluate_panel, evaluate_tables
 from training.labels import snapshot_months
 from training.recommender import RecommenderConfig, average_ensembles, export_trees
-from training.recommender_data import frame_inputs
+from training.recommender_data import customer_fold, frame_inputs
 
 END_MONTH = date(2025, 12, 31)
 SMALL = RecommenderConfig(max_iter=40, max_leaf_nodes=7, min_samples_leaf=20, bags=2)
@@ -154,12 +154,36 @@ def test_target_month_cannot_change_the_ranking(
     assert other.evaluation.metrics != result.evaluation.metrics  # the labels did change
 
 
-def test_unseen_customers_are_scored_on_the_other_half(
-    bank: Tables, catalogue: Catalogue, result: PanelResult
+def test_unseen_customers_are_cross_fitted_by_customer(
+    bank: Tables, catalogue: Catalogue, result: PanelResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    half = evaluate_tables(bank, catalogue, *_dates(bank), SMALL, unseen_customers=True)
-    assert half.evaluation.metrics["customers"] < result.evaluation.metrics["customers"]
-    assert half.evaluation.metrics["map_at_7"] > half.evaluation.metrics["popularity_map_at_7"]
+    """Every adder is scored, each by a model whose training rows hold none of its fold."""
+    import training.evaluate_recommender as module
+
+    trained_on: list[set[str]] = []
+    real_fit = module.fit_recommender
+
+    def recording_fit(snapshots: Any, *args: Any, **kwargs: Any) -> Any:
+        trained_on.append({str(c) for s in snapshots for c in s.features.index})
+        return real_fit(snapshots, *args, **kwargs)
+
+    monkeypatch.setattr(module, "fit_recommender", recording_fit)
+    quick = replace(SMALL, max_iter=15, bags=1)  # the protocol is under test, not quality
+    crossed = evaluate_tables(bank, catalogue, *_dates(bank), quick, unseen_customers=True, folds=2)
+    assert crossed.evaluation.metrics["customers"] == result.evaluation.metrics["customers"]
+    assert len(trained_on) == 2
+    scored = crossed.evaluation.customers.astype(str)
+    fold_of = dict(zip(scored, customer_fold(scored, 2), strict=True))
+    for fold, seen in enumerate(trained_on):
+        held_out = {c for c, f in fold_of.items() if f == fold}
+        assert held_out and not held_out & seen
+    m = crossed.evaluation.metrics
+    assert m["map_at_7"] > m["popularity_map_at_7"]
+
+
+def test_unseen_customers_need_two_folds(bank: Tables, catalogue: Catalogue) -> None:
+    with pytest.raises(DatasetError, match="--folds"):
+        evaluate_tables(bank, catalogue, *_dates(bank), SMALL, unseen_customers=True, folds=1)
 
 
 # -- the scorer at request time ---------------------------------------------------------------

@@ -8,8 +8,12 @@ something by ``target``, and score MAP@7 against those additions. The target mon
 read for the labels of the scored customers and for nothing else, so changing it cannot
 change a ranking (``tests/test_recommender_quality.py`` checks exactly that).
 
-``unseen_customers=True`` splits customers into two fixed halves by a hash of their id,
-trains on one half's history and reports on the other half only.
+``unseen_customers=True`` cross-fits by customer: customers fall into ``folds`` fixed
+groups by a hash of their id; for each group a model is trained on the other groups'
+history only and scores that group's adders, so every reported customer is ranked by a
+model that never saw a row of theirs. With ``folds=2`` that is "train on one half, report
+the other" (twice); more folds train each model on more customers, as a deployed model
+that meets a new customer was trained on the whole bank.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core.catalogue import Catalogue
@@ -30,16 +35,23 @@ from training.labels import added_products, snapshot_months
 from training.recommender import (
     Evaluation,
     FittedRecommender,
+    Ranked,
     RecommenderConfig,
     evaluate,
     fit_recommender,
+    rank_adders,
+    score_rankings,
 )
-from training.recommender_data import Snapshot, align, customer_half
+from training.recommender_data import Snapshot, align, customer_fold
+
+DEFAULT_FOLDS = 5
+"""Customer folds of ``--unseen-customers``: each model trains on 80% of the customers."""
 
 
 @dataclass(frozen=True)
 class PanelResult:
-    """The fitted model and its evaluation on the target month."""
+    """The fitted model (the last fold's when cross-fitted) and its evaluation on the
+    target month."""
 
     fitted: FittedRecommender
     evaluation: Evaluation
@@ -73,6 +85,7 @@ def evaluate_tables(
     config: RecommenderConfig | None = None,
     *,
     unseen_customers: bool = False,
+    folds: int = DEFAULT_FOLDS,
 ) -> PanelResult:
     """Train on ``tables`` up to ``train_until``; evaluate on the additions by ``target``."""
     config = config or RecommenderConfig()
@@ -81,6 +94,8 @@ def evaluate_tables(
             f"--train-until {train_until} must be before --target {target}: "
             "the model may not see the month it is evaluated on"
         )
+    if unseen_customers and folds < 2:
+        raise DatasetError(f"--folds must be at least 2 to hold customers out, got {folds}")
     months = snapshot_months(tables)
     until = _snapshot(tables, months, train_until, "--train-until")
     goal = _snapshot(tables, months, target, "--target")
@@ -92,32 +107,39 @@ def evaluate_tables(
         raise DatasetError(
             f"no training month: the panel has no snapshot before --train-until {until:%Y-%m-%d}"
         )
-    snapshots = []
-    for as_of, nxt in pairs:
-        snap = align(
+    snapshots = [
+        align(
             compute_features(past, as_of.date(), catalogue),
             added_products(past, as_of, nxt, product_ids),
             product_ids,
         )
-        if unseen_customers:
-            keep = customer_half(snap.features.index, 0)
-            snap = Snapshot(snap.features[keep], snap.added[keep])
-        snapshots.append(snap)
-    fitted = fit_recommender(snapshots, product_ids, config)
-
+        for as_of, nxt in pairs
+    ]
     features = compute_features(past, until.date(), catalogue)
     labels = added_products(tables, until, goal, product_ids)
     scored = align(features, labels, product_ids)
-    if unseen_customers:
-        half = customer_half(scored.features.index, 1)
-        scored = Snapshot(scored.features[half], scored.added[half])
     if not (scored.added.sum(axis=1) > 0).any():
         raise DatasetError(
             f"no customer added a product between {until:%Y-%m-%d} and {goal:%Y-%m-%d}: "
             "nothing to evaluate"
         )
-    evaluation = evaluate(fitted.scorer, scored, config.k)
+    if not unseen_customers:
+        fitted = fit_recommender(snapshots, product_ids, config)
+        evaluation = evaluate(fitted.scorer, scored, config.k)
+        return PanelResult(fitted, evaluation, [p[0] for p in pairs])
+    parts: list[Ranked] = []
+    for fold in range(folds):
+        train = [_select(s, customer_fold(s.features.index, folds) != fold) for s in snapshots]
+        fitted = fit_recommender(train, product_ids, config)
+        held_out = _select(scored, customer_fold(scored.features.index, folds) == fold)
+        if (held_out.added.sum(axis=1) > 0).any():
+            parts.append(rank_adders(fitted.scorer, held_out, config.k))
+    evaluation = score_rankings(product_ids, parts, config.k)
     return PanelResult(fitted, evaluation, [p[0] for p in pairs])
+
+
+def _select(snapshot: Snapshot, keep: np.ndarray) -> Snapshot:
+    return Snapshot(snapshot.features[keep], snapshot.added[keep])
 
 
 def evaluate_panel(
@@ -128,6 +150,7 @@ def evaluate_panel(
     config: RecommenderConfig | None = None,
     *,
     unseen_customers: bool = False,
+    folds: int = DEFAULT_FOLDS,
 ) -> PanelResult:
     """Import a Kaggle-format panel file and run :func:`evaluate_tables` on it.
 
@@ -137,5 +160,11 @@ def evaluate_panel(
         raise DatasetError(f"--train-until {train_until} must be before --target {target}")
     tables = import_santander(panel, catalogue).tables
     return evaluate_tables(
-        tables, catalogue, train_until, target, config, unseen_customers=unseen_customers
+        tables,
+        catalogue,
+        train_until,
+        target,
+        config,
+        unseen_customers=unseen_customers,
+        folds=folds,
     )

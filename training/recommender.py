@@ -352,14 +352,41 @@ class Evaluation:
 def evaluate(scorer: BoostedRecommender, snapshot: Snapshot, k: int) -> Evaluation:
     """MAP / NDCG / recall at ``k`` and catalogue coverage over the customers who added
     something, and the popularity baseline's MAP on the same customers."""
+    ranked = rank_adders(scorer, snapshot, k)
+    return score_rankings(scorer.product_ids, [ranked], k)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """The adders of one evaluation snapshot, ranked by a model and by its popularity."""
+
+    customers: pd.Index
+    added: np.ndarray  # (customers, products) bool
+    ranking: np.ndarray  # (customers, k) product indices, best first
+    baseline: np.ndarray  # the same for the popularity baseline
+
+
+def rank_adders(scorer: BoostedRecommender, snapshot: Snapshot, k: int) -> Ranked:
+    """Top ``k`` products not held, by the model and by popularity, for every adder."""
     who = snapshot.added.sum(axis=1) > 0
     if not who.any():
         raise DatasetError("no customer added a product in the evaluation month")
     features = snapshot.features.iloc[np.flatnonzero(who)]
-    added = snapshot.added[who] > 0
     held = held_matrix(features, scorer.product_ids)
-    ranking = top_k(scorer.score_inputs(frame_inputs(scorer, features)), held, k)
-    baseline = top_k(np.broadcast_to(scorer.popularity, held.shape), held, k)
+    return Ranked(
+        customers=features.index,
+        added=snapshot.added[who] > 0,
+        ranking=top_k(scorer.score_inputs(frame_inputs(scorer, features)), held, k),
+        baseline=top_k(np.broadcast_to(scorer.popularity, held.shape), held, k),
+    )
+
+
+def score_rankings(product_ids: Sequence[str], parts: Sequence[Ranked], k: int) -> Evaluation:
+    """Metrics over the adders of one or more rankings (cross-fitted folds are several)."""
+    ranking = np.vstack([p.ranking for p in parts])
+    added = np.vstack([p.added for p in parts])
+    baseline = np.vstack([p.baseline for p in parts])
+    customers = parts[0].customers.append([p.customers for p in parts[1:]])
     actual = [set(np.flatnonzero(row).tolist()) for row in added]
     model_lists = [row.tolist() for row in ranking]
     metrics = {
@@ -367,17 +394,17 @@ def evaluate(scorer: BoostedRecommender, snapshot: Snapshot, k: int) -> Evaluati
         f"ndcg_at_{k}": mean_metric("ndcg", actual, model_lists, k),
         f"recall_at_{k}": mean_metric("recall", actual, model_lists, k),
         f"popularity_map_at_{k}": map_at_k(actual, [r.tolist() for r in baseline], k),
-        "catalogue_coverage": len(np.unique(ranking)) / len(scorer.product_ids),
-        "customers": float(who.sum()),
+        "catalogue_coverage": len(np.unique(ranking)) / len(product_ids),
+        "customers": float(len(customers)),
     }
-    return Evaluation(metrics, features.index, ranking, per_product_table(scorer, ranking, added))
+    return Evaluation(metrics, customers, ranking, per_product_table(product_ids, ranking, added))
 
 
 def per_product_table(
-    scorer: BoostedRecommender, ranking: np.ndarray, added: np.ndarray
+    product_ids: Sequence[str], ranking: np.ndarray, added: np.ndarray
 ) -> pd.DataFrame:
     """Per product: times in a top-k list, how many of those were added, precision, recall."""
-    n = len(scorer.product_ids)
+    n = len(product_ids)
     rows = np.arange(ranking.shape[0])[:, None]
     hit = added[rows, ranking]
     recommended = np.bincount(ranking.ravel(), minlength=n)
@@ -391,7 +418,7 @@ def per_product_table(
             "added": total_added,
             "recall": np.divide(hits, total_added, out=np.zeros(n), where=total_added > 0),
         },
-        index=pd.Index(scorer.product_ids, name="product_id"),
+        index=pd.Index(list(product_ids), name="product_id"),
     )
 
 

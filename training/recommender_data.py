@@ -101,11 +101,10 @@ def examples(
     return Examples(frame, cls.astype(np.int64), w)
 
 
-def customer_half(customer_ids: Sequence[str] | pd.Index, half: int) -> np.ndarray:
-    """True for customers in ``half`` (0 or 1) of a fixed hash split of their ids.
+def customer_fold(customer_ids: Sequence[str] | pd.Index, folds: int) -> np.ndarray:
+    """Fold ``0..folds-1`` of every customer in a fixed hash split of their ids.
 
     CRC32 of the id, not Python's ``hash`` (salted per process): the same customers fall in
-    the same half on every run and machine.
+    the same fold on every run and machine.
     """
-    codes = np.array([zlib.crc32(str(c).encode()) & 1 for c in customer_ids], dtype=np.int64)
-    return codes == half
+    return np.array([zlib.crc32(str(c).encode()) % folds for c in customer_ids], dtype=np.int64)
