@@ -127,12 +127,14 @@ def evaluate_tables(
         fitted = fit_recommender(snapshots, product_ids, config)
         evaluation = evaluate(fitted.scorer, scored, config.k)
         return PanelResult(fitted, evaluation, [p[0] for p in pairs])
+    train_folds = [customer_fold(s.features.index, folds) for s in snapshots]
+    scored_fold = customer_fold(scored.features.index, folds)
     parts: list[Ranked] = []
     for fold in range(folds):
-        train = [_select(s, customer_fold(s.features.index, folds) != fold) for s in snapshots]
+        train = [_select(s, f != fold) for s, f in zip(snapshots, train_folds, strict=True)]
         fitted = fit_recommender(train, product_ids, config)
-        held_out = _select(scored, customer_fold(scored.features.index, folds) == fold)
-        if (held_out.added.sum(axis=1) > 0).any():
+        held_out = _select(scored, scored_fold == fold)
+        if held_out.added.any():  # a fold without adders has nothing to rank
             parts.append(rank_adders(fitted.scorer, held_out, config.k))
     evaluation = score_rankings(product_ids, parts, config.k)
     return PanelResult(fitted, evaluation, [p[0] for p in pairs])
