@@ -11,6 +11,7 @@ client lag, so a saturated load generator is visible instead of passing as a slo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,22 +49,59 @@ class RequestMix:
         return out
 
 
-def new_client(
-    pool_size: int, timeout_seconds: float, api_key: str | None = None
-) -> httpx.AsyncClient:
-    """One keep-alive connection pool for a whole phase (as a bank's API gateway would)."""
-    return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size),
-        timeout=httpx.Timeout(timeout_seconds),
-        headers={
+class SpreadClient:
+    """Keep-alive clients that requests take turns on, so the load spans ``connections``.
+
+    Why not one pool: a server with several worker processes balances per *connection*
+    (the kernel gives each new connection to one worker, which keeps it). A single pool
+    reuses whichever connection is idle, so a load of a few hundred requests/s at a few
+    milliseconds each rides on one or two connections - one worker, one core - and the
+    run measures a single process, not the service. Many app users behind a gateway
+    arrive on many connections; round-robin over ``connections`` clients (like ``wrk -c``)
+    reproduces that. Each client may still open more connections when its share of the
+    load overlaps (``pool_size`` in all).
+    """
+
+    def __init__(
+        self, connections: int, pool_size: int, timeout_seconds: float, api_key: str | None
+    ) -> None:
+        per_client = max(1, -(-pool_size // connections))
+        headers = {
             "content-type": "application/json",
             **({"x-api-key": api_key} if api_key else {}),
-        },
-    )
+        }
+        self._clients = [
+            httpx.AsyncClient(
+                limits=httpx.Limits(
+                    max_connections=per_client, max_keepalive_connections=per_client
+                ),
+                timeout=httpx.Timeout(timeout_seconds),
+                headers=headers,
+            )
+            for _ in range(connections)
+        ]
+        self._turn = itertools.cycle(self._clients)
+
+    async def post(self, url: str, content: bytes) -> httpx.Response:
+        return await next(self._turn).post(url, content=content)
+
+    async def __aenter__(self) -> SpreadClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+
+def new_client(
+    pool_size: int, timeout_seconds: float, api_key: str | None = None, connections: int = 16
+) -> SpreadClient:
+    """Keep-alive connections for a whole phase, spread as a bank's API gateway would."""
+    return SpreadClient(connections, pool_size, timeout_seconds, api_key)
 
 
 async def drive(
-    client: httpx.AsyncClient,
+    client: SpreadClient,
     base_url: str,
     rate: float,
     bodies: Sequence[bytes],

@@ -65,6 +65,7 @@ class LoadOptions:
     warmup: float = 3.0
     timeout: float = 2.0
     pool: int = 100
+    connections: int = 16
     seed: int = 7
     baseline: bool = False
     find_max: bool = False
@@ -90,6 +91,10 @@ class LoadOptions:
             raise LoadInputError(f"--unknown-share {self.unknown_share:g} must be within 0-1")
         if self.workers < 1 or self.pool < 1 or self.timeout <= 0 or self.warmup < 0:
             raise LoadInputError("--workers and --pool must be >= 1, --timeout > 0, --warmup >= 0")
+        if not 1 <= self.connections <= self.pool:
+            raise LoadInputError(
+                f"--connections {self.connections} must be within 1 and --pool ({self.pool})"
+            )
         if self.find_max and not 0 < self.step_duration <= MAX_DURATION_SECONDS:
             raise LoadInputError(f"--step-duration {self.step_duration:g} is out of range")
 
@@ -135,7 +140,9 @@ async def measure(
 
     ``after_warmup`` runs between the two (e.g. to snapshot Redis counters).
     """
-    async with new_client(options.pool, options.timeout, options.api_key) as client:
+    async with new_client(
+        options.pool, options.timeout, options.api_key, options.connections
+    ) as client:
         if warmup > 0:
             warm = mix.bodies(max(1, round(rate * warmup)))
             await drive(client, url, rate, warm, target=target, timeout_seconds=options.timeout)
@@ -323,6 +330,7 @@ def _config(options: LoadOptions) -> dict[str, Any]:
         "unknown_share": options.unknown_share,
         "workers": options.workers,
         "pool": options.pool,
+        "connections": options.connections,
         "timeout_seconds": options.timeout,
         "seed": options.seed,
         "p99_goal_ms": P99_GOAL_MS,
@@ -389,7 +397,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[LoadOptions, bool]:
     parser.add_argument("--workers", type=int, default=2, help="baseline uvicorn workers")
     parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds first")
     parser.add_argument("--timeout", type=float, default=2.0, help="per-request timeout (s)")
-    parser.add_argument("--pool", type=int, default=100, help="client connections")
+    parser.add_argument("--pool", type=int, default=100, help="max client connections")
+    parser.add_argument(
+        "--connections", type=int, default=16, help="connections the load takes turns on"
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the request mix")
     parser.add_argument("--baseline", action="store_true", help="also load the bare baseline")
     parser.add_argument("--find-max", action="store_true", help="find the max sustained rate")
@@ -415,6 +426,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[LoadOptions, bool]:
         warmup=ns.warmup,
         timeout=ns.timeout,
         pool=ns.pool,
+        connections=ns.connections,
         seed=ns.seed,
         baseline=ns.baseline,
         find_max=ns.find_max,

@@ -16,9 +16,9 @@ import redis
 
 from features.online_store import FeatureSetInfo, OnlineStore
 from loadtests.baseline_process import baseline_server
-from loadtests.driver import RequestMix
+from loadtests.driver import RequestMix, drive, new_client
 from loadtests.run import EXIT_BAD_INPUT, LoadOptions, main, run_load
-from loadtests.stats import PhaseRecorder, meets_latency_goal, percentile, summarize
+from loadtests.stats import PhaseRecorder, PhaseSummary, meets_latency_goal, percentile, summarize
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -77,6 +77,59 @@ def test_dead_url_exits_non_zero_with_a_message(
     code = main(["--url", url, "--rate", "10", "--customers", str(customers_file)])
     assert code == EXIT_BAD_INPUT
     assert f"no service answers at {url}" in capsys.readouterr().err
+
+
+def test_more_connections_than_the_pool_is_refused(
+    customers_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--pool", "4", "--connections", "8", "--customers", str(customers_file)]
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "--connections 8 must be within 1 and --pool (4)" in capsys.readouterr().err
+
+
+def test_the_load_takes_turns_on_several_connections() -> None:
+    """A server balances workers per connection, so the load must not ride on one.
+
+    A real (minimal) HTTP/1.1 keep-alive server counts the connections it accepts: 40
+    requests at a pace where each answer is back before the next request leaves would all
+    reuse one connection from a single pool; spread over 4 clients they use 4 (more only
+    if two requests of one client overlap).
+    """
+
+    async def scenario() -> tuple[int, PhaseSummary]:
+        accepted = 0
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = next(
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    )
+                    await reader.readexactly(length)
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    await writer.drain()
+            except asyncio.IncompleteReadError:
+                writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with new_client(pool_size=8, timeout_seconds=5.0, connections=4) as client:
+            bodies = [b'{"customer_id": "C1"}'] * 40
+            summary = await drive(
+                client, f"http://127.0.0.1:{port}", 100.0, bodies, target="t", timeout_seconds=5.0
+            )
+        server.close()
+        await server.wait_closed()
+        return accepted, summary
+
+    accepted, summary = asyncio.run(scenario())
+    assert summary.succeeded == 40
+    assert 4 <= accepted <= 8
 
 
 def test_missing_customer_file_exits_non_zero(
