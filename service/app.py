@@ -35,7 +35,7 @@ from service.metrics import ServiceMetrics
 from service.middleware import RequestObservation, RouteTemplates
 from service.model_loading import bound_registry_requests, load_serving_models
 from service.model_watcher import ModelWatcher
-from service.redis_guard import connect_guarded
+from service.redis_guard import connect_guarded, connect_guarded_async
 from service.routes import router
 from service.runtime import Runtime
 from service.state import ServingState, StateHolder
@@ -71,6 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await refresher
             await asyncio.to_thread(watcher.stop)
             runtime.redis.close()
+            # Best effort: a test client may have driven requests from another event
+            # loop, whose connections this loop cannot close (the process ends anyway).
+            with contextlib.suppress(RuntimeError):
+                await runtime.reader.aclose()
             metrics.worker_exiting()
             log.info("service stopped")
 
@@ -109,6 +113,7 @@ def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
     runtime = Runtime(
         settings=settings,
         redis=client,
+        reader=connect_guarded_async(settings, client.breaker),
         store=OnlineStore.for_settings(client, settings),
         state=holder,
         metrics=metrics,

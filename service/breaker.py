@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import ParamSpec, TypeVar
 
@@ -110,15 +110,35 @@ class CircuitBreaker:
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            if is_outage(exc):
-                self._failed()
-            elif isinstance(exc, redis.RedisError):
-                self._succeeded()  # Redis answered, with an error: it is up
-            elif probe:
-                self._release_probe()  # not Redis' fault: let the next call probe
+            self._record_failure(exc, probe)
             raise
         self._succeeded()
         return result
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """:meth:`call` for a coroutine function (the request path's asyncio client).
+
+        The state is shared with the synchronous calls of the same process: an outage
+        seen by either side opens the breaker for both.
+        """
+        probe = self._admit()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:  # a cancelled request, too: not Redis' fault
+            self._record_failure(exc, probe)
+            raise
+        self._succeeded()
+        return result
+
+    def _record_failure(self, exc: BaseException, probe: bool) -> None:
+        if is_outage(exc):
+            self._failed()
+        elif isinstance(exc, redis.RedisError):
+            self._succeeded()  # Redis answered, with an error: it is up
+        elif probe:
+            self._release_probe()  # not Redis' fault: let the next call probe
 
     def _admit(self) -> bool:
         """Let a call through (True when it is the probe) or raise :class:`BreakerOpenError`."""

@@ -9,6 +9,11 @@ feature-set version comes from the in-memory serving state, not from Redis. With
 feature set the pipeline still reads the contact state: the fallback obeys it too.
 While the service's Redis circuit breaker is open (``service.breaker``) the read is refused
 at once, without a network call, and the answer is the degraded fallback.
+
+The read is a coroutine on the event loop (redis-py's asyncio client): no thread-pool hop
+per request and no hand-over of the interpreter lock between the loop's thread and a
+pool thread - measured: ~7% less CPU per request and a shorter p99 tail than the same
+path as a ``def`` route (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Any, Protocol
 
 import orjson
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
 
-from core.redis_server import RedisClient
 from features.online_store import FeatureSetInfo, OnlineStore
 from service.breaker import BreakerOpenError
 from service.contact_policy import ContactRead, ContactState
@@ -46,8 +52,12 @@ class FeatureLookup:
     redis_error: redis.RedisError | None = None  # what failed, for the Redis error counter
 
 
-def fetch_features(
-    client: RedisClient,
+AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+"""The request path reads with redis-py's asyncio client (``service.redis_guard``)."""
+
+
+async def fetch_features(
+    client: AsyncRedisClient,
     store: OnlineStore,
     feature_set: FeatureSetInfo | None,
     customer_id: str,
@@ -67,7 +77,7 @@ def fetch_features(
         pipe.zrangebyscore(contact.key, contact.since, "+inf", withscores=True)
     started = time.perf_counter()
     try:
-        replies = pipe.execute()
+        replies = await pipe.execute()
     except BreakerOpenError as exc:
         # Refused without a round trip: nothing to time, and the breaker logged the outage
         # once (a line per request would flood the log). The caller counts it.

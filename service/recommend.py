@@ -56,7 +56,7 @@ from service.stages import StageClock
 from service.variant import choose, scorer_of, with_shadow
 
 
-def recommend(
+async def recommend(
     request: RecommendationRequest, request_id: str, runtime: Runtime
 ) -> RecommendationResponse:
     """Answer one recommendation request (see the module docstring)."""
@@ -66,8 +66,8 @@ def recommend(
     pseudonym = pseudonymiser(settings)(request.customer_id)
     limits = ContactLimits.from_settings(settings)
     clock = StageClock()
-    lookup = fetch_features(
-        runtime.redis,
+    lookup = await fetch_features(
+        runtime.reader,
         runtime.store,
         state.feature_set,
         request.customer_id,

@@ -8,6 +8,7 @@ from core.redis_server import RedisClient
 from core.settings import Settings
 from features.online_store import OnlineStore
 from service.audit_writer import AuditWriter
+from service.feature_fetch import AsyncRedisClient
 from service.metrics import ServiceMetrics
 from service.state import StateHolder
 
@@ -15,7 +16,8 @@ from service.state import StateHolder
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
-    redis: RedisClient
+    redis: RedisClient  # events, audit, readiness, pointer refresh (threads)
+    reader: AsyncRedisClient  # the request path's one read (event loop); same breaker
     store: OnlineStore
     state: StateHolder
     metrics: ServiceMetrics

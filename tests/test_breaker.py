@@ -5,6 +5,7 @@ The breaker with a real Redis that dies is in ``tests/test_faults.py``.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -97,3 +98,37 @@ def test_calls_run_concurrently() -> None:
     for thread in threads:
         thread.join()
     assert time.monotonic() - started < 2.0  # 20 x 0.2 s = 4 s if serialized
+
+
+def test_coroutine_calls_share_the_state_with_plain_calls() -> None:
+    """The request path's asyncio reads and the threads' plain calls use one breaker: an
+    outage seen by either side opens it for both, and a coroutine probe can close it."""
+    clock = Clock()
+    breaker = CircuitBreaker("redis", 2, 2.0, clock=clock)
+
+    async def down_async() -> None:
+        raise redis.TimeoutError("read timed out")
+
+    async def up_async() -> str:
+        return "PONG"
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    async def scenario() -> None:
+        with pytest.raises(redis.TimeoutError):
+            await breaker.call_async(down_async)
+        with pytest.raises(redis.ConnectionError):
+            breaker.call(down)  # the second consecutive failure, from the other side
+        assert breaker.state is BreakerState.OPEN
+        with pytest.raises(BreakerOpenError):
+            await breaker.call_async(up_async)
+        clock.now += 2.0
+        with pytest.raises(asyncio.CancelledError):
+            await breaker.call_async(cancelled)  # a cancelled probe is not Redis' fault...
+        assert breaker.state is BreakerState.OPEN
+        assert await breaker.call_async(up_async) == "PONG"  # ...the next call probes
+        assert breaker.state is BreakerState.CLOSED
+        assert breaker.call(up) == "PONG"
+
+    asyncio.run(scenario())

@@ -3,6 +3,7 @@ back with the request path's own pipeline, rules applied by the pure decision fu
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -14,6 +15,7 @@ from core.pseudonym import pseudonymiser
 from core.settings import Settings
 from features.online_store import OnlineStore
 from features.streams import decision_index_key
+from service.breaker import CircuitBreaker
 from service.contact_policy import (
     ContactLimits,
     ContactRead,
@@ -23,8 +25,9 @@ from service.contact_policy import (
 )
 from service.decision import Decision
 from service.events import store_event
-from service.feature_fetch import fetch_features
+from service.feature_fetch import FeatureLookup, fetch_features
 from service.recommend import decide
+from service.redis_guard import connect_guarded_async
 from service.schemas import EventIn
 from tests.decisioning_helpers import adult, publish_records
 from tests.test_arbitration import FixedScores
@@ -70,15 +73,20 @@ class Bank:
     def decide(self, channel: str = "advisor", k: int = 10) -> Decision:
         limits = ContactLimits.from_settings(self.settings)
         pseudonym = pseudonymiser(self.settings)(CUSTOMER)
-        lookup = fetch_features(
-            self.client,
-            self.store,
-            self.info,
-            CUSTOMER,
-            contact=ContactRead.for_customer(
-                self.settings.contact_prefix, pseudonym, self.now, limits
-            ),
+        contact = ContactRead.for_customer(
+            self.settings.contact_prefix, pseudonym, self.now, limits
         )
+
+        async def read() -> FeatureLookup:  # with the request path's own client
+            reader = connect_guarded_async(self.settings, CircuitBreaker("redis", 5, 1.0))
+            try:
+                return await fetch_features(
+                    reader, self.store, self.info, CUSTOMER, contact=contact
+                )
+            finally:
+                await reader.aclose()
+
+        lookup = asyncio.run(read())
         return decide(
             lookup,
             catalogue=self.catalogue,

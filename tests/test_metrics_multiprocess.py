@@ -6,6 +6,7 @@ feature set: every answer is the degraded fallback, which is still a 200).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -20,12 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+import redis.asyncio
 from prometheus_client.mmap_dict import MmapedDict
 
 from cli.serve import prepare_multiprocess_metrics
 from core.settings import Settings
 from service.contact_policy import ContactLimits, ContactRead
-from service.feature_fetch import fetch_features
+from service.feature_fetch import FeatureLookup, fetch_features
 from service.metrics import ServiceMetrics, redis_error_kind
 from tests.auth_helpers import AUTH
 
@@ -153,12 +155,21 @@ def test_serve_sets_a_fresh_multiprocess_dir_for_several_workers() -> None:
 
 
 def test_redis_errors_are_counted_by_kind(settings: Settings) -> None:
-    dead = redis.Redis(port=_free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
     now = datetime.now(UTC)
     contact = ContactRead.for_customer(
         settings.contact_prefix, "P1", now, ContactLimits.from_settings(settings)
     )
-    lookup = fetch_features(dead, None, None, "C1", contact=contact)  # type: ignore[arg-type]
+
+    async def read_from_nowhere() -> FeatureLookup:
+        dead = redis.asyncio.Redis(
+            port=_free_port(), socket_connect_timeout=0.2, socket_timeout=0.2
+        )
+        try:
+            return await fetch_features(dead, None, None, "C1", contact=contact)  # type: ignore[arg-type]
+        finally:
+            await dead.aclose()
+
+    lookup = asyncio.run(read_from_nowhere())
     assert isinstance(lookup.redis_error, redis.ConnectionError)
     metrics = ServiceMetrics()
     metrics.observe_redis_error("feature_fetch", redis.TimeoutError())

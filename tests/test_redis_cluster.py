@@ -9,6 +9,7 @@ cluster can be started on this machine.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -39,7 +40,14 @@ from service.breaker import BreakerOpenError
 from service.contact_policy import ContactRead, contact_key
 from service.decision import DegradedReason
 from service.feature_fetch import fetch_features
-from service.redis_guard import GuardedClusterPipeline, GuardedRedisCluster, connect_guarded
+from service.redis_guard import (
+    GuardedAsyncClusterPipeline,
+    GuardedAsyncRedisCluster,
+    GuardedClusterPipeline,
+    GuardedRedisCluster,
+    connect_guarded,
+    connect_guarded_async,
+)
 from tests.auth_helpers import AUTH, TEST_API_KEYS
 from tests.redis_cluster import ClusterUnavailableError, LocalCluster, start_cluster
 from tests.tables_factory import synthetic_tables
@@ -185,6 +193,20 @@ def test_every_client_of_a_cluster_url_is_a_cluster_client(
     pipe.get("k")
     with pytest.raises(BreakerOpenError):
         pipe.execute()
+
+    async def the_request_path_reader_is_refused_too() -> None:  # it shares the breaker
+        reader = connect_guarded_async(on_cluster, service.breaker)
+        assert isinstance(reader, GuardedAsyncRedisCluster)
+        pipe = reader.pipeline(transaction=False)
+        assert isinstance(pipe, GuardedAsyncClusterPipeline)
+        pipe.get("k")
+        with pytest.raises(BreakerOpenError):
+            await pipe.execute()
+        with pytest.raises(BreakerOpenError):
+            await reader.get("k")
+        await reader.aclose()
+
+    asyncio.run(the_request_path_reader_is_refused_too())
     service.close()
     jobs.close()
 
@@ -208,17 +230,26 @@ def test_an_unreachable_cluster_is_a_redis_connection_error(
     info = FeatureSetInfo("v1", AS_OF, datetime.now(UTC), 1, ["age"], "t")
     cluster_client.set(store.record_key("v1", "C1"), b'{"age": 40}')
     contact = ContactRead(contact_key(on_cluster.contact_prefix, store.pseudonymise("C1")), 0.0)
-    assert fetch_features(service, store, info, "C1", contact=contact).record == {"age": 40}
 
-    for port in redis_cluster.ports:  # every node hangs for a second: no slot map either
-        redis_cluster.node(port).execute_command("CLIENT", "PAUSE", 1000, "ALL")
-    started = time.monotonic()
-    lookup = fetch_features(service, store, info, "C1", contact=contact)
-    assert lookup.problem is DegradedReason.FEATURE_STORE_UNAVAILABLE
-    assert isinstance(lookup.redis_error, redis.ConnectionError | redis.TimeoutError)
-    assert not lookup.contact.known
-    time.sleep(max(0.0, 1.2 - (time.monotonic() - started)))
-    assert fetch_features(service, store, info, "C1", contact=contact).record == {"age": 40}
+    async def read_while_the_nodes_hang() -> None:  # the request path's asyncio client
+        reader = connect_guarded_async(on_cluster, service.breaker)
+        assert (await fetch_features(reader, store, info, "C1", contact=contact)).record == {
+            "age": 40
+        }
+        for port in redis_cluster.ports:  # every node hangs for a second: no slot map either
+            redis_cluster.node(port).execute_command("CLIENT", "PAUSE", 1000, "ALL")
+        started = time.monotonic()
+        lookup = await fetch_features(reader, store, info, "C1", contact=contact)
+        assert lookup.problem is DegradedReason.FEATURE_STORE_UNAVAILABLE
+        assert isinstance(lookup.redis_error, redis.ConnectionError | redis.TimeoutError)
+        assert not lookup.contact.known
+        await asyncio.sleep(max(0.0, 1.2 - (time.monotonic() - started)))
+        assert (await fetch_features(reader, store, info, "C1", contact=contact)).record == {
+            "age": 40
+        }
+        await reader.aclose()
+
+    asyncio.run(read_while_the_nodes_hang())
     service.close()
 
 
