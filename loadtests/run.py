@@ -32,6 +32,7 @@ import redis
 from core.redis_server import RedisClient, make_client
 from loadtests.baseline_process import BaselineError, baseline_server
 from loadtests.driver import RequestMix, drive, new_client
+from loadtests.processes import cpu_seconds, service_processes
 from loadtests.redis_stats import calls_delta, command_calls, per_request
 from loadtests.stats import PhaseSummary, meets_latency_goal, ratio
 
@@ -251,16 +252,26 @@ async def _target_report(
     url: str, target: str, options: LoadOptions, mix: RequestMix, stats: RedisClient | None
 ) -> dict[str, Any]:
     before: dict[str, int] = {}
+    processes = service_processes(url)  # none when the target is not on this machine
+    cpu_before = [0.0]
 
     def snapshot() -> None:
         if stats is not None:
             before.update(command_calls(stats))
+        cpu_before[0] = cpu_seconds(processes)
 
     summary = await measure(
         url, target, options.rate, options.duration, options, mix,
         warmup=options.warmup, after_warmup=snapshot,
     )  # fmt: skip
     report: dict[str, Any] = {"summary": summary}
+    if processes and summary.sent:
+        spent = cpu_seconds(processes) - cpu_before[0]
+        report["server_cpu"] = {
+            "processes": len(processes),
+            "cpu_seconds": round(spent, 3),
+            "ms_per_request": round(spent * 1000 / summary.sent, 3),
+        }
     if stats is not None:
         delta = calls_delta(before, command_calls(stats))
         report["redis"] = {
@@ -305,6 +316,11 @@ def _budget(service: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]
         else None,
         "comparable": comparable,
     }
+    if "server_cpu" in service and "server_cpu" in baseline:
+        # CPU per request of the server processes: the steadiest figure on a shared machine.
+        budget["cpu_per_request_ratio"] = ratio(
+            service["server_cpu"]["ms_per_request"], baseline["server_cpu"]["ms_per_request"]
+        )
     if "find_max" in service and "find_max" in baseline:
         smax, bmax = service["find_max"]["max_rate"], baseline["find_max"]["max_rate"]
         max_ratio = ratio(smax or 0.0, bmax or 0.0)
@@ -353,6 +369,12 @@ def format_text(report: dict[str, Any]) -> str:
         part = report.get(target, {})
         if "redis" in part:
             lines.append(f"{target} Redis calls per request: {part['redis']['per_request']}")
+        if "server_cpu" in part:
+            cpu = part["server_cpu"]
+            lines.append(
+                f"{target} server CPU: {cpu['ms_per_request']} ms per request "
+                f"({cpu['processes']} processes)"
+            )
         if "find_max" in part:
             lines.append(f"{target} max rate with p99 < 50 ms: {part['find_max']['max_rate']}/s")
     if "budget" in report:

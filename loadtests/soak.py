@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import psutil
-
 from loadtests.driver import RequestMix, drive, new_client
+from loadtests.processes import rss_mb, service_processes
 from loadtests.run import LoadInputError, check_alive, read_customer_ids
 from loadtests.stats import PhaseSummary
 
@@ -65,52 +64,14 @@ class SoakOptions:
             raise LoadInputError("--window must be above 0 and at most --duration")
 
 
-def service_processes(url: str, pid: int | None) -> list[psutil.Process]:
-    """The service's processes: ``pid`` (or whoever listens on the URL's port) + children.
-
-    With ``uvicorn --workers N`` the supervisor binds the port and the workers inherit the
-    socket, so every process holding the listening socket, and their children, serve.
-    """
-    if pid is not None:
-        roots = [psutil.Process(pid)]
-    else:
-        port = urlsplit(url).port or (443 if url.startswith("https") else 80)
-        roots = [proc for proc in psutil.process_iter() if _listens_on(proc, port)]
-        if not roots:
-            raise LoadInputError(f"no local process listens on port {port}; give --pid")
-    found: dict[int, psutil.Process] = {}
-    for root in roots:
-        for proc in [root, *root.children(recursive=True)]:
-            found[proc.pid] = proc
-    return [found[p] for p in sorted(found)]
-
-
-def _listens_on(proc: psutil.Process, port: int) -> bool:
-    try:
-        connections = proc.net_connections(kind="tcp")
-    except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
-    return any(
-        c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in connections
-    )
-
-
-def rss_mb(processes: Sequence[psutil.Process]) -> dict[str, float | None]:
-    """pid -> resident set size in MiB (None once the process is gone)."""
-    out: dict[str, float | None] = {}
-    for proc in processes:
-        try:
-            out[str(proc.pid)] = round(proc.memory_info().rss / 2**20, 1)
-        except psutil.NoSuchProcess:
-            out[str(proc.pid)] = None
-    return out
-
-
 async def soak(options: SoakOptions, progress: Any) -> dict[str, Any]:
     options.validate()
     mix = RequestMix(read_customer_ids(options.customers), options.unknown_share, options.seed)
     check_alive(options.url)
     processes = service_processes(options.url, options.pid)
+    if not processes:
+        port = urlsplit(options.url).port
+        raise LoadInputError(f"no local process listens on port {port}; give --pid")
     roles = {str(p.pid): " ".join(p.cmdline()[:6])[:120] for p in processes}
     start_rss = rss_mb(processes)
     windows: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await asyncio.to_thread(_start, settings, metrics)
         app.state.runtime = runtime
+        freeze_startup_objects()
         watcher = ModelWatcher(settings, runtime.state, metrics)
         app.state.model_watcher = watcher
         refresher = asyncio.create_task(keep_feature_pointer_fresh(runtime))
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            gc.unfreeze()  # what this app froze is collectable again (tests build many apps)
             await asyncio.to_thread(runtime.audit.stop)
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -97,6 +100,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestObservation, metrics=metrics, templates=templates)
     return app
+
+
+def freeze_startup_objects() -> None:
+    """Exempt what startup built (libraries, models, catalogue) from garbage collection.
+
+    Why: a full (generation 2) collection walks every tracked object - about 380,000 once
+    the models are loaded, 100-200 ms on the reference machine - and every request on the
+    worker waits for it: the stalls behind the p99 tail under load. Those objects live as
+    long as the process; ``gc.freeze`` moves them to the permanent generation, so later
+    collections walk only what requests allocate (a full one then takes well under 1 ms).
+    Objects of a model loaded later are collected normally.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:

@@ -17,6 +17,7 @@ import redis
 from features.online_store import FeatureSetInfo, OnlineStore
 from loadtests.baseline_process import baseline_server
 from loadtests.driver import RequestMix, drive, new_client
+from loadtests.processes import service_processes
 from loadtests.run import EXIT_BAD_INPUT, LoadOptions, main, run_load
 from loadtests.stats import PhaseRecorder, PhaseSummary, meets_latency_goal, percentile, summarize
 
@@ -85,6 +86,10 @@ def test_more_connections_than_the_pool_is_refused(
     argv = ["--pool", "4", "--connections", "8", "--customers", str(customers_file)]
     assert main(argv) == EXIT_BAD_INPUT
     assert "--connections 8 must be within 1 and --pool (4)" in capsys.readouterr().err
+
+
+def test_no_process_is_looked_for_behind_a_remote_url() -> None:
+    assert service_processes("http://203.0.113.7:8000") == []
 
 
 def test_the_load_takes_turns_on_several_connections() -> None:
@@ -174,3 +179,7 @@ def test_run_against_the_baseline_app_counts_every_request(
     assert summary["degraded"] == unknown  # the baseline answers found: false for them
     assert report["service"]["redis"]["commands"]["get"] >= 40
     assert summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+    # The target runs on this machine: the CPU its processes spent is measured too.
+    cpu = report["service"]["server_cpu"]
+    assert cpu["processes"] >= 1 and cpu["cpu_seconds"] > 0
+    assert cpu["ms_per_request"] == pytest.approx(cpu["cpu_seconds"] * 1000 / 40, abs=1e-3)

@@ -12,6 +12,7 @@ so every expected answer below can be worked out by hand from the catalogue:
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import socket
@@ -263,6 +264,19 @@ def test_no_feature_set_then_one_is_published(
             "missing": [],
         }
         assert ask(client, "C5-RICH")["degraded"] is False
+
+
+def test_startup_objects_are_frozen_out_of_garbage_collection_while_serving(
+    served: Settings, redis_client: redis.Redis, catalogue: Catalogue
+) -> None:
+    """A full collection would walk every object of the loaded libraries and models (a
+    stall of 100+ ms for the requests waiting); while the app serves, they are frozen."""
+    publish(served, redis_client, catalogue)
+    gc.unfreeze()
+    with TestClient(create_app(served), headers=AUTH) as client:
+        assert gc.get_freeze_count() > 100_000
+        assert ask(client, "C1-CAUTIOUS")["offers"]
+    assert gc.get_freeze_count() == 0  # collectable again once the app stops
 
 
 def test_without_a_recommender_the_service_starts_degraded(
