@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -125,13 +126,20 @@ def _value(text: str, series: str) -> float:
 def test_two_workers_metrics_add_up(two_workers: tuple[str, Path]) -> None:
     url, metrics_dir = two_workers
     sent = 0
-    # Fresh connections until both workers have answered some (bounded).
-    while sent < 400 and (sent < 40 or len(_requests_per_worker(metrics_dir)) < 2):
+
+    def burst(count: int) -> int:
         with httpx.Client(base_url=url, timeout=10, headers=AUTH) as client:
-            for _ in range(20):
-                answer = client.post(ROUTE, json={"customer_id": f"C{sent}", "channel": "app"})
+            for n in range(count):
+                answer = client.post(ROUTE, json={"customer_id": f"C{n}", "channel": "app"})
                 assert answer.status_code == 200, answer.text
-                sent += 1
+        return count
+
+    # Concurrent fresh connections until both workers have answered some (bounded): one
+    # client after another would all be accepted by the same idle worker; a worker busy
+    # with a request leaves the next connection to the other.
+    with ThreadPoolExecutor(8) as pool:
+        while sent < 800 and (sent < 40 or len(_requests_per_worker(metrics_dir)) < 2):
+            sent += sum(pool.map(burst, [10] * 8))
     per_worker = _requests_per_worker(metrics_dir)
     assert len(per_worker) == 2, per_worker
     assert sum(per_worker.values()) == sent
