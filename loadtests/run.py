@@ -253,12 +253,13 @@ async def _target_report(
 ) -> dict[str, Any]:
     before: dict[str, int] = {}
     processes = service_processes(url)  # none when the target is not on this machine
-    cpu_before = [0.0]
+    cpu_before = 0.0
 
     def snapshot() -> None:
+        nonlocal cpu_before
         if stats is not None:
             before.update(command_calls(stats))
-        cpu_before[0] = cpu_seconds(processes)
+        cpu_before = cpu_seconds(processes)
 
     summary = await measure(
         url, target, options.rate, options.duration, options, mix,
@@ -266,7 +267,7 @@ async def _target_report(
     )  # fmt: skip
     report: dict[str, Any] = {"summary": summary}
     if processes and summary.sent:
-        spent = cpu_seconds(processes) - cpu_before[0]
+        spent = cpu_seconds(processes) - cpu_before
         report["server_cpu"] = {
             "processes": len(processes),
             "cpu_seconds": round(spent, 3),
