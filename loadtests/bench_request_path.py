@@ -57,11 +57,11 @@ async def _replay(
 ) -> tuple[float, dict[str, float]]:
     """Warm up on 200 requests, then time ``requests``; the stage sums before timing."""
     for request in requests[:200]:  # caches, first-call costs
-        await recommend(request, "bench", runtime)
+        await (await recommend(request, "bench", runtime)).record()
     before = _stage_sums(metrics)
     started = time.perf_counter()
     for request in requests:
-        await recommend(request, "bench", runtime)
+        await (await recommend(request, "bench", runtime)).record()
     seconds = time.perf_counter() - started
     await runtime.reader.aclose()
     return seconds, before

@@ -3,16 +3,17 @@
 ``recommend`` is the whole path, top to bottom: fetch features and contact state (one
 Redis round trip) -> :func:`decide` (score -> churn risk -> filter: suitability and
 eligibility, channel rules, contact policy -> arbitrate -> top k within the daily cap ->
-reasons) -> respond -> hand the decision to the audit trail's write-behind queue
-(``service.audit_writer``: written in batches off the request path, so the read stays the
-request's only Redis round trip).
+reasons) -> respond; once the answer is sent, ``record`` hands the decision to the audit trail's
+write-behind queue (``service.audit_writer``: written in batches off the request path, so
+the read stays the request's only Redis round trip) and counts it (:class:`Answer`).
 ``decide`` touches neither Redis nor the network, so tests drive it directly with any
 catalogue, record, scorer and contact state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -56,9 +57,7 @@ from service.stages import StageClock
 from service.variant import choose, scorer_of, with_shadow
 
 
-async def recommend(
-    request: RecommendationRequest, request_id: str, runtime: Runtime
-) -> RecommendationResponse:
+async def recommend(request: RecommendationRequest, request_id: str, runtime: Runtime) -> Answer:
     """Answer one recommendation request (see the module docstring)."""
     state = runtime.state.current  # one snapshot for the whole request
     settings = runtime.settings
@@ -98,18 +97,39 @@ async def recommend(
         decision = with_shadow(
             decision, choice.shadow, decide_with(recommender=scorer_of(choice.shadow))
         )
-    runtime.metrics.observe_decision(decision)
-    runtime.metrics.observe_variant(choice.variant, decision)
     response = respond(request, request_id, decision, choice.model_versions)
     response.variant = choice.variant.value
     clock.lap("arbitration")
-    runtime.audit.submit(
-        request_id,
-        audit_record(response, decision, lookup.record, request.customer_id, pseudonym),
-    )
-    clock.lap("recording")
-    runtime.metrics.observe_stages(clock.seconds)
-    return response
+
+    async def record() -> None:
+        """Once the answer is sent: the decision to the audit trail's queue, and its metrics."""
+        clock.resume()  # the time the answer took to send is no stage's
+        runtime.audit.submit(
+            request_id,
+            audit_record(response, decision, lookup.record, request.customer_id, pseudonym),
+        )
+        runtime.metrics.observe_decision(decision)
+        runtime.metrics.observe_variant(choice.variant, decision)
+        clock.lap("recording")
+        runtime.metrics.observe_stages(clock.seconds)
+
+    return Answer(response, record)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One decision: the response to send, then ``record`` to await once it is sent.
+
+    Recording (building the audit record, queueing it, counting the decision) is work the
+    customer need not wait for: the route hands ``record`` to the response as a background
+    task, which Starlette runs on the same event loop right after the body is written.
+    It is queued before the worker reads its next request on that connection, and the
+    trade is the write-behind's own (``service.audit_writer``): a worker killed in between
+    loses it.
+    """
+
+    response: RecommendationResponse
+    record: Callable[[], Awaitable[None]]
 
 
 @shared_transforms()  # the record's design rows are computed once per decision

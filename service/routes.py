@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.background import BackgroundTask
 
 from core.redis_server import RedisClient
 from service import audit_routes, event_routes
@@ -51,12 +52,18 @@ async def post_recommendations(body: RecommendationRequest, request: Request) ->
     The response is built (and validated) once as a ``RecommendationResponse`` and
     serialized straight to JSON bytes by pydantic-core: returning a ``Response`` skips
     FastAPI's second validation of ``response_model`` and its ``jsonable_encoder`` pass
-    (``response_model`` stays for the OpenAPI schema). The runtime is read from the app
-    directly, not through a dependency, to keep dependency solving off the hot path.
+    (``response_model`` stays for the OpenAPI schema). The decision is recorded (audit
+    queue, metrics) after the body is sent (``service.recommend.Answer``). The runtime is
+    read from the app directly, not through a dependency, to keep dependency solving off
+    the hot path.
     """
     runtime: Runtime = request.app.state.runtime
-    response = await recommend(body, request.state.request_id, runtime)
-    return Response(content=response.model_dump_json(), media_type="application/json")
+    answer = await recommend(body, request.state.request_id, runtime)
+    return Response(
+        content=answer.response.model_dump_json(),
+        media_type="application/json",
+        background=BackgroundTask(answer.record),
+    )
 
 
 @router.get("/healthz", response_model=HealthResponse, tags=["operations"])

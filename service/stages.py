@@ -22,6 +22,10 @@ class StageClock:
         self.seconds: dict[str, float] = {}
         self._last = time.perf_counter()
 
+    def resume(self) -> None:
+        """Start the next lap now: the time since the last lap is charged to no stage."""
+        self._last = time.perf_counter()
+
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
         self.seconds[stage] = self.seconds.get(stage, 0.0) + (now - self._last)

@@ -111,6 +111,17 @@ def _requests_per_worker(metrics_dir: Path) -> dict[str, float]:
     return counts
 
 
+def _settled_metrics(url: str, series: str, expected: float) -> str:
+    """The metrics page once ``series`` reached ``expected`` (or after 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+        if (found and float(found.group(1)) >= expected) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def _metric_total(text: str, name: str, route: str) -> float:
     pattern = re.compile(rf"^{name}\{{([^}}]*)\}} (\S+)$", re.MULTILINE)
     return sum(float(v) for labels, v in pattern.findall(text) if f'route="{route}"' in labels)
@@ -138,17 +149,23 @@ def test_two_workers_metrics_add_up(two_workers: tuple[str, Path]) -> None:
     # client after another would all be accepted by the same idle worker; a worker busy
     # with a request leaves the next connection to the other.
     with ThreadPoolExecutor(8) as pool:
-        while sent < 800 and (sent < 40 or len(_requests_per_worker(metrics_dir)) < 2):
+        while sent < 1600 and (sent < 40 or len(_requests_per_worker(metrics_dir)) < 2):
             sent += sum(pool.map(burst, [10] * 8))
+    # A request is counted once its answer is sent, and its decision once recorded after
+    # that (``service.recommend.Answer``): the last ones may land just after the client
+    # has its answer.
+    deadline = time.monotonic() + 10
+    while sum(_requests_per_worker(metrics_dir).values()) < sent and time.monotonic() < deadline:
+        time.sleep(0.05)
     per_worker = _requests_per_worker(metrics_dir)
     assert len(per_worker) == 2, per_worker
     assert sum(per_worker.values()) == sent
-
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    recorded = 'nbo_request_stage_duration_seconds_count{stage="recording"}'
+    text = _settled_metrics(url, recorded, sent)
     assert _metric_total(text, "nbo_http_requests_total", ROUTE) == sent
     assert _metric_total(text, "nbo_http_request_duration_seconds_count", ROUTE) == sent
     assert _value(text, 'nbo_recommendations_degraded_total{reason="no_feature_set"}') == sent
-    assert _value(text, 'nbo_request_stage_duration_seconds_count{stage="recording"}') == sent
+    assert _value(text, recorded) == sent
     assert "nbo_feature_set_age_seconds NaN" in text  # no live feature set, computed at scrape
 
 

@@ -39,7 +39,7 @@ import pandas as pd
 
 from core.scoring.base import FeatureRecord, Reason
 from core.scoring.churn import TabularDesign, column_as_float, floats
-from core.scoring.design import shared_result, sharing
+from core.scoring.design import shared_result
 
 try:  # compiled tree walks; the numpy walks below give the same leaves without it
     from numba import njit
@@ -597,6 +597,29 @@ class FlatTrees:
             nodes = _walk_numpy(self, row, chosen)
         return TreePath(chosen, nodes)
 
+    def raw_row(self, row: np.ndarray) -> np.ndarray:
+        """Raw outputs ``(C,)`` of one row (1-D model inputs) through every tree.
+
+        The scoring walk of the request path: each tree to its leaf, the leaf value added
+        to its output, no path kept. Recording every tree's path (:meth:`walk`) to reuse
+        it for the reasons cost more than it saved: the reasons need only the shown
+        products' trees (a few of ``C``), which :meth:`walk` then follows again.
+        """
+        if _raw_compiled is None:
+            return self.raw(self.walk(row, compiled=False))
+        return _raw_compiled(
+            np.ascontiguousarray(row, dtype=np.float64)[None, :],
+            self.feature,
+            self.threshold,
+            self.missing_left,
+            self.left,
+            self.right,
+            self.value,
+            self.tree_class,
+            self.baseline,
+            self.width,
+        )[0]
+
     def raw(self, path: TreePath) -> np.ndarray:
         """Raw outputs ``(C,)`` of a walk over all trees."""
         return self.baseline + np.bincount(
@@ -735,21 +758,20 @@ class BoostedRecommender:
         """The record's model inputs as a 1-D row, computed once per request (shared)."""
         return shared_result(self, record, "inputs", lambda: self.record_inputs(record)[0])
 
-    def _full_walk(self, record: FeatureRecord) -> TreePath:
-        """The record's path through every tree, walked once per request (shared): the
-        scores and the reasons for any offers all come from it."""
-        return shared_result(self, record, "walk", lambda: self._flat.walk(self._row(record)))
+    def _raw(self, record: FeatureRecord) -> np.ndarray:
+        """The record's raw outputs, computed once per request (shared)."""
+        return shared_result(self, record, "raw", lambda: self._flat.raw_row(self._row(record)))
 
     def score(self, record: FeatureRecord) -> np.ndarray:
-        return _softmax(self._flat.raw(self._full_walk(record)))
+        return _softmax(self._raw(record))
 
     def score_with_reasons(
         self, record: FeatureRecord, product_indices: Sequence[int]
     ) -> tuple[np.ndarray, list[list[Reason]]]:
-        """:meth:`score` and :meth:`reasons` for each of ``product_indices`` from ONE walk
-        of the trees (the request path's whole model work for one customer)."""
-        path = self._full_walk(record)
-        return _softmax(self._flat.raw(path)), self._reasons_from(record, path, product_indices)
+        """:meth:`score` and :meth:`reasons` for each of ``product_indices`` (the request
+        path's whole model work for one customer): one input row, one scoring walk of
+        every tree, one recorded walk of the products' trees."""
+        return self.score(record), self.reasons_many(record, product_indices)
 
     def score_inputs(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``(rows, P)`` for model input rows (batch evaluation)."""
@@ -798,13 +820,11 @@ class BoostedRecommender:
         self, record: FeatureRecord, product_indices: Sequence[int]
     ) -> list[list[Reason]]:
         """:meth:`reasons` for each of ``product_indices`` (in that order), sharing one
-        input row and one walk: the products' trees only, or - inside
-        ``shared_transforms`` - the walk :meth:`score` already did (no walk at all)."""
+        input row (inside ``shared_transforms``: the row :meth:`score` built) and one
+        recorded walk of the products' trees only."""
         return self._reasons_from(record, self._walk_for(record, product_indices), product_indices)
 
     def _walk_for(self, record: FeatureRecord, product_indices: Sequence[int]) -> TreePath:
-        if sharing():
-            return self._full_walk(record)
         parts = [self._flat.trees_of[int(j)] for j in product_indices]
         trees = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return self._flat.walk(self._row(record), trees.astype(np.int64))
