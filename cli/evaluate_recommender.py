@@ -2,14 +2,85 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import typing
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from cli.errors import exit_on, fail
+
+Config = TypeVar("Config")
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _to_bool(value: str) -> bool:
+    word = value.strip().lower()
+    if word in _TRUE | _FALSE:
+        return word in _TRUE
+    raise ValueError("expected true/false, yes/no, on/off or 1/0")
+
+
+def _to_float(value: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
+
+
+def _to_str_tuple(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+_CONVERTERS: dict[Any, tuple[str, Callable[[str], Any]]] = {
+    bool: ("bool", _to_bool),
+    int: ("int", int),
+    float: ("float", _to_float),
+    str: ("str", str),
+    tuple[str, ...]: ("comma-separated list of text", _to_str_tuple),
+}
+
+
+def apply_params(config: Config, assignments: Sequence[str]) -> tuple[Config, dict[str, Any]]:
+    """``config`` with the ``NAME=VALUE`` overrides applied, and the overrides by name.
+
+    Each VALUE is converted to the field's declared type (int, float, bool as
+    true/false/yes/no/on/off/1/0, ``tuple[str, ...]`` as a comma-separated list, empty for
+    ``()``). An unknown or repeated name, a missing ``=`` or a value that does not convert
+    raises ``ValueError`` naming the parameter and listing the valid names.
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"expected a dataclass instance, got {config!r}")
+    hints = typing.get_type_hints(type(config))
+    names = [f.name for f in dataclasses.fields(config) if f.init]
+    valid = "valid: " + ", ".join(names)
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, raw = assignment.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--param {assignment!r} is not NAME=VALUE; {valid}")
+        if name not in names:
+            raise ValueError(f"unknown --param {name!r}; {valid}")
+        if name in overrides:
+            raise ValueError(f"--param {name!r} given more than once")
+        kind, convert = _CONVERTERS.get(hints[name], (str(hints[name]), None))
+        if convert is None:
+            raise ValueError(f"--param {name!r} has type {kind}, which cannot be set here")
+        try:
+            overrides[name] = convert(raw)
+        except ValueError as exc:
+            raise ValueError(
+                f"--param {name}={raw!r} is not a valid {kind} ({exc}); {valid}"
+            ) from None
+    return dataclasses.replace(config, **overrides), overrides  # type: ignore[type-var]
 
 
 def recommender(
@@ -34,6 +105,16 @@ def recommender(
         int,
         typer.Option("--folds", min=2, help="Customer folds of --unseen-customers."),
     ] = 5,
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            metavar="NAME=VALUE",
+            help="Override a RecommenderConfig field for this evaluation (repeatable), "
+            "e.g. --param factors=16 --param seed=107; categorical_inputs takes a "
+            "comma-separated list.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """MAP@7, NDCG@7, recall@7 and coverage of the recommender against popularity.
@@ -44,7 +125,10 @@ def recommender(
     With --unseen-customers, customers are split into --folds hash folds and each fold is
     scored by a model that never saw any of its customers.
 
-    Example: nbo evaluate recommender --santander ../shared/data/santander/panel_2015-12_to_2016-05.csv.gz --train-until 2016-04-28 --target 2016-05-28
+    --param NAME=VALUE overrides one field of RecommenderConfig (the names are listed
+    when a wrong one is given); the --json output carries them under "params".
+
+    Example: nbo evaluate recommender --santander ../shared/data/santander/panel_2015-12_to_2016-05.csv.gz --train-until 2016-02-28 --target 2016-03-28 --unseen-customers --param factors=16 --param seed=107 --json
     """  # noqa: E501
     if train_until >= target:
         raise fail(
@@ -54,6 +138,12 @@ def recommender(
     from core.settings import get_settings
     from features.errors import DataFormatError
     from training.evaluate_recommender import evaluate_panel
+    from training.recommender import RecommenderConfig
+
+    try:
+        config, overrides = apply_params(RecommenderConfig(), params or [])
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
     with exit_on(DataFormatError, CatalogueError, ValueError, OSError):
         catalogue = load_catalogue(get_settings().catalogue_path)
@@ -62,13 +152,16 @@ def recommender(
             catalogue,
             train_until.date(),
             target.date(),
+            config,
             unseen_customers=unseen_customers,
             folds=folds,
         )
     m = result.evaluation.metrics
     if as_json:
-        typer.echo(json.dumps({**m, "customers": int(m["customers"])}))
+        typer.echo(json.dumps({**m, "customers": int(m["customers"]), "params": overrides}))
         return
+    if overrides:
+        typer.echo("params      " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
     who = f"customers (unseen: {folds}-fold cross-fit)" if unseen_customers else "customers"
     typer.echo(f"scored      {int(m['customers'])} {who} who added a product")
     typer.echo(f"MAP@7       {m['map_at_7']:.4f}  (popularity {m['popularity_map_at_7']:.4f})")
