@@ -20,6 +20,9 @@ def loadtest(
     unknown_share: float = typer.Option(0.05, help="Share of requests for unknown ids."),
     baseline: bool = typer.Option(False, help="Also load the bare one-Redis-GET baseline."),
     workers: int = typer.Option(2, help="Baseline uvicorn workers (match the service's)."),
+    rounds: int = typer.Option(
+        1, help="With --baseline: alternate service and baseline N times, judge the median."
+    ),
     find_max: bool = typer.Option(False, help="Find the highest rate with p99 < 50 ms."),
     step_duration: float = typer.Option(10.0, help="Seconds per --find-max step."),
     warmup: float = typer.Option(3.0, help="Discarded warm-up seconds before measuring."),
@@ -34,6 +37,8 @@ def loadtest(
     """Drive a fixed request rate at /v1/recommendations and report latency and errors.
 
     Example: nbo loadtest --rate 200 --duration 20 --customers var/demo_customers.txt --baseline
+
+    Example: nbo loadtest --rate 40 --duration 60 --baseline --rounds 5   (median of 5 pairs)
     """
     from loadtests.run import LoadOptions, execute
 
@@ -52,6 +57,7 @@ def loadtest(
         redis_stats=redis_stats,
         redis_url=redis_url,
         api_key=api_key,
+        rounds=rounds,
     )
     code = execute(options, json_output)
     if code:

@@ -18,7 +18,7 @@ from features.online_store import FeatureSetInfo, OnlineStore
 from loadtests.baseline_process import baseline_server
 from loadtests.driver import RequestMix, drive, new_client
 from loadtests.processes import service_processes
-from loadtests.run import EXIT_BAD_INPUT, LoadOptions, main, run_load
+from loadtests.run import EXIT_BAD_INPUT, LoadOptions, main, median_round, run_load
 from loadtests.stats import PhaseRecorder, PhaseSummary, meets_latency_goal, percentile, summarize
 
 
@@ -86,6 +86,32 @@ def test_more_connections_than_the_pool_is_refused(
     argv = ["--pool", "4", "--connections", "8", "--customers", str(customers_file)]
     assert main(argv) == EXIT_BAD_INPUT
     assert "--connections 8 must be within 1 and --pool (4)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--rounds", "3"], "it needs --baseline"),
+        (["--rounds", "3", "--baseline", "--find-max"], "cannot be combined with --find-max"),
+        (["--rounds", "0", "--baseline"], "--rounds 0 must be within 1 and 20"),
+    ],
+)
+def test_rounds_need_the_baseline_and_a_sane_count(
+    extra: list[str], message: str, customers_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--customers", str(customers_file), *extra]) == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+
+
+def test_the_median_round_judges_and_an_incomparable_round_counts_against() -> None:
+    def budget(ratio: float | None, comparable: bool = True) -> dict[str, object]:
+        return {"p99_ratio": ratio, "comparable": comparable}
+
+    assert median_round([budget(1.7), budget(1.2), budget(1.4)]) == 2
+    # Even count: the lower middle. The round with errors sorts last, as the worst.
+    assert median_round([budget(1.7), budget(1.2), budget(0.9, comparable=False), budget(1.4)]) == 3
+    assert median_round([budget(1.1, comparable=False), budget(1.3), budget(None)]) == 0
+    assert median_round([budget(2.0)]) == 0
 
 
 def test_no_process_is_looked_for_behind_a_remote_url() -> None:
@@ -183,3 +209,41 @@ def test_run_against_the_baseline_app_counts_every_request(
     cpu = report["service"]["server_cpu"]
     assert cpu["processes"] >= 1 and cpu["cpu_seconds"] > 0
     assert cpu["ms_per_request"] == pytest.approx(cpu["cpu_seconds"] * 1000 / 40, abs=1e-3)
+
+
+def test_rounds_alternate_service_and_baseline_and_report_the_median(
+    redis_url: str,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two rounds against a baseline app standing in for the service: every request of
+    every round counted, and the budget is the median round's."""
+    prefix = f"{key_prefix}:fs"
+    store = OnlineStore(redis_client, prefix)
+    redis_client.set(store.record_key("v1", "C1"), b'{"age": 40}')
+    now = datetime.now(UTC)
+    store.publish(FeatureSetInfo("v1", now.date(), now, 1, ["age"], "test"))
+    monkeypatch.setenv("NBO_FEATURE_PREFIX", prefix)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("C1\n")
+    progress: list[str] = []
+
+    with baseline_server(workers=1, redis_url=redis_url) as url:
+        options = LoadOptions(
+            url=url, rate=10, duration=1, customers=ids, unknown_share=0, warmup=0,
+            timeout=30, redis_url=redis_url, baseline=True, workers=1, rounds=2,
+        )  # fmt: skip
+        report = asyncio.run(run_load(options, progress=progress.append))
+
+    assert [m.split(":")[0] for m in progress] == ["round 1/2"] * 2 + ["round 2/2"] * 2
+    assert len(report["rounds"]) == 2
+    for one in report["rounds"]:
+        assert one["service"]["sent"] == one["baseline"]["sent"] == 10
+        assert one["service"]["errors"] == one["baseline"]["errors"] == 0
+    budget = report["budget"]
+    assert budget["rounds"] == 2 and len(budget["p99_ratios"]) == 2
+    assert budget["p99_ratio"] == min(budget["p99_ratios"])  # the lower middle of two
+    chosen = report["rounds"][budget["median_round"] - 1]
+    assert report["service"]["summary"] == chosen["service"]
