@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.errors import exit_on
+from core.redis_server import RedisClient
 from core.settings import Settings, get_settings
 from features.streams import decisions_key
 from registry import promotion
@@ -268,7 +269,7 @@ def _replay(
     )
 
 
-def recent_decisions(client: redis.Redis, key: str, count: int) -> Iterator[dict[str, Any]]:
+def recent_decisions(client: RedisClient, key: str, count: int) -> Iterator[dict[str, Any]]:
     """The last ``count`` decisions of the audit stream, newest first (field ``d``, orjson)."""
     for _entry_id, entry in client.xrevrange(key, count=count) or []:
         raw = (entry or {}).get(b"d")

@@ -13,26 +13,30 @@ therefore evaluate over customers who added at least one product; these function
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
+Item = TypeVar("Item", bound=Hashable)
+"""A product: its id, or its column index - any hashable label works the same."""
 
-def _dedupe(predicted: Iterable[str], k: int) -> list[str | None]:
+
+def _dedupe(predicted: Iterable[Item], k: int) -> list[Item | None]:
     """First ``k`` predictions; a repeat keeps its rank but becomes ``None`` (never a hit).
 
     Kaggle's ``apk`` truncates to ``k`` first and then skips repeats, so a duplicate uses
     up a rank without earning credit; we do the same.
     """
-    seen: set[str] = set()
-    out: list[str | None] = []
+    seen: set[Item] = set()
+    out: list[Item | None] = []
     for item in list(predicted)[:k]:
         out.append(None if item in seen else item)
         seen.add(item)
     return out
 
 
-def average_precision_at_k(actual: set[str], predicted: Sequence[str], k: int) -> float:
+def average_precision_at_k(actual: set[Item], predicted: Sequence[Item], k: int) -> float:
     """Kaggle AP@k: mean of precision@i over relevant ranks, normalised by ``min(|actual|, k)``."""
     if not actual or k <= 0:
         return 0.0
@@ -45,12 +49,12 @@ def average_precision_at_k(actual: set[str], predicted: Sequence[str], k: int) -
     return total / min(len(actual), k)
 
 
-def map_at_k(actuals: Sequence[set[str]], predictions: Sequence[Sequence[str]], k: int) -> float:
+def map_at_k(actuals: Sequence[set[Item]], predictions: Sequence[Sequence[Item]], k: int) -> float:
     """Mean AP@k over customers (pass only customers who added something; see module doc)."""
     return mean_metric("ap", actuals, predictions, k)
 
 
-def ndcg_at_k(actual: set[str], predicted: Sequence[str], k: int) -> float:
+def ndcg_at_k(actual: set[Item], predicted: Sequence[Item], k: int) -> float:
     """Binary-relevance NDCG@k: DCG of the list over DCG of a perfect list of the same length."""
     if not actual or k <= 0:
         return 0.0
@@ -63,7 +67,7 @@ def ndcg_at_k(actual: set[str], predicted: Sequence[str], k: int) -> float:
     return dcg / ideal
 
 
-def recall_at_k(actual: set[str], predicted: Sequence[str], k: int) -> float:
+def recall_at_k(actual: set[Item], predicted: Sequence[Item], k: int) -> float:
     """Share of the added products found in the first ``k`` distinct predictions."""
     if not actual:
         return 0.0
@@ -72,7 +76,7 @@ def recall_at_k(actual: set[str], predicted: Sequence[str], k: int) -> float:
 
 
 def mean_metric(
-    metric: str, actuals: Sequence[set[str]], predictions: Sequence[Sequence[str]], k: int
+    metric: str, actuals: Sequence[set[Item]], predictions: Sequence[Sequence[Item]], k: int
 ) -> float:
     """Mean of ``ap``, ``ndcg`` or ``recall`` at k over customers (see :func:`map_at_k`)."""
     fn = {"ndcg": ndcg_at_k, "recall": recall_at_k, "ap": average_precision_at_k}[metric]

@@ -85,7 +85,9 @@ def examples(
 
     Snapshots are oldest first; each one older than the latest weighs ``recency_decay``
     times the next (1 = all months alike)."""
-    frames, classes, weights = [], [], []
+    frames: list[pd.DataFrame] = []
+    classes: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
     for age, snap in enumerate(reversed(snapshots)):
         rows, products = np.nonzero(snap.added > 0)
         counts = snap.added.sum(axis=1)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,7 @@ from core.scoring.base import FeatureRecord, Reason
 from core.scoring.churn import TabularDesign, column_as_float, floats
 from core.scoring.design import shared_result
 
+njit: Callable[..., Any] | None
 try:  # compiled tree walks; the numpy walks below give the same leaves without it
     from numba import njit
 except ImportError:  # pragma: no cover - numba is a dependency, this is a safety net
