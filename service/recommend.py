@@ -12,6 +12,7 @@ catalogue, record, scorer and contact state.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ from service.customer import customer_facts
 from service.decision import Decision, DegradedReason, Offer
 from service.fallback import fallback_order, lowest_risk_only
 from service.feature_fetch import FeatureLookup, fetch_features
+from service.log import fields
 from service.ranking import top_offers
 from service.runtime import Runtime
 from service.schemas import (
@@ -55,6 +57,8 @@ from service.schemas import (
 )
 from service.stages import StageClock
 from service.variant import choose, scorer_of, with_shadow
+
+log = logging.getLogger(__name__)
 
 
 async def recommend(request: RecommendationRequest, request_id: str, runtime: Runtime) -> Answer:
@@ -104,10 +108,12 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
     async def record() -> None:
         """Once the answer is sent: the decision to the audit trail's queue, and its metrics."""
         clock.resume()  # the time the answer took to send is no stage's
-        runtime.audit.submit(
-            request_id,
-            audit_record(response, decision, lookup.record, request.customer_id, pseudonym),
-        )
+        try:
+            entry = audit_record(response, decision, lookup.record, request.customer_id, pseudonym)
+            runtime.audit.submit(request_id, entry)
+        except Exception:  # the answer is out: make the gap loud (log + the audit alert)
+            log.exception("decision not recorded", extra=fields(request_id=request_id))
+            runtime.metrics.observe_audit("failed", 1)
         runtime.metrics.observe_decision(decision)
         runtime.metrics.observe_variant(choice.variant, decision)
         clock.lap("recording")
@@ -125,7 +131,9 @@ class Answer:
     task, which Starlette runs on the same event loop right after the body is written.
     It is queued before the worker reads its next request on that connection, and the
     trade is the write-behind's own (``service.audit_writer``): a worker killed in between
-    loses it.
+    loses it. A record that cannot be built or queued is logged with its request id and
+    counted as ``nbo_audit_records_total{outcome="failed"}``, which the audit alert
+    watches (before, the customer got a 500 instead of the offers).
     """
 
     response: RecommendationResponse

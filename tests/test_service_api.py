@@ -583,3 +583,34 @@ def test_stage_and_variant_metrics(live: tuple[TestClient, FeatureSetInfo]) -> N
         'nbo_model_variant_info{model="nbo-recommender",variant="champion",version="1"} 1.0' in text
     )
     assert "nbo_redis_errors_total" in text  # declared even before any error
+
+
+def test_a_decision_that_cannot_be_recorded_is_answered_logged_and_counted(
+    live: tuple[TestClient, FeatureSetInfo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording runs after the answer is sent: a failure there cannot take the offers back,
+    so it is made loud instead - an error log with the request id (never the customer id)
+    and ``nbo_audit_records_total{outcome="failed"}``, which the audit alert watches."""
+    client, _ = live
+
+    def broken(*args: object) -> dict[str, object]:
+        raise TypeError("not serializable")
+
+    monkeypatch.setattr("service.recommend.audit_record", broken)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("service.recommend")
+    logger.addHandler(handler)
+    try:
+        body = ask(client, "C5-RICH")
+    finally:
+        logger.removeHandler(handler)
+    assert body["offers"] and body["degraded"] is False
+    lines = out.getvalue()
+    assert f'"request_id":"{body["request_id"]}"' in lines and "decision not recorded" in lines
+    assert "C5-RICH" not in lines
+    text = client.get("/metrics").text
+    assert 'nbo_audit_records_total{outcome="failed"} 1.0' in text
+    # The decision's own metrics were still counted.
+    assert 'nbo_request_stage_duration_seconds_count{stage="recording"} 1.0' in text
