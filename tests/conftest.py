@@ -38,6 +38,20 @@ def _fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _registry_request_bounds_stay_in_their_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``create_app`` bounds MLflow's HTTP timeout and retries through ``os.environ``
+    (``service.model_loading.bound_registry_requests``: one app per process in production).
+    In the test process a test's app would leave e.g. a 2 s timeout without retries to
+    every later test: a slow machine then failed the PostgreSQL-backed MLflow test's
+    training. Each test gets the variables as the session started, whatever it sets."""
+    for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+        before = os.environ.get(name)
+        monkeypatch.setenv(name, before or "")  # records the value to restore (or absence)
+        if before is None:
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real Redis server for the whole test session."""
