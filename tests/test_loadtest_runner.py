@@ -173,6 +173,27 @@ def test_missing_customer_file_exits_non_zero(
     assert main(["--customers", str(tmp_path / "empty.txt")]) == EXIT_BAD_INPUT
 
 
+def _live_feature_set(
+    customers: list[str],
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
+    """A published feature set holding ``customers`` (the baseline app reads it) and the
+    id file naming them."""
+    prefix = f"{key_prefix}:fs"
+    store = OnlineStore(redis_client, prefix)  # record keys hold pseudonyms (hash-tagged)
+    for customer in customers:
+        redis_client.set(store.record_key("v1", customer), b'{"age": 40}')
+    now = datetime.now(UTC)
+    store.publish(FeatureSetInfo("v1", now.date(), now, len(customers), ["age"], "test"))
+    monkeypatch.setenv("NBO_FEATURE_PREFIX", prefix)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"{c}\n" for c in customers))
+    return ids
+
+
 def test_run_against_the_baseline_app_counts_every_request(
     redis_url: str,
     redis_client: redis.Redis,
@@ -181,15 +202,7 @@ def test_run_against_the_baseline_app_counts_every_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Open-loop run of 40 requests: each answered, unknown ids seen as degraded, one GET each."""
-    prefix = f"{key_prefix}:fs"
-    store = OnlineStore(redis_client, prefix)  # record keys hold pseudonyms (hash-tagged)
-    for customer in ("C1", "C2"):
-        redis_client.set(store.record_key("v1", customer), b'{"age": 40}')
-    now = datetime.now(UTC)
-    store.publish(FeatureSetInfo("v1", now.date(), now, 2, ["age"], "test"))
-    monkeypatch.setenv("NBO_FEATURE_PREFIX", prefix)
-    ids = tmp_path / "ids.txt"
-    ids.write_text("C1\nC2\n")
+    ids = _live_feature_set(["C1", "C2"], redis_client, key_prefix, tmp_path, monkeypatch)
 
     with baseline_server(workers=1, redis_url=redis_url) as url:
         options = LoadOptions(
@@ -220,14 +233,7 @@ def test_rounds_alternate_service_and_baseline_and_report_the_median(
 ) -> None:
     """Two rounds against a baseline app standing in for the service: every request of
     every round counted, and the budget is the median round's."""
-    prefix = f"{key_prefix}:fs"
-    store = OnlineStore(redis_client, prefix)
-    redis_client.set(store.record_key("v1", "C1"), b'{"age": 40}')
-    now = datetime.now(UTC)
-    store.publish(FeatureSetInfo("v1", now.date(), now, 1, ["age"], "test"))
-    monkeypatch.setenv("NBO_FEATURE_PREFIX", prefix)
-    ids = tmp_path / "ids.txt"
-    ids.write_text("C1\n")
+    ids = _live_feature_set(["C1"], redis_client, key_prefix, tmp_path, monkeypatch)
     progress: list[str] = []
 
     with baseline_server(workers=1, redis_url=redis_url) as url:
