@@ -40,7 +40,7 @@ import pandas as pd
 
 from core.scoring.base import FeatureRecord, Reason
 from core.scoring.churn import TabularDesign, column_as_float, floats
-from core.scoring.design import shared_result
+from core.scoring.design import shared_result, shared_transforms, sharing
 
 njit: Callable[..., Any] | None
 try:  # compiled tree walks; the numpy walks below give the same leaves without it
@@ -773,6 +773,9 @@ class BoostedRecommender:
         """:meth:`score` and :meth:`reasons` for each of ``product_indices`` (the request
         path's whole model work for one customer): one input row, one scoring walk of
         every tree, one recorded walk of the products' trees."""
+        if not sharing():  # outside the service's block: share the row between the two
+            with shared_transforms():
+                return self.score(record), self.reasons_many(record, product_indices)
         return self.score(record), self.reasons_many(record, product_indices)
 
     def score_inputs(self, x: np.ndarray) -> np.ndarray:
