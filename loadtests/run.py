@@ -9,8 +9,9 @@ the highest one each sustains with p99 < 50 ms and no errors.
 
 ``--rounds N`` (with ``--baseline``) alternates the two N times - service, baseline,
 service, ... - and judges the p99 budget on the median round. Why: on a shared machine a
-single 60-second p99 moves by several milliseconds with whatever else runs (measured: the
-same code gave p99 ratios from 1.07 to 1.74 in four runs), and alternating spreads that
+single 60-second p99 moves by several milliseconds with whatever else runs (measured:
+single runs of two nearly identical commits gave p99 ratios from 1.07 to 1.74), and
+alternating spreads that
 noise over both targets alike instead of handing it to whichever ran at the bad moment.
 
 Example::
