@@ -2,10 +2,17 @@
 
 One FastAPI route on the service's path that does what any answer from this service must
 do at the least - read one customer's feature record with one Redis GET - and nothing
-else: no validation model, no scoring, no filtering, no metrics, no logging. It uses the
-same Redis client, timeouts and key layout as the service and, like the service's route,
-is a plain ``def`` run in FastAPI's thread pool, so the difference between the two is the
-service's own work.
+else: no validation model, no scoring, no filtering, no metrics, no logging. Like the
+service's route it is an ``async def`` on the event loop that awaits its read with the
+service's own asyncio client (``service.redis_guard.connect_guarded_async``: the same
+timeouts, retry and circuit breaker) and the same key layout, so the difference between
+the two is the service's own work.
+
+Until 2026-12-01 (fifth session) this route was a plain ``def`` with the blocking client,
+run in FastAPI's thread pool, as the service's route then was. When the service moved to
+the event loop the baseline stayed behind and kept paying a thread-pool hop the service
+no longer pays: measured against this async route, that older baseline's p99 was ~15%
+higher (docs/performance.md), which flattered every ratio since.
 
 Run it the way the load runner does::
 
@@ -27,6 +34,8 @@ from fastapi import FastAPI, Request, Response
 from core.redis_server import connect
 from core.settings import Settings, get_settings
 from features.online_store import FeatureSetInfo, OnlineStore
+from service.breaker import CircuitBreaker
+from service.redis_guard import connect_guarded_async
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,23 +46,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = OnlineStore.for_settings(connect(settings), settings)
         app.state.store = store
-        app.state.feature_set = store.current()
+        app.state.feature_set = store.current()  # blocking, once, before serving
+        breaker = CircuitBreaker(
+            "redis", settings.redis_breaker_failures, settings.redis_breaker_reset_seconds
+        )
+        app.state.reader = connect_guarded_async(settings, breaker)
         try:
             yield
         finally:
+            await app.state.reader.aclose()
             store.client.close()
 
     app = FastAPI(title="nbo load-test baseline", lifespan=lifespan, openapi_url=None)
 
     @app.post("/v1/recommendations")
-    def read_one_record(request: Request, body: dict[str, Any]) -> Response:
+    async def read_one_record(request: Request, body: dict[str, Any]) -> Response:
         store: OnlineStore = request.app.state.store
         feature_set: FeatureSetInfo | None = request.app.state.feature_set
         customer_id = str(body.get("customer_id", ""))
         raw = None
         if feature_set is not None:  # the same key the service reads (pseudonymised)
             key = store.record_key(feature_set.version, customer_id, feature_set.record_keys)
-            raw = store.client.get(key)
+            raw = await request.app.state.reader.get(key)
         payload = {"customer_id": customer_id, "found": raw is not None}
         return Response(orjson.dumps(payload), media_type="application/json")
 
