@@ -750,7 +750,8 @@ class BoostedRecommender:
 
     def record_inputs(self, record: FeatureRecord) -> np.ndarray:
         """One record as a model input row ``(1, columns)``."""
-        raw = floats([_number(record.get(name)) for name in self._record_fields])[None, :]
+        # numpy converts booleans to 0/1 and None to NaN itself (floats: text -> NaN)
+        raw = floats(list(map(record.get, self._record_fields)))[None, :]
         texts = [np.array([record.get(name)], dtype=object) for name in self.text_fields]
         return self.design(raw, *texts)
 
