@@ -27,6 +27,7 @@ from features.synthetic import generate_bank
 from training.datasets import DatasetError
 from training.evaluate_recommender import PanelResult, evaluate_panel, evaluate_tables
 from training.labels import snapshot_months
+from training.pair_ranker import PairLayout, PairTraining, export_pair_trees, fit_pair_model
 from training.recommender import RecommenderConfig, average_ensembles, export_trees
 from training.recommender_data import customer_fold, frame_inputs
 
@@ -389,3 +390,62 @@ def test_reasons_for_uses_the_batch_call_or_falls_back(result: PanelResult) -> N
     fake: Any = OnlyReasons()
     assert not isinstance(fake, BatchReasons)
     assert [r[0].code for r in reasons_for(fake, record, [3, 1])] == ["3", "1"]
+
+
+# -- the pair ranker ----------------------------------------------------------------------------
+
+
+def test_pair_trees_equal_the_binary_model_for_every_product(result: PanelResult) -> None:
+    scorer = result.fitted.scorer
+    layout = PairLayout.of(scorer)
+    n_products = len(scorer.product_ids)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, len(scorer.columns)))
+    x[rng.random(x.shape) < 0.1] = np.nan  # missing values take their learnt side
+    customers = np.repeat(np.arange(len(x)), n_products)
+    products = np.tile(np.arange(n_products), len(x))
+    rows = layout.rows(x, customers, products)
+    own = layout.names.index("held_prev__own")
+    signal = np.nan_to_num(rows[:, own]) + (products % 3 == 0) + rng.normal(size=len(rows))
+    seen = products != n_products - 1  # one product never appears in training
+    training = PairTraining(rows[seen], (signal[seen] > 1).astype(np.int64))
+    model = fit_pair_model(
+        training,
+        layout,
+        max_iter=30,
+        learning_rate=0.1,
+        max_leaf_nodes=15,
+        min_samples_leaf=5,
+        seed=1,
+    )
+    assert model is not None
+    assert any(  # the product is used as a categorical split, so resolving it is tested
+        (p.nodes["is_categorical"] == 1).any() for it in model._predictors for p in it
+    )
+    known = {int(p) for p in np.unique(training.rows[:, layout.product_input])}
+    trees = export_pair_trees(model, layout, known)
+    expected = model.decision_function(rows).reshape(len(x), n_products)
+    np.testing.assert_allclose(trees.raw(x), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(trees.raw(x, compiled=False), expected, rtol=0, atol=1e-9)
+    flat = FlatTrees(trees)
+    for i in range(5):  # the credits of every product's trees add up to its log-odds
+        path = flat.walk(x[i])
+        credits = flat.contributions(path, list(range(n_products)), x.shape[1])
+        np.testing.assert_allclose(flat.bias + credits.sum(axis=1), expected[i], atol=1e-9)
+
+
+def test_the_blend_is_the_multiclass_log_probability_plus_the_pair_log_odds(
+    bank: Tables, catalogue: Catalogue, result: PanelResult
+) -> None:
+    scorer = result.fitted.scorer
+    assert scorer.pair_trees is not None and scorer.pair_weight == SMALL.pair_weight > 0
+    frame = compute_features(bank, _dates(bank)[0], catalogue).iloc[:50]
+    x = frame_inputs(scorer, frame)
+    mc = scorer.trees.raw(x)
+    log_p = mc - mc.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    blended = log_p + scorer.pair_weight * scorer.pair_trees.raw(x)
+    expected = np.exp(blended) / np.exp(blended).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(scorer.score_inputs(x), expected, rtol=0, atol=1e-12)
+    alone = replace(scorer, pair_weight=0.0)  # weight 0: the multiclass ranker's softmax
+    np.testing.assert_allclose(alone.score_inputs(x), np.exp(log_p), rtol=0, atol=1e-12)

@@ -37,6 +37,13 @@ from registry.client import Registry
 from training import TrainResult
 from training.datasets import DatasetError, Progress, data_fingerprint, recommender_split
 from training.metrics import map_at_k, mean_metric
+from training.pair_ranker import (
+    PairLayout,
+    export_pair_trees,
+    fit_pair_model,
+    pair_importances,
+    pair_training_rows,
+)
 from training.recommender_data import Snapshot, align, examples, frame_inputs, held_matrix
 
 SEGMENT_LEVELS = 6
@@ -56,7 +63,8 @@ class RecommenderConfig:
     (see ``docs/recommender.md``). 60 rounds at learning rate 0.05 with 30% of the inputs
     per split (``max_features``), leaves of at least 20 examples, ``bags`` models with
     seeds ``seed, seed + 1, ...`` averaged. ``max_iter`` x products x ``bags`` trees of at
-    most ``max_leaf_nodes`` leaves.
+    most ``max_leaf_nodes`` leaves. The pair ranker (``pair_*``, ``training.pair_ranker``)
+    is blended in with ``pair_weight`` (0: the multiclass ranker alone).
 
     ``categorical_inputs`` are text fields one-hot encoded (their ``category_levels`` most
     frequent values); none by default: the acquisition channel and the region lowered the
@@ -84,6 +92,12 @@ class RecommenderConfig:
     max_als_rows: int = 100_000
     bags: int = 3
     seed: int = 7
+    pair_weight: float = 0.5
+    pair_max_iter: int = 100
+    pair_learning_rate: float = 0.1
+    pair_max_leaf_nodes: int = 15
+    pair_min_samples_leaf: int = 20
+    max_pair_rows: int = 2_000_000
 
 
 def fit_item_factors(held: np.ndarray, config: RecommenderConfig) -> np.ndarray:
@@ -239,6 +253,7 @@ class FittedRecommender:
     scorer: BoostedRecommender
     importances: pd.Series  # split gain per input column, descending
     stats: dict[str, float]
+    pair_importances: pd.Series | None = None  # the pair ranker's, per pair input
 
 
 def _segments(features: pd.DataFrame) -> tuple[str, ...]:
@@ -330,7 +345,48 @@ def fit_recommender(
         "ranker_fit_seconds": time.perf_counter() - started,
         "ranker_trees": float(len(scorer.trees.tree_class)),
     }
-    return FittedRecommender(scorer, importances.sort_values(ascending=False), stats)
+    fitted = FittedRecommender(scorer, importances.sort_values(ascending=False), stats)
+    if config.pair_weight:
+        fitted = _with_pair_ranker(fitted, snapshots, config, progress)
+    return fitted
+
+
+def _with_pair_ranker(
+    fitted: FittedRecommender,
+    snapshots: Sequence[Snapshot],
+    config: RecommenderConfig,
+    progress: Progress | None,
+) -> FittedRecommender:
+    """``fitted`` with the pair ranker fitted and blended in (unchanged if it cannot be)."""
+    scorer = fitted.scorer
+    layout = PairLayout.of(scorer)
+    training = pair_training_rows(scorer, snapshots, layout, config.max_pair_rows, config.seed)
+    if progress:
+        progress(f"pair ranker on {len(training.labels):,} (customer, product) rows")
+    started = time.perf_counter()
+    model = fit_pair_model(
+        training,
+        layout,
+        max_iter=config.pair_max_iter,
+        learning_rate=config.pair_learning_rate,
+        max_leaf_nodes=config.pair_max_leaf_nodes,
+        min_samples_leaf=config.pair_min_samples_leaf,
+        seed=config.seed,
+    )
+    if model is None:
+        return fitted
+    known = {int(p) for p in np.unique(training.rows[:, layout.product_input])}
+    pair_trees = export_pair_trees(model, layout, known)
+    stats = {
+        **fitted.stats,
+        "pair_rows": float(len(training.labels)),
+        "pair_fit_seconds": time.perf_counter() - started,
+        "pair_trees": float(len(pair_trees.tree_class)),
+    }
+    blended = dataclasses.replace(scorer, pair_trees=pair_trees, pair_weight=config.pair_weight)
+    return dataclasses.replace(
+        fitted, scorer=blended, stats=stats, pair_importances=pair_importances(model, layout)
+    )
 
 
 def top_k(scores: np.ndarray, held: np.ndarray, k: int) -> np.ndarray:
@@ -425,7 +481,8 @@ def per_product_table(
 def write_artifacts(
     fitted: FittedRecommender, evaluation: Evaluation, folder: Path
 ) -> dict[str, Path]:
-    """Feature importances, the per-product precision table and its plot, feature names."""
+    """Feature importances (and the pair ranker's), the per-product precision table and its
+    plot, feature names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -451,6 +508,11 @@ def write_artifacts(
     fig.savefig(paths["per_product_precision_plot"], dpi=100)
     plt.close(fig)
     paths["feature_names"].write_text(json.dumps(fitted.scorer.feature_names, indent=1))
+    if fitted.pair_importances is not None:
+        paths["pair_feature_importances"] = folder / "pair_feature_importances.csv"
+        fitted.pair_importances.rename("split_gain").to_csv(
+            paths["pair_feature_importances"], index_label="input"
+        )
     return paths
 
 

@@ -653,6 +653,12 @@ def _softmax(raw: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _log_softmax(raw: np.ndarray) -> np.ndarray:
+    """Log of :func:`_softmax`, computed stably."""
+    shifted = raw - raw.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 @dataclass
 class BoostedRecommender:
     """Which product a customer adds next: a multiclass gradient-boosted ranker.
@@ -680,6 +686,14 @@ class BoostedRecommender:
     categories: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """More text fields one-hot encoded: ``(field, levels)`` pairs, e.g. the acquisition
     channel's most frequent codes (a value outside the levels, or unknown, is all zeros)."""
+    pair_trees: TreeEnsemble | None = None
+    """The pair ranker: one binary "does the customer add THIS product" model, fitted on
+    (customer, product not held) rows with the product's own history in shared columns,
+    exported as one set of trees per product that read this model's own input row
+    (``training.recommender.export_pair_trees``); output ``p`` is product ``p``'s log-odds."""
+    pair_weight: float = 0.0
+    """Blend: a product's score is the multiclass log-probability plus ``pair_weight`` x the
+    pair ranker's log-odds (0: the multiclass ranker alone)."""
     kind: str = "recommender"
     feature_names: list[str] = field(init=False)
 
@@ -701,6 +715,8 @@ class BoostedRecommender:
         state.setdefault("profile_inputs", LEGACY_PROFILE_INPUTS)
         state.setdefault("holding_prefixes", LEGACY_HOLDING_PREFIXES)
         state.setdefault("categories", ())
+        state.setdefault("pair_trees", None)  # models registered before the pair ranker
+        state.setdefault("pair_weight", 0.0)
         self.__dict__.update(state)
         self.__post_init__()
 
@@ -762,10 +778,26 @@ class BoostedRecommender:
         return shared_result(self, record, "inputs", lambda: self.record_inputs(record)[0])
 
     def _raw(self, record: FeatureRecord) -> np.ndarray:
-        """The record's raw outputs, computed once per request (shared)."""
-        return shared_result(self, record, "raw", lambda: self._flat.raw_row(self._row(record)))
+        """The record's blended scores (log scale), computed once per request (shared)."""
+        return shared_result(self, record, "raw", lambda: self._blend_row(self._row(record)))
+
+    def _blend_row(self, row: np.ndarray) -> np.ndarray:
+        scores = _log_softmax(self._flat.raw_row(row))
+        if self._pair_flat is not None and self.pair_weight:
+            scores = scores + self.pair_weight * self._pair_flat.raw_row(row)
+        return scores
+
+    def blended_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Blended scores (log scale) ``(rows, P)`` for model input rows: the multiclass
+        log-probability plus ``pair_weight`` x the pair ranker's log-odds."""
+        scores = _log_softmax(self.trees.raw(x))
+        if self.pair_trees is not None and self.pair_weight:
+            scores = scores + self.pair_weight * self.pair_trees.raw(x)
+        return scores
 
     def score(self, record: FeatureRecord) -> np.ndarray:
+        """A propensity per product: the softmax of the blended scores (sums to 1; without
+        a pair ranker, the multiclass probabilities themselves)."""
         return _softmax(self._raw(record))
 
     def score_with_reasons(
@@ -784,7 +816,7 @@ class BoostedRecommender:
         out = np.empty((x.shape[0], len(self.product_ids)))
         for start in range(0, x.shape[0], _CHUNK_ROWS):
             out[start : start + _CHUNK_ROWS] = _softmax(
-                self.trees.raw(x[start : start + _CHUNK_ROWS])
+                self.blended_inputs(x[start : start + _CHUNK_ROWS])
             )
         return out
 
@@ -830,10 +862,15 @@ class BoostedRecommender:
         recorded walk of the products' trees only."""
         return self._reasons_from(record, self._walk_for(record, product_indices), product_indices)
 
-    def _walk_for(self, record: FeatureRecord, product_indices: Sequence[int]) -> TreePath:
-        parts = [self._flat.trees_of[int(j)] for j in product_indices]
+    def _walk_for(
+        self, record: FeatureRecord, product_indices: Sequence[int], flat: FlatTrees | None = None
+    ) -> TreePath:
+        """The record's recorded path through the products' trees of ``flat`` (default:
+        the multiclass ranker's)."""
+        flat = flat or self._flat
+        parts = [flat.trees_of[int(j)] for j in product_indices]
         trees = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        return self._flat.walk(self._row(record), trees.astype(np.int64))
+        return flat.walk(self._row(record), trees.astype(np.int64))
 
     def _reasons_from(
         self, record: FeatureRecord, path: TreePath, product_indices: Sequence[int]
@@ -852,6 +889,12 @@ class BoostedRecommender:
         if not indices:
             return []
         credits = self._flat.contributions(path, indices, len(self._groups))
+        pair = self._pair_flat if self.pair_weight else None
+        if pair is not None:  # the blend's second term, credited the same way
+            pair_path = self._walk_for(record, indices, pair)
+            credits = credits + self.pair_weight * pair.contributions(
+                pair_path, indices, len(self._groups)
+            )
         by_group = credits @ self._group_matrix
         out = []
         for row, grouped, j in zip(credits, by_group, indices, strict=True):
@@ -862,6 +905,8 @@ class BoostedRecommender:
                 contrib["held_before"] += moved
                 contrib["related_products"] -= moved
             contrib["popular"] = float(self._flat.bias[j] - self._mean_bias)
+            if pair is not None:
+                contrib["popular"] += self.pair_weight * float(pair.bias[j] - self._pair_mean_bias)
             out.append(contrib)
         return out
 
@@ -887,6 +932,10 @@ class BoostedRecommender:
         """The flat trees, the mean class bias and the column -> reason group matrix."""
         self._flat = FlatTrees(self.trees)
         self._mean_bias = float(np.mean(self._flat.bias)) if len(self._flat.bias) else 0.0
+        self._pair_flat = FlatTrees(self.pair_trees) if self.pair_trees is not None else None
+        self._pair_mean_bias = (
+            float(np.mean(self._pair_flat.bias)) if self._pair_flat is not None else 0.0
+        )
         codes = list(REASON_TEXTS)
         matrix = np.zeros((len(self._groups), len(codes)))
         matrix[np.arange(len(self._groups)), [codes.index(g) for g in self._groups]] = 1.0
