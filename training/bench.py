@@ -4,15 +4,18 @@ Trains the production recommender on the Santander dev panel (or, without it, on
 synthetic bank), then times 10,000 single-customer requests: ``score(record)`` for every
 product plus ``reasons`` for the three best products not held, the work the service does
 per request, timed three ways: ``reasons`` once per offer (the old call), ``reasons_many``
-for the three at once, and both inside ``shared_transforms`` as the service decides (the
-reasons reuse the walk ``score`` did). The trees are walked by the numba-compiled walk
-(compiled, or loaded from numba's cache, once before the timings). Prints figures;
-asserts nothing (timings depend on the machine).
+for the three at once, and both inside ``shared_transforms`` as the service decides (one
+input row for both). The last line times the same with the multiclass ranker alone
+(``pair_weight`` 0: no pair-ranker trees walked), in the same run, so the pair ranker's
+cost reads as a ratio. The trees are walked by the numba-compiled walk (compiled, or
+loaded from numba's cache, once before the timings). Prints figures; asserts nothing
+(timings depend on the machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from datetime import date
@@ -55,8 +58,10 @@ def main() -> None:
     scorer.score_with_reasons(records[0], [0, 1, 2])  # numba: compile or load the cache
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(records), args.requests)
+    alone = dataclasses.replace(scorer, pair_weight=0.0)
     score_only = np.empty(args.requests)
-    latencies = {name: np.empty(args.requests) for name in ("per offer", "many", "shared")}
+    names = ("per offer", "many", "shared", "mc alone")
+    latencies = {name: np.empty(args.requests) for name in names}
     for i, pick in enumerate(picks):
         record = records[pick]
         t0 = time.perf_counter()
@@ -76,9 +81,17 @@ def main() -> None:
             scorer.score(record)
             scorer.reasons_many(record, order)
         latencies["shared"][i] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with shared_transforms():
+            alone.score(record)
+            alone.reasons_many(record, order)
+        latencies["mc alone"][i] = time.perf_counter() - t0
     m = result.evaluation.metrics
     print(f"data                 {source}")
     print(f"trees                {len(scorer.trees.tree_class)} (depth <= {scorer.trees.depth})")
+    if scorer.pair_trees is not None:
+        pair = scorer.pair_trees
+        print(f"pair-ranker trees    {len(pair.tree_class)} (depth <= {pair.depth})")
     print(f"train + evaluate     {train_seconds:.1f} s  (MAP@7 {m['map_at_7']:.4f})")
     print(
         f"score only           p50 {np.percentile(score_only, 50) * 1e3:.2f} ms  "
