@@ -26,10 +26,16 @@ from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
 from training.datasets import DatasetError
 from training.evaluate_recommender import PanelResult, evaluate_panel, evaluate_tables
-from training.labels import snapshot_months
-from training.pair_ranker import PairLayout, PairTraining, export_pair_trees, fit_pair_model
+from training.labels import added_products, snapshot_months
+from training.pair_ranker import (
+    PairLayout,
+    PairTraining,
+    export_pair_trees,
+    fit_pair_model,
+    fit_temperature,
+)
 from training.recommender import RecommenderConfig, average_ensembles, export_trees
-from training.recommender_data import customer_fold, frame_inputs
+from training.recommender_data import align, customer_fold, frame_inputs
 
 END_MONTH = date(2025, 12, 31)
 SMALL = RecommenderConfig(max_iter=40, max_leaf_nodes=7, min_samples_leaf=20, bags=2)
@@ -444,8 +450,36 @@ def test_the_blend_is_the_multiclass_log_probability_plus_the_pair_log_odds(
     mc = scorer.trees.raw(x)
     log_p = mc - mc.max(axis=1, keepdims=True)
     log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
-    blended = log_p + scorer.pair_weight * scorer.pair_trees.raw(x)
+    blended = (log_p + scorer.pair_weight * scorer.pair_trees.raw(x)) / scorer.blend_temperature
     expected = np.exp(blended) / np.exp(blended).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(scorer.score_inputs(x), expected, rtol=0, atol=1e-12)
     alone = replace(scorer, pair_weight=0.0)  # weight 0: the multiclass ranker's softmax
     np.testing.assert_allclose(alone.score_inputs(x), np.exp(log_p), rtol=0, atol=1e-12)
+
+
+def test_the_blend_temperature_is_the_one_that_fits_the_training_additions(
+    bank: Tables, catalogue: Catalogue, result: PanelResult
+) -> None:
+    scorer = result.fitted.scorer
+    assert scorer.blend_temperature == result.fitted.stats["blend_temperature"]
+    months = snapshot_months(bank)
+    snapshot = align(
+        compute_features(bank, months[-3].date(), catalogue),
+        added_products(bank, months[-3], months[-2], scorer.product_ids),
+        scorer.product_ids,
+    )
+
+    def nll(temperature: float) -> float:
+        at = replace(scorer, blend_temperature=temperature)
+        who = snapshot.added.sum(axis=1) > 0
+        p = at.score_inputs(frame_inputs(at, snapshot.features[who]))
+        added = snapshot.added[who] > 0
+        share = added / added.sum(axis=1, keepdims=True)
+        return float(-(share * np.log(np.where(added, p, 1.0))).sum() / len(p))
+
+    fitted = nll(scorer.blend_temperature)  # on a training month: the minimum, near enough
+    assert fitted <= nll(1.0) + 1e-9
+    assert fitted <= nll(scorer.blend_temperature * 1.3) and fitted <= nll(
+        scorer.blend_temperature / 1.3
+    )
+    assert fit_temperature(scorer, [snapshot], 10_000, 7) > 0

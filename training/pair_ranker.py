@@ -23,11 +23,13 @@ log-odds), walked by the same compiled code.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize_scalar
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from core.scoring.recommender import BoostedRecommender, TreeEnsemble
@@ -195,6 +197,39 @@ def export_pair_trees(
         baseline=np.full(n_products, baseline),
         depth=max((depth for _, _, depth in trees), default=0),
     )
+
+
+def fit_temperature(
+    scorer: BoostedRecommender, snapshots: Sequence[Snapshot], max_rows: int, seed: int
+) -> float:
+    """The temperature that makes the blend's softmax a calibrated "which product is added".
+
+    Fitted on the training snapshots' adding customers (at most ``max_rows``): the one
+    scalar that minimises the mean negative log-likelihood of the products they added
+    (each customer's additions weigh 1 in all, as in the multiclass fit), over the
+    blended scores at temperature 1. A ranking cannot change with it.
+    """
+    xs, targets = [], []
+    for snap in snapshots:
+        adders = np.flatnonzero(snap.added.sum(axis=1) > 0)
+        if len(adders):
+            xs.append(frame_inputs(scorer, snap.features.iloc[adders]))
+            targets.append(snap.added[adders] > 0)
+    if not xs:
+        return 1.0
+    x, added = np.vstack(xs), np.vstack(targets)
+    if len(x) > max_rows:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_rows, replace=False))
+        x, added = x[keep], added[keep]
+    blended = dataclasses.replace(scorer, blend_temperature=1.0).blended_inputs(x)
+    share = added / added.sum(axis=1, keepdims=True)
+
+    def loss(temperature: float) -> float:
+        z = blended / temperature
+        log_p = z - np.logaddexp.reduce(z, axis=1, keepdims=True)
+        return float(-(share * np.where(added, log_p, 0.0)).sum() / len(x))
+
+    return float(minimize_scalar(loss, bounds=(0.2, 5.0), method="bounded").x)
 
 
 def pair_importances(model: HistGradientBoostingClassifier, layout: PairLayout) -> pd.Series:

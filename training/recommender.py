@@ -41,6 +41,7 @@ from training.pair_ranker import (
     PairLayout,
     export_pair_trees,
     fit_pair_model,
+    fit_temperature,
     pair_importances,
     pair_training_rows,
 )
@@ -384,6 +385,9 @@ def _with_pair_ranker(
         "pair_trees": float(len(pair_trees.tree_class)),
     }
     blended = dataclasses.replace(scorer, pair_trees=pair_trees, pair_weight=config.pair_weight)
+    temperature = fit_temperature(blended, snapshots, config.max_train_rows, config.seed)
+    blended = dataclasses.replace(blended, blend_temperature=temperature)
+    stats["blend_temperature"] = temperature
     return dataclasses.replace(
         fitted, scorer=blended, stats=stats, pair_importances=pair_importances(model, layout)
     )

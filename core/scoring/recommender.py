@@ -694,6 +694,12 @@ class BoostedRecommender:
     pair_weight: float = 0.0
     """Blend: a product's score is the multiclass log-probability plus ``pair_weight`` x the
     pair ranker's log-odds (0: the multiclass ranker alone)."""
+    blend_temperature: float = 1.0
+    """The propensity is the softmax of the blended scores divided by this (fitted on the
+    training additions, ``training.pair_ranker.fit_temperature``): adding the pair log-odds
+    sharpens the distribution, and the arbitration multiplies propensity by product value,
+    so the propensity must stay a probability, not just an order. The order is the same
+    whatever the temperature."""
     kind: str = "recommender"
     feature_names: list[str] = field(init=False)
 
@@ -717,6 +723,7 @@ class BoostedRecommender:
         state.setdefault("categories", ())
         state.setdefault("pair_trees", None)  # models registered before the pair ranker
         state.setdefault("pair_weight", 0.0)
+        state.setdefault("blend_temperature", 1.0)
         self.__dict__.update(state)
         self.__post_init__()
 
@@ -785,19 +792,22 @@ class BoostedRecommender:
         scores = _log_softmax(self._flat.raw_row(row))
         if self._pair_flat is not None and self.pair_weight:
             scores = scores + self.pair_weight * self._pair_flat.raw_row(row)
+            scores /= self.blend_temperature
         return scores
 
     def blended_inputs(self, x: np.ndarray) -> np.ndarray:
         """Blended scores (log scale) ``(rows, P)`` for model input rows: the multiclass
-        log-probability plus ``pair_weight`` x the pair ranker's log-odds."""
+        log-probability plus ``pair_weight`` x the pair ranker's log-odds, over
+        ``blend_temperature``."""
         scores = _log_softmax(self.trees.raw(x))
         if self.pair_trees is not None and self.pair_weight:
             scores = scores + self.pair_weight * self.pair_trees.raw(x)
+            scores /= self.blend_temperature
         return scores
 
     def score(self, record: FeatureRecord) -> np.ndarray:
-        """A propensity per product: the softmax of the blended scores (sums to 1; without
-        a pair ranker, the multiclass probabilities themselves)."""
+        """A propensity per product: the softmax of the blended scores over the fitted
+        temperature (sums to 1; without a pair ranker, the multiclass probabilities)."""
         return _softmax(self._raw(record))
 
     def score_with_reasons(
