@@ -30,6 +30,7 @@ from training.labels import added_products, snapshot_months
 from training.pair_ranker import (
     PairLayout,
     PairTraining,
+    adder_inputs,
     export_pair_trees,
     fit_pair_model,
     fit_temperature,
@@ -428,8 +429,7 @@ def test_pair_trees_equal_the_binary_model_for_every_product(result: PanelResult
     assert any(  # the product is used as a categorical split, so resolving it is tested
         (p.nodes["is_categorical"] == 1).any() for it in model._predictors for p in it
     )
-    known = {int(p) for p in np.unique(training.rows[:, layout.product_input])}
-    trees = export_pair_trees(model, layout, known)
+    trees = export_pair_trees(model, layout)  # the last product: never seen in the fit
     expected = model.decision_function(rows).reshape(len(x), n_products)
     np.testing.assert_allclose(trees.raw(x), expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose(trees.raw(x, compiled=False), expected, rtol=0, atol=1e-9)
@@ -482,4 +482,4 @@ def test_the_blend_temperature_is_the_one_that_fits_the_training_additions(
     assert fitted <= nll(scorer.blend_temperature * 1.3) and fitted <= nll(
         scorer.blend_temperature / 1.3
     )
-    assert fit_temperature(scorer, [snapshot], 10_000, 7) > 0
+    assert fit_temperature(scorer, adder_inputs(scorer, [snapshot]), 10_000, 7) > 0

@@ -81,35 +81,51 @@ class PairLayout:
 
 
 @dataclass(frozen=True)
+class AdderInputs:
+    """One training snapshot's adding customers: model input rows, holdings, additions."""
+
+    x: np.ndarray  # (adders, columns) multiclass input rows
+    held: np.ndarray  # (adders, P) 0/1
+    added: np.ndarray  # (adders, P) > 0 where added
+
+
+def adder_inputs(scorer: BoostedRecommender, snapshots: Sequence[Snapshot]) -> list[AdderInputs]:
+    """The adding customers of every snapshot, their input rows built once (the pair rows
+    and the blend's temperature both read them)."""
+    out = []
+    for snap in snapshots:
+        adders = np.flatnonzero(snap.added.sum(axis=1) > 0)
+        if len(adders):
+            features = snap.features.iloc[adders]
+            out.append(
+                AdderInputs(
+                    frame_inputs(scorer, features),
+                    held_matrix(features, scorer.product_ids),
+                    snap.added[adders] > 0,
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True)
 class PairTraining:
     rows: np.ndarray
     labels: np.ndarray
 
 
 def pair_training_rows(
-    scorer: BoostedRecommender,
-    snapshots: Sequence[Snapshot],
-    layout: PairLayout,
-    max_rows: int,
-    seed: int,
+    adders: Sequence[AdderInputs], layout: PairLayout, max_rows: int, seed: int
 ) -> PairTraining:
     """One row per (adding customer, product not held) of every snapshot; label: added.
 
-    Above ``max_rows`` rows whole customers are sampled (the rows of one customer stay
-    together, so each kept customer's choice among its candidates is whole).
+    Above ``max_rows`` rows a uniform sample of the rows is kept (fixed ``seed``).
     """
     parts: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    for snap in snapshots:
-        adders = np.flatnonzero(snap.added.sum(axis=1) > 0)
-        if not len(adders):
-            continue
-        features = snap.features.iloc[adders]
-        x = frame_inputs(scorer, features)
-        held = held_matrix(features, scorer.product_ids)
-        customers, products = np.nonzero(held == 0)
-        parts.append(layout.rows(x, customers, products))
-        labels.append((snap.added[adders][customers, products] > 0).astype(np.int64))
+    for part in adders:
+        customers, products = np.nonzero(part.held == 0)
+        parts.append(layout.rows(part.x, customers, products))
+        labels.append(part.added[customers, products].astype(np.int64))
     if not parts:
         return PairTraining(np.zeros((0, len(layout.names))), np.zeros(0, dtype=np.int64))
     rows, y = np.vstack(parts), np.concatenate(labels)
@@ -149,9 +165,7 @@ def fit_pair_model(
     return model.fit(np.where(unknown, 0.0, training.rows), training.labels)
 
 
-def export_pair_trees(
-    model: HistGradientBoostingClassifier, layout: PairLayout, known_products: set[int]
-) -> TreeEnsemble:
+def export_pair_trees(model: HistGradientBoostingClassifier, layout: PairLayout) -> TreeEnsemble:
     """The binary model as one set of trees per product over the multiclass input row.
 
     For product ``p`` every split on the product is resolved (left iff ``p`` is in the
@@ -163,44 +177,26 @@ def export_pair_trees(
     n_products = layout.columns.shape[1]
     baseline = float(np.asarray(model._baseline_prediction).reshape(-1)[0])
     inputs, codes = _fitted_inputs(model, layout)
-    trees: list[tuple[int, list[tuple[int, float, bool, int, int, float, float]], int]] = []
+    trees, products, depth = [], [], 0
     for per_iter in model._predictors:
         predictor = per_iter[0]
         for product in range(n_products):
-            code = codes.get(product) if product in known_products else None
-            nodes, depth = _specialize(
-                predictor.nodes, predictor.raw_left_cat_bitsets, layout, inputs, product, code
+            tree, tree_depth = _specialize(
+                predictor.nodes,
+                predictor.raw_left_cat_bitsets,
+                layout,
+                inputs,
+                product,
+                codes.get(product),
             )
-            trees.append((product, nodes, depth))
-    width = max(len(nodes) for _, nodes, _ in trees)
-    shape = (len(trees), width)
-    feature = np.zeros(shape, dtype=np.int64)
-    threshold = np.zeros(shape)
-    missing_left = np.zeros(shape, dtype=bool)
-    left = np.tile(np.arange(width, dtype=np.int64), (len(trees), 1))
-    right = left.copy()
-    value = np.zeros(shape)
-    expected = np.zeros(shape)
-    for t, (_, nodes, _) in enumerate(trees):
-        for i, (f, thr, miss, lo, hi, val, exp) in enumerate(nodes):
-            feature[t, i], threshold[t, i], missing_left[t, i] = f, thr, miss
-            left[t, i], right[t, i], value[t, i], expected[t, i] = lo, hi, val, exp
-    return TreeEnsemble(
-        feature=feature,
-        threshold=threshold,
-        missing_left=missing_left,
-        left=left,
-        right=right,
-        value=value,
-        expected=expected,
-        tree_class=np.array([product for product, _, _ in trees], dtype=np.int64),
-        baseline=np.full(n_products, baseline),
-        depth=max((depth for _, _, depth in trees), default=0),
-    )
+            trees.append(tree)
+            products.append(product)
+            depth = max(depth, tree_depth)
+    return TreeEnsemble.pack(trees, np.array(products), np.full(n_products, baseline), depth)
 
 
 def fit_temperature(
-    scorer: BoostedRecommender, snapshots: Sequence[Snapshot], max_rows: int, seed: int
+    scorer: BoostedRecommender, adders: Sequence[AdderInputs], max_rows: int, seed: int
 ) -> float:
     """The temperature that makes the blend's softmax a calibrated "which product is added".
 
@@ -209,15 +205,10 @@ def fit_temperature(
     (each customer's additions weigh 1 in all, as in the multiclass fit), over the
     blended scores at temperature 1. A ranking cannot change with it.
     """
-    xs, targets = [], []
-    for snap in snapshots:
-        adders = np.flatnonzero(snap.added.sum(axis=1) > 0)
-        if len(adders):
-            xs.append(frame_inputs(scorer, snap.features.iloc[adders]))
-            targets.append(snap.added[adders] > 0)
-    if not xs:
+    if not adders:
         return 1.0
-    x, added = np.vstack(xs), np.vstack(targets)
+    x = np.vstack([part.x for part in adders])
+    added = np.vstack([part.added for part in adders])
     if len(x) > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_rows, replace=False))
         x, added = x[keep], added[keep]
@@ -270,10 +261,11 @@ def _specialize(
     inputs: np.ndarray,
     product: int,
     code: int | None,
-) -> tuple[list[tuple[int, float, bool, int, int, float, float]], int]:
-    """One tree for one product: ``(feature, threshold, missing_left, left, right, value,
-    expected)`` per node, root first, and its depth. ``expected`` is recomputed on the
-    resolved tree (count-weighted mean of its leaves), so the credits still add up.
+) -> tuple[dict[str, np.ndarray], int]:
+    """One tree for one product, as :meth:`TreeEnsemble.pack` takes it, and its depth.
+
+    ``expected`` is recomputed on the resolved tree (count-weighted mean of its leaves), so
+    the credits still add up.
     ``code`` is the product's category code (None: never seen, so "missing")."""
     out: list[tuple[int, float, bool, int, int, float, float]] = []
     counts: list[float] = []
@@ -319,4 +311,5 @@ def _specialize(
         return k
 
     visit(0, 0)
-    return out, deepest
+    names = ("feature", "threshold", "missing_left", "left", "right", "value", "expected")
+    return {name: np.array([node[k] for node in out]) for k, name in enumerate(names)}, deepest

@@ -39,6 +39,7 @@ from training.datasets import DatasetError, Progress, data_fingerprint, recommen
 from training.metrics import map_at_k, mean_metric
 from training.pair_ranker import (
     PairLayout,
+    adder_inputs,
     export_pair_trees,
     fit_pair_model,
     fit_temperature,
@@ -150,41 +151,28 @@ def export_trees(model: HistGradientBoostingClassifier, n_outputs: int) -> TreeE
         for per_iter in model._predictors
         for out, p in zip(outputs, per_iter, strict=True)
     ]
-    width = max(len(nodes) for _, nodes in trees)
-    shape = (len(trees), width)
-    feature = np.zeros(shape, dtype=np.int64)
-    threshold = np.zeros(shape)
-    missing_left = np.zeros(shape, dtype=bool)
-    left = np.tile(np.arange(width, dtype=np.int64), (len(trees), 1))
-    right = left.copy()
-    value = np.zeros(shape)
-    expected = np.zeros(shape)
+    packed = []
     depth = 0
-    for t, (_, nodes) in enumerate(trees):
+    for _, nodes in trees:
         if nodes["is_categorical"].any():
             raise ValueError("categorical splits are not exported; one-hot encode instead")
         n = len(nodes)
         leaf = nodes["is_leaf"].astype(bool)
         split = ~leaf
-        feature[t, :n] = np.where(split, nodes["feature_idx"], 0)
-        threshold[t, :n] = nodes["num_threshold"]
-        missing_left[t, :n] = nodes["missing_go_to_left"].astype(bool)
-        left[t, :n] = np.where(split, nodes["left"], np.arange(n))
-        right[t, :n] = np.where(split, nodes["right"], np.arange(n))
-        value[t, :n] = np.where(leaf, nodes["value"], 0.0)
-        expected[t, :n] = _expected_values(nodes)
+        packed.append(
+            {
+                "feature": np.where(split, nodes["feature_idx"], 0),
+                "threshold": nodes["num_threshold"],
+                "missing_left": nodes["missing_go_to_left"].astype(bool),
+                "left": np.where(split, nodes["left"], np.arange(n)),
+                "right": np.where(split, nodes["right"], np.arange(n)),
+                "value": np.where(leaf, nodes["value"], 0.0),
+                "expected": _expected_values(nodes),
+            }
+        )
         depth = max(depth, int(nodes["depth"].max()))
-    return TreeEnsemble(
-        feature=feature,
-        threshold=threshold,
-        missing_left=missing_left,
-        left=left,
-        right=right,
-        value=value,
-        expected=expected,
-        tree_class=np.array([out for out, _ in trees], dtype=np.int64),
-        baseline=baseline,
-        depth=depth,
+    return TreeEnsemble.pack(
+        packed, np.array([out for out, _ in trees], dtype=np.int64), baseline, depth
     )
 
 
@@ -361,7 +349,8 @@ def _with_pair_ranker(
     """``fitted`` with the pair ranker fitted and blended in (unchanged if it cannot be)."""
     scorer = fitted.scorer
     layout = PairLayout.of(scorer)
-    training = pair_training_rows(scorer, snapshots, layout, config.max_pair_rows, config.seed)
+    adders = adder_inputs(scorer, snapshots)  # shared by the pair rows and the temperature
+    training = pair_training_rows(adders, layout, config.max_pair_rows, config.seed)
     if progress:
         progress(f"pair ranker on {len(training.labels):,} (customer, product) rows")
     started = time.perf_counter()
@@ -376,8 +365,7 @@ def _with_pair_ranker(
     )
     if model is None:
         return fitted
-    known = {int(p) for p in np.unique(training.rows[:, layout.product_input])}
-    pair_trees = export_pair_trees(model, layout, known)
+    pair_trees = export_pair_trees(model, layout)
     stats = {
         **fitted.stats,
         "pair_rows": float(len(training.labels)),
@@ -385,7 +373,7 @@ def _with_pair_ranker(
         "pair_trees": float(len(pair_trees.tree_class)),
     }
     blended = dataclasses.replace(scorer, pair_trees=pair_trees, pair_weight=config.pair_weight)
-    temperature = fit_temperature(blended, snapshots, config.max_train_rows, config.seed)
+    temperature = fit_temperature(blended, adders, config.max_train_rows, config.seed)
     blended = dataclasses.replace(blended, blend_temperature=temperature)
     stats["blend_temperature"] = temperature
     return dataclasses.replace(

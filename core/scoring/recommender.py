@@ -308,6 +308,38 @@ class TreeEnsemble:
             depth=0,
         )
 
+    @classmethod
+    def pack(
+        cls,
+        trees: Sequence[dict[str, np.ndarray]],
+        tree_class: np.ndarray,
+        baseline: np.ndarray,
+        depth: int,
+    ) -> TreeEnsemble:
+        """Trees given one by one (per node: ``feature``, ``threshold``, ``missing_left``,
+        ``left``, ``right``, ``value``, ``expected``, root first) padded to one width:
+        padding nodes are leaves of value 0 that point to themselves."""
+        width = max((len(t["feature"]) for t in trees), default=1)
+        shape = (len(trees), width)
+        packed = {
+            "feature": np.zeros(shape, dtype=np.int64),
+            "threshold": np.zeros(shape),
+            "missing_left": np.zeros(shape, dtype=bool),
+            "left": np.tile(np.arange(width, dtype=np.int64), (len(trees), 1)),
+            "right": np.tile(np.arange(width, dtype=np.int64), (len(trees), 1)),
+            "value": np.zeros(shape),
+            "expected": np.zeros(shape),
+        }
+        for t, tree in enumerate(trees):
+            for name, array in packed.items():
+                array[t, : len(tree[name])] = tree[name]
+        return cls(
+            **packed,
+            tree_class=np.asarray(tree_class, dtype=np.int64),
+            baseline=np.asarray(baseline, dtype=np.float64),
+            depth=depth,
+        )
+
     def leaves(self, x: np.ndarray, trees: np.ndarray | None = None) -> np.ndarray:
         """Leaf index reached by every (tree, row), shape ``(T', rows)``."""
         sel = slice(None) if trees is None else trees
@@ -789,21 +821,22 @@ class BoostedRecommender:
         return shared_result(self, record, "raw", lambda: self._blend_row(self._row(record)))
 
     def _blend_row(self, row: np.ndarray) -> np.ndarray:
-        scores = _log_softmax(self._flat.raw_row(row))
-        if self._pair_flat is not None and self.pair_weight:
-            scores = scores + self.pair_weight * self._pair_flat.raw_row(row)
-            scores /= self.blend_temperature
+        pair = self._pair_flat.raw_row(row) if self._pair_flat is not None else None
+        return self._blend(self._flat.raw_row(row), pair)
+
+    def _blend(self, raw: np.ndarray, pair_raw: np.ndarray | None) -> np.ndarray:
+        """Multiclass raw outputs (and the pair ranker's, if any) -> blended log scores."""
+        scores = _log_softmax(raw)
+        if pair_raw is not None and self.pair_weight:
+            scores = (scores + self.pair_weight * pair_raw) / self.blend_temperature
         return scores
 
     def blended_inputs(self, x: np.ndarray) -> np.ndarray:
         """Blended scores (log scale) ``(rows, P)`` for model input rows: the multiclass
         log-probability plus ``pair_weight`` x the pair ranker's log-odds, over
         ``blend_temperature``."""
-        scores = _log_softmax(self.trees.raw(x))
-        if self.pair_trees is not None and self.pair_weight:
-            scores = scores + self.pair_weight * self.pair_trees.raw(x)
-            scores /= self.blend_temperature
-        return scores
+        pair = self.pair_trees.raw(x) if self.pair_trees is not None else None
+        return self._blend(self.trees.raw(x), pair)
 
     def score(self, record: FeatureRecord) -> np.ndarray:
         """A propensity per product: the softmax of the blended scores over the fitted
