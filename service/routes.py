@@ -10,6 +10,7 @@ from core.redis_server import RedisClient
 from service import audit_routes, event_routes
 from service.auth import requires
 from service.errors import NotReadyError
+from service.json_route import JsonBodyRoute
 from service.recommend import recommend
 from service.redis_guard import breaker_of
 from service.runtime import Runtime
@@ -22,8 +23,6 @@ from service.schemas import (
 )
 
 router = APIRouter()
-router.include_router(event_routes.router)
-router.include_router(audit_routes.router)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -31,14 +30,6 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-@router.post(
-    "/v1/recommendations",
-    response_model=RecommendationResponse,
-    responses={422: {"model": ErrorResponse, "description": "Invalid request; names the field."}},
-    summary="Next best offers for one customer",
-    tags=["recommendations"],
-    openapi_extra=requires("recommend"),
-)
 async def post_recommendations(body: RecommendationRequest, request: Request) -> Response:
     """Suitable offers for the customer, best first by arbitration priority.
 
@@ -49,10 +40,12 @@ async def post_recommendations(body: RecommendationRequest, request: Request) ->
     milliseconds that a thread-pool hop would not parallelise (one interpreter lock per
     worker) but would make slower; measured in docs/performance.md.
 
-    The response is built (and validated) once as a ``RecommendationResponse`` and
-    serialized straight to JSON bytes by pydantic-core: returning a ``Response`` skips
-    FastAPI's second validation of ``response_model`` and its ``jsonable_encoder`` pass
-    (``response_model`` stays for the OpenAPI schema). The decision is recorded (audit
+    The body is parsed and validated in one pass of pydantic-core (``JsonBodyRoute``:
+    no dependency solving, no ``json.loads`` then dict validation). The response is
+    built (and validated) once as a ``RecommendationResponse`` and serialized straight to
+    JSON bytes by pydantic-core: returning a ``Response`` skips FastAPI's second
+    validation of ``response_model`` and its ``jsonable_encoder`` pass (``response_model``
+    stays for the OpenAPI schema). The decision is recorded (audit
     queue, metrics) after the body is sent (``service.recommend.Answer``). The runtime is
     read from the app directly, not through a dependency, to keep dependency solving off
     the hot path.
@@ -64,6 +57,22 @@ async def post_recommendations(body: RecommendationRequest, request: Request) ->
         media_type="application/json",
         background=BackgroundTask(answer.record),
     )
+
+
+router.add_api_route(
+    "/v1/recommendations",
+    post_recommendations,
+    methods=["POST"],
+    response_model=RecommendationResponse,
+    responses={422: {"model": ErrorResponse, "description": "Invalid request; names the field."}},
+    summary="Next best offers for one customer",
+    tags=["recommendations"],
+    openapi_extra=requires("recommend"),
+    route_class_override=JsonBodyRoute,
+)
+# After the hot route: the router tries routes in order, and the hot route matches first.
+router.include_router(event_routes.router)
+router.include_router(audit_routes.router)
 
 
 @router.get("/healthz", response_model=HealthResponse, tags=["operations"])

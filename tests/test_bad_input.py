@@ -100,6 +100,37 @@ def test_malformed_json_is_422_with_its_position(client: TestClient) -> None:
     assert error["type"] == "json_invalid" and error["loc"][0] == "body"
 
 
+@pytest.mark.parametrize(
+    ("content", "headers", "error_type"),
+    [
+        (b"", JSON, "missing"),
+        (b'{"customer_id": "C-BAD-INPUT", "channel": "app"}', AUTH, "content_type"),
+        (
+            b'{"customer_id": "C-BAD-INPUT", "channel": "app"}',
+            {**AUTH, "content-type": "text/plain"},
+            "content_type",
+        ),
+        (b"[1, 2]", JSON, "model_type"),
+        (b'{"customer_id": "C-BAD-INPUT", "channel": "app", "x": 1}', JSON, "extra_forbidden"),
+    ],
+)
+def test_a_body_that_is_no_json_request_is_422_at_body(
+    client: TestClient, content: bytes, headers: dict[str, str], error_type: str
+) -> None:
+    response = client.post("/v1/recommendations", content=content, headers=headers)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["type"] == error_type and error["loc"][0] == "body"
+
+
+def test_a_json_media_type_with_parameters_or_a_suffix_is_json(client: TestClient) -> None:
+    body = b'{"customer_id": "C-BAD-INPUT", "channel": "app"}'
+    for media_type in ("application/json; charset=utf-8", "application/vnd.bank+json"):
+        headers = {**AUTH, "content-type": media_type}
+        response = client.post("/v1/recommendations", content=body, headers=headers)
+        assert response.status_code == 200, (media_type, response.text)
+
+
 def test_a_body_that_is_not_text_is_400(client: TestClient) -> None:
     response = client.post("/v1/recommendations", content=b'{"customer_id": "\xff"}', headers=JSON)
     assert response.status_code == 400

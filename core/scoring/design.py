@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -85,6 +85,15 @@ def signed_log(values: np.ndarray) -> np.ndarray:
     return np.sign(values) * np.log1p(np.abs(values))
 
 
+def _sign(x: float) -> float:
+    """``np.sign`` of one float (``+0.0`` for either zero, NaN for NaN)."""
+    if x > 0.0:
+        return 1.0
+    if x < 0.0:
+        return -1.0
+    return 0.0 if x == 0.0 else x
+
+
 def as_float(value: object) -> float:
     """A record value as float; ``None`` / NaN / text -> NaN (imputed later)."""
     if value is None or isinstance(value, str):
@@ -115,6 +124,16 @@ def column_as_float(column: pd.Series) -> np.ndarray:
     if isinstance(numeric.dtype, pd.api.extensions.ExtensionDtype):
         numeric = numeric.astype("Float64")
     return np.asarray(numeric.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+class _RowConstants(NamedTuple):
+    """A design's numbers as Python lists, for :meth:`TabularDesign.standardize_values`."""
+
+    medians: list[float]
+    mean: list[float]
+    scale: list[float]
+    logged: tuple[int, ...]  # positions of the signed-log features among ``numeric``
+    flagged: tuple[int, ...]  # positions of the features with a "missing" column
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,10 @@ class TabularDesign:
     def raw_record(self, record: FeatureRecord) -> np.ndarray:
         """The unscaled numeric values of one record (NaN where missing), shape ``(1, n)``."""
         return floats([record.get(n) for n in self.numeric])[None, :]
+
+    def raw_values(self, record: FeatureRecord) -> list[float]:
+        """:meth:`raw_record` as a list of floats (the same conversion)."""
+        return floats([record.get(n) for n in self.numeric]).tolist()
 
     def raw_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """The unscaled numeric values of a feature frame, shape ``(rows, n)``."""
@@ -206,20 +229,56 @@ class TabularDesign:
     def _n_levels(self) -> int:
         return sum(len(levels) for _, levels in self.categorical)
 
-    def categories_record(self, record: FeatureRecord) -> np.ndarray:
-        """One-hot columns of one record, shape ``(1, levels)``.
+    def categories_values(self, record: FeatureRecord) -> list[float]:
+        """One-hot values of one record, as a list.
 
         A dict lookup per feature instead of comparing against every level: the same
         ``==`` semantics (a hash match is followed by ``==``), the same 0/1 floats.
         """
-        out = np.zeros((1, self._n_levels))
+        out = [0.0] * self._n_levels
         try:
             for name, columns in self._level_columns:
                 for j in columns.get(record.get(name), ()):
-                    out[0, j] = 1.0
+                    out[j] = 1.0
         except TypeError:  # an unhashable value: compare level by level
-            return self._categories([[record.get(name)] for name, _ in self.categorical], 1)
+            values = [[record.get(name)] for name, _ in self.categorical]
+            return cast(list[float], self._categories(values, 1)[0].tolist())
         return out
+
+    def categories_record(self, record: FeatureRecord) -> np.ndarray:
+        """One-hot columns of one record, shape ``(1, levels)``."""
+        return np.array([self.categories_values(record)], dtype=np.float64)
+
+    @cached_property
+    def _row_constants(self) -> _RowConstants:
+        return _RowConstants(
+            medians=self.medians.tolist(),
+            mean=self.mean.tolist(),
+            scale=self.scale.tolist(),
+            logged=tuple(np.flatnonzero(self._log_mask).tolist()),
+            flagged=tuple(self._flag_positions.tolist()),
+        )
+
+    def standardize_values(self, raw: list[float], categories: list[float]) -> list[float]:
+        """:meth:`standardize` of one row given as lists (:meth:`raw_values`,
+        :meth:`categories_values`), in Python floats.
+
+        The same IEEE operations in the same order, so the same bits; ``log1p`` still goes
+        through numpy, whose SIMD kernels can differ from ``math.log1p`` in the last bit.
+        """
+        constants = self._row_constants
+        filled = [m if math.isnan(v) else v for v, m in zip(raw, constants.medians, strict=True)]
+        if constants.logged:
+            logs = np.log1p([abs(filled[k]) for k in constants.logged]).tolist()
+            for k, log in zip(constants.logged, logs, strict=True):
+                filled[k] = _sign(filled[k]) * log
+        flags = [1.0 if math.isnan(raw[k]) else 0.0 for k in constants.flagged]
+        return [
+            (u - m) / s
+            for u, m, s in zip(
+                filled + flags + categories, constants.mean, constants.scale, strict=True
+            )
+        ]
 
     def transform_record(self, record: FeatureRecord) -> np.ndarray:
         """Standardized design row of one record, shape ``(1, columns)``.
