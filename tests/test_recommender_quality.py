@@ -105,18 +105,17 @@ def test_bagged_trees_score_the_mean_of_the_models_and_walk_the_same_paths() -> 
     np.testing.assert_allclose(bag.raw(rows)[:, models[0].classes_], mean, rtol=0, atol=1e-9)
     flat = FlatTrees(bag)
     for row in rows[:40]:
-        compiled, plain = flat.walk(row), flat.walk(row, compiled=False)
-        np.testing.assert_array_equal(compiled.nodes, plain.nodes)
-        np.testing.assert_allclose(flat.raw(compiled), bag.raw(row[None])[0], rtol=0, atol=1e-12)
-        credits = flat.contributions(compiled, [0, 2], x.shape[1])
+        raw, leaves = flat.raw_leaves_row(row)
+        np.testing.assert_allclose(raw, bag.raw(row[None])[0], rtol=0, atol=1e-12)
+        credits = flat.leaf_credits(leaves, np.array([0, 2]), x.shape[1])
         np.testing.assert_allclose(
             credits,
-            flat.contributions(plain, [0, 2], x.shape[1], compiled=False),
+            flat.leaf_credits(leaves, np.array([0, 2]), x.shape[1], compiled=False),
             rtol=0,
             atol=1e-12,
         )
         bias_plus_credits = flat.bias[[0, 2]] + credits.sum(axis=1)
-        np.testing.assert_allclose(bias_plus_credits, flat.raw(compiled)[[0, 2]], atol=1e-9)
+        np.testing.assert_allclose(bias_plus_credits, raw[[0, 2]], atol=1e-9)
 
 
 def test_contributions_add_up_to_the_raw_score() -> None:
@@ -435,8 +434,8 @@ def test_pair_trees_equal_the_binary_model_for_every_product(result: PanelResult
     np.testing.assert_allclose(trees.raw(x, compiled=False), expected, rtol=0, atol=1e-9)
     flat = FlatTrees(trees)
     for i in range(5):  # the credits of every product's trees add up to its log-odds
-        path = flat.walk(x[i])
-        credits = flat.contributions(path, list(range(n_products)), x.shape[1])
+        _, leaves = flat.raw_leaves_row(x[i])
+        credits = flat.leaf_credits(leaves, np.arange(n_products), x.shape[1])
         np.testing.assert_allclose(flat.bias + credits.sum(axis=1), expected[i], atol=1e-9)
 
 

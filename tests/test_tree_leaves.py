@@ -4,6 +4,7 @@ reasons, and no tree walked twice on the request path."""
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -85,11 +86,33 @@ def ensembles() -> list[tuple[TreeEnsemble, np.ndarray]]:
     return [(trees, rows), (_hand_ensemble(), hand_rows)]
 
 
+def _walk_down(flat: FlatTrees, row: np.ndarray, tree: int) -> list[int]:
+    """The oracle: tree ``tree``'s path for ``row``, root first, walked in plain Python."""
+    at, path = int(tree) * flat.width, []
+    while True:
+        path.append(at)
+        v = row[flat.feature[at]]
+        go_left = flat.missing_left[at] if np.isnan(v) else v <= flat.threshold[at]
+        to = int(flat.left[at] if go_left else flat.right[at])
+        if to == at:
+            return path
+        at = to
+
+
+def _walked_leaves(flat: FlatTrees, row: np.ndarray) -> np.ndarray:
+    return np.array([_walk_down(flat, row, t)[-1] for t in flat.all_trees], dtype=np.int64)
+
+
 def _walked_credits(flat: FlatTrees, row: np.ndarray, outputs: Sequence[int], n: int) -> Any:
-    """The credits before leaves: a recorded walk of the outputs' trees, credited."""
-    parts = [flat.trees_of[c] for c in outputs]
-    trees = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    return flat.contributions(flat.walk(row, trees.astype(np.int64)), outputs, n)
+    """The credits of a walk down each of the outputs' trees: every split credits its
+    feature with the change in expected value, root first (the oracle)."""
+    out = np.zeros((len(outputs), n))
+    for slot, c in enumerate(outputs):
+        for tree in flat.trees_of[c]:
+            path = _walk_down(flat, row, tree)
+            for at, to in itertools.pairwise(path):
+                out[slot, flat.feature[at]] += flat.expected[to] - flat.expected[at]
+    return out
 
 
 def test_parents_lead_every_node_back_to_its_tree_root(
@@ -119,8 +142,8 @@ def test_scoring_walk_leaves_give_the_same_scores_and_credits_as_a_recorded_walk
         chosen = [[0], [1], [2], [0, 2], [2, 1, 0], list(range(flat.n_outputs)), []]
         for row in rows:
             raw, leaves = flat.raw_leaves_row(row)
-            np.testing.assert_array_equal(raw, flat.raw_row(row))  # bit-identical
-            np.testing.assert_array_equal(leaves, flat.walk(row).leaves)
+            np.testing.assert_array_equal(raw, trees.raw(row[None, :])[0])  # bit-identical
+            np.testing.assert_array_equal(leaves, _walked_leaves(flat, row))
             assert not leaves.flags.writeable
             for outputs in chosen:
                 expected = _walked_credits(flat, row, outputs, n)
@@ -143,7 +166,7 @@ def test_trees_that_never_split_credit_nothing() -> None:
         credits = flat.leaf_credits(leaves, np.array([1, 2, 0]), 2)
         assert (credits[:2] == 0).all()  # a stump, and an output without trees
         np.testing.assert_allclose(flat.bias + flat.leaf_credits(leaves, [0, 1, 2], 2).sum(1), raw)
-        np.testing.assert_array_equal(raw, flat.raw_row(row))
+        np.testing.assert_array_equal(raw, _hand_ensemble().raw(row[None, :])[0])
 
 
 def test_without_numba_the_numpy_fallbacks_give_the_same_leaves_and_credits(
@@ -199,8 +222,8 @@ def _top(scorer: BoostedRecommender, record: dict[str, Any], k: int = 3) -> list
 
 @pytest.fixture
 def walked_reasons(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Reasons as before the leaves: each ensemble's credits from a recorded walk of the
-    products' trees (the same ``_group_credits`` otherwise)."""
+    """Reasons with each ensemble's credits from a walk down the products' trees (the
+    oracle; the same ``_group_credits`` otherwise)."""
 
     def reasons(scorer: BoostedRecommender, record: dict[str, Any], top: list[int]) -> Any:
         row = scorer.record_inputs(record)[0]
@@ -219,8 +242,7 @@ def test_request_path_scores_are_bit_identical_and_reasons_equal_the_walked_ones
     scorer: BoostedRecommender, records: list[dict[str, Any]], walked_reasons: Any
 ) -> None:
     for record in records:
-        row = scorer.record_inputs(record)[0]
-        before = scorer._blend(scorer._flat.raw_row(row), scorer._pair_flat.raw_row(row))
+        before = scorer.blended_inputs(scorer.record_inputs(record))[0]  # the batch path
         top = _top(scorer, record, 4)
         expected, expected_contrib = walked_reasons(scorer, record, top)
         with shared_transforms():
@@ -252,8 +274,7 @@ def test_inside_the_request_block_the_reasons_walk_no_tree(
         raise AssertionError("a tree was walked again")
 
     monkeypatch.setattr(scorer, "_walk_row", counted)
-    for name in ("walk", "leaves_of", "raw_row"):
-        monkeypatch.setattr(FlatTrees, name, refused)
+    monkeypatch.setattr(FlatTrees, "leaves_of", refused)
     with shared_transforms():
         scores = scorer.score(record)
         assert scorer.reasons_many(record, top) == expected
@@ -272,7 +293,7 @@ def test_without_the_pair_blend_its_trees_are_neither_walked_nor_credited(
         with shared_transforms():
             walk = alone._walked(record)
             assert walk.pair_leaves is None
-            raw = alone._flat.raw_row(alone.record_inputs(record)[0])
+            raw = alone.trees.raw(alone.record_inputs(record))[0]
             np.testing.assert_array_equal(walk.raw, alone._blend(raw, None))
             top = _top(alone, record)
             assert alone.reasons_many(record, top) == walked_reasons(alone, record, top)[0]

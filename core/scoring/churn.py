@@ -137,6 +137,20 @@ def _generic(name: str, value: float) -> str:
     return f"{name.replace('_', ' ')} {value:g}"
 
 
+def _numeric_reason(code: str, value: float) -> Reason:
+    """The reason a numeric signal gives: its own text, or ``<name> unknown`` when missing."""
+    if math.isnan(value):
+        return Reason(code=code, text=f"{code.replace('_', ' ')} unknown")
+    signal = _SIGNALS.get(code)
+    return Reason(code=code, text=signal.text(value) if signal else _generic(code, value))
+
+
+def _level_reason(code: str, level: str | None) -> Reason:
+    """The reason a categorical signal gives: its level, ``unknown`` when none is set."""
+    shown = level if level is not None else "unknown"
+    return Reason(code=code, text=f"{code.replace('_', ' ')} {shown}")
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -339,18 +353,11 @@ class LinearChurnModel:
                     break
                 code = explainer.codes[k]
                 if k < n_numeric:
-                    value = float(raw[row, k])
-                    if math.isnan(value):
-                        text = f"{code.replace('_', ' ')} unknown"
-                    else:
-                        signal = _SIGNALS.get(code)
-                        text = signal.text(value) if signal else _generic(code, value)
+                    out.append(_numeric_reason(code, float(raw[row, k])))
                 else:
                     c = k - n_numeric
                     hot = np.flatnonzero(categories[row, offsets[c] : offsets[c + 1]])
-                    level = level_names[c][hot[0]] if hot.size else "unknown"
-                    text = f"{code.replace('_', ' ')} {level}"
-                out.append(Reason(code=code, text=text))
+                    out.append(_level_reason(code, level_names[c][hot[0]] if hot.size else None))
             reasons.append(out)
         return proba, reasons
 
@@ -389,25 +396,19 @@ class LinearChurnModel:
                     eligible.append((-total, k))
         # a stable argsort of -totals, cut as ranked[:, :max_reasons] cuts all signals ranked
         eligible.sort(key=lambda item: item[0])
-        ranked = [k for _, k in eligible[: len(range(len(explainer.codes))[:max_reasons])]]
+        ranked = [k for _, k in eligible[: len(explainer.codes[:max_reasons])]]
 
         n_numeric = len(design.numeric)
         reasons: list[Reason] = []
         for k in ranked:
             code = explainer.codes[k]
             if k < n_numeric:
-                value = raw[k]
-                if math.isnan(value):
-                    text = f"{code.replace('_', ' ')} unknown"
-                else:
-                    signal = _SIGNALS.get(code)
-                    text = signal.text(value) if signal else _generic(code, value)
+                reasons.append(_numeric_reason(code, raw[k]))
             else:
                 c = k - n_numeric
                 levels, offset = one.level_names[c], one.level_offsets[c]
                 hot = [i for i in range(len(levels)) if categories[offset + i]]
-                text = f"{code.replace('_', ' ')} {levels[hot[0]] if hot else 'unknown'}"
-            reasons.append(Reason(code=code, text=text))
+                reasons.append(_level_reason(code, levels[hot[0]] if hot else None))
         return proba, reasons
 
     def assess(self, record: FeatureRecord, max_reasons: int = 3) -> tuple[float, list[Reason]]:

@@ -408,27 +408,11 @@ class TreeEnsemble:
         return out, bias
 
 
-class TreePath:
-    """One row's path through a set of trees: ``nodes[i, k]`` is the flat ``tree * width +
-    node`` position of tree ``trees[i]`` after ``k`` steps, the leaf repeated once reached
-    (the last column is every tree's leaf). Enough to score the row and to credit each
-    split to its feature afterwards."""
-
-    def __init__(self, trees: np.ndarray, nodes: np.ndarray) -> None:
-        self.trees = trees  # (T',) tree numbers, the order of the rows of ``nodes``
-        self.nodes = nodes  # (T', steps + 1) flat positions
-        self.leaves = nodes[:, -1]
-
-    @property
-    def steps(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per step, the positions before and after it (``at == to`` once at a leaf)."""
-        return [(self.nodes[:, k], self.nodes[:, k + 1]) for k in range(self.nodes.shape[1] - 1)]
-
-
-def _walk_numpy(flat: FlatTrees, row: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    """:func:`_walk_compiled` in numpy (one synchronous step of every tree at a time)."""
+def _leaves_numpy(flat: FlatTrees, row: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Leaf positions of ``row`` in the trees ``chosen``, in numpy (the fallback without
+    numba): every tree one synchronous step at a time. The comparisons of
+    :func:`_descend`, so the same leaves."""
     at = chosen * flat.width
-    columns = [at]
     for _ in range(flat.depth):
         value = row.take(flat.feature.take(at))
         go_left = np.where(
@@ -437,91 +421,29 @@ def _walk_numpy(flat: FlatTrees, row: np.ndarray, chosen: np.ndarray) -> np.ndar
         to = np.where(go_left, flat.left.take(at), flat.right.take(at))
         if np.array_equal(to, at):
             break
-        columns.append(to)
         at = to
-    return np.column_stack(columns)
+    return at
 
 
-def _credits_numpy(
-    nodes: np.ndarray,
-    slots: np.ndarray,
-    feature: np.ndarray,
-    expected: np.ndarray,
-    n_slots: int,
-    n_columns: int,
-) -> np.ndarray:
-    keep = slots >= 0
-    cells, deltas = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
-    for k in range(nodes.shape[1] - 1):
-        at, to = nodes[:, k], nodes[:, k + 1]
-        moved = keep & (at != to)
-        src, dst = at[moved], to[moved]
-        cells.append(slots[moved] * n_columns + feature.take(src))
-        deltas.append(expected.take(dst) - expected.take(src))
-    credits = np.bincount(
-        np.concatenate(cells), weights=np.concatenate(deltas), minlength=n_slots * n_columns
-    )
-    return credits.reshape(n_slots, n_columns)
-
-
-def _walk_one(
+def _descend_one(
     row: np.ndarray,
     feature: np.ndarray,
     threshold: np.ndarray,
     missing_left: np.ndarray,
     left: np.ndarray,
     right: np.ndarray,
-    trees: np.ndarray,
-    width: int,
-    depth: int,
-) -> np.ndarray:
-    """Positions of ``row``'s path through each of ``trees`` (see :class:`TreePath`):
-    at a split, a missing value goes left iff ``missing_left``, else ``x <= threshold``
-    does, exactly as sklearn's predictor."""
-    n = trees.shape[0]
-    nodes = np.empty((n, depth + 1), dtype=np.int64)
-    longest = 0
-    for i in range(n):
-        at = trees[i] * width
-        nodes[i, 0] = at
-        k = 0
-        while k < depth:
-            value = row[feature[at]]
-            go_left = missing_left[at] if np.isnan(value) else value <= threshold[at]
-            to = left[at] if go_left else right[at]
-            if to == at:
-                break
-            k += 1
-            nodes[i, k] = to
-            at = to
-        for j in range(k + 1, depth + 1):
-            nodes[i, j] = at
-        longest = max(longest, k)
-    return nodes[:, : longest + 1].copy()
-
-
-def _credits_one(
-    nodes: np.ndarray,
-    slots: np.ndarray,
-    feature: np.ndarray,
-    expected: np.ndarray,
-    n_slots: int,
-    n_columns: int,
-) -> np.ndarray:
-    """Per (slot, column) credits: every split on a path credits its feature with the
-    change in expected value; trees with a negative slot are skipped."""
-    out = np.zeros((n_slots, n_columns))
-    for i in range(nodes.shape[0]):
-        slot = slots[i]
-        if slot < 0:
-            continue
-        for k in range(nodes.shape[1] - 1):
-            at = nodes[i, k]
-            to = nodes[i, k + 1]
-            if at == to:
-                break
-            out[slot, feature[at]] += expected[to] - expected[at]
-    return out
+    at: int,
+) -> int:
+    """From flat node ``at`` down to its leaf: at a split, a missing value goes left iff
+    ``missing_left``, else ``x <= threshold`` does, exactly as sklearn's predictor. A
+    leaf's children are itself. Every compiled walk below goes down through this one."""
+    while True:
+        v = row[feature[at]]
+        go_left = missing_left[at] if np.isnan(v) else v <= threshold[at]
+        to = left[at] if go_left else right[at]
+        if to == at:
+            return at
+        at = to
 
 
 def _raw_rows(
@@ -542,15 +464,9 @@ def _raw_rows(
     total = np.empty(n_outputs)
     for r in range(x.shape[0]):
         total[:] = 0.0
+        row = x[r]
         for t in range(tree_class.shape[0]):
-            at = t * width
-            while True:
-                v = x[r, feature[at]]
-                go_left = missing_left[at] if np.isnan(v) else v <= threshold[at]
-                to = left[at] if go_left else right[at]
-                if to == at:
-                    break
-                at = to
+            at = _descend(row, feature, threshold, missing_left, left, right, t * width)
             total[tree_class[t]] += value[at]
         for c in range(n_outputs):
             out[r, c] = baseline[c] + total[c]
@@ -576,14 +492,7 @@ def _raw_leaves_one(
     total = np.zeros(n_outputs)
     leaves = np.empty(tree_class.shape[0], dtype=np.int64)
     for t in range(tree_class.shape[0]):
-        at = t * width
-        while True:
-            v = row[feature[at]]
-            go_left = missing_left[at] if np.isnan(v) else v <= threshold[at]
-            to = left[at] if go_left else right[at]
-            if to == at:
-                break
-            at = to
+        at = _descend(row, feature, threshold, missing_left, left, right, t * width)
         leaves[t] = at
         total[tree_class[t]] += value[at]
     out = np.empty(n_outputs)
@@ -611,15 +520,7 @@ def _leaves_some(
         c = outputs[slot]
         for i in range(start[c], start[c + 1]):
             t = order[i]
-            at = t * width
-            while True:
-                v = row[feature[at]]
-                go_left = missing_left[at] if np.isnan(v) else v <= threshold[at]
-                to = left[at] if go_left else right[at]
-                if to == at:
-                    break
-                at = to
-            leaves[t] = at
+            leaves[t] = _descend(row, feature, threshold, missing_left, left, right, t * width)
     return leaves
 
 
@@ -639,12 +540,12 @@ def _leaf_credits_one(
     Each tree of output ``outputs[slot]`` climbs from its leaf to its root through
     ``parent`` (no comparison: the leaf already says which way every split went); then
     each split, root first, credits ``out[slot, feature[split]]`` with ``expected[child] -
-    expected[split]``: the additions of :func:`_credits_one` in its order, so the same
-    numbers as crediting a recorded walk. A climb is a chain of dependent loads (the next
-    parent is known only once this one is read) into node arrays mostly out of cache by
-    the time the reasons run, so all the trees climb one level at a time together and the
-    loads of different trees overlap (measured ~15% faster than one tree after another
-    with a cold cache). ``height`` is the most ancestors any node has."""
+    expected[split]``: the additions a walk down from the root would make, in its order,
+    so the same numbers as crediting a recorded walk. A climb is a chain of dependent
+    loads (the next parent is known only once this one is read) into node arrays mostly
+    out of cache by the time the reasons run, so all the trees climb one level at a time
+    together and the loads of different trees overlap (measured ~15% faster than one tree
+    after another with a cold cache). ``height`` is the most ancestors any node has."""
     n_slots = outputs.shape[0]
     total = 0
     for slot in range(n_slots):
@@ -721,8 +622,7 @@ def _compile(function: Callable[..., Any]) -> Callable[..., Any] | None:
         return njit(cache=False, nogil=True)(function)
 
 
-_walk_compiled = _compile(_walk_one)
-_credits_compiled = _compile(_credits_one)
+_descend = _compile(_descend_one) or _descend_one  # the compiled walks call it compiled
 _raw_compiled = _compile(_raw_rows)
 _raw_leaves_compiled = _compile(_raw_leaves_one)
 _leaves_compiled = _compile(_leaves_some)
@@ -795,50 +695,6 @@ class FlatTrees:
         counts = np.bincount(self.tree_class, minlength=self.n_outputs)
         self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
-    def walk(
-        self, row: np.ndarray, trees: np.ndarray | None = None, *, compiled: bool = True
-    ) -> TreePath:
-        """The path of ``row`` (1-D, model inputs) through ``trees`` (default: all).
-
-        ``compiled`` uses the numba walk (one tree at a time, to its leaf); ``False`` the
-        numpy one (all trees one step at a time). Same comparisons, same nodes.
-        """
-        chosen = self.all_trees if trees is None else np.asarray(trees, dtype=np.int64)
-        if compiled and _walk_compiled is not None:
-            row = np.ascontiguousarray(row, dtype=np.float64)
-            nodes = _walk_compiled(
-                row,
-                self.feature,
-                self.threshold,
-                self.missing_left,
-                self.left,
-                self.right,
-                chosen,
-                self.width,
-                self.depth,
-            )
-        else:
-            nodes = _walk_numpy(self, row, chosen)
-        return TreePath(chosen, nodes)
-
-    def raw_row(self, row: np.ndarray) -> np.ndarray:
-        """Raw outputs ``(C,)`` of one row (1-D model inputs) through every tree, no leaf
-        kept (:meth:`raw_leaves_row` gives the same numbers and the leaves)."""
-        if _raw_compiled is None:
-            return self.raw(self.walk(row, compiled=False))
-        return _raw_compiled(
-            np.ascontiguousarray(row, dtype=np.float64)[None, :],
-            self.feature,
-            self.threshold,
-            self.missing_left,
-            self.left,
-            self.right,
-            self.value,
-            self.tree_class,
-            self.baseline,
-            self.width,
-        )[0]
-
     def raw_leaves_row(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs ``(C,)`` of one row through every tree, and the flat position of
         the leaf each tree ends in ``(T,)``, read-only.
@@ -848,15 +704,18 @@ class FlatTrees:
         (:meth:`leaf_credits`), so the shown products' trees are not walked a second time
         (that walk, an eighth of the trees, cost about half as much as the whole scoring
         walk in the served app: comparisons, branch misses, an allocated path per call).
-        Recording every tree's full path (:meth:`walk`) was rejected: it writes ``depth +
-        1`` positions for every tree although only the shown products' few are explained,
-        and slowed the scoring walk (~250 us instead of ~200 us on the demo model) by more
-        than it saved. The raw outputs are bit-identical to :meth:`raw_row` (same leaves,
-        same sums in the same order).
+        Recording every tree's full path was rejected: it writes ``depth + 1`` positions
+        for every tree although only the shown products' few are explained, and slowed the
+        scoring walk (~250 us instead of ~200 us on the demo model) by more than it saved.
+        The raw outputs are bit-identical to :meth:`TreeEnsemble.raw` of the row (same
+        leaves, same sums in the same order); without numba, equal up to rounding.
         """
         if _raw_leaves_compiled is None:
-            path = self.walk(row, compiled=False)
-            raw, leaves = self.raw(path), path.leaves.copy()
+            leaves = _leaves_numpy(self, np.asarray(row, dtype=np.float64), self.all_trees)
+            weights = self.value.take(leaves)
+            raw = self.baseline + np.bincount(
+                self.tree_class, weights=weights, minlength=self.n_outputs
+            )
         else:
             raw, leaves = _raw_leaves_compiled(
                 np.ascontiguousarray(row, dtype=np.float64),
@@ -883,7 +742,7 @@ class FlatTrees:
             parts = [self.order[self.start[c] : self.start[c + 1]] for c in outputs]
             trees = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
             leaves = np.full(len(self.tree_class), -1, dtype=np.int64)
-            leaves[trees] = self.walk(row, trees, compiled=False).leaves
+            leaves[trees] = _leaves_numpy(self, np.asarray(row, dtype=np.float64), trees)
         else:
             leaves = _leaves_compiled(
                 np.ascontiguousarray(row, dtype=np.float64),
@@ -904,8 +763,9 @@ class FlatTrees:
         self, leaves: np.ndarray, outputs: np.ndarray, n_columns: int, *, compiled: bool = True
     ) -> np.ndarray:
         """Per-column credits ``(len(outputs), n_columns)`` of the outputs' trees, from the
-        leaves of :meth:`raw_leaves_row` or :meth:`leaves_of`: the same credits as
-        :meth:`contributions` on a recorded walk of those trees, without walking again."""
+        leaves of :meth:`raw_leaves_row` or :meth:`leaves_of`. Each split on a tree's path
+        credits its feature with the change in expected value (child minus parent), so
+        ``bias[c] + credits[slot].sum()`` is output ``c``'s raw score."""
         outputs = np.asarray(outputs, dtype=np.int64)
         use = _leaf_credits_compiled if compiled else None
         credit = use if use is not None else _leaf_credits_numpy
@@ -920,29 +780,6 @@ class FlatTrees:
             self.height,
             n_columns,
         )
-
-    def raw(self, path: TreePath) -> np.ndarray:
-        """Raw outputs ``(C,)`` of a walk over all trees."""
-        return self.baseline + np.bincount(
-            self.tree_class.take(path.trees),
-            weights=self.value.take(path.leaves),
-            minlength=self.n_outputs,
-        )
-
-    def contributions(
-        self, path: TreePath, outputs: Sequence[int], n_columns: int, *, compiled: bool = True
-    ) -> np.ndarray:
-        """Per-column credits ``(len(outputs), n_columns)`` of the outputs' trees on a path.
-
-        Each split on a tree's path credits its feature with the change in expected value
-        (child minus parent), so ``bias[c] + row.sum()`` is output ``c``'s raw score.
-        """
-        slot_of_tree = np.full(len(self.tree_class), -1, dtype=np.int64)
-        for slot, output in enumerate(outputs):
-            slot_of_tree[self.trees_of[output]] = slot
-        slots = slot_of_tree.take(path.trees)
-        credit = _credits_compiled if compiled and _credits_compiled is not None else _credits_numpy
-        return credit(path.nodes, slots, self.feature, self.expected, len(outputs), n_columns)
 
 
 def _softmax(raw: np.ndarray) -> np.ndarray:
