@@ -159,6 +159,56 @@ def test_scoring_walk_leaves_give_the_same_scores_and_credits_as_a_recorded_walk
                 np.testing.assert_array_equal(flat.leaf_credits(some, np.array(outputs), n), got)
 
 
+def _tied_ensemble(rng: np.random.Generator, values: np.ndarray) -> TreeEnsemble:
+    """Random full trees whose thresholds are drawn from ``values`` (so rows drawn from
+    the same values land exactly on thresholds), either missing side at random."""
+    trees = []
+    for _ in range(40):
+        depth = int(rng.integers(1, 5))
+        n = 2 ** (depth + 1) - 1
+        inner = np.arange(n) < 2**depth - 1
+        position = np.arange(n)
+        trees.append(
+            {
+                "feature": np.where(inner, rng.integers(0, 4, n), 0),
+                "threshold": np.where(inner, rng.choice(values, n), 0.0),
+                "missing_left": inner & (rng.random(n) < 0.5),
+                "left": np.where(inner, 2 * position + 1, position),
+                "right": np.where(inner, 2 * position + 2, position),
+                "value": np.where(inner, 0.0, rng.normal(size=n)),
+                "expected": rng.normal(size=n),
+            }
+        )
+    return TreeEnsemble.pack(
+        trees, tree_class=rng.integers(0, 3, len(trees)), baseline=np.zeros(3), depth=4
+    )
+
+
+def test_packed_walk_compares_exactly_at_ties_signed_zeros_infinities_and_nan() -> None:
+    """The packed nodes compare threshold ranks, not floats: a value equal to a threshold,
+    -0.0 against 0.0, infinities and NaN (each missing side) must go where the float
+    comparison sends them."""
+    rng = np.random.default_rng(5)
+    values = np.array([-np.inf, -1.5, -0.0, 0.0, 1e-300, 0.25, 7.0, np.inf])
+    thresholds = values[np.isfinite(values)]
+    trees = _tied_ensemble(rng, thresholds)
+    flat = FlatTrees(trees)
+    rows = rng.choice(np.append(values, np.nan), size=(300, 4))
+    for row in rows:
+        raw, leaves = flat.raw_leaves_row(row)
+        np.testing.assert_array_equal(leaves, _walked_leaves(flat, row))
+        np.testing.assert_array_equal(raw, trees.raw(row[None, :])[0])
+        some = flat.leaves_of(row, np.array([2, 0]))
+        own = np.concatenate([flat.trees_of[2], flat.trees_of[0]])
+        np.testing.assert_array_equal(some[own], leaves[own])
+    # Codes: how many of an input's distinct thresholds lie strictly below the value.
+    codes = flat.packed.codes(np.array([0.0, np.nan, np.inf, -np.inf]))
+    for j, code in enumerate(codes):
+        cuts = flat.packed.cuts[flat.packed.cut_start[j] : flat.packed.cut_start[j + 1]]
+        value = [0.0, np.nan, np.inf, -np.inf][j]
+        assert code == (0xFFFF if np.isnan(value) else int((cuts < value).sum()))
+
+
 def test_trees_that_never_split_credit_nothing() -> None:
     flat = FlatTrees(_hand_ensemble())
     for row in (np.array([0.0, 0.0]), np.array([np.nan, np.nan]), np.array([-2.0, 1.0])):

@@ -31,9 +31,9 @@ product up for this customer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,12 +41,12 @@ import pandas as pd
 from core.scoring.base import FeatureRecord, Reason
 from core.scoring.churn import TabularDesign, column_as_float, floats
 from core.scoring.design import shared_result, shared_transforms, sharing
-
-njit: Callable[..., Any] | None
-try:  # compiled tree walks; the numpy walks below give the same leaves without it
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency, this is a safety net
-    njit = None
+from core.scoring.packed_trees import (
+    PackedTrees,
+    compile_kernel,
+    leaves_compiled,
+    raw_leaves_compiled,
+)
 
 PAIR_FEATURES = ("collaborative", "held_before", "popularity")
 """Pair features shared by all products, in the order of ``pair_weights``."""
@@ -473,57 +473,6 @@ def _raw_rows(
     return out
 
 
-def _raw_leaves_one(
-    row: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    value: np.ndarray,
-    tree_class: np.ndarray,
-    baseline: np.ndarray,
-    width: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_raw_rows` of one row that also returns the flat position of the leaf each
-    tree ends in ``(T,)``: the same comparisons and the same sums in the same order (so
-    bit-identical raw outputs), plus one integer store per tree."""
-    n_outputs = baseline.shape[0]
-    total = np.zeros(n_outputs)
-    leaves = np.empty(tree_class.shape[0], dtype=np.int64)
-    for t in range(tree_class.shape[0]):
-        at = _descend(row, feature, threshold, missing_left, left, right, t * width)
-        leaves[t] = at
-        total[tree_class[t]] += value[at]
-    out = np.empty(n_outputs)
-    for c in range(n_outputs):
-        out[c] = baseline[c] + total[c]
-    return out, leaves
-
-
-def _leaves_some(
-    row: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    order: np.ndarray,
-    start: np.ndarray,
-    outputs: np.ndarray,
-    width: int,
-) -> np.ndarray:
-    """Leaf positions ``(T,)`` of ``row`` in the trees of ``outputs`` only (trees
-    ``order[start[c]:start[c + 1]]`` for each output ``c``); every other tree gets -1."""
-    leaves = np.full(order.shape[0], -1, dtype=np.int64)
-    for slot in range(outputs.shape[0]):
-        c = outputs[slot]
-        for i in range(start[c], start[c + 1]):
-            t = order[i]
-            leaves[t] = _descend(row, feature, threshold, missing_left, left, right, t * width)
-    return leaves
-
-
 def _leaf_credits_one(
     leaves: np.ndarray,
     order: np.ndarray,
@@ -610,23 +559,11 @@ def _leaf_credits_numpy(
     return credits.reshape(len(outputs), n_columns)
 
 
-def _compile(function: Callable[..., Any]) -> Callable[..., Any] | None:
-    """``function`` compiled by numba on its first call, the machine code cached on disk
-    (``__pycache__`` or numba's user cache) for the next process; without a writable cache
-    folder it is compiled per process instead."""
-    if njit is None:  # pragma: no cover
-        return None
-    try:
-        return njit(cache=True, nogil=True)(function)
-    except RuntimeError:  # pragma: no cover - no cache locator available
-        return njit(cache=False, nogil=True)(function)
-
-
-_descend = _compile(_descend_one) or _descend_one  # the compiled walks call it compiled
-_raw_compiled = _compile(_raw_rows)
-_raw_leaves_compiled = _compile(_raw_leaves_one)
-_leaves_compiled = _compile(_leaves_some)
-_leaf_credits_compiled = _compile(_leaf_credits_one)
+_descend = compile_kernel(_descend_one) or _descend_one  # the batch walk calls it compiled
+_raw_compiled = compile_kernel(_raw_rows)
+_raw_leaves_compiled = raw_leaves_compiled  # the request path's walks: packed nodes
+_leaves_compiled = leaves_compiled
+_leaf_credits_compiled = compile_kernel(_leaf_credits_one)
 
 
 def _parents(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -694,6 +631,15 @@ class FlatTrees:
         self.order = np.argsort(self.tree_class, kind="stable").astype(np.int64)
         counts = np.bincount(self.tree_class, minlength=self.n_outputs)
         self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.packed = PackedTrees.of(
+            self.feature,
+            self.threshold,
+            self.missing_left,
+            self.left,
+            self.right,
+            self.value,
+            width,
+        )
 
     def raw_leaves_row(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs ``(C,)`` of one row through every tree, and the flat position of
@@ -717,14 +663,14 @@ class FlatTrees:
                 self.tree_class, weights=weights, minlength=self.n_outputs
             )
         else:
+            packed = self.packed
             raw, leaves = _raw_leaves_compiled(
                 np.ascontiguousarray(row, dtype=np.float64),
-                self.feature,
-                self.threshold,
-                self.missing_left,
-                self.left,
-                self.right,
-                self.value,
+                packed.node,
+                packed.value,
+                packed.node_start,
+                packed.cuts,
+                packed.cut_start,
                 self.tree_class,
                 self.baseline,
                 self.width,
@@ -744,13 +690,13 @@ class FlatTrees:
             leaves = np.full(len(self.tree_class), -1, dtype=np.int64)
             leaves[trees] = _leaves_numpy(self, np.asarray(row, dtype=np.float64), trees)
         else:
+            packed = self.packed
             leaves = _leaves_compiled(
                 np.ascontiguousarray(row, dtype=np.float64),
-                self.feature,
-                self.threshold,
-                self.missing_left,
-                self.left,
-                self.right,
+                packed.node,
+                packed.node_start,
+                packed.cuts,
+                packed.cut_start,
                 self.order,
                 self.start,
                 outputs,
