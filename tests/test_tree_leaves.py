@@ -126,7 +126,6 @@ def test_parents_lead_every_node_back_to_its_tree_root(
         np.testing.assert_array_equal(flat.parent[flat.right[split]], position[split])
         roots = flat.all_trees * flat.width
         assert (flat.parent[roots] == -1).all()
-        assert flat.height <= trees.depth
         for c in range(flat.n_outputs):  # order / start list each output's trees
             np.testing.assert_array_equal(
                 flat.order[flat.start[c] : flat.start[c + 1]], flat.trees_of[c]

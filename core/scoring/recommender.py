@@ -478,52 +478,27 @@ def _leaf_credits_one(
     order: np.ndarray,
     start: np.ndarray,
     outputs: np.ndarray,
-    parent: np.ndarray,
-    feature: np.ndarray,
-    expected: np.ndarray,
-    height: int,
+    path_start: np.ndarray,
+    path_feature: np.ndarray,
+    path_delta: np.ndarray,
     n_columns: int,
 ) -> np.ndarray:
     """Per (slot, column) credits ``(len(outputs), n_columns)`` from the leaves alone.
 
-    Each tree of output ``outputs[slot]`` climbs from its leaf to its root through
-    ``parent`` (no comparison: the leaf already says which way every split went); then
-    each split, root first, credits ``out[slot, feature[split]]`` with ``expected[child] -
-    expected[split]``: the additions a walk down from the root would make, in its order,
-    so the same numbers as crediting a recorded walk. A climb is a chain of dependent
-    loads (the next parent is known only once this one is read) into node arrays mostly
-    out of cache by the time the reasons run, so all the trees climb one level at a time
-    together and the loads of different trees overlap (measured ~15% faster than one tree
-    after another with a cold cache). ``height`` is the most ancestors any node has."""
+    Each tree of output ``outputs[slot]`` adds its leaf's credit path
+    (:func:`_leaf_paths`: every split from the root down, its feature and the change in
+    expected value it made) to ``out[slot]``: the additions a walk down from the root
+    would make, in its order, so the same numbers as crediting a recorded walk. The paths
+    of a leaf lie side by side in memory: no chain of dependent loads through parent
+    pointers into node arrays that are mostly out of cache when the reasons run."""
     n_slots = outputs.shape[0]
-    total = 0
-    for slot in range(n_slots):
-        total += start[outputs[slot] + 1] - start[outputs[slot]]
-    path = np.empty((total, height + 1), dtype=np.int64)  # leaf, parent, ..., root
-    length = np.zeros(total, dtype=np.int64)  # ancestors found so far
-    slot_of = np.empty(total, dtype=np.int64)
-    m = 0
+    out = np.zeros((n_slots, n_columns))
     for slot in range(n_slots):
         c = outputs[slot]
         for i in range(start[c], start[c + 1]):
-            path[m, 0] = leaves[order[i]]
-            slot_of[m] = slot
-            m += 1
-    climbing = total
-    while climbing:
-        climbing = 0
-        for m in range(total):
-            up = parent[path[m, length[m]]]
-            if up >= 0:
-                length[m] += 1
-                path[m, length[m]] = up
-                climbing += 1
-    out = np.zeros((n_slots, n_columns))
-    for m in range(total):
-        slot = slot_of[m]
-        for k in range(length[m], 0, -1):
-            split = path[m, k]
-            out[slot, feature[split]] += expected[path[m, k - 1]] - expected[split]
+            leaf = leaves[order[i]]
+            for k in range(path_start[leaf], path_start[leaf + 1]):
+                out[slot, path_feature[k]] += path_delta[k]
     return out
 
 
@@ -532,31 +507,53 @@ def _leaf_credits_numpy(
     order: np.ndarray,
     start: np.ndarray,
     outputs: np.ndarray,
-    parent: np.ndarray,
-    feature: np.ndarray,
-    expected: np.ndarray,
-    height: int,
+    path_start: np.ndarray,
+    path_feature: np.ndarray,
+    path_delta: np.ndarray,
     n_columns: int,
 ) -> np.ndarray:
-    """:func:`_leaf_credits_one` in numpy: every tree one step up at a time, credited as
-    it climbs (the sums in another order, so equal up to rounding)."""
-    del height  # sizes the compiled version's path buffer; here the arrays shrink instead
+    """:func:`_leaf_credits_one` in numpy: the chosen leaves' paths gathered and summed
+    per cell (the sums in another order, so equal up to rounding)."""
     parts = [order[start[c] : start[c + 1]] for c in outputs]
     trees = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     slots = np.repeat(np.arange(len(outputs)), [len(part) for part in parts])
     at = leaves.take(trees)
-    cells, deltas = [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+    first, count = path_start.take(at), path_start.take(at + 1) - path_start.take(at)
+    entry = np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())
+    cells = np.repeat(slots, count) * n_columns + path_feature.take(entry)
+    credits = np.bincount(cells, weights=path_delta.take(entry), minlength=len(outputs) * n_columns)
+    return credits.reshape(len(outputs), n_columns)
+
+
+def _leaf_paths(
+    left: np.ndarray, parent: np.ndarray, feature: np.ndarray, expected: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every leaf's credit path, root first: ``path_feature[path_start[p] :
+    path_start[p + 1]]`` are the features of the splits above leaf ``p`` and
+    ``path_delta`` the change in expected value each made (child minus split, the same
+    subtraction a walk makes); empty for splits and padding. Built once per model, all
+    leaves climbing together."""
+    position = np.arange(len(left), dtype=np.int64)
+    at = position[left == position]  # leaves (and padding, which has no parent)
+    owner, level = at, 0
+    owners, levels, splits, deltas = [at[:0]], [at[:0]], [at[:0]], [np.zeros(0)]
     while at.size:
         up = parent.take(at)
         keep = up >= 0
-        at, up, slots = at[keep], up[keep], slots[keep]
-        cells.append(slots * n_columns + feature.take(up))
+        at, up, owner = at[keep], up[keep], owner[keep]
+        owners.append(owner)
+        levels.append(np.full(len(owner), level, dtype=np.int64))
+        splits.append(up)
         deltas.append(expected.take(at) - expected.take(up))
-        at = up
-    credits = np.bincount(
-        np.concatenate(cells), weights=np.concatenate(deltas), minlength=len(outputs) * n_columns
+        at, level = up, level + 1
+    owner_all, level_all = np.concatenate(owners), np.concatenate(levels)
+    order = np.lexsort((-level_all, owner_all))  # by leaf, then root first
+    counts = np.bincount(owner_all, minlength=len(left))
+    return (
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        feature.take(np.concatenate(splits)[order]).astype(np.int64),
+        np.concatenate(deltas)[order],
     )
-    return credits.reshape(len(outputs), n_columns)
 
 
 _descend = compile_kernel(_descend_one) or _descend_one  # the batch walk calls it compiled
@@ -577,30 +574,18 @@ def _parents(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return parent
 
 
-def _height(parent: np.ndarray) -> int:
-    """The most ancestors any node has (the deepest leaf's number of splits), from the
-    parent pointers themselves: it sizes the climb's buffer, so it must not be trusted
-    to a recorded ``depth``."""
-    height = 0
-    at = parent[parent >= 0]
-    while at.size:
-        height += 1
-        at = parent.take(at)
-        at = at[at >= 0]
-    return height
-
-
 class FlatTrees:
     """A :class:`TreeEnsemble`'s node arrays flattened to 1-D for walking ONE row.
 
-    On the request path a single row goes through every tree; 1-D ``take`` on flat
-    ``tree * width + node`` positions is several times faster than the 2-D fancy indexing
-    the batch walk uses, and the walk stops as soon as every tree has reached a leaf
-    (most trees are far shallower than the deepest). Same comparisons, same leaves.
+    On the request path a single row goes through every tree, on the compact copy of the
+    nodes in ``packed`` (``core.scoring.packed_trees``: the same leaves as the float
+    comparisons of these arrays, which the numpy fallback and the tests walk). Leaves are
+    reported as flat ``tree * width + node`` positions.
 
     For the reasons, a row is explained from the leaves its scoring walk ended in
-    (:meth:`raw_leaves_row`, :meth:`leaf_credits`): ``parent`` leads from a leaf back to
-    its root, and ``order`` / ``start`` list each output's trees (``order[start[c] :
+    (:meth:`raw_leaves_row`, :meth:`leaf_credits`): each leaf's credit path (the splits
+    above it, root first, see :func:`_leaf_paths`) is precomputed from the ``parent``
+    pointers, and ``order`` / ``start`` list each output's trees (``order[start[c] :
     start[c + 1]]`` is ``trees_of[c]``) so the compiled code reaches them without building
     index arrays per request.
     """
@@ -627,7 +612,9 @@ class FlatTrees:
             trees.tree_class, weights=roots, minlength=self.n_outputs
         )
         self.parent = _parents(self.left, self.right)
-        self.height = _height(self.parent)
+        self.path_start, self.path_feature, self.path_delta = _leaf_paths(
+            self.left, self.parent, self.feature, self.expected
+        )
         self.order = np.argsort(self.tree_class, kind="stable").astype(np.int64)
         counts = np.bincount(self.tree_class, minlength=self.n_outputs)
         self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -646,7 +633,7 @@ class FlatTrees:
         the leaf each tree ends in ``(T,)``, read-only.
 
         The scoring walk of the request path. It keeps the one integer per tree that the
-        reasons need: from a leaf, ``parent`` gives the path back without a comparison
+        reasons need: a leaf's credit path is known without a comparison
         (:meth:`leaf_credits`), so the shown products' trees are not walked a second time
         (that walk, an eighth of the trees, cost about half as much as the whole scoring
         walk in the served app: comparisons, branch misses, an allocated path per call).
@@ -720,10 +707,9 @@ class FlatTrees:
             self.order,
             self.start,
             outputs,
-            self.parent,
-            self.feature,
-            self.expected,
-            self.height,
+            self.path_start,
+            self.path_feature,
+            self.path_delta,
             n_columns,
         )
 
@@ -1087,7 +1073,7 @@ class BoostedRecommender:
         ]
 
     def _prepare_explanations(self) -> None:
-        """The flat trees (with the parent pointers the reasons climb, built here rather
+        """The flat trees (with the packed nodes and the leaves' credit paths, built here rather
         than pickled, so models pickled before them load unchanged), the mean class bias
         and the column -> reason group matrix."""
         self._flat = FlatTrees(self.trees)
