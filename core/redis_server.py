@@ -96,8 +96,14 @@ def start_embedded_redis(port: int, workdir: Path, *, persist: bool = True) -> s
         "--appendonly",
         "no",
     ]
-    # Each save-point number is its own argument: "--save '60 1'" would be one quoted value.
-    args += ["--save", "60", "1", "--dbfilename", "nbo.rdb"] if persist else ["--save", ""]
+    # An hourly snapshot and one at shutdown (``stop_embedded_redis``), not one a minute:
+    # the service writes its audit trail continuously, so "save 60 1" forked every minute -
+    # a 17 ms stall of every Redis call at ~200 MB (worse as the data grows) and a child
+    # that took a core for a second or more, on a 2-core machine (docs/performance.md).
+    # A crash of the embedded demo server may lose up to an hour of writes; production
+    # Redis has its own persistence (docs/operations.md, Durability).
+    # Each save-point number is its own argument: "--save '3600 1'" would be one quoted value.
+    args += ["--save", "3600", "1", "--dbfilename", "nbo.rdb"] if persist else ["--save", ""]
     subprocess.run(args, check=True, capture_output=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -6,8 +6,13 @@ for ids from ``--customers`` one after another, and prints the mean time per req
 per stage (from the stage histogram). A script that prints figures, not a test: compare
 two code versions by running it on each, one after the other, on a quiet machine.
 
+``--evict-mb N`` writes an N MB buffer between requests (not timed), so each request
+starts with the CPU caches holding little of the model - as in the served app, where
+the other worker, Redis and the load generator run in between. With 0 (the default)
+the replay runs warm and flatters the model's share.
+
 Example:
-    NBO_HOME=/tmp/ops python -m loadtests.bench_request_path --customers ids.txt
+    NBO_HOME=/tmp/ops python -m loadtests.bench_request_path --customers ids.txt --evict-mb 16
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import asyncio
 import random
 import time
 from pathlib import Path
+
+import numpy as np
 
 from core.settings import get_settings
 from service.app import _start
@@ -31,6 +38,9 @@ def main() -> None:
     parser.add_argument("--customers", type=Path, required=True, help="id file, one a line")
     parser.add_argument("--requests", type=int, default=2000, help="timed requests")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--evict-mb", type=int, default=0, help="MB written between requests (cold caches)"
+    )
     args = parser.parse_args()
     ids = args.customers.read_text().split()
     if not ids:
@@ -43,7 +53,8 @@ def main() -> None:
         RecommendationRequest(customer_id=rng.choice(ids), channel="app", k=3)
         for _ in range(args.requests)
     ]
-    seconds, before = asyncio.run(_replay(runtime, requests, metrics))
+    evict = np.zeros(max(args.evict_mb, 0) * (1 << 20) // 8)
+    seconds, before = asyncio.run(_replay(runtime, requests, metrics, evict))
     runtime.audit.stop()
     after = _stage_sums(metrics)
     print(f"requests: {len(requests)}, mean {seconds / len(requests) * 1e6:.0f} us per request")
@@ -53,16 +64,22 @@ def main() -> None:
 
 
 async def _replay(
-    runtime: Runtime, requests: list[RecommendationRequest], metrics: ServiceMetrics
+    runtime: Runtime,
+    requests: list[RecommendationRequest],
+    metrics: ServiceMetrics,
+    evict: np.ndarray,
 ) -> tuple[float, dict[str, float]]:
-    """Warm up on 200 requests, then time ``requests``; the stage sums before timing."""
+    """Warm up on 200 requests, then time ``requests`` (``evict`` rewritten before each,
+    untimed); the stage sums before timing."""
     for request in requests[:200]:  # caches, first-call costs
         await (await recommend(request, "bench", runtime)).record()
     before = _stage_sums(metrics)
-    started = time.perf_counter()
+    seconds = 0.0
     for request in requests:
+        evict += 1.0
+        started = time.perf_counter()
         await (await recommend(request, "bench", runtime)).record()
-    seconds = time.perf_counter() - started
+        seconds += time.perf_counter() - started
     await runtime.reader.aclose()
     return seconds, before
 

@@ -21,7 +21,7 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
     url = start_embedded_redis(port, tmp_path)
     try:
         client = redis.Redis.from_url(url)
-        assert client.config_get("save")["save"] == "60 1"
+        assert client.config_get("save")["save"] == "3600 1"  # hourly, and at shutdown
         client.set("nbo:demo:key", b"kept")
         stop_embedded_redis(port)
         url = start_embedded_redis(port, tmp_path)
