@@ -217,25 +217,4 @@ def service_client_options(settings: Settings) -> dict[str, Any]:
         if settings.redis_cluster
         else Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
     )
-    return {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": retry,
-        **_known_driver_info(),
-    }
-
-
-def _known_driver_info() -> dict[str, Any]:
-    """redis-py's client name and version, given once for every connection.
-
-    Why: a client built ``from_url`` hands its pool no driver info, and then each new
-    connection looks redis-py's version up in the installed package metadata - ~15-20 ms
-    of interpreter time, paid by the request that needed the connection (seen in a
-    profile of the served app: a burst that grows the pool, a reconnect after a Redis
-    restart). Older redis-py versions have no driver info and look it up once per client.
-    """
-    try:
-        from redis.driver_info import DriverInfo
-    except ImportError:  # pragma: no cover - redis-py before driver_info
-        return {}
-    return {"driver_info": DriverInfo(lib_version=redis.__version__)}
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": retry}
