@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         30 * 86400, ge=60, description="How long a decision can be looked up by request id."
     )
     audit_flush_ms: float = Field(
-        5.0,
+        50.0,
         ge=0,
         le=1000,
         description="Write-behind window of the audit trail: decisions are written in one "
