@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from prometheus_client import (
@@ -35,6 +35,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from features.online_store import FeatureSetInfo
@@ -213,16 +214,32 @@ class ServiceMetrics:
         self.registry.register(self.feature_set_age)
         self._stage_children = {stage: self.stage_duration.labels(stage=stage) for stage in STAGES}
         self._served: dict[Gauge, set[tuple[str, ...]]] = {}
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """``metric.labels(*values)``, kept: the request path counts several labelled
+        series per request, and ``labels`` checks and locks on every call. The label
+        values are bounded (route templates, rules, reasons, variants), as the series are.
+        """
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route=route, method=method, status=str(status)).inc()
-        self.http_duration.labels(route=route).observe(seconds)
+        self._child(self.http_requests, route, method, str(status)).inc()
+        self._child(self.http_duration, route).observe(seconds)
 
     def observe_decision(self, decision: Decision) -> None:
         if decision.degraded_reason is not None:
-            self.degraded.labels(reason=decision.degraded_reason.value).inc()
-        for rule, count in Tally(e.rule.value for e in decision.exclusions).items():
-            self.exclusions.labels(rule=rule).inc(count)
+            self._child(self.degraded, decision.degraded_reason.value).inc()
+        by_rule: dict[str, int] = {}
+        for exclusion in decision.exclusions:
+            rule = exclusion.rule.value
+            by_rule[rule] = by_rule.get(rule, 0) + 1
+        for rule, count in by_rule.items():
+            self._child(self.exclusions, rule).inc(count)
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
         for stage, value in seconds.items():
@@ -281,9 +298,7 @@ class ServiceMetrics:
         self._served[gauge] = set(labelsets)
 
     def observe_variant(self, variant: str, decision: Decision) -> None:
-        self.recommendations.labels(
-            variant=variant, degraded="true" if decision.degraded else "false"
-        ).inc()
+        self._child(self.recommendations, variant, "true" if decision.degraded else "false").inc()
 
     def track_feature_set(self, current: Callable[[], FeatureSetInfo | None]) -> None:
         """Compute the feature-set age at scrape time from whatever ``current()`` returns."""

@@ -22,7 +22,7 @@ from core.decisioning import load_decisioning
 from core.pseudonym import pseudonymiser
 from core.settings import PACKAGE_DIR, Settings, get_settings
 from features.audit_export import export_audit
-from service.audit import audit_record
+from service.audit import audit_record, without_identifiers
 from service.contact_policy import ContactState
 from service.feature_fetch import FeatureLookup
 from service.log import LOGGER_NAME, JsonFormatter
@@ -85,6 +85,20 @@ def test_every_exclusion_is_recorded_and_no_raw_identifier(catalogue: Catalogue)
     text = orjson.dumps(record).decode()
     assert "C-RAW-77" not in text
     assert "Jane Doe" not in text
+
+
+def test_identifying_fields_go_in_any_case_and_so_does_the_raw_id_anywhere() -> None:
+    clean = {"risk_level": 3, "income": 42_000.0, "segment": "mass", "held": ["card"]}
+    kept = without_identifiers(clean, "C-RAW-9")
+    assert kept == clean and kept is not clean  # nothing to drop: a copy, every field
+    # The same key set again (its identifying keys are cached), a field holding the raw id.
+    leaking = {**clean, "segment": "C-RAW-9"}
+    assert without_identifiers(leaking, "C-RAW-9") == {
+        k: v for k, v in clean.items() if k != "segment"
+    }
+    named = {**clean, "Email": "jane@example.org", "FULL_NAME": "Jane Doe", "Customer_ID": 7}
+    assert without_identifiers(named, "C-RAW-9") == clean
+    assert without_identifiers(named, "C-RAW-9") == clean  # the key set's cached answer
 
 
 def ask(client: TestClient, customer: str = CUSTOMER) -> dict[str, Any]:
