@@ -15,7 +15,7 @@ from one node in one round trip; before Redis Cluster support the key had no bra
 ``nbo redis migrate-keys`` renames such keys). A member is
 ``kind|product|channel|event_id`` (kind ``s`` shown, ``d`` declined, ``a`` accepted) scored
 by the event's time in epoch seconds. The request path reads it with one ``ZRANGEBYSCORE``
-from ``now - horizon`` in the same pipeline as the feature record (``service.feature_fetch``);
+from ``now - horizon`` in the same read script as the feature record (``service.feature_fetch``);
 events add members (``service.events``), trim those older than the horizon and refresh the
 key's TTL. Because the event id is part of the member, a replayed event cannot count twice.
 """
@@ -180,7 +180,7 @@ def daily_capacity(state: ContactState, channel: str, now: datetime, limits: Con
 
 @dataclass(frozen=True)
 class ContactRead:
-    """The read of one customer's contact state, to go into the feature-fetch pipeline."""
+    """The read of one customer's contact state, to go into the feature fetch's one command."""
 
     key: str
     since: float  # epoch seconds: entries older than this are ignored

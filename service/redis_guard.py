@@ -16,7 +16,7 @@ instead: the same breaker around ``redis.cluster.RedisCluster`` commands and
 the customer's node, and the pointer refresh may probe any node).
 
 The request path reads through an asyncio client (:func:`connect_guarded_async`): the
-route runs on the event loop with no thread hop, and its pipeline passes through the SAME
+route runs on the event loop with no thread hop, and its commands pass through the SAME
 breaker as the synchronous client of that process, so an outage seen by either side
 fails both fast.
 """

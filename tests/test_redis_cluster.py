@@ -1,7 +1,7 @@
 """The project on a real Redis Cluster: 3 masters started locally (``tests/redis_cluster.py``).
 
 ``NBO_REDIS_URL=redis+cluster://...`` must give every client a ``RedisCluster``, and every
-multi-key operation must stay in one slot: the request path's pipeline (feature record +
+multi-key operation must stay in one slot: the request path's read script (feature record +
 contact state: one round trip to ONE node), the audit writer's batch script, the event
 scripts, materialization and pruning across nodes. Skipped, with the reason, only when no
 cluster can be started on this machine.
@@ -313,17 +313,21 @@ def test_the_service_on_a_cluster(
             assert answer.status_code == 200, body
             assert body["degraded"] is False and body["offers"], body
             assert body["feature_set"]["version"] == info.version
-            # The request's reads: one GET and one ZRANGEBYSCORE, both on the owner node.
+            # The request's reads: one EVAL of the read script, and the GET and the
+            # ZRANGEBYSCORE it runs, all on the owner node.
             for port in redis_cluster.ports:
                 delta = {
                     cmd: after[port].get(cmd, 0) - before[port].get(cmd, 0)
-                    for cmd in ("get", "zrangebyscore")
+                    for cmd in ("eval", "get", "zrangebyscore")
                 }
                 expected = 1 if f"127.0.0.1:{port}" == owner else 0
-                assert delta == {"get": expected, "zrangebyscore": expected}, (port, owner)
+                assert delta == dict.fromkeys(("eval", "get", "zrangebyscore"), expected), (
+                    port,
+                    owner,
+                )
 
         # ... in one round trip: the feature-fetch histogram counts round trips, and the
-        # owner node receives the two reads back to back on one connection (pipelined).
+        # owner node runs the two reads inside the one EVAL the service sent.
         metrics = app.get("/metrics").text
         assert f"nbo_feature_fetch_duration_seconds_count {float(len(known))}" in metrics
         customer = known[1]
@@ -335,13 +339,15 @@ def test_the_service_on_a_cluster(
                 "/v1/recommendations", json={"customer_id": customer, "channel": "app", "k": 3}
             ),
         )
-        reads = [c for c in seen if c["command"].split()[0] in ("GET", "ZRANGEBYSCORE")]
-        assert [r["command"].split()[:2] for r in reads] == [
+        reads = [c for c in seen if c["command"].split()[0] in ("EVAL", "GET", "ZRANGEBYSCORE")]
+        assert [r["command"].split()[0] for r in reads] == ["EVAL", "GET", "ZRANGEBYSCORE"]
+        assert [r["command"].split()[:2] for r in reads[1:]] == [
             ["GET", store.record_key(info.version, customer)],
             ["ZRANGEBYSCORE", contact],
         ]
-        assert reads[0]["client_port"] == reads[1]["client_port"]
-        assert seen.index(reads[1]) == seen.index(reads[0]) + 1
+        assert reads[0]["client_type"] == "tcp"
+        assert [r["client_type"] for r in reads[1:]] == ["lua", "lua"]
+        assert seen.index(reads[2]) == seen.index(reads[1]) + 1 == seen.index(reads[0]) + 2
 
         # The decision is recorded (audit batch script: one slot) and can be read back.
         customer = known[0]

@@ -469,43 +469,51 @@ def test_one_redis_round_trip_per_recommendation(
     count exact even when other clients share the server.
 
     The rule is about READING: a decision's inputs (feature record and contact state) come
-    in one pipelined round trip - the GET and the ZRANGEBYSCORE arrive back to back - and
-    that is the request's only round trip. Decisions are recorded behind the answers by the
-    audit writer thread, batched in Lua script calls (EVALSHA, and the XADD and SET it
-    runs, which MONITOR also shows); those writes are checked apart.
+    from ONE command sent by the service - an ``EVAL`` of the read script, inside which
+    Redis runs the GET and the ZRANGEBYSCORE (MONITOR shows those as the script's, client
+    type ``lua``) - and that is the request's only round trip. Decisions are recorded
+    behind the answers by the audit writer thread, batched in Lua script calls (EVALSHA,
+    and the XADD and SET it runs); those writes are checked apart.
     """
     quiet = served.model_copy(update={"feature_pointer_refresh_seconds": 3600.0})
     info = publish(quiet, redis_client, catalogue)
     customers = ["C5-RICH", "C1-CAUTIOUS", "NOBODY-42", "C3-LEAVING"]
     with TestClient(create_app(quiet), headers=AUTH) as client:
         audit = client.app.state.runtime.audit  # type: ignore[attr-defined]
-        commands = _monitor(redis_url, lambda: ([ask(client, c) for c in customers], audit.flush()))
+        seen = _monitor(redis_url, lambda: ([ask(client, c) for c in customers], audit.flush()))
         fetches = client.get("/metrics").text
-    mine = [c for c in commands if key_prefix in c]
+    mine = [c for c in seen if key_prefix in c["command"]]
     store = OnlineStore(redis_client, quiet.feature_prefix)
     pseudonym = pseudonymiser(quiet)
-    reads = [c for c in mine if c.split()[0] in ("GET", "ZRANGEBYSCORE")]
-    expected_reads: list[str] = []
-    for c in customers:
-        expected_reads.append(f"GET {store.record_key(info.version, c)}")
-        expected_reads.append(f"ZRANGEBYSCORE {contact_key(quiet.contact_prefix, pseudonym(c))}")
-    assert [" ".join(r.split()[:2]) for r in reads] == expected_reads
-    for i, command in enumerate(mine):  # nothing between a record's GET and its contact read
-        if command.startswith("GET "):
-            assert mine[i + 1].startswith("ZRANGEBYSCORE "), mine[i : i + 2]
-    writes = [c for c in mine if c not in reads]
-    assert all(w.split()[0] in ("EVALSHA", "EVAL", "XADD", "SET") for w in writes), writes
-    assert all(quiet.audit_prefix in w for w in writes), writes
-    assert sum(w.startswith("XADD ") for w in writes) == len(customers)
+    sent = [c for c in mine if c["client_type"] != "lua"]  # what clients sent, not scripts
+    reads = [c for c in sent if quiet.audit_prefix not in c["command"]]
+    assert [c["command"].split()[0] for c in reads] == ["EVAL"] * len(customers), reads
+    for c, read in zip(customers, reads, strict=True):  # the script's two reads, in it
+        record = store.record_key(info.version, c)
+        contact = contact_key(quiet.contact_prefix, pseudonym(c))
+        assert f"2 {record} {contact} " in read["command"], read
+        at = mine.index(read)
+        assert [m["command"].split()[:2] for m in mine[at + 1 : at + 3]] == [
+            ["GET", record],
+            ["ZRANGEBYSCORE", contact],
+        ]
+        assert all(m["client_type"] == "lua" for m in mine[at + 1 : at + 3])
+    writes = [c["command"] for c in sent if c not in reads]
+    assert all(w.split()[0] == "EVALSHA" for w in writes), writes
+    scripted = [c["command"] for c in mine if c["client_type"] == "lua"]
+    audit_writes = [w for w in scripted if quiet.audit_prefix in w]
+    assert all(w.split()[0] in ("XADD", "SET") for w in audit_writes), audit_writes
+    assert sum(w.startswith("XADD ") for w in audit_writes) == len(customers)
     assert redis_client.xlen(decisions_key(quiet.audit_prefix)) == len(customers)
     assert f"nbo_feature_fetch_duration_seconds_count {float(len(customers))}" in fetches
 
 
-def _monitor(redis_url: str, work: Any) -> list[str]:
-    """Commands the server executed while ``work()`` ran (MONITOR until a sentinel)."""
+def _monitor(redis_url: str, work: Any) -> list[dict[str, Any]]:
+    """What the server executed while ``work()`` ran (MONITOR until a sentinel): redis-py's
+    parsed lines (``command``, ``client_type`` - ``lua`` for a script's own calls - ...)."""
     sentinel = f"nbo-sentinel-{uuid.uuid4().hex}"
     watcher = redis.Redis.from_url(redis_url)
-    seen: list[str] = []
+    seen: list[dict[str, Any]] = []
     started = threading.Event()
 
     def watch() -> None:
@@ -514,7 +522,7 @@ def _monitor(redis_url: str, work: Any) -> list[str]:
             for command in monitor.listen():
                 if sentinel in command["command"]:
                     return
-                seen.append(command["command"])
+                seen.append(command)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
