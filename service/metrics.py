@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -212,9 +213,10 @@ class ServiceMetrics:
         )
         self.feature_set_age = FeatureSetAge()
         self.registry.register(self.feature_set_age)
-        self._stage_children = {stage: self.stage_duration.labels(stage=stage) for stage in STAGES}
         self._served: dict[Gauge, set[tuple[str, ...]]] = {}
         self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+        for stage in STAGES:  # every stage's series exists from the start, at zero
+            self._child(self.stage_duration, stage)
 
     def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
         """``metric.labels(*values)``, kept: the request path counts several labelled
@@ -234,17 +236,12 @@ class ServiceMetrics:
     def observe_decision(self, decision: Decision) -> None:
         if decision.degraded_reason is not None:
             self._child(self.degraded, decision.degraded_reason.value).inc()
-        by_rule: dict[str, int] = {}
-        for exclusion in decision.exclusions:
-            rule = exclusion.rule.value
-            by_rule[rule] = by_rule.get(rule, 0) + 1
-        for rule, count in by_rule.items():
+        for rule, count in Tally(e.rule.value for e in decision.exclusions).items():
             self._child(self.exclusions, rule).inc(count)
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
         for stage, value in seconds.items():
-            child = self._stage_children.get(stage)
-            (child or self.stage_duration.labels(stage=stage)).observe(value)
+            self._child(self.stage_duration, stage).observe(value)
 
     def observe_redis_error(self, operation: str, exc: BaseException) -> None:
         self.redis_errors.labels(operation=operation, kind=redis_error_kind(exc)).inc()
