@@ -32,17 +32,12 @@ class MeasuredWriter(AuditWriter):
     """An ``AuditWriter`` whose thread notes its own CPU time when it ends."""
 
     thread_cpu_seconds = 0.0
-    batches = 0
 
     def _run(self) -> None:
         try:
             super()._run()
         finally:
             self.thread_cpu_seconds = time.thread_time()
-
-    def _write_one_batch(self) -> bool:
-        self.batches += 1
-        return super()._write_one_batch()
 
 
 def audit_sized_record(features: int = 120) -> dict[str, object]:
@@ -61,7 +56,15 @@ def measure(
     client: RedisClient, settings: Settings, window_ms: float, rate: float, records: int
 ) -> tuple[float, int]:
     """Writer-thread CPU seconds and batches for ``records`` submitted at ``rate``/s."""
-    writer = MeasuredWriter(client, settings.model_copy(update={"audit_flush_ms": window_ms}))
+    batches = 0
+
+    def written(outcome: str, count: int) -> None:  # the writer's outcome hook: per batch
+        nonlocal batches
+        if outcome == "written":
+            batches += 1
+
+    window = settings.model_copy(update={"audit_flush_ms": window_ms})
+    writer = MeasuredWriter(client, window, on_outcome=written)
     writer.start()
     record = audit_sized_record()
     started = time.perf_counter()
@@ -71,7 +74,7 @@ def measure(
             time.sleep(delay)
         writer.submit(f"bench-{window_ms:g}-{number}", record)
     writer.stop()
-    return writer.thread_cpu_seconds, writer.batches
+    return writer.thread_cpu_seconds, batches
 
 
 def clean_up(client: RedisClient, prefix: str) -> None:
