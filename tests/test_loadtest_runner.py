@@ -7,6 +7,7 @@ do not depend on how busy the machine is.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ import redis
 
 from features.online_store import FeatureSetInfo, OnlineStore
 from loadtests.baseline_process import baseline_server
-from loadtests.driver import RequestMix, drive, new_client
+from loadtests.driver import RequestMix, collector_frozen, drive, new_client
 from loadtests.processes import service_processes
 from loadtests.run import EXIT_BAD_INPUT, LoadOptions, main, median_round, run_load
 from loadtests.stats import PhaseRecorder, PhaseSummary, meets_latency_goal, percentile, summarize
@@ -161,6 +162,21 @@ def test_the_load_takes_turns_on_several_connections() -> None:
     accepted, summary = asyncio.run(scenario())
     assert summary.succeeded == 40
     assert 4 <= accepted <= 8
+
+
+def test_a_phase_runs_with_the_generators_own_objects_out_of_the_collectors_walk() -> None:
+    """A full collection during a phase must not walk what existed before it (the ~50 ms
+    pauses once charged to the target being measured); after the phase all is as before."""
+    before_phase = [object()]
+    gc.unfreeze()
+    with collector_frozen():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        assert not any(o is before_phase for o in gc.get_objects())  # out of every generation
+        during_phase = [object()]
+        assert any(o is during_phase for o in gc.get_objects())  # collected normally
+    assert gc.get_freeze_count() == 0
+    assert any(o is before_phase for o in gc.get_objects())
 
 
 def test_missing_customer_file_exits_non_zero(
