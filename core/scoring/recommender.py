@@ -124,16 +124,15 @@ class TwoStageRecommender:
     # -- inputs -----------------------------------------------------------------------------
 
     def _record_pairs(self, record: FeatureRecord) -> tuple[np.ndarray, np.ndarray]:
-        def flags(cols: Sequence[str]) -> np.ndarray:
-            values = np.nan_to_num(floats([record.get(c) for c in cols]), nan=0.0)
-            return (values > 0).astype(np.float64)[None, :]
+        def flags(cols: Sequence[str]) -> np.ndarray:  # NaN (missing) > 0 is False
+            return (floats([record.get(c) for c in cols]) > 0).astype(np.float64)[None, :]
 
         return flags(self._held_cols), flags(self._dropped_cols)
 
     def _frame_pairs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         def flags(cols: Sequence[str]) -> np.ndarray:
             values = np.column_stack([column_as_float(frame[c]) for c in cols])
-            return (np.nan_to_num(values, nan=0.0) > 0).astype(np.float64)
+            return (values > 0).astype(np.float64)  # NaN (missing) > 0 is False
 
         return flags(self._held_cols), flags(self._dropped_cols)
 
@@ -839,8 +838,7 @@ class BoostedRecommender:
         Shared by :meth:`score` (one row) and training (all rows): same numbers either way.
         """
         n, first = len(self.product_ids), len(self.profile_inputs)
-        held = np.nan_to_num(raw[:, first : first + n], nan=0.0)
-        held = (held > 0).astype(np.float64)
+        held = (raw[:, first : first + n] > 0).astype(np.float64)  # NaN > 0 is False
         collab = (held[:, None, :] * self.projection[None, :, :]).sum(axis=2)
         onehot = [
             (values == level).astype(np.float64)[:, None]
@@ -871,7 +869,7 @@ class BoostedRecommender:
         except TypeError:  # an unhashable text value: compare level by level
             texts = [np.array([record.get(name)], dtype=object) for name in self.text_fields]
             return self.design(raw[None, :], *texts)
-        held = (np.nan_to_num(raw[first : first + n], nan=0.0) > 0).astype(np.float64)
+        held = (raw[first : first + n] > 0).astype(np.float64)  # as design's, ~10 us less
         row[len(raw) + self._n_onehot :] = (held[None, :] * self.projection).sum(axis=1)
         return row[None, :]
 
