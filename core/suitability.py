@@ -10,7 +10,7 @@ excluded when the age is unknown, and so on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -111,12 +111,24 @@ def split_suitable(
     products: Iterable[Product], facts: CustomerFacts, today: date, validity_days: int
 ) -> tuple[list[Product], list[Exclusion]]:
     """Partition products into (offerable, exclusions-with-rule)."""
-    allowed: list[Product] = []
+    return partition(products, lambda product: exclusion(product, facts, today, validity_days))
+
+
+def partition(
+    products: Iterable[Product], exclusion_of: Callable[[Product], Exclusion | None]
+) -> tuple[list[Product], list[Exclusion]]:
+    """Split ``products`` by one rule into (kept, in their order; exclusions).
+
+    ``exclusion_of`` says why a product goes, or None to keep it. Every filter of the
+    request path (suitability, the fallback's R1 cap, channel rules, the contact policy) is
+    one of these, so a filter can only remove candidates - never add one back or reorder.
+    """
+    kept: list[Product] = []
     excluded: list[Exclusion] = []
     for product in products:
-        reason = exclusion(product, facts, today, validity_days)
+        reason = exclusion_of(product)
         if reason is None:
-            allowed.append(product)
+            kept.append(product)
         else:
             excluded.append(reason)
-    return allowed, excluded
+    return kept, excluded

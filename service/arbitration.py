@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from core.catalogue import Product
 from core.decisioning import DecisioningConfig
 from core.scoring.base import Reason
-from core.suitability import Exclusion, Rule
+from core.suitability import Exclusion, Rule, partition
 from service.churn_risk import ChurnRisk
 
 
@@ -64,18 +64,15 @@ def split_by_channel(
     products: Sequence[Product], channel: str, config: DecisioningConfig
 ) -> tuple[list[Product], list[Exclusion]]:
     """Remove products a channel rule keeps off ``channel`` (rule ``channel``)."""
-    kept: list[Product] = []
-    excluded: list[Exclusion] = []
-    for product in products:
+
+    def off_channel(product: Product) -> Exclusion | None:
         rule = config.channel_rule_against(channel, product)
         if rule is None:
-            kept.append(product)
-        else:
-            where = ", ".join(rule.channels)
-            excluded.append(
-                Exclusion(product.id, Rule.CHANNEL, f"{rule.name}: only on {where}, not {channel}")
-            )
-    return kept, excluded
+            return None
+        where = ", ".join(rule.channels)
+        return Exclusion(product.id, Rule.CHANNEL, f"{rule.name}: only on {where}, not {channel}")
+
+    return partition(products, off_channel)
 
 
 def arbitrate(

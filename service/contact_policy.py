@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from core.catalogue import Product
 from core.settings import Settings
-from core.suitability import Exclusion, Rule
+from core.suitability import Exclusion, Rule, partition
 
 DAY_SECONDS = 86_400
 KIND_CODES = {"shown": "s", "declined": "d", "accepted": "a"}
@@ -162,15 +162,7 @@ def split_by_contact_policy(
     products: Sequence[Product], state: ContactState, now: datetime, limits: ContactLimits
 ) -> tuple[list[Product], list[Exclusion]]:
     """Partition into (still offerable, excluded by the impression cap or a suppression)."""
-    kept: list[Product] = []
-    excluded: list[Exclusion] = []
-    for product in products:
-        reason = contact_exclusion(product, state, now, limits)
-        if reason is None:
-            kept.append(product)
-        else:
-            excluded.append(reason)
-    return kept, excluded
+    return partition(products, lambda product: contact_exclusion(product, state, now, limits))
 
 
 def daily_capacity(state: ContactState, channel: str, now: datetime, limits: ContactLimits) -> int:

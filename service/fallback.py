@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core.catalogue import Catalogue, Product
 from core.scoring.base import Reason, RecommenderScorer
-from core.suitability import LOWEST_RISK_LEVEL, Exclusion, Rule
+from core.suitability import LOWEST_RISK_LEVEL, Exclusion, Rule, partition
 
 POPULAR = Reason("popular", "one of the products customers add most often")
 LOW_RISK_DEFAULT = Reason(
@@ -50,12 +50,11 @@ def fallback_order(catalogue: Catalogue, recommender: RecommenderScorer | None) 
 
 def lowest_risk_only(products: Iterable[Product]) -> tuple[list[Product], list[Exclusion]]:
     """Keep R1 products; every other one is excluded (rule ``suitability``) for the audit."""
-    kept: list[Product] = []
-    excluded: list[Exclusion] = []
-    for product in products:
+
+    def above_lowest_risk(product: Product) -> Exclusion | None:
         if product.risk_level <= LOWEST_RISK_LEVEL:
-            kept.append(product)
-        else:
-            why = f"R{product.risk_level}: the fallback offers R1 only"
-            excluded.append(Exclusion(product.id, Rule.SUITABILITY, why))
-    return kept, excluded
+            return None
+        why = f"R{product.risk_level}: the fallback offers R1 only"
+        return Exclusion(product.id, Rule.SUITABILITY, why)
+
+    return partition(products, above_lowest_risk)

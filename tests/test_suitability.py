@@ -10,10 +10,12 @@ import pytest
 from core.catalogue import Eligibility, Product
 from core.suitability import (
     CustomerFacts,
+    Exclusion,
     Rule,
     assessment_valid,
     effective_risk_level,
     exclusion,
+    partition,
     split_suitable,
 )
 
@@ -189,3 +191,17 @@ def test_split_keeps_order_and_records_one_rule_per_exclusion() -> None:
         ("p_b", Rule.WITHDRAWN),
         ("p_c", Rule.SUITABILITY),
     ]
+
+
+def test_partition_only_removes_and_keeps_the_order() -> None:
+    """The one loop every request-path filter runs: nothing added back, nothing reordered."""
+    products = [product(f"p_{i}", risk=1 + i % 5) for i in range(10)]
+
+    def risky(p: Product) -> Exclusion | None:
+        return Exclusion(p.id, Rule.SUITABILITY, "too risky") if p.risk_level > 2 else None
+
+    kept, excluded = partition(iter(products), risky)  # any iterable, consumed once
+    assert [p.id for p in kept] == [p.id for p in products if p.risk_level <= 2]
+    assert [e.product_id for e in excluded] == [p.id for p in products if p.risk_level > 2]
+    assert {e.rule for e in excluded} == {Rule.SUITABILITY}
+    assert partition([], risky) == ([], [])
