@@ -123,36 +123,6 @@ async def drive(
     Bounded: ``len(bodies)`` requests, and at most ``timeout_seconds`` of waiting after the
     last one is sent (a request still open then is counted as a timeout).
     """
-    with collector_frozen():
-        return await _drive(
-            client, base_url, rate, bodies, target=target, timeout_seconds=timeout_seconds
-        )
-
-
-@contextlib.contextmanager
-def collector_frozen() -> Iterator[None]:
-    """Collect now, then exempt every existing object from collections until the exit.
-
-    Collections still run (a long soak does not grow without bound); they just no longer
-    walk the generator's long-lived objects, which is what made them take ~50 ms.
-    """
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
-async def _drive(
-    client: SpreadClient,
-    base_url: str,
-    rate: float,
-    bodies: Sequence[bytes],
-    *,
-    target: str,
-    timeout_seconds: float,
-) -> PhaseSummary:
     url = base_url.rstrip("/") + RECOMMENDATIONS_PATH
     loop = asyncio.get_running_loop()
     recorder = PhaseRecorder()
@@ -177,20 +147,36 @@ async def _drive(
         recorder.ok(loop.time() - scheduled, any(marker in content for marker in _DEGRADED_MARKERS))
 
     tasks: set[asyncio.Task[None]] = set()
-    start = loop.time() + 0.05
-    for i, body in enumerate(bodies):
-        scheduled = start + i / rate
-        delay = scheduled - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        task = asyncio.create_task(one(body, scheduled))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    if tasks:
-        _, pending = await asyncio.wait(set(tasks), timeout=timeout_seconds + 1.0)
-        for task in pending:
-            task.cancel()
-            recorder.error("timeout")
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+    with collector_frozen():
+        start = loop.time() + 0.05
+        for i, body in enumerate(bodies):
+            scheduled = start + i / rate
+            delay = scheduled - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(body, scheduled))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            _, pending = await asyncio.wait(set(tasks), timeout=timeout_seconds + 1.0)
+            for task in pending:
+                task.cancel()
+                recorder.error("timeout")
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
     return summarize(target, rate, recorder, loop.time() - start)
+
+
+@contextlib.contextmanager
+def collector_frozen() -> Iterator[None]:
+    """Collect now, then exempt every existing object from collections until the exit.
+
+    Collections still run (a long soak does not grow without bound); they just no longer
+    walk the generator's long-lived objects, which is what made them take ~50 ms.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
