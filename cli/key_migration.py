@@ -32,15 +32,24 @@ from dataclasses import dataclass, field
 
 import redis
 
+from core.redis_keys import (
+    contact_key,
+    decision_index_key,
+    decisions_key,
+    event_seen_key,
+    events_key,
+    glob_escape,
+    legacy_decision_index_prefix,
+    legacy_decisions_key,
+    legacy_event_seen_prefix,
+    legacy_events_key,
+)
 from core.redis_server import RedisClient
 from core.settings import Settings
-from features.streams import decision_index_key, decisions_key, event_seen_key, events_key
-from service.contact_policy import contact_key
 
 log = logging.getLogger(__name__)
 
 _PSEUDONYM = re.compile(rb"[0-9a-f]{64}")
-_GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\*?[]"})
 
 
 @dataclass
@@ -50,7 +59,7 @@ class MigrationReport:
 
 
 def _pattern(prefix: str) -> str:
-    return prefix.translate(_GLOB_SPECIAL) + "*"
+    return glob_escape(prefix) + "*"
 
 
 def migrate_legacy_keys(client: RedisClient, settings: Settings) -> MigrationReport:
@@ -81,16 +90,16 @@ def migrate_legacy_keys(client: RedisClient, settings: Settings) -> MigrationRep
     for kind, old_stream, new_stream, old_item, new_item_of in (
         (
             "audit",
-            f"{settings.audit_prefix}:decisions",
+            legacy_decisions_key(settings.audit_prefix),
             decisions_key(settings.audit_prefix),
-            f"{settings.audit_prefix}:req:",
+            legacy_decision_index_prefix(settings.audit_prefix),
             lambda rid: decision_index_key(settings.audit_prefix, rid),
         ),
         (
             "events",
-            f"{settings.events_prefix}:stream",
+            legacy_events_key(settings.events_prefix),
             events_key(settings.events_prefix),
-            f"{settings.events_prefix}:seen:",
+            legacy_event_seen_prefix(settings.events_prefix),
             lambda eid: event_seen_key(settings.events_prefix, eid),
         ),
     ):

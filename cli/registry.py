@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.errors import exit_on
+from core.redis_keys import decisions_key
 from core.redis_server import RedisClient
 from core.settings import Settings, get_settings
-from features.streams import decisions_key
 from registry import promotion
 from registry.client import ALLOWED_ALIASES, Registry, RegistryError, VersionInfo
 from registry.compare import compare as compare_versions

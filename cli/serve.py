@@ -53,7 +53,7 @@ def prepare_multiprocess_metrics(workers: int, environ: MutableMapping[str, str]
 
     Set before uvicorn starts the workers (they inherit it before importing
     prometheus-client, which picks its value store at import): each worker then writes its
-    metrics to files there and ``/metrics`` aggregates them (``service.metrics``). A
+    metrics to files there and ``/metrics`` aggregates them (``service.infra.metrics``). A
     directory the operator already set is used as is; otherwise a fresh temporary one, so
     counts never carry over from an earlier run. One worker keeps plain in-memory metrics.
     """

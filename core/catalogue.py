@@ -6,7 +6,6 @@ the field, e.g. ``catalogue.yaml: products[3] (funds).risk_level: Input should b
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -148,9 +147,3 @@ def load_catalogue(path: Path | str) -> Catalogue:
             f"{path}: {_describe(raw, tuple(err['loc']))}: {err['msg']}" for err in exc.errors()
         ]
         raise CatalogueError("\n".join(lines)) from exc
-
-
-@lru_cache(maxsize=8)
-def cached_catalogue(path: str) -> Catalogue:
-    """Catalogue by path, loaded once per process."""
-    return load_catalogue(path)

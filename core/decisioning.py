@@ -10,7 +10,6 @@ names exists, and names the offending entry, e.g.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -133,9 +132,3 @@ def load_decisioning(path: Path | str, catalogue: Catalogue) -> DecisioningConfi
     if problems:
         raise DecisioningError("\n".join(f"{path}: {p}" for p in problems))
     return config
-
-
-@lru_cache(maxsize=8)
-def cached_decisioning(path: str, catalogue: Catalogue) -> DecisioningConfig:
-    """Decisioning config by path and catalogue, loaded once per process."""
-    return load_decisioning(path, catalogue)

@@ -205,7 +205,7 @@ def service_client_options(settings: Settings) -> dict[str, Any]:
     retry, only after a connection error - the one that finds an idle pooled connection
     dead after a Redis restart - never after a timeout: redis-py's default (10 retries
     with backoff, on timeouts too) would hold a request for seconds while Redis hangs.
-    The service's circuit breaker (``service.breaker``) does the rest.
+    The service's circuit breaker (``service.infra.breaker``) does the rest.
 
     On a cluster (``settings.redis_cluster``) there is no retry at all: the cluster
     client's retry cannot leave timeouts out. A failed call answers degraded (or 503 for

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     )
     embedded_redis_port: int = Field(6399, description="TCP port of the embedded Redis server.")
     redis_timeout_seconds: float = Field(0.25, description="Socket timeout for Redis calls.")
-    # --- Redis outage on the service (service/breaker.py, README "Failure behaviour") ---
+    # --- Redis outage on the service (service/infra/breaker.py, README "Failure behaviour") ---
     redis_request_timeout_ms: float = Field(
         100.0,
         gt=0,

@@ -82,9 +82,6 @@ class Tables:
     holdings: pd.DataFrame
     behaviour: pd.DataFrame
 
-    def product_columns(self) -> list[str]:
-        return [c for c in self.holdings.columns if c not in HOLDINGS_KEY_COLUMNS]
-
 
 TABLE_FILES = {
     "customers": "customers.parquet",

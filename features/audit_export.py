@@ -7,6 +7,7 @@ record as a JSON string. Files are written to a temporary name and renamed into 
 
 ``decisions_for`` answers ``nbo audit why``: the decisions of one pseudonymous customer
 (``core.pseudonym``), optionally only those that offered or excluded one product.
+``read_decision`` fetches one decision by request id (``GET /v1/decisions/{id}``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pyarrow as pa
 
+from core.redis_keys import decision_index_key, decisions_key
 from core.redis_server import RedisClient
+from core.settings import Settings
 from features.events_export import write_parquet_atomically
-from features.streams import decisions_key, read_stream, stream_id_at
+from features.streams import read_stream, stream_id_at
 
 AUDIT_SCHEMA = pa.schema(
     [
@@ -110,3 +113,22 @@ def export_audit(
         Path(tmp).unlink(missing_ok=True)
         raise
     return count
+
+
+def read_decision(
+    client: RedisClient, settings: Settings, request_id: str
+) -> dict[str, Any] | None:
+    """The recorded decision of ``request_id``; None when unknown, expired or trimmed."""
+    prefix = settings.audit_prefix
+    entry = cast(bytes | None, client.get(decision_index_key(prefix, request_id)))
+    if entry is None:
+        return None
+    found = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        client.xrange(decisions_key(prefix), min=entry.decode(), max=entry.decode()),
+    )
+    if not found:
+        return None
+    decoded: dict[str, Any] = orjson.loads(found[0][1][b"d"])
+    decoded["stream_id"] = entry.decode()
+    return decoded

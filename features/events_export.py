@@ -18,8 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.redis_keys import events_key
 from core.redis_server import RedisClient
-from features.streams import EVENT_FIELDS, events_key, read_stream, stream_id_at
+from features.streams import EVENT_FIELDS, read_stream, stream_id_at
 
 EVENTS_SCHEMA = pa.schema(
     [

@@ -1,23 +1,15 @@
 """The Redis online store: versioned feature sets behind one ``current`` pointer.
 
-Key layout (``prefix`` is ``Settings.feature_prefix``)::
-
-    {prefix}:current                          version id of the live feature set
-    {prefix}:versions                         sorted set of published versions by created_at
-    {prefix}:v:{version}:meta                 JSON FeatureSetInfo
-    {prefix}:v:{version}:c:{{pseudonym}}      JSON record of one customer
-
-A record is keyed by the customer's pseudonym (``core.pseudonym``), inside a Redis Cluster
-hash tag ``{...}``: the customer's contact state (``service.contact_policy``) carries the
-same tag, so the request path's one pipeline (record + contact state) goes to one slot,
-i.e. one node. Feature sets published before this layout (their metadata has no
-``record_keys``) keyed records by the raw customer id, ``...:c:{customer_id}``; they are
-still read that way (``FeatureSetInfo.record_keys``), on a single Redis only, until the
-next materialization replaces them.
+Key layout: ``core.redis_keys.FeatureSetKeys``. A record is keyed by the customer's
+pseudonym (``core.pseudonym``) inside the customer's Redis Cluster hash tag, shared with
+their contact state, so the request path reads both from one slot in one script. Feature
+sets whose metadata has no ``record_keys`` keyed records by the raw customer id; they are
+read that way (``FeatureSetInfo.record_keys``), on a single Redis only, until the next
+materialization replaces them.
 
 A version is written completely under its own keys and only then made visible by
-switching ``current``; readers never see a half-written set. Nothing uses MULTI or Lua
-across keys: every write is single-key, so the same code runs on Redis Cluster.
+switching ``current``; readers never see a half-written set. Every write is single-key
+(no MULTI, no Lua across keys), so the same code runs on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -31,6 +23,7 @@ from typing import Any, cast
 import orjson
 
 from core.pseudonym import pseudonymiser
+from core.redis_keys import FeatureSetKeys
 from core.redis_server import RedisClient
 from core.settings import Settings, get_settings
 
@@ -42,7 +35,6 @@ CUSTOMER_ID_KEYS = "customer_id"
 """The layout before Redis Cluster support: ``...:c:<raw customer id>`` (read only)."""
 
 DELETE_BATCH = 1000
-_GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\*?[]"})
 
 
 def make_version(as_of: date, created_at: datetime) -> str:
@@ -103,6 +95,7 @@ class OnlineStore:
         by default the one of the process settings (``NBO_PSEUDONYM_KEY``)."""
         self.client = client
         self.prefix = prefix
+        self.keys = FeatureSetKeys(prefix)
         if pseudonymise is None:
             pseudonymise = pseudonymiser(get_settings())
         self.pseudonymise = pseudonymise
@@ -114,25 +107,11 @@ class OnlineStore:
 
     # --- keys --------------------------------------------------------------------------
 
-    @property
-    def current_key(self) -> str:
-        return f"{self.prefix}:current"
-
-    @property
-    def versions_key(self) -> str:
-        return f"{self.prefix}:versions"
-
-    def meta_key(self, version: str) -> str:
-        return f"{self.prefix}:v:{version}:meta"
-
     def record_key(self, version: str, customer_id: str, keys: str = PSEUDONYM_KEYS) -> str:
         """The key of ``customer_id``'s record in ``version`` (``keys``: its layout)."""
         if keys == CUSTOMER_ID_KEYS:
-            return f"{self.prefix}:v:{version}:c:{customer_id}"
-        return f"{self.prefix}:v:{version}:c:{{{self.pseudonymise(customer_id)}}}"
-
-    def _version_pattern(self, version: str) -> str:
-        return f"{self.prefix}:v:{version}:".translate(_GLOB_SPECIAL) + "*"
+            return self.keys.legacy_record(version, customer_id)
+        return self.keys.record(version, self.pseudonymise(customer_id))
 
     # --- reading -----------------------------------------------------------------------
 
@@ -148,11 +127,11 @@ class OnlineStore:
         return record
 
     def current_version(self) -> str | None:
-        raw = self._get(self.current_key)
+        raw = self._get(self.keys.current)
         return raw.decode() if raw is not None else None
 
     def info(self, version: str) -> FeatureSetInfo | None:
-        raw = self._get(self.meta_key(version))
+        raw = self._get(self.keys.meta(version))
         return FeatureSetInfo.from_json(raw) if raw is not None else None
 
     def current(self) -> FeatureSetInfo | None:
@@ -161,7 +140,7 @@ class OnlineStore:
         return self.info(version) if version is not None else None
 
     def read(self, version: str, customer_id: str) -> dict[str, Any] | None:
-        """One record (tools; the service reads with ``service.feature_fetch``)."""
+        """One record (tools; the service reads with ``service.infra.feature_fetch``)."""
         info = self.info(version)
         keys = info.record_keys if info is not None else PSEUDONYM_KEYS
         raw = self._get(self.record_key(version, customer_id, keys))
@@ -169,7 +148,7 @@ class OnlineStore:
 
     def versions(self) -> list[str]:
         """Published versions, newest first."""
-        members: list[bytes] = cast(list[bytes], self.client.zrevrange(self.versions_key, 0, -1))
+        members: list[bytes] = cast(list[bytes], self.client.zrevrange(self.keys.versions, 0, -1))
         return [v.decode() for v in members]
 
     # --- writing -----------------------------------------------------------------------
@@ -215,10 +194,10 @@ class OnlineStore:
         """
         created = info.created_at.astimezone(UTC).timestamp()
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.meta_key(info.version), info.to_json())
-        pipe.zadd(self.versions_key, {info.version: created})
+        pipe.set(self.keys.meta(info.version), info.to_json())
+        pipe.zadd(self.keys.versions, {info.version: created})
         pipe.execute()
-        self.client.set(self.current_key, info.version)
+        self.client.set(self.keys.current, info.version)
 
     # --- deleting ----------------------------------------------------------------------
 
@@ -226,10 +205,12 @@ class OnlineStore:
         """Delete every key of ``version`` (never the current one); return keys removed."""
         if version == self.current_version():
             raise ValueError(f"refusing to delete feature set {version}: it is current")
-        self.client.zrem(self.versions_key, version)
+        self.client.zrem(self.keys.versions, version)
         removed = 0
         batch: list[bytes] = []
-        for key in self.client.scan_iter(match=self._version_pattern(version), count=DELETE_BATCH):
+        for key in self.client.scan_iter(
+            match=self.keys.version_pattern(version), count=DELETE_BATCH
+        ):
             batch.append(key)
             if len(batch) == DELETE_BATCH:
                 removed += int(self.client.unlink(*batch))

@@ -4,7 +4,7 @@ One FastAPI route on the service's path that does what any answer from this serv
 do at the least - read one customer's feature record with one Redis GET - and nothing
 else: no validation model, no scoring, no filtering, no metrics, no logging. Like the
 service's route it is an ``async def`` on the event loop that awaits its read with the
-service's own asyncio client (``service.redis_guard.connect_guarded_async``: the same
+service's own asyncio client (``service.infra.redis_guard.connect_guarded_async``: the same
 timeouts, retry and circuit breaker) and the same key layout, so the difference between
 the two is the service's own work.
 
@@ -34,8 +34,8 @@ from fastapi import FastAPI, Request, Response
 from core.redis_server import connect
 from core.settings import Settings, get_settings
 from features.online_store import FeatureSetInfo, OnlineStore
-from service.breaker import CircuitBreaker
-from service.redis_guard import connect_guarded_async
+from service.infra.breaker import CircuitBreaker
+from service.infra.redis_guard import connect_guarded_async
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1,6 +1,6 @@
 """What one decision costs the audit writer thread, by write-behind window.
 
-The service's audit trail is written behind the answer (``service.audit_writer``): one
+The service's audit trail is written behind the answer (``service.infra.audit_writer``): one
 writer thread per worker wakes for the first record of a batch, waits out
 ``NBO_AUDIT_FLUSH_MS`` for more, and appends the batch with one Lua call. This script
 submits ``--records`` audit-sized records at ``--rate`` per second (the per-worker rate of
@@ -22,10 +22,10 @@ import argparse
 import time
 import uuid
 
+from core.redis_keys import decisions_key
 from core.redis_server import RedisClient, connect
 from core.settings import Settings, get_settings
-from features.streams import decisions_key
-from service.audit_writer import AuditWriter
+from service.infra.audit_writer import AuditWriter
 
 
 class MeasuredWriter(AuditWriter):

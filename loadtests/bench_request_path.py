@@ -1,4 +1,4 @@
-"""In-process benchmark of the request path: ``service.recommend.recommend`` without HTTP.
+"""In-process benchmark of the request path: ``service.decision.recommend.recommend`` without HTTP.
 
 Builds the service's runtime from the NBO_* settings (models from the registry, the live
 feature set in Redis, as ``nbo serve`` does), replays ``--requests`` recommendation requests
@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from core.settings import get_settings
+from service.api.schemas import RecommendationRequest
 from service.app import _start
-from service.metrics import ServiceMetrics
-from service.recommend import recommend
+from service.decision.recommend import recommend
+from service.infra.metrics import ServiceMetrics
 from service.runtime import Runtime
-from service.schemas import RecommendationRequest
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Startup (lifespan): connect to Redis, load the catalogue and the serving models, read the
 live feature-set pointer, then keep that pointer fresh and watch the model aliases in the
-background (``service.model_watcher``: hot reload). Nothing that can
+background (``service.infra.model_watcher``: hot reload). Nothing that can
 be missing at startup stops the service: without a recommender or a feature set it starts
 not ready (``/readyz`` 503) and answers with the degraded fallback. A broken catalogue
 does stop it, and so does a broken decisioning file: there is no safe answer without the
@@ -26,20 +26,19 @@ from core.catalogue import load_catalogue
 from core.decisioning import load_decisioning
 from core.settings import Settings, get_settings
 from features.online_store import OnlineStore
-from service import admin_routes
-from service.audit_writer import AuditWriter
-from service.errors import install_error_handlers
-from service.feature_pointer import keep_feature_pointer_fresh, refresh_feature_pointer
-from service.guards import install_guards
-from service.log import configure_logging, fields
-from service.metrics import ServiceMetrics
-from service.middleware import RequestObservation, RouteTemplates
-from service.model_loading import bound_registry_requests, load_serving_models
-from service.model_watcher import ModelWatcher
-from service.redis_guard import connect_guarded, connect_guarded_async
-from service.routes import router
+from service.api.errors import install_error_handlers
+from service.api.guards import install_guards
+from service.api.middleware import RequestObservation, RouteTemplates
+from service.api.routes import router
+from service.infra.audit_writer import AuditWriter
+from service.infra.feature_pointer import keep_feature_pointer_fresh, refresh_feature_pointer
+from service.infra.log import configure_logging, fields
+from service.infra.metrics import ServiceMetrics
+from service.infra.model_loading import bound_registry_requests, load_serving_models
+from service.infra.model_watcher import ModelWatcher
+from service.infra.redis_guard import connect_guarded, connect_guarded_async
+from service.infra.state import ServingState, StateHolder
 from service.runtime import Runtime
-from service.state import ServingState, StateHolder
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = await asyncio.to_thread(_start, settings, metrics)
         app.state.runtime = runtime
         freeze_startup_objects()
-        watcher = ModelWatcher(settings, runtime.state, metrics)
-        app.state.model_watcher = watcher
+        watcher = runtime.watcher
         refresher = asyncio.create_task(keep_feature_pointer_fresh(runtime))
         watcher.start()
         runtime.audit.start()
@@ -89,7 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
-    app.include_router(admin_routes.router)
     install_guards(app, settings)
     # Added last, so outermost: every answer, the guards' refusals included, is logged.
     templates = RouteTemplates(
@@ -140,6 +137,7 @@ def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
             on_outcome=metrics.observe_audit,
             on_error=partial(metrics.observe_redis_error, "audit_write"),
         ),
+        watcher=ModelWatcher(settings, holder, metrics),
     )
     metrics.track_feature_set(lambda: holder.current.feature_set)
     feature_set = refresh_feature_pointer(runtime)

@@ -1,16 +1,25 @@
-"""Everything a request needs that lives as long as the app: built once by the lifespan."""
+"""Everything a request needs that lives as long as the app: built once by the lifespan.
+
+``RuntimeDep`` is the one FastAPI dependency through which routes reach it; the hot
+recommendation route reads ``request.app.state.runtime`` directly instead, to keep
+dependency solving off its path.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from core.redis_server import RedisClient
 from core.settings import Settings
 from features.online_store import OnlineStore
-from service.audit_writer import AuditWriter
-from service.feature_fetch import AsyncRedisClient
-from service.metrics import ServiceMetrics
-from service.state import StateHolder
+from service.infra.audit_writer import AuditWriter
+from service.infra.feature_fetch import AsyncRedisClient
+from service.infra.metrics import ServiceMetrics
+from service.infra.model_watcher import ModelWatcher
+from service.infra.state import StateHolder
 
 
 @dataclass(frozen=True)
@@ -22,3 +31,13 @@ class Runtime:
     state: StateHolder
     metrics: ServiceMetrics
     audit: AuditWriter  # write-behind of the decision audit trail (started by the lifespan)
+    watcher: ModelWatcher  # hot reload of the model aliases (started by the lifespan)
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The app's runtime (set by the lifespan before the first request)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

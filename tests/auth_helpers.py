@@ -1,7 +1,7 @@
 """The test API key: every ``settings`` fixture configures it; clients send ``AUTH``.
 
 ``TestClient(create_app(settings), headers=AUTH)`` is a client that passes authentication
-with every scope (``service/auth.py``); tests of authentication itself make their own keys.
+with every scope (``service/api/auth.py``); tests of authentication itself make their own keys.
 """
 
 from __future__ import annotations

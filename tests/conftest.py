@@ -41,7 +41,7 @@ def _fresh_settings() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _registry_request_bounds_stay_in_their_test(monkeypatch: pytest.MonkeyPatch) -> None:
     """``create_app`` bounds MLflow's HTTP timeout and retries through ``os.environ``
-    (``service.model_loading.bound_registry_requests``: one app per process in production).
+    (``service.infra.model_loading.bound_registry_requests``: one app per process in production).
     In the test process a test's app would leave e.g. a 2 s timeout without retries to
     every later test: a slow machine then failed the PostgreSQL-backed MLflow test's
     training. Each test gets the variables as the session started, whatever it sets."""

@@ -24,9 +24,9 @@ from core.decisioning import (
 from core.scoring.base import FeatureRecord, Reason
 from core.settings import PACKAGE_DIR, Settings
 from features.online_store import FeatureSetInfo
-from service.decision import Decision
-from service.feature_fetch import FeatureLookup
-from service.recommend import decide
+from service.decision.outcome import Decision
+from service.decision.recommend import decide
+from service.infra.feature_fetch import FeatureLookup
 from tests.decisioning_helpers import adult
 
 NOW = datetime.now(UTC)

@@ -22,12 +22,12 @@ from core.decisioning import load_decisioning
 from core.pseudonym import pseudonymiser
 from core.settings import PACKAGE_DIR, Settings, get_settings
 from features.audit_export import export_audit
-from service.audit import audit_record, without_identifiers
-from service.contact_policy import ContactState
-from service.feature_fetch import FeatureLookup
-from service.log import LOGGER_NAME, JsonFormatter
-from service.recommend import decide, respond
-from service.schemas import RecommendationRequest
+from service.api.schemas import RecommendationRequest
+from service.decision.audit_record import audit_record, without_identifiers
+from service.decision.contact_policy import ContactState
+from service.decision.recommend import decide, respond
+from service.infra.feature_fetch import FeatureLookup
+from service.infra.log import LOGGER_NAME, JsonFormatter
 from tests.decisioning_helpers import adult
 from tests.test_arbitration import FEATURE_SET, FixedChurn, FixedScores
 from tests.test_events import CUSTOMER, app, module_app, settings  # noqa: F401 (fixtures)

@@ -1,4 +1,4 @@
-"""The audit trail's write-behind (service.audit_writer) against a real Redis."""
+"""The audit trail's write-behind (service.infra.audit_writer) against a real Redis."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from collections import Counter
 import orjson
 import redis
 
+from core.redis_keys import decision_index_key, decisions_key
 from core.settings import Settings
-from features.streams import decision_index_key, decisions_key
-from service.audit import read_decision
-from service.audit_writer import AuditWriter
+from features.audit_export import read_decision
+from service.infra.audit_writer import AuditWriter
 
 
 def record(request_id: str) -> dict[str, object]:

@@ -21,9 +21,9 @@ from cli.demo import _with_demo_key
 from cli.main import app as cli
 from core.api_keys import SCOPES, ApiKeyEntry, ApiScope, hash_key
 from core.settings import Settings
+from service.api.auth import HEADER, OPERATIONS_PATHS, SCHEME, AccessPolicy
 from service.app import create_app
-from service.auth import HEADER, OPERATIONS_PATHS, SCHEME, AccessPolicy
-from service.log import LOGGER_NAME, JsonFormatter
+from service.infra.log import LOGGER_NAME, JsonFormatter
 from tests.auth_helpers import AUTH, TEST_API_KEY
 
 pytestmark = pytest.mark.integration

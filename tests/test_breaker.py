@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from service.breaker import BreakerOpenError, BreakerState, CircuitBreaker
+from service.infra.breaker import BreakerOpenError, BreakerState, CircuitBreaker
 
 
 class Clock:

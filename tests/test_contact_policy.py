@@ -12,23 +12,17 @@ import redis
 from core.catalogue import Catalogue
 from core.decisioning import DecisioningConfig
 from core.pseudonym import pseudonymiser
+from core.redis_keys import contact_key, decision_index_key
 from core.settings import Settings
 from features.online_store import OnlineStore
-from features.streams import decision_index_key
-from service.breaker import CircuitBreaker
-from service.contact_policy import (
-    ContactLimits,
-    ContactRead,
-    ContactState,
-    contact_key,
-    daily_capacity,
-)
-from service.decision import Decision
-from service.events import store_event
-from service.feature_fetch import FeatureLookup, fetch_features
-from service.recommend import decide
-from service.redis_guard import connect_guarded_async
-from service.schemas import EventIn
+from service.api.schemas import EventIn
+from service.decision.contact_policy import ContactLimits, ContactRead, ContactState, daily_capacity
+from service.decision.outcome import Decision
+from service.decision.recommend import decide
+from service.infra.breaker import CircuitBreaker
+from service.infra.event_store import store_event
+from service.infra.feature_fetch import FeatureLookup, fetch_features
+from service.infra.redis_guard import connect_guarded_async
 from tests.decisioning_helpers import adult, publish_records
 from tests.test_arbitration import FixedScores
 

@@ -14,9 +14,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue
+from core.redis_keys import events_key
 from core.settings import Settings
 from features.events_export import export_events
-from features.streams import events_key
 from service.app import create_app
 from tests.auth_helpers import AUTH, TEST_API_KEYS
 from tests.decisioning_helpers import adult, publish_records

@@ -37,9 +37,9 @@ import uvicorn
 
 from core.catalogue import Catalogue
 from core.customer_facts import customer_facts
+from core.redis_keys import events_key
 from core.settings import Settings
 from core.suitability import Rule, exclusion
-from features.streams import events_key
 from service.app import create_app
 from tests.decisioning_helpers import publish_records
 from tests.fault_redis import DurableRedis, free_port

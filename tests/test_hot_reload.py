@@ -24,14 +24,14 @@ import redis
 from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue, load_catalogue
+from core.redis_keys import decisions_key
 from core.scoring.churn import TabularDesign
 from core.scoring.recommender import TwoStageRecommender
 from core.settings import PACKAGE_DIR, Settings
 from features.online_store import FeatureSetInfo
-from features.streams import decisions_key
 from registry.client import Registry
 from service.app import create_app
-from service.variant import Variant, assign_variant
+from service.decision.variant import Variant, assign_variant
 from tests.auth_helpers import AUTH
 from tests.decisioning_helpers import publish_records
 from tests.registry_factory import migrate

@@ -27,9 +27,9 @@ from prometheus_client.mmap_dict import MmapedDict
 
 from cli.serve import prepare_multiprocess_metrics
 from core.settings import Settings
-from service.contact_policy import ContactLimits, ContactRead
-from service.feature_fetch import FeatureLookup, fetch_features
-from service.metrics import ServiceMetrics, redis_error_kind
+from service.decision.contact_policy import ContactLimits, ContactRead
+from service.infra.feature_fetch import FeatureLookup, fetch_features
+from service.infra.metrics import ServiceMetrics, redis_error_kind
 from tests.auth_helpers import AUTH
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +152,7 @@ def test_two_workers_metrics_add_up(two_workers: tuple[str, Path]) -> None:
         while sent < 1600 and (sent < 40 or len(_requests_per_worker(metrics_dir)) < 2):
             sent += sum(pool.map(burst, [10] * 8))
     # A request is counted once its answer is sent, and its decision once recorded after
-    # that (``service.recommend.Answer``): the last ones may land just after the client
+    # that (``service.decision.recommend.Answer``): the last ones may land just after the client
     # has its answer.
     deadline = time.monotonic() + 10
     while sum(_requests_per_worker(metrics_dir).values()) < sent and time.monotonic() < deadline:

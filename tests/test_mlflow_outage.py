@@ -136,7 +136,7 @@ def test_a_hung_registry_during_a_reload_never_blocks_requests(
     publish_full(online, redis_client, catalogue)
     with TestClient(create_app(online)) as client:
         first = ask(client)
-        watcher = client.app.state.model_watcher  # type: ignore[attr-defined]
+        watcher = client.app.state.runtime.watcher  # type: ignore[attr-defined]
         # The registry "goes away": from now on the watcher talks to a hung server.
         watcher.settings = online.model_copy(update={"mlflow_tracking_uri": hung_server})
         stuck = threading.Thread(target=watcher.check, daemon=True)

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from core.catalogue import Catalogue
 from core.settings import Settings
 from registry.client import LoadedModel
-from service import model_cache
 from service.app import create_app
+from service.infra import model_cache
 from tests.auth_helpers import AUTH
 from tests.test_hot_reload import CHURN, REC, ask, lifecycle_settings, publish_full
 from tests.test_service_api import login_churn_model

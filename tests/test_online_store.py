@@ -97,7 +97,7 @@ def test_the_customer_hash_tag_puts_record_and_contact_state_in_one_slot(
 ) -> None:
     from redis.cluster import key_slot
 
-    from service.contact_policy import contact_key
+    from core.redis_keys import contact_key
 
     for customer in ("C1", "C42", "S0004026"):
         record = store.record_key("20260101-x", customer).encode()
@@ -115,10 +115,10 @@ def test_a_feature_set_of_the_previous_layout_is_still_read(store: OnlineStore) 
     info = info_for(AS_OF, datetime.now(UTC))
     legacy_meta = orjson.loads(info.to_json())
     del legacy_meta["record_keys"]
-    store.client.set(store.meta_key(info.version), orjson.dumps(legacy_meta))
+    store.client.set(store.keys.meta(info.version), orjson.dumps(legacy_meta))
     store.client.set(f"{store.prefix}:v:{info.version}:c:C7", orjson.dumps({"age": 41}))
-    store.client.zadd(store.versions_key, {info.version: 1.0})
-    store.client.set(store.current_key, info.version)
+    store.client.zadd(store.keys.versions, {info.version: 1.0})
+    store.client.set(store.keys.current, info.version)
 
     current = store.current()
     assert current is not None and current.record_keys == CUSTOMER_ID_KEYS
@@ -331,9 +331,9 @@ def test_redis_migrate_keys_renames_the_previous_layout(
     a contact set that already has a new key is merged into it."""
     from cli.redis_cmd import app as redis_app
     from core.pseudonym import pseudonymiser
-    from features.streams import decision_index_key, decisions_key, event_seen_key, events_key
-    from service.audit import read_decision
-    from service.contact_policy import contact_key
+    from features.audit_export import read_decision
+    from core.redis_keys import decision_index_key, decisions_key, event_seen_key, events_key
+    from core.redis_keys import contact_key
 
     env = {
         **cli_env,

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from core.api_keys import SCOPES, ApiKeyEntry, hash_key
 from core.catalogue import Catalogue
 from core.settings import Settings
+from service.api.auth import HEADER
+from service.api.rate_limit import KeyRateLimits
 from service.app import create_app
-from service.auth import HEADER
-from service.rate_limit import KeyRateLimits
 from tests.auth_helpers import AUTH, TEST_API_KEY
 from tests.decisioning_helpers import adult, publish_records
 from tests.test_bad_input import redis_snapshot

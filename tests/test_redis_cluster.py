@@ -26,21 +26,22 @@ from redis.cluster import RedisCluster, key_slot
 
 from core.catalogue import Catalogue
 from core.pseudonym import pseudonymiser
+from core.redis_keys import contact_key, decision_index_key, decisions_key, events_key
 from core.redis_server import ClusterUnreachableError, connect, make_client, parse_cluster_url
 from core.settings import Settings
 from core.tables import Tables
+from features.audit_export import read_decision
 from features.materialize import materialize
 from features.online_store import FeatureSetInfo, OnlineStore
-from features.streams import decision_index_key, decisions_key, events_key, read_stream
+from features.streams import read_stream
 from loadtests.redis_stats import command_calls as stats_calls
 from service.app import create_app
-from service.audit import read_decision
-from service.audit_writer import AuditWriter
-from service.breaker import BreakerOpenError
-from service.contact_policy import ContactRead, contact_key
-from service.decision import DegradedReason
-from service.feature_fetch import fetch_features
-from service.redis_guard import (
+from service.decision.contact_policy import ContactRead
+from service.decision.outcome import DegradedReason
+from service.infra.audit_writer import AuditWriter
+from service.infra.breaker import BreakerOpenError
+from service.infra.feature_fetch import fetch_features
+from service.infra.redis_guard import (
     GuardedAsyncClusterPipeline,
     GuardedAsyncRedisCluster,
     GuardedClusterPipeline,
@@ -409,8 +410,8 @@ def test_the_audit_writer_batches_within_one_slot(
 def test_concurrent_duplicates_are_stored_once_on_a_cluster(
     on_cluster: Settings, cluster_client: RedisCluster
 ) -> None:
-    from service.events import store_event
-    from service.schemas import EventIn
+    from service.api.schemas import EventIn
+    from service.infra.event_store import store_event
 
     request_id = uuid.uuid4().hex
     cluster_client.set(decision_index_key(on_cluster.audit_prefix, request_id), "1-0")
@@ -449,7 +450,7 @@ def test_concurrent_duplicates_are_stored_once_on_a_cluster(
 
 
 def event_seen(settings: Settings, event_id: str) -> str:
-    from features.streams import event_seen_key
+    from core.redis_keys import event_seen_key
 
     return event_seen_key(settings.events_prefix, event_id)
 

@@ -23,8 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.catalogue import Catalogue
 from core.settings import Settings
+from service.api.auth import SCHEME
 from service.app import create_app
-from service.auth import SCHEME
 from tests.auth_helpers import AUTH, TEST_API_KEY
 from tests.decisioning_helpers import adult, publish_records
 from tests.test_service_api import champion_registry  # noqa: F401 (fixture)

@@ -33,16 +33,15 @@ from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue
 from core.pseudonym import pseudonymiser
+from core.redis_keys import contact_key, decisions_key
 from core.redis_server import start_embedded_redis, stop_embedded_redis
 from core.scoring.churn import LinearChurnModel, TabularDesign
 from core.scoring.recommender import TwoStageRecommender
 from core.settings import Settings
 from features.online_store import FeatureSetInfo, OnlineStore
-from features.streams import decisions_key
 from registry.client import Registry
 from service.app import create_app
-from service.contact_policy import contact_key
-from service.log import LOGGER_NAME, JsonFormatter
+from service.infra.log import LOGGER_NAME, JsonFormatter
 from tests.auth_helpers import AUTH
 from tests.decisioning_helpers import adult, publish_records
 
@@ -604,11 +603,11 @@ def test_a_decision_that_cannot_be_recorded_is_answered_logged_and_counted(
     def broken(*args: object) -> dict[str, object]:
         raise TypeError("not serializable")
 
-    monkeypatch.setattr("service.recommend.audit_record", broken)
+    monkeypatch.setattr("service.decision.recommend.audit_record", broken)
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("service.recommend")
+    logger = logging.getLogger("service.decision.recommend")
     logger.addHandler(handler)
     try:
         body = ask(client, "C5-RICH")

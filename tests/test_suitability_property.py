@@ -1,9 +1,9 @@
 """Property: whatever the catalogue, the customer record and the model scores, the service
 never offers an unsuitable, ineligible, held or withdrawn product - nor does its fallback.
 
-Drives the real decision function (``service.recommend.decide``) with a fake scorer that
+Drives the real decision function (``service.decision.recommend.decide``) with a fake scorer that
 returns scores chosen by hypothesis (NaN and infinities included). The oracle below re-reads
-the raw record independently of ``core.suitability`` and ``service.customer``.
+the raw record independently of ``core.suitability`` and ``core.customer_facts``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from core.decisioning import DecisioningConfig, RetentionConfig
 from core.scoring.base import FeatureRecord, Reason
 from core.settings import Settings
 from features.online_store import FeatureSetInfo
-from service.decision import DegradedReason
-from service.feature_fetch import FeatureLookup
-from service.recommend import decide, respond
-from service.schemas import RecommendationRequest
+from service.api.schemas import RecommendationRequest
+from service.decision.outcome import DegradedReason
+from service.decision.recommend import decide, respond
+from service.infra.feature_fetch import FeatureLookup
 
 TODAY = date(2026, 11, 15)
 NOW = datetime(2026, 11, 15, 12, tzinfo=UTC)

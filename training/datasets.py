@@ -59,12 +59,6 @@ class TimeSplit:
     def train_dates(self) -> list[pd.Timestamp]:
         return [s.as_of for s in self.train]
 
-    def train_features(self) -> pd.DataFrame:
-        return pd.concat([s.features for s in self.train], ignore_index=True)
-
-    def train_labels(self) -> pd.DataFrame:
-        return pd.concat([s.labels for s in self.train], ignore_index=True)
-
 
 def _say(progress: Progress | None, message: str) -> None:
     if progress is not None:

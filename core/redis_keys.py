@@ -1,0 +1,109 @@
+"""Every Redis key the project reads or writes, in one place.
+
+Who writes (W) and who reads (R) each key (prefixes are settings: ``feature_prefix``,
+``contact_prefix``, ``audit_prefix``, ``events_prefix``)::
+
+    {feature_prefix}:current                      live version       W features  R service
+    {feature_prefix}:versions                     versions by time   W/R features
+    {feature_prefix}:v:{version}:meta             FeatureSetInfo     W features  R service
+    {feature_prefix}:v:{version}:c:{<pseudonym>}  customer record    W features  R service
+    {contact_prefix}:{<pseudonym>}                contact events     W/R service
+    {audit_prefix}:{decisions}                    decisions stream   W service   R features, cli
+    {audit_prefix}:{decisions}:req:{request_id}   one decision's id  W/R service
+    {events_prefix}:{stream}                      feedback stream    W service   R features
+    {events_prefix}:{stream}:seen:{event_id}      one event's id     W/R service
+
+Braces are literal Redis Cluster hash tags: a customer's feature record and contact state
+share the ``{<pseudonym>}`` tag (one slot, so the request path reads both with one script),
+and each stream shares its tag with its index keys (so appending and indexing is one script
+on one slot). On a single Redis they are ordinary characters.
+
+Layouts older than the hash tags (renamed by ``nbo redis migrate-keys``, or read as they are
+until the next materialization for feature records keyed by the raw customer id) are named
+by the ``legacy_*`` functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "*?[]\\"})
+
+
+@dataclass(frozen=True)
+class FeatureSetKeys:
+    """The keys of the online store under one ``feature_prefix``."""
+
+    prefix: str
+
+    @property
+    def current(self) -> str:
+        return f"{self.prefix}:current"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.prefix}:versions"
+
+    def meta(self, version: str) -> str:
+        return f"{self.prefix}:v:{version}:meta"
+
+    def record(self, version: str, pseudonym: str) -> str:
+        """A customer's record, hash-tagged by the customer's pseudonym."""
+        return f"{self.prefix}:v:{version}:c:{{{pseudonym}}}"
+
+    def legacy_record(self, version: str, customer_id: str) -> str:
+        """A record of a feature set written before pseudonymous keys (read only)."""
+        return f"{self.prefix}:v:{version}:c:{customer_id}"
+
+    def version_pattern(self, version: str) -> str:
+        """A SCAN pattern matching every key of ``version`` (glob characters escaped)."""
+        return f"{self.prefix}:v:{version}:".translate(_GLOB_SPECIAL) + "*"
+
+
+def contact_key(contact_prefix: str, pseudonym: str) -> str:
+    """The customer's contact-state sorted set; ``{pseudonym}`` is the customer's hash tag."""
+    return f"{contact_prefix}:{{{pseudonym}}}"
+
+
+def decisions_key(audit_prefix: str) -> str:
+    """The audit trail stream; field ``d`` of an entry is one decision (orjson)."""
+    return f"{audit_prefix}:{{decisions}}"
+
+
+def decision_index_key(audit_prefix: str, request_id: str) -> str:
+    """The stream entry id of one decision (with a TTL)."""
+    return f"{decisions_key(audit_prefix)}:req:{request_id}"
+
+
+def events_key(events_prefix: str) -> str:
+    """The feedback events stream."""
+    return f"{events_prefix}:{{stream}}"
+
+
+def event_seen_key(events_prefix: str, event_id: str) -> str:
+    """The stream entry id of one event (idempotence by ``event_id``, with a TTL)."""
+    return f"{events_key(events_prefix)}:seen:{event_id}"
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with the SCAN/KEYS glob characters escaped."""
+    return text.translate(_GLOB_SPECIAL)
+
+
+# Layout before hash tags (only ``nbo redis migrate-keys`` reads these).
+
+
+def legacy_decisions_key(audit_prefix: str) -> str:
+    return f"{audit_prefix}:decisions"
+
+
+def legacy_decision_index_prefix(audit_prefix: str) -> str:
+    return f"{audit_prefix}:req:"
+
+
+def legacy_events_key(events_prefix: str) -> str:
+    return f"{events_prefix}:stream"
+
+
+def legacy_event_seen_prefix(events_prefix: str) -> str:
+    return f"{events_prefix}:seen:"

@@ -1,0 +1,56 @@
+"""``POST /v1/recommendations``: the hot route - parse, decide, answer, record after."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.background import BackgroundTask
+
+from service.api.auth import requires
+from service.api.json_route import JsonBodyRoute
+from service.api.schemas import ErrorResponse, RecommendationRequest, RecommendationResponse
+from service.decision.recommend import recommend
+from service.runtime import Runtime
+
+router = APIRouter()
+
+
+async def post_recommendations(body: RecommendationRequest, request: Request) -> Response:
+    """Suitable offers for the customer, best first by arbitration priority.
+
+    Always answers 200 when the request is valid: if the customer's features or the model
+    are unavailable the answer is the low-risk fallback with ``degraded: true`` and the
+    reason. An ``async def`` on the event loop: its one Redis read is awaited with the
+    asyncio client (``service.infra.feature_fetch``), and the rest is CPU work of a few
+    milliseconds that a thread-pool hop would not parallelise (one interpreter lock per
+    worker) but would make slower; measured in docs/performance.md.
+
+    The body is parsed and validated in one pass of pydantic-core (``JsonBodyRoute``:
+    no dependency solving, no ``json.loads`` then dict validation). The response is
+    built (and validated) once as a ``RecommendationResponse`` and serialized straight to
+    JSON bytes by pydantic-core: returning a ``Response`` skips FastAPI's second
+    validation of ``response_model`` and its ``jsonable_encoder`` pass (``response_model``
+    stays for the OpenAPI schema). The decision is recorded (audit
+    queue, metrics) after the body is sent (``service.decision.recommend.Answer``). The runtime is
+    read from the app directly, not through a dependency, to keep dependency solving off
+    the hot path.
+    """
+    runtime: Runtime = request.app.state.runtime
+    answer = await recommend(body, request.state.request_id, runtime)
+    return Response(
+        content=answer.response.model_dump_json(),
+        media_type="application/json",
+        background=BackgroundTask(answer.record),
+    )
+
+
+router.add_api_route(
+    "/v1/recommendations",
+    post_recommendations,
+    methods=["POST"],
+    response_model=RecommendationResponse,
+    responses={422: {"model": ErrorResponse, "description": "Invalid request; names the field."}},
+    summary="Next best offers for one customer",
+    tags=["recommendations"],
+    openapi_extra=requires("recommend"),
+    route_class_override=JsonBodyRoute,
+)

@@ -1,0 +1,287 @@
+"""Request and response bodies of the HTTP API (pydantic v2; shown in OpenAPI at ``/docs``).
+
+Every model forbids unknown fields: a misspelt field is a 422 naming it, not silently
+ignored. Requests are strict: ``"k": "3"`` is a type error, not a 3.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+from core.tables import CHANNELS
+
+Channel = Literal["app", "push", "sms", "email", "advisor", "branch"]
+# Spelled out for type checkers and OpenAPI; must stay the canonical list of channels.
+if set(get_args(Channel)) != set(CHANNELS):  # pragma: no cover - guards an edit of either list
+    raise RuntimeError(f"service.api.schemas.Channel {get_args(Channel)} != core.tables {CHANNELS}")
+
+ChurnBandName = Literal["low", "medium", "high"]
+
+
+def _whole_number_to_int(value: object) -> object:
+    """JSON has one number type: ``3.0`` is the integer 3 (as JSON Schema says), 3.5 is not.
+
+    Strict mode still refuses ``"3"``, ``true`` and ``3.5``.
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_whole_number_to_int)]
+
+
+class RecommendationRequest(BaseModel):
+    """Ask for the next best offers for one customer on one channel."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"customer_id": "C0001234", "channel": "app", "k": 3}]},
+    )
+
+    customer_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The bank's customer id (letters, digits, '_' and '-').",
+        examples=["C0001234"],
+    )
+    channel: Channel = Field(description="Where the offers will be shown.", examples=["app"])
+    k: JsonInt = Field(3, ge=1, le=20, description="How many offers at most.", examples=[3])
+
+
+class ReasonOut(BaseModel):
+    """Why an offer was made (or why churn risk is what it is)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Machine-readable reason code.", examples=["collaborative"])
+    text: str = Field(
+        description="Short text for an advisor or the customer.",
+        examples=["customers with holdings like yours added this"],
+    )
+
+
+class OfferOut(BaseModel):
+    """One offer; ``rank`` 1 is shown first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: str = Field(description="Catalogue product id.", examples=["credit_card"])
+    name: str = Field(description="Product name from the catalogue.", examples=["Credit card"])
+    rank: int = Field(ge=1, description="Position, 1 = first.", examples=[1])
+    score: float | None = Field(
+        description=(
+            "Model propensity (0-1); popularity in a degraded answer; null for a retention "
+            "treatment (its propensity is the churn probability) or when no model is loaded."
+        ),
+        examples=[0.31],
+    )
+    priority: float | None = Field(
+        None,
+        description=(
+            "Arbitration priority: propensity x business value x channel weight x lever "
+            "(x retention boost); offers are sorted by it."
+        ),
+        examples=[0.62],
+    )
+    reasons: list[ReasonOut] = Field(
+        description="Why this offer: the model's reasons, then the arbitration trace."
+    )
+
+
+class ChurnRiskOut(BaseModel):
+    """Calibrated probability that the customer leaves within the churn model's horizon."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    probability: float = Field(ge=0, le=1, description="Churn probability.", examples=[0.62])
+    band: ChurnBandName = Field(
+        description="low / medium / high by the configured thresholds.", examples=["high"]
+    )
+    reasons: list[ReasonOut] = Field(description="Signals raising the risk most.")
+
+
+class FeatureSetOut(BaseModel):
+    """The materialized feature set the customer's record was read from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(examples=["20261031-20261102T031500123456Z"])
+    as_of: date = Field(description="Data cut-off of the features.", examples=["2026-10-31"])
+
+
+class RecommendationResponse(BaseModel):
+    """The decision for one request."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "3f2b8c1e9d7a4b6c8e0f1a2b3c4d5e6f",
+                    "customer_id": "C0001234",
+                    "channel": "app",
+                    "offers": [
+                        {
+                            "product_id": "credit_card",
+                            "name": "Credit card",
+                            "rank": 1,
+                            "score": 0.31,
+                            "reasons": [
+                                {
+                                    "code": "related_products",
+                                    "text": "goes with products you already hold",
+                                }
+                            ],
+                        }
+                    ],
+                    "churn_risk": {"probability": 0.08, "band": "low", "reasons": []},
+                    "model_versions": {"nbo-recommender": "3", "nbo-churn": "2"},
+                    "feature_set": {
+                        "version": "20261031-20261102T031500123456Z",
+                        "as_of": "2026-10-31",
+                    },
+                    "degraded": False,
+                    "degraded_reason": None,
+                }
+            ]
+        },
+    )
+
+    request_id: str = Field(description="Id of this decision (uuid4 hex), also in the logs.")
+    customer_id: str
+    channel: Channel
+    offers: list[OfferOut] = Field(
+        description="Suitable offers, best first; empty when nothing suitable is left."
+    )
+    churn_risk: ChurnRiskOut | None = Field(
+        description="Null when no churn model is loaded or the customer's record is unknown."
+    )
+    model_versions: dict[str, str] = Field(
+        description="Registered model name -> version in use.",
+        examples=[{"nbo-recommender": "3", "nbo-churn": "2"}],
+    )
+    feature_set: FeatureSetOut | None = Field(
+        description="Feature set consulted; null when none is published or Redis failed."
+    )
+    degraded: bool = Field(description="True when the answer is the low-risk fallback.")
+    degraded_reason: str | None = Field(
+        description=(
+            "unknown_customer, no_feature_set, feature_store_unavailable, "
+            "invalid_feature_record or no_model; null when not degraded."
+        ),
+        examples=[None],
+    )
+    variant: Literal["champion", "challenger"] = Field(
+        "champion",
+        description=(
+            "Which recommender answered: the champion, or the challenger for the share of "
+            "customers (a stable hash of the customer id) assigned to it."
+        ),
+    )
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok"] = "ok"
+
+
+class ReadinessResponse(BaseModel):
+    """Whether the service can answer with personal recommendations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ready: bool
+    checks: dict[str, bool] = Field(
+        description="recommender_model, feature_set, redis: true when available.",
+        examples=[{"recommender_model": True, "feature_set": True, "redis": True}],
+    )
+    missing: list[str] = Field(description="Names of the failed checks.", examples=[[]])
+    detail: dict[str, str] | None = Field(
+        None,
+        description=(
+            "Only when a model is served from the last-known-good cache (registry "
+            "unreachable at startup): model slot -> 'cache'."
+        ),
+        examples=[{"recommender": "cache", "churn": "cache"}],
+    )
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a stable ``type`` and a ``detail`` (a list of field errors for 422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(examples=["validation_error"])
+    detail: str | list[dict[str, Any]] = Field(
+        examples=[[{"loc": ["body", "k"], "msg": "Input should be less than or equal to 20"}]]
+    )
+
+
+# -- feedback events and recorded decisions ------------------------------------------------
+
+EventType = Literal["shown", "clicked", "accepted", "declined"]
+
+
+class EventIn(BaseModel):
+    """One customer response to an offer (``POST /v1/events``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "evt-000123",
+                    "type": "shown",
+                    "customer_id": "C0001234",
+                    "product_id": "credit_card",
+                    "request_id": "3f2b8c1e9d7a4b6c8e0f1a2b3c4d5e6f",
+                    "channel": "app",
+                    "timestamp": "2026-11-02T10:15:00Z",
+                }
+            ]
+        },
+    )
+
+    event_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Caller's unique id of the event; a repeat is acknowledged, counted once.",
+    )
+    type: EventType = Field(description="shown, clicked, accepted or declined.")
+    customer_id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The bank's id."
+    )
+    product_id: str = Field(
+        min_length=2,
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_]+$",
+        description="Catalogue product id of the offer (as in core/catalogue.yaml).",
+    )
+    request_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="request_id of the recommendation that made the offer (a recorded decision).",
+    )
+    channel: Channel = Field(description="Where the offer was shown.")
+    timestamp: AwareDatetime = Field(
+        strict=False,
+        description="When it happened, with a time zone; at most a few minutes in the future.",
+    )
+
+
+class EventAck(BaseModel):
+    """The event is durably stored (``stored``) or was already (``duplicate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str
+    status: Literal["stored", "duplicate"]
+    stream_id: str = Field(description="Id of the event's entry in the events stream.")

@@ -1,0 +1,150 @@
+"""Arbitration: order the suitable candidates by one priority (Pega-style).
+
+    priority = propensity x business value x context weight (channel) x lever
+
+* propensity - the recommender's score for a cross-sell product (popularity in the fallback,
+  1 when the fallback has no model at all); for a retention treatment, the customer's churn
+  probability;
+* business value - the catalogue's value of one acceptance to the bank;
+* context weight - ``decisioning.yaml`` ``channels.<channel>``: its weight times the factor
+  of the product's category on that channel;
+* lever - ``levers.categories.<category> x levers.products.<product>`` (campaign levers);
+* retention treatments are candidates only when the churn probability is at or above
+  ``retention.churn_threshold``; then their priority is also multiplied by
+  ``retention.boost``, which is what lets them outrank cross-sell for a customer at risk.
+
+Arbitration runs on products that already passed the hard suitability and eligibility
+filter, the channel rules and the contact policy: it can reorder them, never add one.
+Ties keep catalogue order (``sorted`` is stable), so answers are repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from core.catalogue import Product
+from core.decisioning import DecisioningConfig
+from core.scoring.base import Reason
+from core.suitability import Exclusion, Rule, partition
+from service.decision.churn_risk import ChurnRisk
+
+
+@dataclass(frozen=True)
+class Priority:
+    """One candidate's arbitration inputs and result (recorded in the audit trail)."""
+
+    product: Product
+    propensity: float
+    business_value: float
+    context_weight: float
+    lever: float
+    boost: float  # retention boost; 1 for cross-sell
+    priority: float
+
+    def as_record(self) -> dict[str, object]:
+        return {
+            "product_id": self.product.id,
+            "propensity": self.propensity,
+            "business_value": self.business_value,
+            "context_weight": self.context_weight,
+            "lever": self.lever,
+            "boost": self.boost,
+            "priority": self.priority,
+        }
+
+
+def retention_eligible(churn: ChurnRisk | None, config: DecisioningConfig) -> bool:
+    """Retention treatments are candidates when churn risk reaches the configured threshold."""
+    return churn is not None and churn.probability >= config.retention.churn_threshold
+
+
+def split_by_channel(
+    products: Sequence[Product], channel: str, config: DecisioningConfig
+) -> tuple[list[Product], list[Exclusion]]:
+    """Remove products a channel rule keeps off ``channel`` (rule ``channel``)."""
+
+    def off_channel(product: Product) -> Exclusion | None:
+        rule = config.channel_rule_against(channel, product)
+        if rule is None:
+            return None
+        where = ", ".join(rule.channels)
+        return Exclusion(product.id, Rule.CHANNEL, f"{rule.name}: only on {where}, not {channel}")
+
+    return partition(products, off_channel)
+
+
+def arbitrate(
+    allowed: Sequence[Product],
+    propensities: Mapping[str, float],
+    churn: ChurnRisk | None,
+    channel: str,
+    config: DecisioningConfig,
+) -> list[Priority]:
+    """Priorities of ``allowed``, highest first.
+
+    A cross-sell product without a finite propensity (unknown to the model) is left out:
+    nothing is offered that arbitration could not place. A retention treatment is placed
+    only when retention is eligible (the caller normally leaves it out of ``allowed``
+    otherwise).
+    """
+    eligible = retention_eligible(churn, config)
+    priorities: list[Priority] = []
+    for product in allowed:
+        if product.retention:
+            if not eligible:
+                continue
+            assert churn is not None
+            propensity, boost = churn.probability, config.retention.boost
+        else:
+            value = propensities.get(product.id, math.nan)
+            if not math.isfinite(value):
+                continue
+            propensity, boost = value, 1.0
+        context = config.context_weight(channel, product)
+        lever = config.levers.lever_for(product)
+        priority = propensity * product.business_value * context * lever * boost
+        priorities.append(
+            Priority(product, propensity, product.business_value, context, lever, boost, priority)
+        )
+    priorities.sort(key=lambda p: -p.priority)
+    return priorities
+
+
+def arbitration_reasons(item: Priority, churn: ChurnRisk | None, channel: str) -> list[Reason]:
+    """The arbitration trace shown with an offer, after the model's own reasons."""
+    reasons: list[Reason] = []
+    if item.product.retention and churn is not None:
+        reasons.append(Reason("retention", f"retention priority: churn risk {churn.band.value}"))
+    driver = "churn" if item.product.retention else "propensity"
+    formula = (
+        f"priority {item.priority:.4g} = {driver} {item.propensity:.3g}"
+        f" x value {item.business_value:g} x channel {channel} {item.context_weight:g}"
+        f" x lever {item.lever:g}"
+    )
+    if item.boost != 1.0:
+        formula += f" x retention boost {item.boost:g}"
+    reasons.append(Reason("arbitration", formula))
+    return reasons
+
+
+def top_offers(
+    ordered: Sequence[Priority], k: int, capacity: int, channel: str, daily_cap: int
+) -> tuple[list[Priority], list[Exclusion]]:
+    """The first ``min(k, capacity)`` candidates, and the ones the daily cap cut from the top k.
+
+    ``capacity`` is how many more offers the channel's daily cap allows for this customer
+    (``contact_policy.daily_capacity``); a candidate that would have made the top ``k`` but
+    for the cap is recorded as excluded by the contact policy.
+    """
+    shown = min(k, capacity)
+    cut = [
+        Exclusion(
+            item.product.id,
+            Rule.CONTACT_POLICY,
+            f"daily cap of {daily_cap} offers on {channel} reached",
+        )
+        for item in ordered[shown:k]
+    ]
+    return list(ordered[:shown]), cut

@@ -1,0 +1,70 @@
+"""Which products may be offered at all, and the degraded answer's order.
+
+``offer_candidates``: the holdable products, plus the retention treatments when the
+customer's churn risk makes them eligible. The degraded fallback (``fallback_order``,
+``lowest_risk_only``): popular, lowest-risk products, when no personal ranking is possible.
+It is used when the customer's record cannot be read (unknown customer, no feature set, Redis
+down) or no recommender is loaded. It is deliberately cautious: only R1 products are
+candidates, and they still go through the same suitability and eligibility filter as a
+model's answer - with ``CustomerFacts()`` (everything unknown) when there is no record, so
+an age-, residency-, income- or assets-restricted product is never offered blind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from core.catalogue import Catalogue, Product
+from core.scoring.base import Reason, RecommenderScorer
+from core.suitability import LOWEST_RISK_LEVEL, Exclusion, Rule, partition
+
+POPULAR = Reason("popular", "one of the products customers add most often")
+LOW_RISK_DEFAULT = Reason(
+    "low_risk_default", "a low-risk product offered while no personal recommendation is available"
+)
+
+
+@dataclass(frozen=True)
+class FallbackOrder:
+    """The propensity each product gets in the fallback's arbitration, and the reason shown.
+
+    ``shown_score`` is False when the propensity is a neutral placeholder, not a score worth
+    showing (no recommender: the offer's ``score`` is then null).
+    """
+
+    scores: dict[str, float]
+    reason: Reason
+    shown_score: bool = True
+
+
+def fallback_order(catalogue: Catalogue, recommender: RecommenderScorer | None) -> FallbackOrder:
+    """Popularity from the recommender when one is loaded, else a neutral propensity of 1.
+
+    With a neutral propensity, arbitration orders by business value x channel x levers.
+    A product the recommender does not know (added to the catalogue after training) gets a
+    popularity of 0: it may still be offered, after every product with known popularity.
+    """
+    if recommender is None:
+        return FallbackOrder({p.id: 1.0 for p in catalogue.products}, LOW_RISK_DEFAULT, False)
+    popularity = dict(zip(recommender.product_ids, map(float, recommender.popularity), strict=True))
+    return FallbackOrder({p.id: popularity.get(p.id, 0.0) for p in catalogue.products}, POPULAR)
+
+
+def lowest_risk_only(products: Iterable[Product]) -> tuple[list[Product], list[Exclusion]]:
+    """Keep R1 products; every other one is excluded (rule ``suitability``) for the audit."""
+
+    def above_lowest_risk(product: Product) -> Exclusion | None:
+        if product.risk_level <= LOWEST_RISK_LEVEL:
+            return None
+        why = f"R{product.risk_level}: the fallback offers R1 only"
+        return Exclusion(product.id, Rule.SUITABILITY, why)
+
+    return partition(products, above_lowest_risk)
+
+
+def offer_candidates(catalogue: Catalogue, retention: bool) -> list[Product]:
+    """Products that may be offered at all: holdable ones, plus retention when eligible."""
+    if retention:
+        return [p for p in catalogue.products if p.retention] + catalogue.holdable
+    return catalogue.holdable

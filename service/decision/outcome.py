@@ -1,0 +1,63 @@
+"""What one recommendation decided, before it is turned into an HTTP response.
+
+These types are the hand-over between the decision logic (``recommend.decide``), the
+metrics (exclusions, degraded answers) and the response schema, and later the audit record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from core.catalogue import Product
+from core.scoring.base import Reason
+from core.suitability import Exclusion
+from features.online_store import FeatureSetInfo
+from service.decision.arbitration import Priority
+from service.decision.churn_risk import ChurnRisk
+
+
+class DegradedReason(StrEnum):
+    """Why an answer came from the popularity fallback instead of the model."""
+
+    NO_FEATURE_SET = "no_feature_set"
+    FEATURE_STORE_UNAVAILABLE = "feature_store_unavailable"
+    INVALID_FEATURE_RECORD = "invalid_feature_record"
+    UNKNOWN_CUSTOMER = "unknown_customer"
+    NO_MODEL = "no_model"
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One product put in front of the customer, at ``rank`` (1 = first)."""
+
+    product: Product
+    rank: int
+    score: float | None  # model propensity or popularity; None without a model score
+    reasons: list[Reason]  # the model's (or fallback's) reasons, then the arbitration trace
+    priority: float | None = None  # arbitration priority (``service.decision.arbitration``)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Offers plus everything needed to explain them (and what was filtered out, and why)."""
+
+    offers: list[Offer]
+    churn_risk: ChurnRisk | None
+    exclusions: list[Exclusion]
+    degraded_reason: DegradedReason | None
+    feature_set: FeatureSetInfo | None  # the feature set the record was looked up in
+    # Arbitration inputs and contact state, for the audit record:
+    scores: dict[str, float] = field(default_factory=dict)  # candidate scores (propensities)
+    priorities: list[Priority] = field(default_factory=list)  # every ranked candidate
+    retention_eligible: bool = False
+    contact: dict[str, object] = field(default_factory=dict)  # ContactState.summary
+    decided_at: datetime | None = None
+    # Shadow mode: the challenger's offers for the same request, recorded, never shown
+    # ({"model", "version", "offers": [{product_id, rank, score}]}; ``service.decision.variant``).
+    shadow: dict[str, object] | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self.degraded_reason is not None

@@ -1,0 +1,313 @@
+"""The request path: one customer on one channel -> a few suitable offers.
+
+``recommend`` is the whole path, top to bottom: fetch features and contact state (one
+Redis round trip) -> :func:`decide` (score -> churn risk -> filter: suitability and
+eligibility, channel rules, contact policy -> arbitrate -> top k within the daily cap ->
+reasons) -> respond; once the answer is sent, ``record`` hands the decision to the audit trail's
+write-behind queue (``service.infra.audit_writer``: written in batches off the request path, so
+the read stays the request's only Redis round trip) and counts it (:class:`Answer`).
+``decide`` touches neither Redis nor the network, so tests drive it directly with any
+catalogue, record, scorer and contact state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+
+from core.catalogue import Catalogue, Product
+from core.customer_facts import customer_facts
+from core.decisioning import DecisioningConfig
+from core.pseudonym import pseudonymiser
+from core.scoring.base import (
+    ChurnScorer,
+    FeatureRecord,
+    Reason,
+    RecommenderScorer,
+    reasons_for,
+)
+from core.scoring.design import shared_transforms
+from core.settings import Settings
+from core.suitability import CustomerFacts, Exclusion, split_suitable
+from service.api.schemas import (
+    ChurnRiskOut,
+    FeatureSetOut,
+    OfferOut,
+    ReasonOut,
+    RecommendationRequest,
+    RecommendationResponse,
+)
+from service.decision.arbitration import (
+    arbitrate,
+    arbitration_reasons,
+    retention_eligible,
+    split_by_channel,
+    top_offers,
+)
+from service.decision.audit_record import audit_record
+from service.decision.candidates import fallback_order, lowest_risk_only, offer_candidates
+from service.decision.churn_risk import assess_churn_risk
+from service.decision.contact_policy import (
+    ContactLimits,
+    ContactRead,
+    daily_capacity,
+    split_by_contact_policy,
+)
+from service.decision.outcome import Decision, DegradedReason, Offer
+from service.decision.variant import choose, scorer_of, with_shadow
+from service.infra.feature_fetch import FeatureLookup, fetch_features
+from service.infra.log import fields
+from service.infra.metrics import StageClock
+from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def recommend(request: RecommendationRequest, request_id: str, runtime: Runtime) -> Answer:
+    """Answer one recommendation request (see the module docstring)."""
+    state = runtime.state.current  # one snapshot for the whole request
+    settings = runtime.settings
+    now = datetime.now(UTC)
+    pseudonym = pseudonymiser(settings)(request.customer_id)
+    limits = ContactLimits.from_settings(settings)
+    clock = StageClock()
+    lookup = await fetch_features(
+        runtime.reader,
+        runtime.store,
+        state.feature_set,
+        request.customer_id,
+        runtime.metrics.feature_fetch_duration,
+        contact=ContactRead.for_customer(settings.contact_prefix, pseudonym, now, limits),
+    )
+    clock.lap("feature_fetch")
+    if lookup.redis_error is not None:
+        runtime.metrics.observe_redis_error("feature_fetch", lookup.redis_error)
+    # Champion or challenger (service.decision.variant): chosen from this one snapshot, so a
+    # response never mixes model versions; in shadow mode the challenger is also scored.
+    choice = choose(state, request.customer_id, settings.challenger_share, settings.shadow_mode)
+    decide_with = partial(
+        decide,
+        lookup,
+        catalogue=state.catalogue,
+        churn_model=state.churn_scorer,
+        k=request.k,
+        now=now,
+        settings=settings,
+        channel=request.channel,
+        decisioning=state.decisioning,
+        clock=clock,
+    )
+    decision = decide_with(recommender=scorer_of(choice.recommender))
+    if choice.shadow is not None:
+        decision = with_shadow(
+            decision, choice.shadow, decide_with(recommender=scorer_of(choice.shadow))
+        )
+    response = respond(request, request_id, decision, choice.model_versions)
+    response.variant = choice.variant.value
+    clock.lap("arbitration")
+
+    async def record() -> None:
+        """Once the answer is sent: the decision to the audit trail's queue, and its metrics."""
+        clock.resume()  # the time the answer took to send is no stage's
+        try:
+            entry = audit_record(response, decision, lookup.record, request.customer_id, pseudonym)
+            runtime.audit.submit(request_id, entry)
+        except Exception:  # the answer is out: make the gap loud (log + the audit alert)
+            log.exception("decision not recorded", extra=fields(request_id=request_id))
+            runtime.metrics.observe_audit("failed", 1)
+        runtime.metrics.observe_decision(decision)
+        runtime.metrics.observe_variant(choice.variant, decision)
+        clock.lap("recording")
+        runtime.metrics.observe_stages(clock.seconds)
+
+    return Answer(response, record)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One decision: the response to send, then ``record`` to await once it is sent.
+
+    Recording (building the audit record, queueing it, counting the decision) is work the
+    customer need not wait for: the route hands ``record`` to the response as a background
+    task, which Starlette runs on the same event loop right after the body is written.
+    It is queued before the worker reads its next request on that connection, and the
+    trade is the write-behind's own (``service.infra.audit_writer``): a worker killed in between
+    loses it. A record that cannot be built or queued is logged with its request id and
+    counted as ``nbo_audit_records_total{outcome="failed"}``, which the audit alert
+    watches (before, the customer got a 500 instead of the offers).
+    """
+
+    response: RecommendationResponse
+    record: Callable[[], Awaitable[None]]
+
+
+@shared_transforms()  # the record's design rows are computed once per decision
+def decide(
+    lookup: FeatureLookup,
+    *,
+    catalogue: Catalogue,
+    recommender: RecommenderScorer | None,
+    churn_model: ChurnScorer | None,
+    k: int,
+    now: datetime,
+    settings: Settings,
+    channel: str,
+    decisioning: DecisioningConfig,
+    clock: StageClock | None = None,
+) -> Decision:
+    """Score, assess churn risk, filter, arbitrate and explain: the pure part of the path.
+
+    ``now`` is the decision time, not the feature set's ``as_of``: an assessment that
+    expired since the features were materialized counts as expired. Every filter only
+    removes candidates, and arbitration only orders what is left, so nothing the hard
+    suitability and eligibility filter excluded can come back - on the fallback path too.
+
+    ``clock`` (optional) gets a lap per stage: ``scoring`` (model scores, churn risk and
+    the shown offers' model reasons), ``filtering`` and ``arbitration``.
+    """
+    clock = clock or StageClock()
+    record = lookup.record
+    degraded = lookup.problem or (DegradedReason.NO_MODEL if recommender is None else None)
+    facts = customer_facts(record) if record is not None else CustomerFacts()
+    limits = ContactLimits.from_settings(settings)
+
+    # Score: the model's propensities, or the fallback's popularity order.
+    fallback = fallback_order(catalogue, recommender) if degraded is not None else None
+    if fallback is not None:
+        scores = fallback.scores
+    else:
+        assert recommender is not None and record is not None
+        scores = model_scores(recommender, record)
+
+    # Churn risk: needs the record and a churn model; at the configured threshold the
+    # retention treatments become candidates.
+    churn = assess_churn_risk(
+        churn_model,
+        record,
+        settings.churn_medium_threshold,
+        settings.churn_high_threshold,
+    )
+    clock.lap("scoring")
+    retention = retention_eligible(churn, decisioning)
+    candidates = offer_candidates(catalogue, retention)
+
+    # Filter: the fallback is R1 only; then suitability and eligibility as of today (the
+    # hard rule), then the channel rules and the contact policy.
+    capped: list[Exclusion] = []
+    if fallback is not None:
+        candidates, capped = lowest_risk_only(candidates)
+    allowed, excluded = split_suitable(
+        candidates, facts, now.date(), settings.risk_assessment_validity_days
+    )
+    allowed, off_channel = split_by_channel(allowed, channel, decisioning)
+    allowed, contacted = split_by_contact_policy(allowed, lookup.contact, now, limits)
+    clock.lap("filtering")
+
+    # Arbitrate, keep the top k the channel's daily cap allows, and say why each is there.
+    priorities = arbitrate(allowed, scores, churn, channel, decisioning)
+    capacity = daily_capacity(lookup.contact, channel, now, limits)
+    shown, cut = top_offers(priorities, k, capacity, channel, limits.channel_daily_cap)
+    clock.lap("arbitration")
+    # The model's reasons of every shown model offer in one batched call (one tree walk).
+    explained = [item.product for item in shown if not item.product.retention]
+    model_explained = (
+        dict(zip(explained, model_reasons(recommender, record, explained), strict=True))
+        if fallback is None and recommender is not None and record is not None
+        else {}
+    )
+    offers = []
+    for position, item in enumerate(shown, start=1):
+        product = item.product
+        if product.retention:
+            reasons: list[Reason] = []
+            score = None
+        elif fallback is not None:
+            reasons = [fallback.reason]
+            score = item.propensity if fallback.shown_score else None
+        else:
+            reasons = list(model_explained[product])
+            score = item.propensity
+        reasons += arbitration_reasons(item, churn, channel)
+        offers.append(Offer(product, position, score, reasons, item.priority))
+    clock.lap("scoring")
+
+    return Decision(
+        offers=offers,
+        churn_risk=churn,
+        exclusions=capped + excluded + off_channel + contacted + cut,
+        degraded_reason=degraded,
+        feature_set=lookup.feature_set,
+        scores=dict(scores) if fallback is None or fallback.shown_score else {},
+        priorities=priorities,
+        retention_eligible=retention,
+        contact={**lookup.contact.summary(now, limits, channel), "daily_capacity": capacity},
+        decided_at=now,
+    )
+
+
+def model_scores(scorer: RecommenderScorer, record: FeatureRecord) -> dict[str, float]:
+    """Product id -> propensity; refuses an output that does not match ``product_ids``."""
+    values = scorer.score(record)
+    if len(values) != len(scorer.product_ids):
+        raise ValueError(
+            f"recommender returned {len(values)} scores for {len(scorer.product_ids)} products"
+        )
+    return dict(zip(scorer.product_ids, map(float, values), strict=True))
+
+
+def model_reasons(
+    scorer: RecommenderScorer, record: FeatureRecord, products: Sequence[Product]
+) -> list[list[Reason]]:
+    """Each product's model reasons, in order (``core.scoring.base.reasons_for``)."""
+    return reasons_for(scorer, record, [scorer.product_ids.index(p.id) for p in products])
+
+
+def respond(
+    request: RecommendationRequest,
+    request_id: str,
+    decision: Decision,
+    model_versions: dict[str, str],
+) -> RecommendationResponse:
+    """The HTTP body of a decision."""
+    churn = decision.churn_risk
+    feature_set = decision.feature_set
+    return RecommendationResponse(
+        request_id=request_id,
+        customer_id=request.customer_id,
+        channel=request.channel,
+        offers=[
+            OfferOut(
+                product_id=offer.product.id,
+                name=offer.product.name,
+                rank=offer.rank,
+                score=offer.score,
+                priority=offer.priority,
+                reasons=_reasons_out(offer.reasons),
+            )
+            for offer in decision.offers
+        ],
+        churn_risk=(
+            ChurnRiskOut(
+                probability=churn.probability,
+                band=churn.band.value,
+                reasons=_reasons_out(churn.reasons),
+            )
+            if churn is not None
+            else None
+        ),
+        model_versions=model_versions,
+        feature_set=(
+            FeatureSetOut(version=feature_set.version, as_of=feature_set.as_of)
+            if feature_set is not None
+            else None
+        ),
+        degraded=decision.degraded,
+        degraded_reason=decision.degraded_reason.value if decision.degraded_reason else None,
+    )
+
+
+def _reasons_out(reasons: Sequence[Reason]) -> list[ReasonOut]:
+    return [ReasonOut(code=r.code, text=r.text) for r in reasons]

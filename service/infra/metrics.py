@@ -1,0 +1,344 @@
+"""Prometheus metrics of one service instance.
+
+Each app gets its own ``CollectorRegistry`` (not the process-global default) so that apps
+built side by side - tests, or a second app in one process - never collide or share counts.
+
+Several uvicorn workers: when ``PROMETHEUS_MULTIPROC_DIR`` is set (``nbo serve --workers N``
+sets a fresh one), prometheus-client writes every value to per-process files there and
+``/metrics`` - whichever worker answers it - reads and aggregates all of them: counters and
+histograms are summed, gauges take the maximum over live workers. The feature-set age is
+computed by the answering worker at scrape time (every worker re-reads the pointer within
+seconds). Process metrics (CPU, memory) are per process and are left out in that mode.
+
+Label values are bounded sets (route templates, rule and reason enums, model names and
+versions): never a customer id or a raw path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
+
+from features.online_store import FeatureSetInfo
+from registry.client import LoadedModel
+from service.decision.outcome import Decision
+from service.infra.breaker import BreakerOpenError
+from service.infra.state import ServingState
+
+STAGES = ("feature_fetch", "scoring", "filtering", "arbitration", "recording")
+"""The stages of the request path, in order; the metric's ``stage`` label values."""
+
+
+class StageClock:
+    """Laps of a stopwatch, added up per stage.
+
+    ``lap(stage)`` charges the time since the previous lap (or since the clock started) to
+    ``stage``; a stage lapped twice (the offers' model reasons count as ``scoring``, and a
+    shadow decision runs every stage again) adds up.
+    """
+
+    __slots__ = ("_last", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def resume(self) -> None:
+        """Start the next lap now: the time since the last lap is charged to no stage."""
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + (now - self._last)
+        self._last = now
+
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+"""From a cache-hit request (about a millisecond) to the 1 s that counts as broken."""
+
+STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+"""Stages are fractions of a request: from 100 us up."""
+
+UNMATCHED_ROUTE = "<unmatched>"
+"""Route label of a request no route matched (a 404): one label, whatever the path."""
+
+VARIANT_OF_SLOT = {"recommender": "champion", "churn": "champion", "challenger": "challenger"}
+"""Which variant each serving slot's model is (``service.infra.state.MODEL_SLOTS``)."""
+
+
+BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+"""``nbo_redis_breaker_state`` values: higher is worse, so the worst worker shows."""
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory in effect for this process, or None (single process)."""
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
+
+
+def redis_error_kind(exc: BaseException) -> str:
+    """``timeout``, ``connection``, ``breaker_open`` (refused without a call) or ``other``."""
+    if isinstance(exc, BreakerOpenError):
+        return "breaker_open"
+    if isinstance(exc, redis.TimeoutError):
+        return "timeout"
+    if isinstance(exc, redis.ConnectionError):
+        return "connection"
+    return "other"
+
+
+class FeatureSetAge(Collector):
+    """``nbo_feature_set_age_seconds``, computed at scrape time (NaN when none is live).
+
+    A collector rather than a gauge with ``set_function``: it works the same in
+    multiprocess mode, where only file-backed values would be aggregated.
+    """
+
+    def __init__(self) -> None:
+        self.current: Callable[[], FeatureSetInfo | None] = lambda: None
+
+    def collect(self) -> Iterable[Metric]:
+        info = self.current()
+        age = math.nan if info is None else (datetime.now(UTC) - info.created_at).total_seconds()
+        family = GaugeMetricFamily(
+            "nbo_feature_set_age_seconds",
+            "Seconds since the live feature set was materialized (NaN when none is live).",
+        )
+        family.add_metric([], age)
+        yield family
+
+
+class ServiceMetrics:
+    """The service's metrics, registered in their own registry."""
+
+    def __init__(self) -> None:
+        self.multiprocess_dir = multiprocess_dir()
+        self.registry = CollectorRegistry()
+        if self.multiprocess_dir is None:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        self.http_requests = Counter(
+            "nbo_http_requests",
+            "HTTP requests by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "nbo_http_request_duration_seconds",
+            "HTTP request duration by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.feature_fetch_duration = Histogram(
+            "nbo_feature_fetch_duration_seconds",
+            "Duration of the one Redis round trip that fetches a customer's features.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.degraded = Counter(
+            "nbo_recommendations_degraded",
+            "Recommendations answered by the fallback, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.exclusions = Counter(
+            "nbo_exclusions",
+            "Products filtered out of recommendations, by suitability or eligibility rule.",
+            ["rule"],
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "nbo_model_info",
+            "1 for each model version the service is serving with.",
+            ["model", "version"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.model_variant_info = Gauge(
+            "nbo_model_variant_info",
+            "1 for each model version serving, by variant (champion / challenger).",
+            ["variant", "model", "version"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.model_reloads = Counter(
+            "nbo_model_reloads",
+            "Model alias checks that changed something or failed, by model and outcome "
+            "(swapped, refused, removed, error).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.model_source = Gauge(
+            "nbo_model_source",
+            "1 where a loaded model came from: the registry or the last-known-good cache.",
+            ["model", "source"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.recommendations = Counter(
+            "nbo_recommendations",
+            "Recommendations by variant (champion / challenger) and whether degraded.",
+            ["variant", "degraded"],
+            registry=self.registry,
+        )
+        self.stage_duration = Histogram(
+            "nbo_request_stage_duration_seconds",
+            "Time of each stage of a recommendation: feature_fetch, scoring (model scores, "
+            "churn risk, reasons), filtering, arbitration (and the response), recording.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "nbo_redis_errors",
+            "Failed Redis calls by operation and kind (timeout, connection, other).",
+            ["operation", "kind"],
+            registry=self.registry,
+        )
+        self.events_ingested = Counter(
+            "nbo_events_ingested",
+            "Feedback events accepted by POST /v1/events, by type and status (stored, duplicate).",
+            ["type", "status"],
+            registry=self.registry,
+        )
+        self.breaker_state = Gauge(
+            "nbo_redis_breaker_state",
+            "Circuit breaker around the service's Redis calls: 0 closed, 1 half-open, 2 open "
+            "(several workers: the worst).",
+            ["breaker"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.audit_records = Counter(
+            "nbo_audit_records",
+            "Decisions handed to the audit trail, by outcome (written, dropped: queue full, "
+            "failed: still queued at shutdown).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.feature_set_age = FeatureSetAge()
+        self.registry.register(self.feature_set_age)
+        self._served: dict[Gauge, set[tuple[str, ...]]] = {}
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+        for stage in STAGES:  # every stage's series exists from the start, at zero
+            self._child(self.stage_duration, stage)
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """``metric.labels(*values)``, kept: the request path counts several labelled
+        series per request, and ``labels`` checks and locks on every call. The label
+        values are bounded (route templates, rules, reasons, variants), as the series are.
+        """
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self._child(self.http_requests, route, method, str(status)).inc()
+        self._child(self.http_duration, route).observe(seconds)
+
+    def observe_decision(self, decision: Decision) -> None:
+        if decision.degraded_reason is not None:
+            self._child(self.degraded, decision.degraded_reason.value).inc()
+        for rule, count in Tally(e.rule.value for e in decision.exclusions).items():
+            self._child(self.exclusions, rule).inc(count)
+
+    def observe_stages(self, seconds: Mapping[str, float]) -> None:
+        for stage, value in seconds.items():
+            self._child(self.stage_duration, stage).observe(value)
+
+    def observe_redis_error(self, operation: str, exc: BaseException) -> None:
+        self.redis_errors.labels(operation=operation, kind=redis_error_kind(exc)).inc()
+
+    def set_breaker_state(self, breaker: str, state: str) -> None:
+        """``state``: closed, half_open or open (``service.infra.breaker.BreakerState``)."""
+        self.breaker_state.labels(breaker=breaker).set(BREAKER_STATE_VALUES[state])
+
+    def observe_audit(self, outcome: str, count: int) -> None:
+        self.audit_records.labels(outcome=outcome).inc(count)
+
+    def observe_event(self, event_type: str, status: str) -> None:
+        self.events_ingested.labels(type=event_type, status=status).inc()
+
+    def set_models(self, *models: LoadedModel | None) -> None:
+        self._replace(
+            self.model_info,
+            [(m.name, str(m.version)) for m in models if m is not None],
+        )
+
+    def set_serving(self, state: ServingState) -> None:
+        """Model versions and sources of a serving state (startup and every hot swap)."""
+        self.set_models(state.recommender, state.churn, state.challenger)
+        variants: list[tuple[str, ...]] = []
+        sources: list[tuple[str, ...]] = []
+        for slot, variant in VARIANT_OF_SLOT.items():
+            model = getattr(state, slot)
+            if model is not None:
+                variants.append((variant, model.name, str(model.version)))
+        for slot, source in state.model_sources.items():
+            model = getattr(state, slot)
+            if model is not None:
+                sources.append((model.name, source))
+        self._replace(self.model_variant_info, variants)
+        self._replace(self.model_source, sources)
+
+    def _replace(self, gauge: Gauge, labelsets: list[tuple[str, ...]]) -> None:
+        """Set ``gauge`` to 1 for exactly ``labelsets``; the ones no longer served go.
+
+        In multiprocess mode a removed child would live on in this process's file, so it
+        is set to 0 instead (the dashboard shows series above 0).
+        """
+        stale = self._served.get(gauge, set()) - set(labelsets)
+        for labels in stale:
+            if self.multiprocess_dir is None:
+                gauge.remove(*labels)
+            else:
+                gauge.labels(*labels).set(0)
+        for labels in labelsets:
+            gauge.labels(*labels).set(1)
+        self._served[gauge] = set(labelsets)
+
+    def observe_variant(self, variant: str, decision: Decision) -> None:
+        self._child(self.recommendations, variant, "true" if decision.degraded else "false").inc()
+
+    def track_feature_set(self, current: Callable[[], FeatureSetInfo | None]) -> None:
+        """Compute the feature-set age at scrape time from whatever ``current()`` returns."""
+        self.feature_set_age.current = current
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type (all workers' in multiprocess mode)."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        registry.register(self.feature_set_age)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    def worker_exiting(self) -> None:
+        """Drop this process's live gauges from the shared files (multiprocess mode)."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)
