@@ -23,25 +23,25 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 demo: $(STAMP) ## generate data, train, register, promote, materialize, then serve on :8000
 	$(BIN)/nbo demo --customers $(DEMO_CUSTOMERS) --months $(DEMO_MONTHS) --seed $(DEMO_SEED)
 
-test: $(STAMP) ## lint, then every test (real Redis and a real MLflow registry)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+PACKAGES := core features training registry service cli loadtests
+
+test: lint ## lint and type-check, then every test (real Redis and a real MLflow registry)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core features training registry service cli loadtests
+	$(BIN)/mypy $(PACKAGES)
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP) ## recommender training time and per-request scoring latency
-	$(BIN)/python -m training.bench
+	$(BIN)/python -m loadtests.bench_scoring
 
 loadtest: $(STAMP) ## fixed-rate load against a running service and the bare baseline (see docs/operations.md)
-	$(BIN)/python -m loadtests.run --url http://127.0.0.1:8000 --customers var/demo_customers.txt --baseline --json
+	$(BIN)/nbo loadtest --url http://127.0.0.1:8000 --customers var/demo_customers.txt --baseline --json
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache

@@ -1,4 +1,4 @@
-"""``nbo loadtest``: the load runner (``loadtests.run``) as a command of the ``nbo`` CLI.
+"""``nbo loadtest``: the load runner (``loadtests.run``), the one command line it has.
 
 Mounted in ``cli/main.py`` with ``app.command(name="loadtest")(loadtests.cli.loadtest)``.
 """
@@ -27,6 +27,9 @@ def loadtest(
     step_duration: float = typer.Option(10.0, help="Seconds per --find-max step."),
     warmup: float = typer.Option(3.0, help="Discarded warm-up seconds before measuring."),
     timeout: float = typer.Option(2.0, help="Per-request timeout in seconds."),
+    pool: int = typer.Option(100, help="Most client connections open at once."),
+    connections: int = typer.Option(16, help="Connections the load takes turns on."),
+    seed: int = typer.Option(7, help="Seed of the request mix (which customer when)."),
     redis_stats: bool = typer.Option(False, help="Report Redis commands per request."),
     redis_url: str | None = typer.Option(None, help="Redis for --redis-stats and the baseline."),
     api_key: str | None = typer.Option(
@@ -51,6 +54,9 @@ def loadtest(
         workers=workers,
         warmup=warmup,
         timeout=timeout,
+        pool=pool,
+        connections=connections,
+        seed=seed,
         baseline=baseline,
         find_max=find_max,
         step_duration=step_duration,

@@ -1,4 +1,4 @@
-"""The load runner: ``python -m loadtests.run`` (also ``nbo loadtest``).
+"""The load runner behind ``nbo loadtest`` (``loadtests.cli``).
 
 Drives a fixed request rate (open loop, see ``loadtests.driver``) with real customer ids
 against a running service and prints p50 / p95 / p99 / max latency, achieved rate and
@@ -9,24 +9,21 @@ the highest one each sustains with p99 < 50 ms and no errors.
 
 ``--rounds N`` (with ``--baseline``) alternates the two N times - service, baseline,
 service, ... - and judges the p99 budget on the median round. Why: on a shared machine a
-single 60-second p99 moves by several milliseconds with whatever else runs (measured:
-single runs of two nearly identical commits gave p99 ratios from 1.07 to 1.74), and
-alternating spreads that
-noise over both targets alike instead of handing it to whichever ran at the bad moment.
+single p99 moves by several milliseconds with whatever else runs; alternating spreads
+that noise over both targets alike instead of handing it to whichever ran at the bad
+moment.
 
 Example::
 
-    python -m loadtests.run --url http://127.0.0.1:8000 --rate 200 --duration 20 \
+    nbo loadtest --url http://127.0.0.1:8000 --rate 200 --duration 20 \
         --customers var/demo_customers.txt --baseline --redis-stats --json
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -460,74 +457,3 @@ def execute(options: LoadOptions, as_json: bool) -> int:
         return EXIT_BAD_INPUT
     print(json.dumps(report, indent=2) if as_json else format_text(report))
     return exit_code(report)
-
-
-def parse_args(argv: Sequence[str] | None) -> tuple[LoadOptions, bool]:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtests.run",
-        description="Open-loop load at a fixed rate against /v1/recommendations.",
-        epilog="Example: python -m loadtests.run --url http://127.0.0.1:8000 --rate 200 "
-        "--duration 20 --customers var/demo_customers.txt --baseline --json",
-    )
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
-    parser.add_argument("--rate", type=float, default=200.0, help="requests/s offered")
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
-    parser.add_argument(
-        "--customers", type=Path, default=Path("var/demo_customers.txt"), help="id file"
-    )
-    parser.add_argument("--unknown-share", type=float, default=0.05, help="share of unknown ids")
-    parser.add_argument("--workers", type=int, default=2, help="baseline uvicorn workers")
-    parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds first")
-    parser.add_argument("--timeout", type=float, default=2.0, help="per-request timeout (s)")
-    parser.add_argument("--pool", type=int, default=100, help="max client connections")
-    parser.add_argument(
-        "--connections", type=int, default=16, help="connections the load takes turns on"
-    )
-    parser.add_argument("--seed", type=int, default=7, help="seed of the request mix")
-    parser.add_argument("--baseline", action="store_true", help="also load the bare baseline")
-    parser.add_argument(
-        "--rounds", type=int, default=1, help="alternate service/baseline N times (median)"
-    )
-    parser.add_argument("--find-max", action="store_true", help="find the max sustained rate")
-    parser.add_argument("--step-duration", type=float, default=10.0, help="seconds per step")
-    parser.add_argument(
-        "--redis-stats", action="store_true", help="report Redis commands per request"
-    )
-    parser.add_argument("--redis-url", default=None, help="Redis (default: the NBO settings')")
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("NBO_LOADTEST_API_KEY"),
-        help="X-API-Key with the recommend scope (default: $NBO_LOADTEST_API_KEY)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the full JSON report")
-    ns = parser.parse_args(argv)
-    options = LoadOptions(
-        url=ns.url,
-        rate=ns.rate,
-        duration=ns.duration,
-        customers=ns.customers,
-        unknown_share=ns.unknown_share,
-        workers=ns.workers,
-        warmup=ns.warmup,
-        timeout=ns.timeout,
-        pool=ns.pool,
-        connections=ns.connections,
-        seed=ns.seed,
-        baseline=ns.baseline,
-        find_max=ns.find_max,
-        step_duration=ns.step_duration,
-        redis_stats=ns.redis_stats,
-        redis_url=ns.redis_url,
-        api_key=ns.api_key,
-        rounds=ns.rounds,
-    )
-    return options, ns.json
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    options, as_json = parse_args(argv)
-    return execute(options, as_json)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from typer.testing import CliRunner
 
+from cli.main import app
 from features.online_store import FeatureSetInfo, OnlineStore
 from loadtests.baseline_process import baseline_server
 from loadtests.driver import RequestMix, collector_frozen, drive, new_client
 from loadtests.processes import service_processes
-from loadtests.run import EXIT_BAD_INPUT, LoadOptions, main, median_round, run_load
+from loadtests.run import EXIT_BAD_INPUT, LoadOptions, median_round, run_load
 from loadtests.stats import PhaseRecorder, PhaseSummary, meets_latency_goal, percentile, summarize
 
 
@@ -54,6 +56,12 @@ def test_request_mix_is_reproducible_with_a_share_of_unknown_ids() -> None:
     assert 60 < unknown < 140  # about a quarter of 400
 
 
+def loadtest(argv: list[str]) -> tuple[int, str]:
+    """``nbo loadtest ARGV``: its exit code and what it printed on stderr."""
+    result = CliRunner().invoke(app, ["loadtest", *argv])
+    return result.exit_code, result.stderr
+
+
 @pytest.fixture
 def customers_file(tmp_path: Path) -> Path:
     path = tmp_path / "customers.txt"
@@ -62,31 +70,26 @@ def customers_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("rate", ["0", "-5", "1000000"])
-def test_impossible_rate_exits_non_zero_with_a_message(
-    rate: str, customers_file: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code = main(["--rate", rate, "--customers", str(customers_file)])
+def test_impossible_rate_exits_non_zero_with_a_message(rate: str, customers_file: Path) -> None:
+    code, err = loadtest(["--rate", rate, "--customers", str(customers_file)])
     assert code == EXIT_BAD_INPUT
-    assert "is impossible" in capsys.readouterr().err
+    assert "is impossible" in err
 
 
-def test_dead_url_exits_non_zero_with_a_message(
-    customers_file: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_dead_url_exits_non_zero_with_a_message(customers_file: Path) -> None:
     from tests.conftest import _free_port
 
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
-    code = main(["--url", url, "--rate", "10", "--customers", str(customers_file)])
+    code, err = loadtest(["--url", url, "--rate", "10", "--customers", str(customers_file)])
     assert code == EXIT_BAD_INPUT
-    assert f"no service answers at {url}" in capsys.readouterr().err
+    assert f"no service answers at {url}" in err
 
 
-def test_more_connections_than_the_pool_is_refused(
-    customers_file: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_more_connections_than_the_pool_is_refused(customers_file: Path) -> None:
     argv = ["--pool", "4", "--connections", "8", "--customers", str(customers_file)]
-    assert main(argv) == EXIT_BAD_INPUT
-    assert "--connections 8 must be within 1 and --pool (4)" in capsys.readouterr().err
+    code, err = loadtest(argv)
+    assert code == EXIT_BAD_INPUT
+    assert "--connections 8 must be within 1 and --pool (4)" in err
 
 
 @pytest.mark.parametrize(
@@ -98,10 +101,11 @@ def test_more_connections_than_the_pool_is_refused(
     ],
 )
 def test_rounds_need_the_baseline_and_a_sane_count(
-    extra: list[str], message: str, customers_file: Path, capsys: pytest.CaptureFixture[str]
+    extra: list[str], message: str, customers_file: Path
 ) -> None:
-    assert main(["--customers", str(customers_file), *extra]) == EXIT_BAD_INPUT
-    assert message in capsys.readouterr().err
+    code, err = loadtest(["--customers", str(customers_file), *extra])
+    assert code == EXIT_BAD_INPUT
+    assert message in err
 
 
 def test_the_median_round_judges_and_an_incomparable_round_counts_against() -> None:
@@ -179,14 +183,12 @@ def test_a_phase_runs_with_the_generators_own_objects_out_of_the_collectors_walk
     assert any(o is before_phase for o in gc.get_objects())
 
 
-def test_missing_customer_file_exits_non_zero(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code = main(["--customers", str(tmp_path / "absent.txt")])
+def test_missing_customer_file_exits_non_zero(tmp_path: Path) -> None:
+    code, err = loadtest(["--customers", str(tmp_path / "absent.txt")])
     assert code == EXIT_BAD_INPUT
-    assert "cannot read customer ids" in capsys.readouterr().err
+    assert "cannot read customer ids" in err
     (tmp_path / "empty.txt").write_text("\n\n")
-    assert main(["--customers", str(tmp_path / "empty.txt")]) == EXIT_BAD_INPUT
+    assert loadtest(["--customers", str(tmp_path / "empty.txt")])[0] == EXIT_BAD_INPUT
 
 
 def _live_feature_set(

@@ -331,9 +331,14 @@ def test_redis_migrate_keys_renames_the_previous_layout(
     a contact set that already has a new key is merged into it."""
     from cli.redis_cmd import app as redis_app
     from core.pseudonym import pseudonymiser
+    from core.redis_keys import (
+        contact_key,
+        decision_index_key,
+        decisions_key,
+        event_seen_key,
+        events_key,
+    )
     from features.audit_export import read_decision
-    from core.redis_keys import decision_index_key, decisions_key, event_seen_key, events_key
-    from core.redis_keys import contact_key
 
     env = {
         **cli_env,
