@@ -48,8 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     # Per-request numpy work is tiny: a BLAS thread pool per worker only makes the workers
-    # fight over the cores (measured: p99 10 s and errors at 100 req/s on 2 cores with the
-    # default pool, 22 ms p50 and none with one thread; docs/performance.md).
+    # fight over the cores.
     threadpool_limits(limits=1, user_api="blas")
     metrics = ServiceMetrics()
 
@@ -102,12 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def freeze_startup_objects() -> None:
     """Exempt what startup built (libraries, models, catalogue) from garbage collection.
 
-    Why: a full (generation 2) collection walks every tracked object - about 380,000 once
-    the models are loaded, 100-200 ms on the reference machine - and every request on the
-    worker waits for it: the stalls behind the p99 tail under load. Those objects live as
-    long as the process; ``gc.freeze`` moves them to the permanent generation, so later
-    collections walk only what requests allocate (a full one then takes well under 1 ms).
-    Objects of a model loaded later are collected normally.
+    Why: a full (generation 2) collection walks every tracked object, the loaded models'
+    included, and every request on the worker waits for it: a stall in the p99 tail under
+    load. Those objects live as long as the process; ``gc.freeze`` moves them to the
+    permanent generation, so later collections walk only what requests allocate. Objects
+    of a model loaded later are collected normally.
     """
     gc.collect()
     gc.freeze()

@@ -2,7 +2,7 @@
 
 ``NBO_RATE_LIMIT`` (e.g. ``"1000/second"``) applies to every key; a key's own ``rate_limit``
 in ``NBO_API_KEYS`` overrides it (``"off"`` for none). The counting is the ``limits``
-library's sliding-window counter in memory: a few microseconds and constant memory per key,
+library's sliding-window counter in memory: constant time and memory per key,
 and no Redis round trip added to a recommendation (its latency budget allows exactly one).
 The price is that each uvicorn worker counts on its own: with W workers a key gets up to W
 times the limit in total, so configure ``limit / W`` when the total matters (docs/operations.md).

@@ -20,9 +20,9 @@ async def post_recommendations(body: RecommendationRequest, request: Request) ->
     Always answers 200 when the request is valid: if the customer's features or the model
     are unavailable the answer is the low-risk fallback with ``degraded: true`` and the
     reason. An ``async def`` on the event loop: its one Redis read is awaited with the
-    asyncio client (``service.infra.feature_fetch``), and the rest is CPU work of a few
-    milliseconds that a thread-pool hop would not parallelise (one interpreter lock per
-    worker) but would make slower; measured in docs/performance.md.
+    asyncio client (``service.infra.feature_fetch``), and the rest is CPU work that a
+    thread-pool hop would not parallelise (one interpreter lock per worker) but would make
+    slower.
 
     The body is parsed and validated in one pass of pydantic-core (``JsonBodyRoute``:
     no dependency solving, no ``json.loads`` then dict validation). The response is

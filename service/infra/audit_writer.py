@@ -1,10 +1,9 @@
 """Write-behind of the decision audit trail: off the request path, one round trip per batch.
 
 Why not write each decision before answering: that is a second Redis round trip on every
-recommendation (measured: ~1 ms in-process and 2-3 ms under load, a third of the
-request), and the latency budget allows exactly one - the read of the customer's
+recommendation, and the latency budget allows exactly one - the read of the customer's
 features and contact state. So the request thread only serializes its record and hands
-it over (:meth:`AuditWriter.submit`, microseconds); one writer thread per process collects
+it over (:meth:`AuditWriter.submit`, no I/O); one writer thread per process collects
 what arrives within ``NBO_AUDIT_FLUSH_MS`` and appends the whole batch with ONE Lua
 script call (stream entries + request-id index keys, all or nothing per batch).
 

@@ -15,10 +15,9 @@ first failures and recovers on its own):
   another ``reset_seconds``. A probe that never reports back is superseded after
   ``reset_seconds``, so a lost thread cannot keep the breaker half-open for ever.
 
-Why not ``pybreaker``: its ``CircuitBreaker.call`` (1.4.1) holds one ``RLock`` for the whole
-guarded call, so a worker's thread pool would make its Redis round trips one at a time -
-and while Redis is slow, each would queue behind the others' timeouts. Here the lock only
-guards the few lines of each state change; the calls themselves run concurrently.
+Not ``pybreaker``: its ``CircuitBreaker.call`` holds one lock for the whole guarded call,
+which would serialise a worker's Redis round trips behind each other's timeouts. Here the
+lock only guards the few lines of each state change; the calls themselves run concurrently.
 """
 
 from __future__ import annotations

@@ -9,11 +9,9 @@ the customer's slot. The live feature-set version comes from the in-memory servi
 not from Redis. Without a live feature set only the contact state is read (one
 ``ZRANGEBYSCORE``): the fallback obeys it too.
 
-Why a script rather than a pipeline of the two commands (the read until 2026-12-01): the
-same single round trip, but one command for the client to pack, send and parse - redis-py's
-asyncio pipeline machinery cost ~190-240 us of CPU per read against ~140 us for the
-script call (a loop of reads on the reference machine, `docs/performance.md`), on every
-request. ``EVAL`` with the script's text rather than ``EVALSHA``: Redis caches the
+Why a script rather than a pipeline of the two commands: the same single round trip, but
+one command for the client to pack, send and parse - a pipeline would cost more client CPU
+on every request. ``EVAL`` with the script's text rather than ``EVALSHA``: Redis caches the
 compiled script either way, nothing breaks after a restart or failover empties its
 script cache (no ``NOSCRIPT`` retry), and ``INFO commandstats`` tells the request path's
 read (``eval``) from the audit writer's batches (``evalsha``).
@@ -23,8 +21,7 @@ at once, without a network call, and the answer is the degraded fallback.
 
 The read is a coroutine on the event loop (redis-py's asyncio client): no thread-pool hop
 per request and no hand-over of the interpreter lock between the loop's thread and a
-pool thread - measured: ~12% less CPU per request than the same path as a ``def`` route
-(docs/performance.md).
+pool thread, either of which would cost CPU on every request.
 """
 
 from __future__ import annotations

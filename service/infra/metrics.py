@@ -77,7 +77,7 @@ class StageClock:
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-"""From a cache-hit request (about a millisecond) to the 1 s that counts as broken."""
+"""From 1 ms (a fast answer) to the 1 s that counts as broken."""
 
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 """Stages are fractions of a request: from 100 us up."""
