@@ -97,9 +97,8 @@ def start_embedded_redis(port: int, workdir: Path, *, persist: bool = True) -> s
         "no",
     ]
     # An hourly snapshot and one at shutdown (``stop_embedded_redis``), not one a minute:
-    # the service writes its audit trail continuously, so "save 60 1" forked every minute -
-    # a 17 ms stall of every Redis call at ~200 MB (worse as the data grows) and a child
-    # that took a core for a second or more, on a 2-core machine (docs/performance.md).
+    # the service writes its audit trail continuously, so a per-minute save point would fork
+    # every minute, and each fork stalls every Redis call and takes a core while it writes.
     # A crash of the embedded demo server may lose up to an hour of writes; production
     # Redis has its own persistence (docs/operations.md, Durability).
     # Each save-point number is its own argument: "--save '3600 1'" would be one quoted value.

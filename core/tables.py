@@ -49,8 +49,8 @@ CUSTOMER_SCHEMA = pa.schema(
 )
 
 OPTIONAL_CUSTOMER_COLUMNS = ("acquisition_channel",)
-"""Nullable master columns added after the first table sets were written: a frame (or a
-Parquet file from an older version) without them reads and writes them as unknown."""
+"""Nullable master columns a table set may lack: a frame (or a Parquet file) without them
+reads and writes them as unknown."""
 
 BEHAVIOUR_SCHEMA = pa.schema(
     [

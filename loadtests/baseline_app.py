@@ -8,11 +8,8 @@ service's own asyncio client (``service.infra.redis_guard.connect_guarded_async`
 timeouts, retry and circuit breaker) and the same key layout, so the difference between
 the two is the service's own work.
 
-Until 2026-12-01 (fifth session) this route was a plain ``def`` with the blocking client,
-run in FastAPI's thread pool, as the service's route then was. When the service moved to
-the event loop the baseline stayed behind and kept paying a thread-pool hop the service
-no longer pays: measured against this async route, that older baseline's p99 was ~15%
-higher (docs/performance.md), which flattered every ratio since.
+It must stay as async as the service's route: a baseline paying a thread-pool hop the
+service does not pay would flatter every ratio.
 
 Run it the way the load runner does::
 

@@ -9,10 +9,9 @@ client lag, so a saturated load generator is visible instead of passing as a slo
 
 The generator's own garbage collector is kept out of the figures too: a full collection
 walks every object the process holds (httpx, the Redis client, the request bodies) and
-stalled its event loop ~50 ms, once or twice a minute - a burst of slow answers charged
-to whichever target was being measured (seen as a 52 ms gen-2 pause matching the six
-slowest requests of a phase). :func:`drive` collects and freezes what exists before a
-phase starts, so the collections during it walk only what the phase allocates.
+stalls the event loop meanwhile - a burst of slow answers charged to whichever target is
+being measured. :func:`drive` collects and freezes what exists before a phase starts, so
+the collections during it walk only what the phase allocates.
 """
 
 from __future__ import annotations
@@ -171,8 +170,8 @@ async def drive(
 def collector_frozen() -> Iterator[None]:
     """Collect now, then exempt every existing object from collections until the exit.
 
-    Collections still run (a long soak does not grow without bound); they just no longer
-    walk the generator's long-lived objects, which is what made them take ~50 ms.
+    Collections still run (a long soak does not grow without bound); they just skip the
+    generator's long-lived objects, which are what makes a full collection slow.
     """
     gc.collect()
     gc.freeze()

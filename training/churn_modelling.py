@@ -12,9 +12,9 @@ model (which reads behaviour over time); it is the public yardstick for the chur
   2, which no monotone term can express), zero balance, Germany, and the age x inactivity
   interaction.
 
-The two are averaged; each alone is around 0.86 ROC-AUC, the blend is better because the
-two make different mistakes. ``RowNumber``, ``CustomerId`` and ``Surname`` are identifiers:
-they are dropped on load and never reach a feature.
+The two are averaged: the blend beats either alone because the two make different
+mistakes. ``RowNumber``, ``CustomerId`` and ``Surname`` are identifiers: they are dropped
+on load and never reach a feature.
 """
 
 from __future__ import annotations
