@@ -1,15 +1,13 @@
-"""Benchmark: training time and per-request scoring latency (``python -m training.bench``).
+"""Benchmark: training time and per-request scoring latency (``make bench``).
 
 Trains the production recommender on the Santander dev panel (or, without it, on a
-synthetic bank), then times 10,000 single-customer requests: ``score(record)`` for every
-product plus ``reasons`` for the three best products not held, the work the service does
-per request, timed three ways: ``reasons`` once per offer (the old call), ``reasons_many``
-for the three at once, and both inside ``shared_transforms`` as the service decides (one
-input row for both). The last line times the same with the multiclass ranker alone
-(``pair_weight`` 0: no pair-ranker trees walked), in the same run, so the pair ranker's
-cost reads as a ratio. The trees are walked by the numba-compiled walk (compiled, or
-loaded from numba's cache, once before the timings). Prints figures; asserts nothing
-(timings depend on the machine).
+synthetic bank), then times 10,000 single-customer requests: ``score(record)`` alone, and
+the work the service does per request: ``prepare(record)`` (one input row, one walk of
+every tree, the scores), then its ``reasons`` for the three best products not held. The
+last line times the same with the multiclass ranker alone (``pair_weight`` 0: no
+pair-ranker trees walked), in the same run, so the pair ranker's cost reads as a ratio.
+The trees are walked by the numba-compiled walk (compiled, or loaded from numba's cache,
+once before the timings). Prints figures; asserts nothing (timings depend on the machine).
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from core.catalogue import load_catalogue
-from core.scoring.design import shared_transforms
 from core.settings import get_settings
 from features.pointintime import compute_features, to_records
 from features.santander import import_santander
@@ -55,12 +52,12 @@ def main() -> None:
     train_seconds = time.perf_counter() - started
     scorer = result.fitted.scorer
     records = [r for _, r in to_records(compute_features(tables, months[-2].date(), catalogue))]
-    scorer.score_with_reasons(records[0], [0, 1, 2])  # numba: compile or load the cache
+    scorer.prepare(records[0]).reasons([0, 1, 2])  # numba: compile or load the cache
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(records), args.requests)
     alone = dataclasses.replace(scorer, pair_weight=0.0)
     score_only = np.empty(args.requests)
-    names = ("per offer", "many", "shared", "mc alone")
+    names = ("prepared", "mc alone")
     latencies = {name: np.empty(args.requests) for name in names}
     for i, pick in enumerate(picks):
         record = records[pick]
@@ -69,22 +66,13 @@ def main() -> None:
         score_only[i] = time.perf_counter() - t0
         held = {p for p in record.get("held") or ()}
         order = [int(j) for j in np.argsort(-scores) if scorer.product_ids[j] not in held][:3]
-        for j in order:
-            scorer.reasons(record, j)
-        latencies["per offer"][i] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scorer.score(record)
-        scorer.reasons_many(record, order)
-        latencies["many"][i] = time.perf_counter() - t0
+        prepared = scorer.prepare(record)
+        prepared.reasons(order)
+        latencies["prepared"][i] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with shared_transforms():
-            scorer.score(record)
-            scorer.reasons_many(record, order)
-        latencies["shared"][i] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with shared_transforms():
-            alone.score(record)
-            alone.reasons_many(record, order)
+        prepared = alone.prepare(record)
+        prepared.reasons(order)
         latencies["mc alone"][i] = time.perf_counter() - t0
     m = result.evaluation.metrics
     print(f"data                 {source}")

@@ -7,7 +7,8 @@ never write into each other's store.
 
 A model version is an MLflow pyfunc model whose single artifact is the pickled scorer
 (``artifacts/scorer.pkl``). ``Registry.load`` unpickles that file directly (the service does
-not need the pyfunc wrapper); ``mlflow.pyfunc.load_model(version.source)`` also works for
+not need the pyfunc wrapper), through :mod:`registry.compat` so versions pickled before a
+class moved still load; ``mlflow.pyfunc.load_model(version.source)`` also works for
 anyone exploring a version in a notebook. Unpickling runs code from the artifact store, so
 the store must be as trusted as the code base (it is written only by our training jobs).
 """
@@ -40,6 +41,7 @@ from mlflow.tracking import MlflowClient
 
 from core.scoring.base import ChurnScorer, RecommenderScorer
 from core.settings import Settings
+from registry.compat import load_scorer
 from registry.history import AliasEvent, current_actor, events_from_tags, now_utc, tag_key
 
 EXPERIMENT_NAME = "nbo"
@@ -113,7 +115,7 @@ class ScorerPyfunc(PythonModel):
 
     def load_context(self, context: PythonModelContext) -> None:
         with open(context.artifacts[SCORER_ARTIFACT], "rb") as fh:
-            self.scorer = pickle.load(fh)
+            self.scorer = load_scorer(fh)
 
     def predict(
         self,
@@ -458,7 +460,7 @@ class Registry:
                 raise RegistryError(f"{what}: cannot download {SCORER_FILE}: {exc}") from exc
             try:
                 with open(local, "rb") as fh:
-                    scorer = pickle.load(fh)
+                    scorer = load_scorer(fh)
             except Exception as exc:  # a corrupt pickle can raise almost anything
                 raise RegistryError(
                     f"{what}: {SCORER_FILE} is corrupt ({type(exc).__name__}: {exc})"

@@ -21,7 +21,7 @@ from core.decisioning import (
     RetentionConfig,
     load_decisioning,
 )
-from core.scoring.base import FeatureRecord, Reason
+from core.scoring.base import FeatureRecord, PreparedFromScores, Reason
 from core.settings import PACKAGE_DIR, Settings
 from features.online_store import FeatureSetInfo
 from service.decision.outcome import Decision
@@ -35,7 +35,7 @@ FEATURE_SET = FeatureSetInfo("v1", NOW.date(), NOW, 1, [], "t")
 
 
 @dataclass
-class FixedScores:
+class FixedScores(PreparedFromScores):
     """A recommender giving every product the same propensity unless told otherwise."""
 
     product_ids: list[str]

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from core.catalogue import Catalogue, load_catalogue
 from core.redis_keys import decisions_key
 from core.scoring.churn import TabularDesign
-from core.scoring.recommender import TwoStageRecommender
+from core.scoring.legacy import TwoStageRecommender
 from core.settings import PACKAGE_DIR, Settings
 from features.online_store import FeatureSetInfo
 from registry.client import Registry

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from cli.evaluate_recommender import recommender as evaluate_command
 from core.catalogue import Catalogue
 from core.scoring.base import RecommenderScorer
-from core.scoring.recommender import REASON_TEXTS, BoostedRecommender, FlatTrees
+from core.scoring.boosted import REASON_TEXTS, BoostedRecommender
+from core.scoring.trees import FlatTrees
 from core.tables import Tables
 from features.errors import DataFormatError
 from features.pointintime import compute_features, to_records
@@ -314,36 +315,34 @@ def test_cli_refuses_train_until_after_target(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "none.csv" in missing.output
 
 
-def test_reasons_many_and_score_with_reasons_equal_the_single_calls(
+def test_a_prepared_record_gives_the_scores_and_reasons_of_the_single_calls(
     bank: Tables, catalogue: Catalogue, result: PanelResult
 ) -> None:
-    from core.scoring.design import shared_transforms
-
     scorer = result.fitted.scorer
     frame = compute_features(bank, _dates(bank)[0], catalogue).iloc[:30]
     for _, record in to_records(frame):
+        prepared = scorer.prepare(record)
         single = scorer.score(record)
+        np.testing.assert_array_equal(prepared.scores, single)  # bit for bit
+        batch_path = scorer.score_inputs(scorer.record_inputs(record))[0]
+        np.testing.assert_allclose(single, batch_path, rtol=0, atol=1e-12)
         top = [int(j) for j in np.argsort(-single)[:3]]
         expected = [scorer.reasons(record, j) for j in top]
-        assert scorer.reasons_many(record, top) == expected
-        scores, reasons = scorer.score_with_reasons(record, top)
-        np.testing.assert_allclose(scores, single, rtol=0, atol=1e-12)
-        assert reasons == expected
-        with shared_transforms():  # the service's block: reasons reuse score's walk
-            np.testing.assert_allclose(scorer.score(record), single, rtol=0, atol=1e-12)
-            assert scorer.reasons_many(record, top) == expected
-        batch = scorer.contributions_many(record, top)
+        assert [prepared.reasons([j])[0] for j in top] == expected
+        assert prepared.reasons(top) == expected
+        assert prepared.reasons(top[::-1]) == expected[::-1]
+        batch = prepared.contributions(top)
         for j, contrib in zip(top, batch, strict=True):
             one = scorer.contributions(record, j)
             assert contrib.keys() == one.keys()
             assert all(abs(contrib[k] - one[k]) < 1e-9 for k in one)
-    assert scorer.reasons_many({}, []) == []
+    assert scorer.prepare({}).reasons([]) == []
 
 
 def test_a_model_pickled_before_the_deeper_history_reads_its_old_fields(
     result: PanelResult,
 ) -> None:
-    from core.scoring.recommender import LEGACY_HOLDING_PREFIXES, LEGACY_PROFILE_INPUTS
+    from core.scoring.boosted import LEGACY_HOLDING_PREFIXES, LEGACY_PROFILE_INPUTS
 
     scorer = result.fitted.scorer
     state = scorer.__getstate__()
@@ -381,21 +380,32 @@ def test_the_acquisition_channel_becomes_one_hot_inputs(bank: Tables, catalogue:
     assert scorer.record_inputs({"acquisition_channel": "unheard of"})[0][column] == 0.0
 
 
-def test_reasons_for_uses_the_batch_call_or_falls_back(result: PanelResult) -> None:
-    from core.scoring.base import BatchReasons, Reason, reasons_for
+def test_a_scorer_with_only_score_and_reasons_gets_its_prepare_from_them() -> None:
+    from core.scoring.base import PreparedFromScores, Reason
 
-    scorer = result.fitted.scorer
-    assert isinstance(scorer, BatchReasons)
-    record = {"age": 40}
-    assert reasons_for(scorer, record, [0, 2]) == scorer.reasons_many(record, [0, 2])
+    calls: list[object] = []
 
-    class OnlyReasons:
+    class OnlyScores(PreparedFromScores):
+        def __init__(self) -> None:
+            self.kind = "recommender"
+            self.product_ids = ["a", "b", "c", "d"]
+            self.feature_names: list[str] = []
+            self.popularity = np.zeros(4)
+
+        def score(self, record: object) -> np.ndarray:
+            calls.append("score")
+            return np.arange(4.0)
+
         def reasons(self, record: object, product_index: int) -> list[Reason]:
+            calls.append(product_index)
             return [Reason(code=str(product_index), text="")]
 
-    fake: Any = OnlyReasons()
-    assert not isinstance(fake, BatchReasons)
-    assert [r[0].code for r in reasons_for(fake, record, [3, 1])] == ["3", "1"]
+    fake = OnlyScores()
+    assert isinstance(fake, RecommenderScorer)
+    prepared = fake.prepare({"age": 40})
+    np.testing.assert_array_equal(prepared.scores, np.arange(4.0))
+    assert [r[0].code for r in prepared.reasons([3, 1])] == ["3", "1"]
+    assert calls == ["score", 3, 1]  # scored once, each product explained when asked
 
 
 # -- the pair ranker ----------------------------------------------------------------------------

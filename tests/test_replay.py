@@ -12,7 +12,7 @@ import redis
 
 from cli.registry import recent_decisions
 from core.catalogue import Catalogue
-from core.scoring.recommender import TwoStageRecommender
+from core.scoring.legacy import TwoStageRecommender
 from registry.replay import replay
 from tests.test_service_api import TODAY, popularity_recommender, record
 

@@ -36,7 +36,7 @@ from core.pseudonym import pseudonymiser
 from core.redis_keys import contact_key, decisions_key
 from core.redis_server import start_embedded_redis, stop_embedded_redis
 from core.scoring.churn import LinearChurnModel, TabularDesign
-from core.scoring.recommender import TwoStageRecommender
+from core.scoring.legacy import TwoStageRecommender
 from core.settings import Settings
 from features.online_store import FeatureSetInfo, OnlineStore
 from registry.client import Registry

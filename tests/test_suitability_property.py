@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from core.catalogue import Catalogue, Eligibility, Product
 from core.decisioning import DecisioningConfig, RetentionConfig
-from core.scoring.base import FeatureRecord, Reason
+from core.scoring.base import FeatureRecord, PreparedFromScores, Reason
 from core.settings import Settings
 from features.online_store import FeatureSetInfo
 from service.api.schemas import RecommendationRequest
@@ -44,7 +44,7 @@ FEATURE_SET = FeatureSetInfo(
 
 
 @dataclass
-class ChosenScores:
+class ChosenScores(PreparedFromScores):
     """A recommender returning the scores hypothesis chose."""
 
     product_ids: list[str]

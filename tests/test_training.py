@@ -17,8 +17,9 @@ from mlflow.tracking import MlflowClient
 
 from core.catalogue import Catalogue
 from core.scoring.base import ChurnScorer, RecommenderScorer
+from core.scoring.boosted import REASON_TEXTS, BoostedRecommender
 from core.scoring.churn import TabularDesign
-from core.scoring.recommender import REASON_TEXTS, BoostedRecommender, TwoStageRecommender
+from core.scoring.legacy import TwoStageRecommender
 from core.settings import Settings
 from core.tables import Tables
 from features.pointintime import compute_features, to_records

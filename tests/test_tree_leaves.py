@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-import core.scoring.recommender as module
+import core.scoring.tree_kernels as kernels
 from core.catalogue import Catalogue
 from core.scoring.base import Reason
-from core.scoring.design import shared_transforms
-from core.scoring.recommender import BoostedRecommender, FlatTrees, TreeEnsemble
+from core.scoring.boosted import BoostedRecommender
+from core.scoring.design import floats
+from core.scoring.trees import FlatTrees, TreeEnsemble
 from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
 from training.evaluate_recommender import evaluate_tables
@@ -151,11 +152,6 @@ def test_scoring_walk_leaves_give_the_same_scores_and_credits_as_a_recorded_walk
                 np.testing.assert_array_equal(got, expected)  # same additions, same order
                 plain = flat.leaf_credits(leaves, np.array(outputs), n, compiled=False)
                 np.testing.assert_allclose(plain, expected, rtol=0, atol=1e-12)
-                some = flat.leaves_of(row, np.array(outputs, dtype=np.int64))
-                own = np.concatenate([flat.trees_of[c] for c in outputs] + [[]]).astype(int)
-                np.testing.assert_array_equal(some[own], leaves[own])
-                assert (np.delete(some, own) == -1).all()
-                np.testing.assert_array_equal(flat.leaf_credits(some, np.array(outputs), n), got)
 
 
 def _tied_ensemble(rng: np.random.Generator, values: np.ndarray) -> TreeEnsemble:
@@ -197,9 +193,6 @@ def test_packed_walk_compares_exactly_at_ties_signed_zeros_infinities_and_nan() 
         raw, leaves = flat.raw_leaves_row(row)
         np.testing.assert_array_equal(leaves, _walked_leaves(flat, row))
         np.testing.assert_array_equal(raw, trees.raw(row[None, :])[0])
-        some = flat.leaves_of(row, np.array([2, 0]))
-        own = np.concatenate([flat.trees_of[2], flat.trees_of[0]])
-        np.testing.assert_array_equal(some[own], leaves[own])
     # Codes: how many of an input's distinct thresholds lie strictly below the value.
     codes = flat.packed.codes(np.array([0.0, np.nan, np.inf, -np.inf]))
     for j, code in enumerate(codes):
@@ -221,20 +214,18 @@ def test_trees_that_never_split_credit_nothing() -> None:
 def test_without_numba_the_numpy_fallbacks_give_the_same_leaves_and_credits(
     ensembles: list[tuple[TreeEnsemble, np.ndarray]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    flats = [(FlatTrees(trees), rows[:25]) for trees, rows in ensembles]
+    flats = [(trees, FlatTrees(trees), rows[:25]) for trees, rows in ensembles]
     compiled = [
-        [(flat.raw_leaves_row(row), flat.leaves_of(row, np.array([0, 1]))) for row in rows]
-        for flat, rows in flats
+        ([flat.raw_leaves_row(row) for row in rows], trees.raw(rows)) for trees, flat, rows in flats
     ]
-    for name in ("_raw_leaves_compiled", "_leaves_compiled", "_leaf_credits_compiled"):
-        monkeypatch.setattr(module, name, None)
-    for (flat, rows), results in zip(flats, compiled, strict=True):
-        for row, ((raw, leaves), some) in zip(rows, results, strict=True):
+    for name in ("raw_rows_compiled", "raw_leaves_compiled", "leaf_credits_compiled"):
+        monkeypatch.setattr(kernels, name, None)
+    for (trees, flat, rows), (results, batch) in zip(flats, compiled, strict=True):
+        np.testing.assert_allclose(trees.raw(rows), batch, rtol=0, atol=1e-12)
+        for row, (raw, leaves) in zip(rows, results, strict=True):
             plain_raw, plain_leaves = flat.raw_leaves_row(row)
             np.testing.assert_allclose(plain_raw, raw, rtol=0, atol=1e-12)
             np.testing.assert_array_equal(plain_leaves, leaves)
-            np.testing.assert_array_equal(flat.leaves_of(row, np.array([0, 1])), some)
-            np.testing.assert_array_equal(flat.leaves_of(row, np.array([], dtype=int)), -1)
             expected = _walked_credits(flat, row, [1, 0], row.shape[0])
             got = flat.leaf_credits(leaves, np.array([1, 0]), row.shape[0])
             np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
@@ -282,7 +273,8 @@ def walked_reasons(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
         with monkeypatch.context() as patch:
             patch.setattr(FlatTrees, "leaf_credits", walked)
-            return scorer.reasons_many(record, top), scorer.contributions_many(record, top)
+            prepared = scorer.prepare(record)
+            return prepared.reasons(top), prepared.contributions(top)
 
     yield reasons
 
@@ -294,24 +286,24 @@ def test_request_path_scores_are_bit_identical_and_reasons_equal_the_walked_ones
         before = scorer.blended_inputs(scorer.record_inputs(record))[0]  # the batch path
         top = _top(scorer, record, 4)
         expected, expected_contrib = walked_reasons(scorer, record, top)
-        with shared_transforms():
-            np.testing.assert_array_equal(scorer._raw(record), before)
-            score = scorer.score(record)
-            assert scorer.reasons_many(record, top) == expected
-            contrib = scorer.contributions_many(record, top)
-        np.testing.assert_array_equal(score, scorer.score(record))
-        assert scorer.reasons_many(record, top) == expected  # outside: the products' trees
+        prepared = scorer.prepare(record)
+        np.testing.assert_array_equal(prepared.walk.raw, before)
+        assert prepared.reasons(top) == expected
+        contrib = prepared.contributions(top)
+        np.testing.assert_array_equal(prepared.scores, scorer.score(record))
+        assert [scorer.reasons(record, j) for j in top] == expected  # the one-offer calls
         for got, want in zip(contrib, expected_contrib, strict=True):
             assert got.keys() == want.keys()
             np.testing.assert_allclose(list(got.values()), list(want.values()), atol=1e-12)
 
 
-def test_inside_the_request_block_the_reasons_walk_no_tree(
+def test_a_prepared_record_is_explained_without_walking_a_tree_again(
     scorer: BoostedRecommender, records: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record = records[1]
     top = _top(scorer, record)
-    expected = scorer.reasons_many(record, top)
+    expected = [scorer.reasons(record, j) for j in top]
+    scores = scorer.score(record)
     walks: list[str] = []
     real_walk_row = scorer._walk_row
 
@@ -323,15 +315,14 @@ def test_inside_the_request_block_the_reasons_walk_no_tree(
         raise AssertionError("a tree was walked again")
 
     monkeypatch.setattr(scorer, "_walk_row", counted)
-    monkeypatch.setattr(FlatTrees, "leaves_of", refused)
-    with shared_transforms():
-        scores = scorer.score(record)
-        assert scorer.reasons_many(record, top) == expected
-        assert scorer.reasons_many(record, top[:1]) == expected[:1]
-    with shared_transforms():  # reasons first: their walk is the one score then reuses
-        assert scorer.reasons_many(record, top) == expected
-        np.testing.assert_array_equal(scorer.score(record), scores)
-    assert walks == ["scoring", "scoring"]
+    prepared = scorer.prepare(record)
+    monkeypatch.setattr(FlatTrees, "raw_leaves_row", refused)
+    monkeypatch.setattr(TreeEnsemble, "raw", refused)
+    monkeypatch.setattr(TreeEnsemble, "leaves", refused)
+    assert prepared.reasons(top) == expected
+    assert prepared.reasons(top[:1]) == expected[:1]
+    np.testing.assert_array_equal(prepared.scores, scores)
+    assert walks == ["scoring"]
 
 
 def test_without_the_pair_blend_its_trees_are_neither_walked_nor_credited(
@@ -339,13 +330,12 @@ def test_without_the_pair_blend_its_trees_are_neither_walked_nor_credited(
 ) -> None:
     alone = replace(scorer, pair_weight=0.0)
     for record in records[:40]:
-        with shared_transforms():
-            walk = alone._walked(record)
-            assert walk.pair_leaves is None
-            raw = alone.trees.raw(alone.record_inputs(record))[0]
-            np.testing.assert_array_equal(walk.raw, alone._blend(raw, None))
-            top = _top(alone, record)
-            assert alone.reasons_many(record, top) == walked_reasons(alone, record, top)[0]
+        prepared = alone.prepare(record)
+        assert prepared.walk.pair_leaves is None
+        raw = alone.trees.raw(alone.record_inputs(record))[0]
+        np.testing.assert_array_equal(prepared.walk.raw, alone._blend(raw, None))
+        top = _top(alone, record)
+        assert prepared.reasons(top) == walked_reasons(alone, record, top)[0]
 
 
 def test_models_pickled_before_the_leaves_load_and_explain_the_same(
@@ -359,11 +349,10 @@ def test_models_pickled_before_the_leaves_load_and_explain_the_same(
     assert old._pair_flat is None
     for record in records[:30]:
         top = _top(scorer, record)
-        with shared_transforms():
-            np.testing.assert_array_equal(loaded.score(record), scorer.score(record))
-            assert loaded.reasons_many(record, top) == scorer.reasons_many(record, top)
-            reasons: list[list[Reason]] = old.reasons_many(record, top)
-        assert reasons == old.reasons_many(record, top)
+        np.testing.assert_array_equal(loaded.score(record), scorer.score(record))
+        assert loaded.prepare(record).reasons(top) == scorer.prepare(record).reasons(top)
+        reasons: list[list[Reason]] = old.prepare(record).reasons(top)
+        assert reasons == [old.reasons(record, j) for j in top]
         assert all(1 <= len(r) <= 3 for r in reasons)
 
 
@@ -372,7 +361,7 @@ def test_models_pickled_before_the_leaves_load_and_explain_the_same(
 
 def _design_row(scorer: BoostedRecommender, record: dict[str, Any]) -> np.ndarray:
     """The batch construction (``design`` on a one-row batch): what training computes."""
-    raw = module.floats([record.get(field) for field in scorer.record_fields])[None, :]
+    raw = floats([record.get(field) for field in scorer.record_fields])[None, :]
     texts = [np.array([record.get(name)], dtype=object) for name in scorer.text_fields]
     return scorer.design(raw, *texts)
 

@@ -32,7 +32,8 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from core.scoring.recommender import BoostedRecommender, TreeEnsemble
+from core.scoring.boosted import BoostedRecommender
+from core.scoring.trees import TreeEnsemble
 from training.recommender_data import Snapshot, frame_inputs, held_matrix
 
 SHARED_HISTORY_SKIP = ("held__",)

@@ -5,7 +5,7 @@ closed-form projection (collaborative score of every product for any holdings ve
 stage 2 fits a multiclass ``HistGradientBoostingClassifier`` on the customers who added a
 product after a training snapshot: "which product is added", from the profile, the holding
 history of every product and the collaborative scores. The fitted trees are exported to
-numpy arrays (:class:`core.scoring.recommender.TreeEnsemble`) so the service scores a
+numpy arrays (:class:`core.scoring.trees.TreeEnsemble`) so the service scores a
 customer without sklearn or pandas. Evaluation uses the time-based holdout with the
 Santander competition's metric (MAP@7) next to the popularity baseline on the same
 customers: a recommender that cannot beat "most-added products not yet held" is not worth
@@ -30,7 +30,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from core.catalogue import Catalogue
-from core.scoring.recommender import BoostedRecommender, TreeEnsemble
+from core.scoring.boosted import BoostedRecommender
+from core.scoring.trees import TreeEnsemble
 from core.settings import Settings
 from core.tables import TIERS, Tables
 from registry.client import Registry

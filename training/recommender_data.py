@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.scoring.boosted import BoostedRecommender
 from core.scoring.design import column_as_float
-from core.scoring.recommender import BoostedRecommender
 
 
 def field_matrix(features: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:

@@ -20,47 +20,70 @@ class Reason:
     text: str
 
 
+class PreparedRecord(Protocol):
+    """One customer's record, scored once: the scores and, on demand, the reasons.
+
+    What a request needs from a recommender; the work both share (the record's input row,
+    the model's walk) is done once, in ``RecommenderScorer.prepare``, and kept here.
+    """
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Propensity per product, shape ``(len(product_ids),)``; higher is better."""
+        ...
+
+    def reasons(self, product_indices: Sequence[int]) -> list[list[Reason]]:
+        """1-3 reasons, derived from the model, for each of ``product_indices`` in order."""
+        ...
+
+
 @runtime_checkable
 class RecommenderScorer(Protocol):
     """Scores every holdable product for one customer."""
 
     kind: str  # "recommender"
-    product_ids: list[str]  # the order of ``score``'s output
+    product_ids: list[str]  # the order of the scores
     feature_names: list[str]  # features read from a record (input schema)
     popularity: np.ndarray  # share of customers who added each product (fallback order)
 
+    def prepare(self, record: FeatureRecord) -> PreparedRecord:
+        """The record scored once; its reasons come from the same work (the request path)."""
+        ...
+
     def score(self, record: FeatureRecord) -> np.ndarray:
-        """Propensity per product, shape ``(len(product_ids),)``; higher is better."""
+        """``prepare(record).scores`` (replay, smoke tests, the pyfunc wrapper)."""
         ...
 
     def reasons(self, record: FeatureRecord, product_index: int) -> list[Reason]:
-        """1-3 reasons, derived from the model, for one product's score."""
+        """``prepare(record).reasons([product_index])[0]``."""
         ...
 
 
-@runtime_checkable
-class BatchReasons(Protocol):
-    """A recommender that explains several offers in one pass (one input row, one walk).
+class _ScoresAndReasons(Protocol):
+    def score(self, record: FeatureRecord) -> np.ndarray: ...
 
-    Separate from :class:`RecommenderScorer` so scorers (and test doubles) with only
-    ``reasons`` still qualify; call :func:`reasons_for`, which picks the fast path.
-    """
-
-    def reasons_many(
-        self, record: FeatureRecord, product_indices: Sequence[int]
-    ) -> list[list[Reason]]:
-        """``reasons(record, j)`` for each ``j`` of ``product_indices``, in that order."""
-        ...
+    def reasons(self, record: FeatureRecord, product_index: int) -> list[Reason]: ...
 
 
-def reasons_for(
-    scorer: RecommenderScorer, record: FeatureRecord, product_indices: Sequence[int]
-) -> list[list[Reason]]:
-    """The reasons of several offers: one batched call when the scorer supports it,
-    otherwise ``reasons`` per offer (same results either way)."""
-    if isinstance(scorer, BatchReasons):
-        return scorer.reasons_many(record, product_indices)
-    return [scorer.reasons(record, j) for j in product_indices]
+@dataclass(frozen=True, eq=False, slots=True)
+class ScoredRecord:
+    """The :class:`PreparedRecord` of a scorer that explains one product at a time: the
+    scores computed once, each product's reasons asked of the scorer when wanted."""
+
+    scorer: _ScoresAndReasons
+    record: FeatureRecord
+    scores: np.ndarray
+
+    def reasons(self, product_indices: Sequence[int]) -> list[list[Reason]]:
+        return [self.scorer.reasons(self.record, int(j)) for j in product_indices]
+
+
+class PreparedFromScores:
+    """Mixin: ``prepare`` for a scorer whose ``score`` and ``reasons`` share no work worth
+    keeping (the legacy linear model, test doubles), so it needs only those two."""
+
+    def prepare(self: _ScoresAndReasons, record: FeatureRecord) -> PreparedRecord:
+        return ScoredRecord(self, record, self.score(record))
 
 
 @runtime_checkable

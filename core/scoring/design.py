@@ -14,12 +14,10 @@ scoring) into the same standardized matrix, so training and serving cannot disag
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -30,55 +28,6 @@ SIGNED_LOG_FEATURES = frozenset(
     {"balance", "income", "net_flow_1m", "net_flow_3m", "balance_change_1m", "balance_change_3m"}
 )
 """Heavy-tailed features (money, and ratios to a possibly tiny balance): signed log scale."""
-
-
-T = TypeVar("T")
-
-_SHARED: ContextVar[dict[tuple[object, ...], tuple[Any, Any, Any]] | None] = ContextVar(
-    "nbo_shared_transforms", default=None
-)
-
-
-@contextmanager
-def shared_transforms() -> Iterator[None]:
-    """Within the block, each (design, record) pair is transformed once and reused.
-
-    The request path asks for the same record's design row several times (a recommender's
-    score, then its reasons for each offer); this makes the repeats free. The caller
-    promises not to mutate a record inside the block; the shared rows are read-only, so a
-    scorer that tried to modify one in place would fail loudly instead of corrupting the
-    next call. Per context (``contextvars``): threads serving other requests never see it.
-    """
-    token = _SHARED.set({})
-    try:
-        yield
-    finally:
-        _SHARED.reset(token)
-
-
-def shared_result(owner: object, record: FeatureRecord, tag: str, compute: Callable[[], T]) -> T:
-    """``compute()``, or inside :func:`shared_transforms` the first result for the same
-    ``(owner, record, tag)`` (a scorer's tree walk for a record, reused by its reasons).
-
-    Outside the block this is just ``compute()``. The same promise holds as for design
-    rows: the record is not mutated inside the block and the result is treated as
-    read-only by every caller.
-    """
-    shared = _SHARED.get()
-    if shared is None:
-        return compute()
-    key = (id(owner), id(record), tag)
-    hit = shared.get(key)
-    if hit is not None and hit[0] is owner and hit[1] is record:
-        return cast(T, hit[2])
-    value = compute()
-    shared[key] = (owner, record, value)  # holding both keeps their ids from being reused
-    return value
-
-
-def sharing() -> bool:
-    """True inside :func:`shared_transforms` (results computed now will be reused)."""
-    return _SHARED.get() is not None
 
 
 def signed_log(values: np.ndarray) -> np.ndarray:
@@ -281,22 +230,8 @@ class TabularDesign:
         ]
 
     def transform_record(self, record: FeatureRecord) -> np.ndarray:
-        """Standardized design row of one record, shape ``(1, columns)``.
-
-        Inside :func:`shared_transforms` a repeat for the same record returns the first
-        (read-only) result.
-        """
-        shared = _SHARED.get()
-        if shared is None:
-            return self.standardize(self.raw_record(record), self.categories_record(record))
-        key = (id(self), id(record))
-        hit = shared.get(key)
-        if hit is not None and hit[0] is self and hit[1] is record:
-            return hit[2]
-        row = self.standardize(self.raw_record(record), self.categories_record(record))
-        row.flags.writeable = False
-        shared[key] = (self, record, row)  # holding both keeps their ids from being reused
-        return row
+        """Standardized design row of one record, shape ``(1, columns)``."""
+        return self.standardize(self.raw_record(record), self.categories_record(record))
 
     def transform_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Standardized design matrix of a feature frame (row order kept)."""

@@ -22,14 +22,7 @@ from core.catalogue import Catalogue, Product
 from core.customer_facts import customer_facts
 from core.decisioning import DecisioningConfig
 from core.pseudonym import pseudonymiser
-from core.scoring.base import (
-    ChurnScorer,
-    FeatureRecord,
-    Reason,
-    RecommenderScorer,
-    reasons_for,
-)
-from core.scoring.design import shared_transforms
+from core.scoring.base import ChurnScorer, PreparedRecord, Reason, RecommenderScorer
 from core.settings import Settings
 from core.suitability import CustomerFacts, Exclusion, split_suitable
 from service.api.schemas import (
@@ -144,7 +137,6 @@ class Answer:
     record: Callable[[], Awaitable[None]]
 
 
-@shared_transforms()  # the record's design rows are computed once per decision
 def decide(
     lookup: FeatureLookup,
     *,
@@ -174,13 +166,16 @@ def decide(
     facts = customer_facts(record) if record is not None else CustomerFacts()
     limits = ContactLimits.from_settings(settings)
 
-    # Score: the model's propensities, or the fallback's popularity order.
+    # Score: the model's propensities (the record prepared once: its scores now, the shown
+    # offers' reasons later from the same work), or the fallback's popularity order.
     fallback = fallback_order(catalogue, recommender) if degraded is not None else None
+    prepared: PreparedRecord | None = None
     if fallback is not None:
         scores = fallback.scores
     else:
         assert recommender is not None and record is not None
-        scores = model_scores(recommender, record)
+        prepared = recommender.prepare(record)
+        scores = model_scores(recommender, prepared)
 
     # Churn risk: needs the record and a churn model; at the configured threshold the
     # retention treatments become candidates.
@@ -211,11 +206,11 @@ def decide(
     capacity = daily_capacity(lookup.contact, channel, now, limits)
     shown, cut = top_offers(priorities, k, capacity, channel, limits.channel_daily_cap)
     clock.lap("arbitration")
-    # The model's reasons of every shown model offer in one batched call (one tree walk).
+    # The model's reasons of every shown model offer, from the prepared record.
     explained = [item.product for item in shown if not item.product.retention]
     model_explained = (
-        dict(zip(explained, model_reasons(recommender, record, explained), strict=True))
-        if fallback is None and recommender is not None and record is not None
+        dict(zip(explained, model_reasons(recommender, prepared, explained), strict=True))
+        if recommender is not None and prepared is not None
         else {}
     )
     offers = []
@@ -248,9 +243,9 @@ def decide(
     )
 
 
-def model_scores(scorer: RecommenderScorer, record: FeatureRecord) -> dict[str, float]:
+def model_scores(scorer: RecommenderScorer, prepared: PreparedRecord) -> dict[str, float]:
     """Product id -> propensity; refuses an output that does not match ``product_ids``."""
-    values = scorer.score(record)
+    values = prepared.scores
     if len(values) != len(scorer.product_ids):
         raise ValueError(
             f"recommender returned {len(values)} scores for {len(scorer.product_ids)} products"
@@ -259,10 +254,10 @@ def model_scores(scorer: RecommenderScorer, record: FeatureRecord) -> dict[str, 
 
 
 def model_reasons(
-    scorer: RecommenderScorer, record: FeatureRecord, products: Sequence[Product]
+    scorer: RecommenderScorer, prepared: PreparedRecord, products: Sequence[Product]
 ) -> list[list[Reason]]:
-    """Each product's model reasons, in order (``core.scoring.base.reasons_for``)."""
-    return reasons_for(scorer, record, [scorer.product_ids.index(p.id) for p in products])
+    """Each product's model reasons, in order, from the record ``scorer`` prepared."""
+    return prepared.reasons([scorer.product_ids.index(p.id) for p in products])
 
 
 def respond(

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from registry.client import LoadedModel
+from registry.compat import loads_scorer
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def load(root: Path, name: str, alias: str) -> LoadedModel:
     if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
         raise ModelCacheError(f"cached {name}@{alias}: {meta['file']} does not match its hash")
     try:
-        scorer = pickle.loads(blob)
+        scorer = loads_scorer(blob)
     except Exception as exc:  # a damaged pickle can raise almost anything
         raise ModelCacheError(f"cached {name}@{alias}: cannot unpickle: {exc}") from exc
     return LoadedModel(name, int(meta["version"]), alias, meta.get("run_id"), scorer)

@@ -1,13 +1,12 @@
-"""Tree nodes packed for the request path: one 8-byte word per node, inputs compared as codes.
+"""The compiled kernels of the tree runtime (:mod:`core.scoring.trees`) and the packed nodes
+they walk on the request path.
 
-Why: walking one row through ~6,000 trees is bound by memory, not by arithmetic. By the
-time a request scores, the other work of the worker (and the other processes on the
-machine) has pushed most of the model out of the CPU caches, and the padded node arrays
-the batch walk reads (``feature``, ``threshold``, ``missing_left``, ``left``, ``right``:
-33 bytes per node in five arrays, every tree padded to the widest) stream ~6 MB per
-request. Packed, the same trees take ~1 MB: one ``int64`` per node, no padding, the leaf
-values beside them. Measured on the demo model with the caches flushed between rows:
-~650 -> ~320 us for both ensembles (``docs/performance.md``); warm, ~310 -> ~250 us.
+Why packed nodes: walking one row through thousands of trees is bound by memory, not by
+arithmetic, and on the request path most of the model is out of the CPU caches. The padded
+node arrays of the batch walk (``feature``, ``threshold``, ``missing_left``, ``left``,
+``right``: five arrays, every tree padded to the widest) are several times larger than the
+same trees packed as one ``int64`` word per node, without padding, the leaf values beside
+them; the request path's walks read the packed copy.
 
 The encoding keeps every comparison exact. A split's float threshold becomes its rank
 ``k`` among the distinct thresholds the trees use on that input (``cuts``), and before a
@@ -20,6 +19,10 @@ plain-Python walk of the float arrays and the sums against ``TreeEnsemble.raw``.
 A node word, low bits first: input (16 bits), threshold rank (16), left and right child
 offsets within the tree (15 each), missing-goes-left (1). A leaf is a node whose two
 children are itself.
+
+Each kernel is plain Python over numpy arrays, compiled by numba when it is installed
+(:func:`compile_kernel`); the ``*_compiled`` names are ``None`` without numba, and the
+callers then use their numpy fallbacks (the same leaves).
 """
 
 from __future__ import annotations
@@ -211,31 +214,114 @@ def _raw_leaves_packed(
     return out, leaves
 
 
-def _leaves_packed(
+def _descend_one(
     row: np.ndarray,
-    node: np.ndarray,
-    node_start: np.ndarray,
-    cuts: np.ndarray,
-    cut_start: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_left: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    at: int,
+) -> int:
+    """From flat node ``at`` down to its leaf: at a split, a missing value goes left iff
+    ``missing_left``, else ``x <= threshold`` does, exactly as sklearn's predictor. A
+    leaf's children are itself. The batch walk (:func:`_raw_rows`) goes down through it."""
+    while True:
+        v = row[feature[at]]
+        go_left = missing_left[at] if np.isnan(v) else v <= threshold[at]
+        to = left[at] if go_left else right[at]
+        if to == at:
+            return at
+        at = to
+
+
+def _raw_rows(
+    x: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_left: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    value: np.ndarray,
+    tree_class: np.ndarray,
+    baseline: np.ndarray,
+    width: int,
+) -> np.ndarray:
+    """Raw outputs ``(rows, C)`` of flat trees for every row of ``x``."""
+    n_outputs = baseline.shape[0]
+    out = np.empty((x.shape[0], n_outputs))
+    total = np.empty(n_outputs)
+    for r in range(x.shape[0]):
+        total[:] = 0.0
+        row = x[r]
+        for t in range(tree_class.shape[0]):
+            at = _descend(row, feature, threshold, missing_left, left, right, t * width)
+            total[tree_class[t]] += value[at]
+        for c in range(n_outputs):
+            out[r, c] = baseline[c] + total[c]
+    return out
+
+
+def _leaf_credits_one(
+    leaves: np.ndarray,
     order: np.ndarray,
     start: np.ndarray,
     outputs: np.ndarray,
-    width: int,
+    path_start: np.ndarray,
+    path_feature: np.ndarray,
+    path_delta: np.ndarray,
+    n_columns: int,
 ) -> np.ndarray:
-    """Leaf positions ``(T,)`` of ``row`` in the trees of ``outputs`` only (trees
-    ``order[start[c]:start[c + 1]]`` for each output ``c``); every other tree gets -1."""
-    codes = _row_codes(row, cuts, cut_start)
-    leaves = np.full(order.shape[0], -1, dtype=np.int64)
-    for slot in range(outputs.shape[0]):
+    """Per (slot, column) credits ``(len(outputs), n_columns)`` from the leaves alone.
+
+    Each tree of output ``outputs[slot]`` adds its leaf's credit path (built by
+    ``core.scoring.trees.FlatTrees``: every split from the root down, its feature and the
+    change in expected value it made) to ``out[slot]``: the additions a walk down from the
+    root would make, in its order, so the same numbers as crediting a recorded walk. The paths
+    of a leaf lie side by side in memory: no chain of dependent loads through parent
+    pointers into node arrays that are mostly out of cache when the reasons run."""
+    n_slots = outputs.shape[0]
+    out = np.zeros((n_slots, n_columns))
+    for slot in range(n_slots):
         c = outputs[slot]
         for i in range(start[c], start[c + 1]):
-            t = order[i]
-            leaves[t] = t * width + _descend_packed(codes, node, node_start[t])
-    return leaves
+            leaf = leaves[order[i]]
+            for k in range(path_start[leaf], path_start[leaf + 1]):
+                out[slot, path_feature[k]] += path_delta[k]
+    return out
 
 
-# The compiled walks call these compiled.
+def leaf_credits_numpy(
+    leaves: np.ndarray,
+    order: np.ndarray,
+    start: np.ndarray,
+    outputs: np.ndarray,
+    path_start: np.ndarray,
+    path_feature: np.ndarray,
+    path_delta: np.ndarray,
+    n_columns: int,
+) -> np.ndarray:
+    """:func:`_leaf_credits_one` in numpy: the chosen leaves' paths gathered and summed
+    per cell (the sums in another order, so equal up to rounding)."""
+    parts = [order[start[c] : start[c + 1]] for c in outputs]
+    trees = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    slots = np.repeat(np.arange(len(outputs)), [len(part) for part in parts])
+    at = leaves.take(trees)
+    first, count = path_start.take(at), path_start.take(at + 1) - path_start.take(at)
+    entry = np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())
+    cells = np.repeat(slots, count) * n_columns + path_feature.take(entry)
+    credits = np.bincount(cells, weights=path_delta.take(entry), minlength=len(outputs) * n_columns)
+    return credits.reshape(len(outputs), n_columns)
+
+
+# Each compiled on its first call (or loaded from numba's cache); a compiled kernel calls
+# the kernels it uses compiled, so those are bound to their compiled versions first.
 _row_codes = compile_kernel(_row_codes) or _row_codes  # type: ignore[assignment]
 _descend_packed = compile_kernel(_descend_packed) or _descend_packed  # type: ignore[assignment]
+_descend = compile_kernel(_descend_one) or _descend_one
+raw_rows_compiled = compile_kernel(_raw_rows)
+"""Batch walk of the padded float arrays: ``TreeEnsemble.raw``."""
 raw_leaves_compiled = compile_kernel(_raw_leaves_packed)
-leaves_compiled = compile_kernel(_leaves_packed)
+"""The request path's scoring walk on packed nodes: raw outputs and every tree's leaf."""
+leaf_credits_compiled = compile_kernel(_leaf_credits_one)
+"""Per-column credits of the outputs' trees from their leaves' credit paths."""
