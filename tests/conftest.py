@@ -8,7 +8,6 @@ test gets its own key prefix and its keys are deleted afterwards.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +18,19 @@ import redis
 from core.catalogue import Catalogue, load_catalogue
 from core.redis_server import start_embedded_redis, stop_embedded_redis
 from core.settings import PACKAGE_DIR, Settings, get_settings
-from tests.auth_helpers import TEST_API_KEYS
+from tests.support.auth import TEST_API_KEYS
+from tests.support.paths import REPO_ROOT, free_port
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture(scope="session", autouse=True)
+def _no_default_mlflow_store_in_the_working_directory() -> Iterator[None]:
+    """Every MLflow call goes to the store of the test's settings: one that fell back to
+    MLflow's default (``./mlflow.db`` or ``./mlruns`` in the working directory) fails here."""
+    defaults = [Path.cwd() / "mlflow.db", Path.cwd() / "mlruns"]
+    before = {path for path in defaults if path.exists()}
+    yield
+    created = [str(path) for path in defaults if path.exists() and path not in before]
+    assert not created, f"an MLflow call used the default store: {created}"
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +62,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    port = _free_port()
+    port = free_port()
     url = start_embedded_redis(port, tmp_path_factory.mktemp("redis"), persist=False)
     try:
         yield url
@@ -92,7 +95,7 @@ def settings(
 ) -> Settings:
     """Settings isolated to this test: temp home, temp MLflow (SQLite), own Redis prefix.
 
-    The service built from them accepts the test API key: send ``tests.auth_helpers.AUTH``.
+    The service built from them accepts the test API key: send ``tests.support.auth.AUTH``.
     """
     return Settings(
         home=tmp_path / "home",

@@ -6,7 +6,7 @@ snapshot is on or before ``train_until`` (features at ``T``, label = products ad
 next snapshot), rank the products not held at ``train_until`` for every customer who added
 something by ``target``, and score MAP@7 against those additions. The target month is
 read for the labels of the scored customers and for nothing else, so changing it cannot
-change a ranking (``tests/test_recommender_quality.py`` checks exactly that).
+change a ranking (``tests/training/test_recommender_quality.py`` checks exactly that).
 
 ``unseen_customers=True`` cross-fits by customer: customers fall into ``folds`` fixed
 groups by a hash of their id; for each group a model is trained on the other groups'

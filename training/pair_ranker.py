@@ -173,7 +173,7 @@ def export_pair_trees(model: HistGradientBoostingClassifier, layout: PairLayout)
     split's left set; a product the fit never saw goes the missing-value way, as sklearn
     sends an unknown category) and every other split's input is renamed to the column it
     reads for ``p``. Raw output ``p`` equals the model's ``decision_function`` on
-    ``p``'s pair row (tests/test_recommender_quality.py).
+    ``p``'s pair row (tests/training/test_recommender_quality.py).
     """
     n_products = layout.columns.shape[1]
     baseline = float(np.asarray(model._baseline_prediction).reshape(-1)[0])

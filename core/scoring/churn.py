@@ -372,7 +372,7 @@ class LinearChurnModel:
         min of 25 runs). The answers are the same: each float is the same IEEE operation in
         the same order, and the steps whose bits numpy owns stay in numpy (``log1p`` and
         ``exp``, whose SIMD kernels can differ from ``math`` in the last bit; the logit's
-        pairwise sum). ``tests/test_churn_fast_path.py`` holds it to the batch arithmetic.
+        pairwise sum). ``tests/core/test_churn_fast_path.py`` holds it to the batch arithmetic.
         """
         design, one = self.design, self._one_row
         raw = design.raw_values(record)

@@ -1,0 +1,268 @@
+"""The deployment files in deploy/: Prometheus config and alert rules (checked and unit-tested
+with promtool), the Grafana dashboard (linted, and every metric it charts must be one the
+service really exports), docker compose and the Dockerfile.
+
+promtool comes with Debian's ``prometheus`` package (``.ci/run`` installs it); the tests
+that need it skip with that reason when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.settings import Settings
+from service.app import create_app
+from tests.support.auth import AUTH, TEST_API_KEYS
+from tests.support.paths import REPO_ROOT
+
+DEPLOY = REPO_ROOT / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "nbo.json"
+DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+COMPOSE = DEPLOY / "docker-compose.yml"
+
+PENDING_METRICS = {"nbo_model_reloads_total"}
+"""Referenced by an alert before the service exports it (model-lifecycle work in progress)."""
+
+_METRIC_NAME = re.compile(r"\bnbo_[a-z0-9_]+\b")
+_SAMPLE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "gauge": ("",),
+    "info": ("_info",),
+}
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool not installed (Debian package `prometheus`; .ci/run installs it)")
+    return path
+
+
+def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool(), *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+# --- Prometheus ----------------------------------------------------------------------------
+
+
+def test_prometheus_config_is_valid() -> None:
+    result = run_promtool("check", "config", PROMETHEUS / "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_are_valid() -> None:
+    result = run_promtool("check", "rules", PROMETHEUS / "alerts.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_unit_tests_pass() -> None:
+    """deploy/prometheus/alerts_test.yml: each alert fires (or stays quiet) when it should."""
+    result = run_promtool("test", "rules", PROMETHEUS / "alerts_test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_unit_tests_can_fail(tmp_path: Path) -> None:
+    """Guard against a vacuous test file: a loosened budget must break the unit tests."""
+    for name in ("alerts.yml", "alerts_test.yml"):
+        shutil.copy(PROMETHEUS / name, tmp_path / name)
+    rules = tmp_path / "alerts.yml"
+    loosened = rules.read_text().replace("p99_5m > 0.05", "p99_5m > 0.5")
+    assert loosened != rules.read_text()
+    rules.write_text(loosened)
+    result = run_promtool("test", "rules", tmp_path / "alerts_test.yml")
+    assert result.returncode != 0
+    assert "NboLatencyP99OverBudget" in result.stdout + result.stderr
+
+
+def test_every_required_alert_exists() -> None:
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+    alerts = {rule["alert"]: rule["expr"] for g in groups for rule in g["rules"] if "alert" in rule}
+    assert {
+        "NboLatencyP99OverBudget",
+        "NboHighErrorRate",
+        "NboHighDegradedRate",
+        "NboFeaturesStale",
+        "NboModelReloadFailed",
+    } <= alerts.keys()
+    assert 'outcome="failed"' in alerts["NboModelReloadFailed"]
+    assert "nbo_feature_set_age_seconds" in alerts["NboFeaturesStale"]
+
+
+# --- what the service exports ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported_metrics(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> set[str]:
+    """Sample names a real app exposes on /metrics (after one degraded recommendation)."""
+    home = tmp_path_factory.mktemp("deploy-metrics")
+    settings = Settings(
+        home=home / "home",
+        redis_url=redis_url,
+        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        feature_prefix=f"nbotest:deploy:{home.name}:fs",
+        api_keys=TEST_API_KEYS,
+    )
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        answer = client.post(
+            "/v1/recommendations", json={"customer_id": "C0000001", "channel": "app", "k": 3}
+        )
+        assert answer.status_code == 200
+        text = client.get("/metrics").text
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        names.update(family.name + suffix for suffix in _SAMPLE_SUFFIXES.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def test_exported_metrics_fixture_sees_the_service_metrics(exported_metrics: set[str]) -> None:
+    assert "nbo_http_request_duration_seconds_bucket" in exported_metrics
+    assert "nbo_feature_set_age_seconds" in exported_metrics
+    assert "nbo_no_such_metric" not in exported_metrics
+
+
+def _alert_metric_names() -> set[str]:
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+    return {
+        name for g in groups for rule in g["rules"] for name in _METRIC_NAME.findall(rule["expr"])
+    }
+
+
+def test_alerts_reference_exported_metrics(exported_metrics: set[str]) -> None:
+    missing = _alert_metric_names() - exported_metrics - PENDING_METRICS
+    assert not missing, f"alerts.yml uses metrics the service does not export: {missing}"
+
+
+# --- Grafana ---------------------------------------------------------------------------------
+
+
+def _dashboard() -> dict[str, Any]:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return dashboard
+
+
+def _panel_exprs() -> list[str]:
+    return [t["expr"] for p in _dashboard()["panels"] for t in p["targets"]]
+
+
+def test_dashboard_structure() -> None:
+    dashboard = _dashboard()
+    assert dashboard["uid"] and dashboard["title"]
+    assert isinstance(dashboard["schemaVersion"], int)
+    datasource_uids = {d["uid"] for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["w"] > 0 and grid["h"] > 0
+        assert grid["x"] + grid["w"] <= 24, f"panel {panel['title']!r} is wider than the grid"
+        assert panel["datasource"]["uid"] in datasource_uids
+        assert panel["targets"], f"panel {panel['title']!r} has no query"
+        ref_ids = [t["refId"] for t in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids))
+
+
+def test_dashboard_shows_what_operators_need() -> None:
+    exprs = " ".join(_panel_exprs())
+    for quantile in ("0.5", "0.95", "0.99"):
+        assert f"histogram_quantile({quantile}, " in exprs
+    for metric in (
+        "nbo_http_requests_total",
+        "nbo_recommendations_degraded_total",
+        "nbo_model_info",
+        "nbo_feature_set_age_seconds",
+    ):
+        assert metric in exprs
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Each panel query, with Grafana's interval variable filled in, passes promtool."""
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{n}", "expr": e.replace("$__rate_interval", "5m")}
+                    for n, e in enumerate(_panel_exprs())
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = run_promtool("check", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_charts_exported_metrics(exported_metrics: set[str]) -> None:
+    charted = {name for e in _panel_exprs() for name in _METRIC_NAME.findall(e)}
+    assert charted, "no nbo_* metric found in the dashboard"
+    missing = charted - exported_metrics
+    assert not missing, f"the dashboard charts metrics the service does not export: {missing}"
+
+
+# --- compose and image -----------------------------------------------------------------------
+
+
+def test_compose_has_the_stack() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert {"redis", "postgres", "mlflow", "nbo", "prometheus", "grafana"} <= services.keys()
+    assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith(
+        "postgresql+psycopg2://"
+    )
+    assert any("mlflow-artifacts" in v for v in services["mlflow"]["volumes"])
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_compose_config_resolves() -> None:
+    """``docker compose config`` (client only, no engine needed), when compose is installed."""
+    docker = shutil.which("docker")
+    probe = (
+        subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+        if docker
+        else None
+    )
+    if probe is None or probe.returncode != 0:
+        pytest.skip("the docker compose plugin is not installed")
+    assert docker is not None
+    result = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", text, flags=re.MULTILINE)) >= 2
+    assert "COPY --from=build" in text
+    users = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+    assert re.search(r"^HEALTHCHECK .*", text, flags=re.MULTILINE)
+    assert "/healthz" in text

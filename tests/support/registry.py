@@ -1,0 +1,84 @@
+"""Registry test helpers: a migrated empty MLflow store and versions with chosen metrics."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from core.settings import Settings
+from registry import promotion
+from registry.client import Registry, VersionInfo
+from tests.support.scorers import tiny_churn_model
+
+HOLDOUT = "2026-06-30"
+FINGERPRINT = "fp-2026-06"
+SEEDED_MODEL = "nbo-churn-gate"
+SEEDED = {
+    # version: (roc_auc, data fingerprint, holdout date); version 1 is the champion
+    1: (0.80, FINGERPRINT, HOLDOUT),
+    2: (0.85, FINGERPRINT, HOLDOUT),
+    3: (0.79, FINGERPRINT, HOLDOUT),
+    4: (0.99, "fp-other", HOLDOUT),
+    5: (0.99, FINGERPRINT, "2026-07-31"),
+    6: (0.99, None, HOLDOUT),
+    7: (None, FINGERPRINT, HOLDOUT),
+    8: (0.70, FINGERPRINT, HOLDOUT),
+    9: (0.81, FINGERPRINT, HOLDOUT),
+    10: (0.82, FINGERPRINT, HOLDOUT),
+}
+
+
+@cache
+def seeded_store() -> Path:
+    """An MLflow store (built once per test process) holding ``SEEDED`` versions of
+    ``SEEDED_MODEL``, version 1 champion; tests take a copy with :func:`registry_settings`.
+
+    Migrating a store and registering a version take seconds; doing it once keeps the
+    registry tests fast while each still works on a database of its own.
+    """
+    root = Path(tempfile.mkdtemp(prefix="nbo-seeded-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    registry = Registry(registry_settings(root, migrate(root / "template.db")))
+    for auc, fingerprint, holdout in SEEDED.values():
+        register_churn(registry, SEEDED_MODEL, auc, fingerprint=fingerprint, holdout=holdout)
+    promotion.promote(registry, SEEDED_MODEL, 1, reason="first model")
+    return root / "mlflow.db"
+
+
+def migrate(path: Path) -> Path:
+    """Create an empty MLflow SQLite store at ``path`` (schema migrations run once)."""
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def registry_settings(tmp_path: Path, template: Path) -> Settings:
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(template.read_bytes())
+    return Settings(home=tmp_path / "home", mlflow_tracking_uri=f"sqlite:///{db}")
+
+
+def register_churn(
+    registry: Registry,
+    name: str,
+    roc_auc: float | None,
+    *,
+    fingerprint: str | None = FINGERPRINT,
+    holdout: str | None = HOLDOUT,
+    weight: float = 1.0,
+) -> VersionInfo:
+    """A churn version evaluated on (fingerprint, holdout) with the given ROC-AUC."""
+    tags = {"nbo.kind": "churn"}
+    if fingerprint is not None:
+        tags["nbo.data_fingerprint"] = fingerprint
+    return registry.log_and_register(
+        tiny_churn_model(weight),
+        name,
+        params={"holdout_as_of": holdout} if holdout is not None else {},
+        metrics={"roc_auc": roc_auc} if roc_auc is not None else {},
+        tags=tags,
+    )

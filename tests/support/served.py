@@ -1,0 +1,69 @@
+"""A served app's fixtures: champions in a real registry, published records, requests.
+
+The recommender's scores rise along the catalogue's file order, so its ranking is the
+catalogue read backwards, minus what suitability and eligibility exclude; the churn
+probability is ``sigmoid(2 * months_since_login - 3)`` (``tests.support.scorers``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from core.catalogue import Catalogue
+from core.settings import Settings
+from registry.client import Registry
+from tests.support.records import TODAY, adult
+from tests.support.scorers import login_churn_model, popularity_recommender
+
+AS_OF = TODAY - timedelta(days=30)
+
+
+def register_champions(root: Path, catalogue: Catalogue) -> str:
+    """Tracking URI of a new registry under ``root`` whose champions (version 1) are the
+    hand-set models above; shared by the fault and Redis Cluster tests."""
+    settings = Settings(home=root / "home", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    registry = Registry(settings)
+    for scorer, name in (
+        (popularity_recommender(catalogue), settings.recommender_model_name),
+        (login_churn_model(), settings.churn_model_name),
+    ):
+        version = registry.log_and_register(scorer, name)
+        registry.promote(name, version.version, "champion")
+    return settings.tracking_uri
+
+
+@pytest.fixture(scope="module")
+def champion_registry(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> str:
+    """Tracking URI of a registry where both models have a champion (version 1)."""
+    return register_champions(tmp_path_factory.mktemp("registry"), catalogue)
+
+
+def record(**values: Any) -> dict[str, Any]:
+    """A feature record of an adult resident C5 customer with money and a fresh assessment."""
+    return adult(**{"risk_level": 5, **values})
+
+
+CUSTOMERS: dict[str, dict[str, Any]] = {
+    "C5-RICH": record(),
+    "C1-CAUTIOUS": record(risk_level=1),
+    # Valid on the feature set's as_of (701 days old), expired today (731 days).
+    "C5-EXPIRED-SINCE": record(risk_assessed_on=(TODAY - timedelta(days=731)).isoformat()),
+    "C3-LEAVING": record(risk_level=3, months_since_login=3),
+}
+
+
+def ask(
+    client: TestClient | httpx.Client, customer_id: str = "C5-RICH", k: int = 3
+) -> dict[str, Any]:
+    response = client.post(
+        "/v1/recommendations", json={"customer_id": customer_id, "channel": "app", "k": k}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
