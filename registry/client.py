@@ -16,7 +16,6 @@ the store must be as trusted as the code base (it is written only by our trainin
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import pickle
 import tempfile
@@ -29,34 +28,31 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
-import pandas as pd
 from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
-from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.tracking import MlflowClient
 
 from core.scoring.base import ChurnScorer, RecommenderScorer
 from core.settings import Settings
 from registry.compat import load_scorer
 from registry.history import AliasEvent, current_actor, events_from_tags, now_utc, tag_key
+from registry.pyfunc import (
+    MODEL_CODE,
+    SCORER_ARTIFACT,
+    SCORER_FILE,
+    ScorerPyfunc,  # noqa: F401 - older versions' model code imports it from here
+    pip_requirements,
+    quiet_signature_warning,
+)
 
 EXPERIMENT_NAME = "nbo"
 MODEL_ARTIFACT = "model"
-SCORER_ARTIFACT = "scorer"
-SCORER_FILE = "scorer.pkl"
 ALLOWED_ALIASES = ("champion", "challenger")
 _READY_TIMEOUT_SECONDS = 120.0
 _LOCAL_SCHEMES = ("sqlite", "file", "")  # stores whose artifacts we place under NBO home
-_MODEL_CODE = (
-    "from mlflow.models import set_model\n"
-    "from registry.client import ScorerPyfunc\n\n"
-    "set_model(ScorerPyfunc())\n"
-)
-"""MLflow "models from code": the pyfunc is rebuilt by importing this project, not unpickled."""
 
 # Registry downloads are tiny; tqdm bars from them would only clutter a job's or the
 # service's stderr. ``setdefault`` leaves an explicit user choice alone.
@@ -106,54 +102,8 @@ class LoadedModel:
     scorer: RecommenderScorer | ChurnScorer
 
 
-class ScorerPyfunc(PythonModel):
-    """Pyfunc adapter: its artifact is the pickled scorer; ``predict`` scores record rows.
-
-    Output: for a recommender, one column per product id (propensities); for a churn
-    model, one column ``churn_probability``.
-    """
-
-    def load_context(self, context: PythonModelContext) -> None:
-        with open(context.artifacts[SCORER_ARTIFACT], "rb") as fh:
-            self.scorer = load_scorer(fh)
-
-    def predict(
-        self,
-        context: PythonModelContext | None,
-        model_input: pd.DataFrame,
-        params: dict[str, Any] | None = None,
-    ) -> pd.DataFrame:
-        records = pd.DataFrame(model_input).to_dict("records")
-        scorer = self.scorer
-        if scorer.kind == "recommender":
-            scores = np.vstack([scorer.score(r) for r in records])
-            return pd.DataFrame(scores, columns=list(scorer.product_ids))
-        return pd.DataFrame({"churn_probability": [scorer.predict_proba(r) for r in records]})
-
-
-@contextmanager
-def _quiet_signature_warning() -> Iterator[None]:
-    """Silence MLflow's "cannot infer a signature" warning while saving our pyfunc.
-
-    A feature record has no fixed schema to declare (fields follow the feature-set
-    version); the fields a model reads are recorded in the ``nbo.feature_names`` tag.
-    """
-    logger = logging.getLogger("mlflow.pyfunc")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _not_found(exc: MlflowException) -> bool:
     return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
-
-
-def _pip_requirements() -> list[str]:
-    """Pinned explicitly: MLflow's requirement inference imports the model in a subprocess."""
-    return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"]
 
 
 class Registry:
@@ -273,14 +223,14 @@ class Registry:
                 pickled = Path(tmp) / SCORER_FILE
                 pickled.write_bytes(pickle.dumps(scorer, protocol=pickle.HIGHEST_PROTOCOL))
                 code = Path(tmp) / "scorer_model.py"
-                code.write_text(_MODEL_CODE)
+                code.write_text(MODEL_CODE)
                 local = Path(tmp) / MODEL_ARTIFACT
-                with _quiet_signature_warning():
+                with quiet_signature_warning():
                     mlflow.pyfunc.save_model(
                         path=str(local),
                         python_model=str(code),
                         artifacts={SCORER_ARTIFACT: str(pickled)},
-                        pip_requirements=_pip_requirements(),
+                        pip_requirements=pip_requirements(),
                         mlflow_model=Model(
                             artifact_path=logged.artifact_location,
                             run_id=run_id,

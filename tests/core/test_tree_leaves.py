@@ -25,7 +25,8 @@ from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
 from training.evaluate_recommender import evaluate_tables
 from training.labels import snapshot_months
-from training.recommender import RecommenderConfig, average_ensembles, export_trees
+from training.recommender import RecommenderConfig
+from training.tree_export import average_ensembles, export_trees
 
 END_MONTH = date(2025, 12, 31)
 QUICK = RecommenderConfig(max_iter=15, max_leaf_nodes=7, min_samples_leaf=20, bags=1)

@@ -163,13 +163,32 @@ def test_new_pickles_name_the_new_modules(boosted: BoostedRecommender) -> None:
     assert type(pickle.loads(data)) is BoostedRecommender
 
 
+OLD_MODEL_CODE = (
+    "from mlflow.models import set_model\n"
+    "from registry.client import ScorerPyfunc\n\n"
+    "set_model(ScorerPyfunc())\n"
+)
+"""The pyfunc's model code of versions registered while the wrapper lived in registry.client."""
+
+
 def test_a_version_registered_with_old_class_paths_loads_from_mlflow(
-    settings: Settings, tmp_path: Path, boosted: BoostedRecommender, records: list[dict[str, Any]]
+    settings: Settings,
+    tmp_path: Path,
+    boosted: BoostedRecommender,
+    records: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry = Registry(settings)
     name = "nbo-recommender-old"
+    monkeypatch.setattr("registry.client.MODEL_CODE", OLD_MODEL_CODE)
     with old_class_paths():  # what the registry logged before the split
         info = registry.log_and_register(boosted, name, tags={"nbo.kind": "recommender"})
+    monkeypatch.undo()
+    assert info.source is not None
+    model_dir = Path(info.source.removeprefix("file://"))
+    assert any(
+        "from registry.client import ScorerPyfunc" in f.read_text() for f in model_dir.rglob("*.py")
+    ), "the version's model code should be the old one"
     uri = registry.client.get_model_version_download_uri(name, str(info.version))
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"{uri.rstrip('/')}/artifacts/{SCORER_FILE}",
@@ -184,8 +203,8 @@ def test_a_version_registered_with_old_class_paths_loads_from_mlflow(
     assert type(loaded.scorer) is BoostedRecommender
     assert_same_answers(loaded.scorer, boosted, records)
 
-    # The pyfunc wrapper (a notebook's way in) unpickles the same artifact.
-    assert info.source is not None
+    # The pyfunc wrapper (a notebook's way in) runs the old model code and unpickles the
+    # same artifact.
     pyfunc = mlflow.pyfunc.load_model(info.source)
     rows = pd.DataFrame([{k: r.get(k) for k in boosted.feature_names} for r in records[:20]])
     expected = np.vstack(

@@ -36,8 +36,9 @@ from training.pair_ranker import (
     fit_pair_model,
     fit_temperature,
 )
-from training.recommender import RecommenderConfig, average_ensembles, export_trees
+from training.recommender import RecommenderConfig
 from training.recommender_data import align, customer_fold, frame_inputs
+from training.tree_export import average_ensembles, export_trees
 
 END_MONTH = date(2025, 12, 31)
 SMALL = RecommenderConfig(max_iter=40, max_leaf_nodes=7, min_samples_leaf=20, bags=2)
