@@ -1,0 +1,177 @@
+"""How the holdings features are computed: what is held now and over the lookback.
+
+Each function takes a :class:`~features.pointintime.PointInTimeContext` and returns a
+series indexed like ``ctx.index``; ``features.definitions`` names and types them. The
+per-product builders take a product id and return such a function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from features.window_stats import trailing_run
+
+if TYPE_CHECKING:
+    from features.pointintime import PointInTimeContext
+
+PATTERN_LAGS = 5
+"""``held_pattern__*`` packs whether the product was held 1..5 snapshots back."""
+
+
+def _basket_codes(held: np.ndarray) -> np.ndarray:
+    """One integer code per customer for the set of products held (``held``: product x customer).
+
+    Bits are packed 62 products per word; with more than one word the rows are codes too.
+    """
+    words = []
+    for start in range(0, held.shape[0], 62):
+        part = held[start : start + 62].astype(np.int64)
+        weights = np.left_shift(np.int64(1), np.arange(part.shape[0], dtype=np.int64))
+        words.append(weights @ part)
+    if len(words) == 1:
+        return pd.factorize(words[0])[0]
+    return np.unique(np.stack(words, axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def held(ctx: PointInTimeContext) -> pd.Series:
+    """Product ids held now, in catalogue order; one shared tuple per distinct basket."""
+    held = ctx.held_now
+    codes = _basket_codes(held)
+    first = pd.Series(np.arange(ctx.size)).groupby(codes).first().to_numpy()
+    ids = np.array(ctx.product_ids, dtype=object)
+    baskets = np.empty(len(first), dtype=object)
+    for code, customer in enumerate(first):
+        baskets[code] = tuple(ids[held[:, customer]].tolist())
+    return ctx.series(baskets[codes])
+
+
+def n_products(ctx: PointInTimeContext) -> pd.Series:
+    return ctx.series(ctx.held_now.sum(axis=0))
+
+
+def changes_3m(
+    direction: Literal["added", "dropped"],
+) -> Callable[[PointInTimeContext], pd.Series]:
+    """Products added (or dropped) over the last three month-to-month transitions.
+
+    Null when there is no earlier snapshot to compare with.
+    """
+
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        window = ctx.holdings[:, -4:, :]
+        if window.shape[1] < 2:
+            return ctx.nulls()
+        before, after = window[:, :-1, :], window[:, 1:, :]
+        moved = (after & ~before) if direction == "added" else (before & ~after)
+        return ctx.series(moved.sum(axis=(0, 1)))
+
+    return compute
+
+
+def held_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        return ctx.series(ctx.held_now[ctx.product_position(product_id)].astype(np.int8))
+
+    return compute
+
+
+def held_prev_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        previous = ctx.held_at(1)
+        if previous is None:
+            return ctx.nulls()
+        return ctx.series(previous[ctx.product_position(product_id)].astype(np.int8))
+
+    return compute
+
+
+def months_held_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        return ctx.series(trailing_run(ctx.holdings[ctx.product_position(product_id)]))
+
+    return compute
+
+
+def dropped_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        history = ctx.holdings[ctx.product_position(product_id)]
+        dropped = history[:-1].any(axis=0) & ~history[-1]
+        return ctx.series(dropped.astype(np.int8))
+
+    return compute
+
+
+def months_since_held_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    """Snapshots since the product was last held (0 = held now); null if not in the lookback.
+
+    The re-add signal: a payroll or a direct debit that stopped two months ago comes back
+    far more often than one never held.
+    """
+
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        history = ctx.holdings[ctx.product_position(product_id)]
+        since = np.argmax(history[::-1], axis=0).astype(float)
+        return ctx.series(np.where(history.any(axis=0), since, np.nan))
+
+    return compute
+
+
+def times_held_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        return ctx.series(ctx.holdings[ctx.product_position(product_id)].sum(axis=0))
+
+    return compute
+
+
+def adds_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    """Times the product went from not held to held within the lookback; null with one
+    snapshot (no transition to count)."""
+
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        history = ctx.holdings[ctx.product_position(product_id)]
+        if history.shape[0] < 2:
+            return ctx.nulls()
+        return ctx.series((history[1:] & ~history[:-1]).sum(axis=0))
+
+    return compute
+
+
+def held_pattern_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
+    """Holdings 1..``PATTERN_LAGS`` snapshots back as one binary number, the most recent
+    lag as the most significant bit (16 = held last snapshot, 8 = two back, ...).
+
+    One column instead of five: a tree's threshold on it splits on the most recent lags
+    first, which is the order in which they matter. Snapshots before the lookback count
+    as not held.
+    """
+
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        pattern = np.zeros(ctx.size, dtype=np.int64)
+        position = ctx.product_position(product_id)
+        for back in range(1, PATTERN_LAGS + 1):
+            held = ctx.held_at(back)
+            if held is not None:
+                pattern += held[position].astype(np.int64) << (PATTERN_LAGS - back)
+        return ctx.series(pattern)
+
+    return compute
+
+
+def changes_1m(
+    direction: Literal["added", "dropped"],
+) -> Callable[[PointInTimeContext], pd.Series]:
+    """Products added (or dropped) at the latest transition; null with one snapshot."""
+
+    def compute(ctx: PointInTimeContext) -> pd.Series:
+        previous = ctx.held_at(1)
+        if previous is None:
+            return ctx.nulls()
+        now = ctx.held_now
+        moved = (now & ~previous) if direction == "added" else (previous & ~now)
+        return ctx.series(moved.sum(axis=0))
+
+    return compute
