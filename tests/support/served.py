@@ -7,18 +7,23 @@ probability is ``sigmoid(2 * months_since_login - 3)`` (``tests.support.scorers`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue
 from core.settings import Settings
+from features.online_store import FeatureSetInfo
 from registry.client import Registry
-from tests.support.records import TODAY, adult
+from service.app import create_app
+from tests.support.auth import AUTH
+from tests.support.records import TODAY, adult, publish_records
 from tests.support.scorers import login_churn_model, popularity_recommender
 
 AS_OF = TODAY - timedelta(days=30)
@@ -67,3 +72,34 @@ def ask(
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+VALID_REQUEST = {"customer_id": "C5-RICH", "channel": "app", "k": 3}
+
+
+def offered(body: dict[str, Any]) -> list[str]:
+    """The product ids of an answer's offers, in rank order."""
+    return [offer["product_id"] for offer in body["offers"]]
+
+
+def publish_customers(
+    settings: Settings, client: redis.Redis, catalogue: Catalogue
+) -> FeatureSetInfo:
+    """Publish ``CUSTOMERS`` as a feature set as of ``AS_OF``."""
+    return publish_records(settings, client, catalogue, CUSTOMERS, as_of=AS_OF)
+
+
+@pytest.fixture
+def served(settings: Settings, champion_registry: str) -> Settings:
+    """Test settings pointing at the registry with champions."""
+    return settings.model_copy(update={"mlflow_tracking_uri": champion_registry})
+
+
+@pytest.fixture
+def live(
+    served: Settings, redis_client: redis.Redis, catalogue: Catalogue
+) -> Iterator[tuple[TestClient, FeatureSetInfo]]:
+    """A started app with champions and a published feature set."""
+    info = publish_customers(served, redis_client, catalogue)
+    with TestClient(create_app(served), headers=AUTH) as client:
+        yield client, info

@@ -33,16 +33,14 @@ from typing import Any, cast
 import httpx
 import pytest
 import redis
-import uvicorn
 
 from core.catalogue import Catalogue
 from core.customer_facts import customer_facts
 from core.redis_keys import events_key
 from core.settings import Settings
 from core.suitability import Rule, exclusion
-from service.app import create_app
 from tests.support.fault_redis import DurableRedis
-from tests.support.paths import free_port
+from tests.support.live_server import running_service
 from tests.support.records import publish_records
 from tests.support.served import register_champions
 
@@ -131,27 +129,6 @@ def fault_settings(tmp_path: Path, redis_url: str, tracking_uri: str) -> Setting
     return Settings(**{k: v for k, v in values.items() if k in known})
 
 
-@contextmanager
-def running_service(settings: Settings) -> Iterator[str]:
-    """A real uvicorn server in a thread (FastAPI's real thread pool); yields its URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
 @pytest.fixture(scope="module")
 def fault_registry(tmp_path_factory: pytest.TempPathFactory, catalogue: Catalogue) -> str:
     """Tracking URI of a registry whose champions are the hand-set models of
@@ -180,8 +157,8 @@ def service(
         publish_records(settings, client, catalogue, CUSTOMERS)
     finally:
         client.close()
-    with running_service(settings) as url:
-        yield url, settings
+    with running_service(settings) as server:
+        yield server.url, settings
 
 
 # -- the load -------------------------------------------------------------------------------

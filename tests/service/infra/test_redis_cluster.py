@@ -53,6 +53,7 @@ from service.infra.redis_guard import (
 )
 from tests.support.auth import AUTH, TEST_API_KEYS
 from tests.support.redis_cluster import ClusterUnavailableError, LocalCluster, start_cluster
+from tests.support.redis_monitor import monitored
 from tests.support.served import register_champions
 from tests.support.tables import synthetic_tables
 
@@ -101,31 +102,6 @@ def cluster_client(on_cluster: Settings) -> Iterator[RedisCluster]:
 @pytest.fixture(scope="module")
 def bank(catalogue: Catalogue) -> Tables:
     return synthetic_tables([p.id for p in catalogue.holdable], customers=120, months=6, seed=5)
-
-
-def monitored(node: redis.Redis, work: Any) -> list[dict[str, Any]]:
-    """What ``node`` executed while ``work()`` ran (MONITOR until a sentinel command)."""
-    sentinel = f"nbo-sentinel-{uuid.uuid4().hex}"
-    seen: list[dict[str, Any]] = []
-    started = threading.Event()
-
-    def watch() -> None:
-        with node.monitor() as monitor:
-            started.set()
-            for command in monitor.listen():
-                if sentinel in command["command"]:
-                    return
-                seen.append(command)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    assert started.wait(5)
-    work()
-    redis.Redis(host="127.0.0.1", port=node.connection_pool.connection_kwargs["port"]).echo(
-        sentinel
-    )
-    thread.join(5)
-    return seen
 
 
 def node_of(client: RedisCluster, key: str) -> str:
