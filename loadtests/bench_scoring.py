@@ -1,13 +1,14 @@
 """Benchmark: training time and per-request scoring latency (``make bench``).
 
 Trains the production recommender on the Santander dev panel (or, without it, on a
-synthetic bank), then times 10,000 single-customer requests: ``score(record)`` alone, and
-the work the service does per request: ``prepare(record)`` (one input row, one walk of
-every tree, the scores), then its ``reasons`` for the three best products not held. The
-last line times the same with the multiclass ranker alone (``pair_weight`` 0: no
-pair-ranker trees walked), in the same run, so the pair ranker's cost reads as a ratio.
-The trees are walked by the numba-compiled walk (compiled, or loaded from numba's cache,
-once before the timings). Prints figures; asserts nothing (timings depend on the machine).
+synthetic bank), then times ``--requests`` single-customer requests (10,000 by default):
+``score(record)`` alone, and the work the service does per request: ``prepare(record)``
+(one input row, one walk of every tree, the scores), then its ``reasons`` for the three
+best products not held. The last line times the same with the multiclass ranker alone
+(``pair_weight`` 0: no pair-ranker trees walked), in the same run, so the pair ranker's
+cost reads as a ratio. The trees are walked by the numba-compiled walk (compiled, or
+loaded from numba's cache, once before the timings). Prints figures; asserts nothing
+(timings depend on the machine).
 """
 
 from __future__ import annotations

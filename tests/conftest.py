@@ -45,9 +45,10 @@ def _fresh_settings() -> Iterator[None]:
 def _registry_request_bounds_stay_in_their_test(monkeypatch: pytest.MonkeyPatch) -> None:
     """``create_app`` bounds MLflow's HTTP timeout and retries through ``os.environ``
     (``service.infra.model_loading.bound_registry_requests``: one app per process in production).
-    In the test process a test's app would leave e.g. a 2 s timeout without retries to
-    every later test: a slow machine then failed the PostgreSQL-backed MLflow test's
-    training. Each test gets the variables as the session started, whatever it sets."""
+    In the test process a test's app would leave its short timeout without retries to every
+    later test, where a slow MLflow call (the PostgreSQL-backed MLflow test's training on a
+    busy machine) would then fail. Each test gets the variables as the session started,
+    whatever it sets."""
     for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
         before = os.environ.get(name)
         monkeypatch.setenv(name, before or "")  # records the value to restore (or absence)

@@ -146,7 +146,7 @@ class BoostedRecommender:
     """The pair ranker: one binary "does the customer add THIS product" model, fitted on
     (customer, product not held) rows with the product's own history in shared columns,
     exported as one set of trees per product that read this model's own input row
-    (``training.recommender.export_pair_trees``); output ``p`` is product ``p``'s log-odds."""
+    (``training.pair_ranker.export_pair_trees``); output ``p`` is product ``p``'s log-odds."""
     pair_weight: float = 0.0
     """Blend: a product's score is the multiclass log-probability plus ``pair_weight`` x the
     pair ranker's log-odds (0: the multiclass ranker alone)."""
@@ -232,10 +232,10 @@ class BoostedRecommender:
 
         Why not :meth:`design` on a one-row batch: that is a numpy call per text level on
         tiny arrays, then ``hstack``, and on one row numpy's per-call overhead is most of
-        the cost. Here the row is filled in place: the
-        one-hot columns by a dict lookup of the text value (a hash match followed by
-        ``==``, the comparison ``design`` makes), the collaborative columns by the same
-        elementwise product and last-axis sum as ``design`` (so the same bits).
+        the cost. Here the row is filled in place: the one-hot columns by a dict lookup of
+        the text value (a hash match followed by ``==``, the comparison ``design`` makes),
+        the collaborative columns by the same elementwise product and last-axis sum as
+        ``design`` (so the same bits).
         """
         # numpy converts booleans to 0/1 and None to NaN itself (floats: text -> NaN)
         raw = floats(list(map(record.get, self._record_fields)))

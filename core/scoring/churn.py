@@ -4,7 +4,8 @@ Training (``training/churn.py``) fits scikit-learn models and copies their learn
 into :class:`LinearChurnModel`; scoring one record is then a handful of numpy operations.
 
 The design matrix (imputation, signed logs, one-hots, standardization) lives in
-:mod:`core.scoring.design` and is re-exported here for existing imports.
+:mod:`core.scoring.design`; ``__all__`` re-exports it, so a churn model and its design are
+imported from one module.
 
 The raw probability ``sigmoid(w . z + b)`` is mapped through an isotonic calibration curve
 fitted on a later, held-out slice of training data and exported as interpolation points
@@ -366,10 +367,9 @@ class LinearChurnModel:
     ) -> tuple[float, list[Reason]]:
         """:meth:`_explain` of one record, in Python floats and lists.
 
-        Why a second path: on one row the work is tiny and numpy's per-call overhead (some 40
-        calls of ~1 us on 1-row arrays) is nearly all of the cost: ``assess`` through
-        ``_explain`` took ~65 us a record, this path ~21 us (demo models, 347 real records,
-        min of 25 runs). The answers are the same: each float is the same IEEE operation in
+        Why a second path: on one row the work is tiny, and the fixed cost of each of the
+        dozens of numpy calls on 1-row arrays is nearly all of the cost; plain floats and
+        lists skip it. The answers are the same: each float is the same IEEE operation in
         the same order, and the steps whose bits numpy owns stay in numpy (``log1p`` and
         ``exp``, whose SIMD kernels can differ from ``math`` in the last bit; the logit's
         pairwise sum). ``tests/core/test_churn_fast_path.py`` holds it to the batch arithmetic.
@@ -422,9 +422,8 @@ class LinearChurnModel:
         """Up to three signals that raise this customer's risk the most (none if none do).
 
         A signal qualifies when it raises the log-odds above the average training customer by
-        at least ``MIN_REASON_LOGIT`` AND
-        its value is on the risky side (fewer logins than usual, money out, ...): a
-        low-risk customer may get no reason at all.
+        at least ``MIN_REASON_LOGIT`` AND its value is on the risky side (fewer logins than
+        usual, money out, ...): a low-risk customer may get no reason at all.
         """
         return self._explain_record(record, max_reasons)[1]
 

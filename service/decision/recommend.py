@@ -3,9 +3,9 @@
 ``recommend`` is the whole path, top to bottom: fetch features and contact state (one
 Redis round trip) -> :func:`decide` (score -> churn risk -> filter: suitability and
 eligibility, channel rules, contact policy -> arbitrate -> top k within the daily cap ->
-reasons) -> respond; once the answer is sent, ``record`` hands the decision to the audit trail's
-write-behind queue (``service.infra.audit_writer``: written in batches off the request path, so
-the read stays the request's only Redis round trip) and counts it (:class:`Answer`).
+reasons) -> respond; once the answer is sent, ``record`` hands the decision to the audit
+trail's write-behind queue (``service.infra.audit_writer``: written in batches off the request
+path, so the read stays the request's only Redis round trip) and counts it (:class:`Answer`).
 ``decide`` touches neither Redis nor the network, so tests drive it directly with any
 catalogue, record, scorer and contact state.
 """
@@ -127,10 +127,10 @@ class Answer:
     customer need not wait for: the route hands ``record`` to the response as a background
     task, which Starlette runs on the same event loop right after the body is written.
     It is queued before the worker reads its next request on that connection, and the
-    trade is the write-behind's own (``service.infra.audit_writer``): a worker killed in between
-    loses it. A record that cannot be built or queued is logged with its request id and
-    counted as ``nbo_audit_records_total{outcome="failed"}``, which the audit alert
-    watches (before, the customer got a 500 instead of the offers).
+    trade is the write-behind's own (``service.infra.audit_writer``): a worker killed in
+    between loses it. A record that cannot be built or queued is logged with its request id
+    and counted as ``nbo_audit_records_total{outcome="failed"}``, which the audit alert
+    watches: a recording failure never costs the customer the offers already sent.
     """
 
     response: RecommendationResponse

@@ -118,8 +118,8 @@ def _same(a: float, b: float) -> bool:
 def _batch_of_one(
     model: LinearChurnModel, record: dict[str, Any], max_reasons: int
 ) -> tuple[float, list[Any]]:
-    """The arithmetic before the fast path: 2-D arrays through ``_explain``; the one-hots
-    compared level by level (not the dict lookup)."""
+    """The batch arithmetic the fast path must match: 2-D arrays through ``_explain``; the
+    one-hots compared level by level (not the dict lookup)."""
     design = model.design
     raw = design.raw_record(record)
     categories = design._categories([[record.get(n)] for n, _ in design.categorical], 1)

@@ -32,7 +32,7 @@ DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.
 COMPOSE = DEPLOY / "docker-compose.yml"
 
 PENDING_METRICS = {"nbo_model_reloads_total"}
-"""Referenced by an alert before the service exports it (model-lifecycle work in progress)."""
+"""Metric names an alert may reference although the service does not export them."""
 
 _METRIC_NAME = re.compile(r"\bnbo_[a-z0-9_]+\b")
 _SAMPLE_SUFFIXES = {

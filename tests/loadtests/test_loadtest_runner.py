@@ -169,8 +169,8 @@ def test_the_load_takes_turns_on_several_connections() -> None:
 
 
 def test_a_phase_runs_with_the_generators_own_objects_out_of_the_collectors_walk() -> None:
-    """A full collection during a phase must not walk what existed before it (the ~50 ms
-    pauses once charged to the target being measured); after the phase all is as before."""
+    """A full collection during a phase must not walk what existed before it (its pause
+    would be charged to the target being measured); after the phase all is as before."""
     before_phase = [object()]
     gc.unfreeze()
     with collector_frozen():

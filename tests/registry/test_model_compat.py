@@ -44,9 +44,9 @@ NEW_MODULES = (b"core.scoring.boosted", b"core.scoring.trees", b"core.scoring.le
 @contextmanager
 def old_class_paths() -> Iterator[None]:
     """Inside, the classes that lived in ``core.scoring.recommender`` pickle as that module's,
-    exactly as the code before the split wrote them: their ``__module__`` names it and a
-    module registered under that name holds them (pickle checks that the name resolves to
-    the same class). Everything is restored on the way out."""
+    exactly as versions registered under the old paths were written: their ``__module__``
+    names it and a module registered under that name holds them (pickle checks that the
+    name resolves to the same class). Everything is restored on the way out."""
     moved = [BoostedRecommender, TreeEnsemble, TwoStageRecommender, FlatTrees]
     module = types.ModuleType(OLD)
     for cls in moved:
@@ -181,7 +181,7 @@ def test_a_version_registered_with_old_class_paths_loads_from_mlflow(
     registry = Registry(settings)
     name = "nbo-recommender-old"
     monkeypatch.setattr("registry.client.MODEL_CODE", OLD_MODEL_CODE)
-    with old_class_paths():  # what the registry logged before the split
+    with old_class_paths():  # what the registry logged under the old paths
         info = registry.log_and_register(boosted, name, tags={"nbo.kind": "recommender"})
     monkeypatch.undo()
     assert info.source is not None
@@ -216,7 +216,7 @@ def test_a_version_registered_with_old_class_paths_loads_from_mlflow(
 def test_a_last_known_good_copy_with_old_class_paths_loads(
     tmp_path: Path, boosted: BoostedRecommender, records: list[dict[str, Any]]
 ) -> None:
-    with old_class_paths():  # a cache the service wrote before the split
+    with old_class_paths():  # a cache the service wrote under the old paths
         model_cache.save(tmp_path, LoadedModel("nbo-recommender", 7, "champion", "r", boosted))
     (cached,) = tmp_path.glob("*.pkl")
     assert OLD.encode() in cached.read_bytes()

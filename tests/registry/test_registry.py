@@ -1,7 +1,7 @@
 """The MLflow facade against a real SQLite-backed registry in a temp dir (no mocks).
 
-Creating an MLflow SQLite store runs its schema migrations (~4 s); each test gets a copy
-of one migrated, empty database instead, so tests stay isolated and fast.
+Creating an MLflow SQLite store runs its schema migrations, which takes seconds; each test
+gets a copy of one migrated, empty database instead, so tests stay isolated and fast.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Helpers shared by the decisioning tests: publish feature records, start the app."""
+"""Feature records for the decisioning tests: an adult customer's record, and publishing
+records as a feature set."""
 
 from __future__ import annotations
 

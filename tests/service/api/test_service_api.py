@@ -159,8 +159,8 @@ def test_no_feature_set_then_one_is_published(
 def test_startup_objects_are_frozen_out_of_garbage_collection_while_serving(
     served: Settings, redis_client: redis.Redis, catalogue: Catalogue
 ) -> None:
-    """A full collection would walk every object of the loaded libraries and models (a
-    stall of 100+ ms for the requests waiting); while the app serves, they are frozen."""
+    """A full collection would walk every object of the loaded libraries and models,
+    stalling every request waiting meanwhile; while the app serves, they are frozen."""
     publish_customers(served, redis_client, catalogue)
     gc.unfreeze()
     with TestClient(create_app(served), headers=AUTH) as client:
