@@ -139,11 +139,18 @@ class ServiceMetrics:
         if self.multiprocess_dir is None:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
-        self.http_requests = Counter(
+
+        def counter(name: str, doc: str, labels: list[str]) -> Counter:
+            return Counter(name, doc, labels, registry=self.registry)
+
+        def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
+            # Several workers: the highest value among the live ones.
+            return Gauge(name, doc, labels, registry=self.registry, multiprocess_mode="livemax")
+
+        self.http_requests = counter(
             "nbo_http_requests",
             "HTTP requests by route template, method and status code.",
             ["route", "method", "status"],
-            registry=self.registry,
         )
         self.http_duration = Histogram(
             "nbo_http_request_duration_seconds",
@@ -158,51 +165,41 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.degraded = Counter(
+        self.degraded = counter(
             "nbo_recommendations_degraded",
             "Recommendations answered by the fallback, by reason.",
             ["reason"],
-            registry=self.registry,
         )
-        self.exclusions = Counter(
+        self.exclusions = counter(
             "nbo_exclusions",
             "Products filtered out of recommendations, by suitability or eligibility rule.",
             ["rule"],
-            registry=self.registry,
         )
-        self.model_info = Gauge(
+        self.model_info = gauge(
             "nbo_model_info",
             "1 for each model version the service is serving with.",
             ["model", "version"],
-            registry=self.registry,
-            multiprocess_mode="livemax",
         )
-        self.model_variant_info = Gauge(
+        self.model_variant_info = gauge(
             "nbo_model_variant_info",
             "1 for each model version serving, by variant (champion / challenger).",
             ["variant", "model", "version"],
-            registry=self.registry,
-            multiprocess_mode="livemax",
         )
-        self.model_reloads = Counter(
+        self.model_reloads = counter(
             "nbo_model_reloads",
             "Model alias checks that changed something or failed, by model and outcome "
             "(swapped, refused, removed, error).",
             ["model", "outcome"],
-            registry=self.registry,
         )
-        self.model_source = Gauge(
+        self.model_source = gauge(
             "nbo_model_source",
             "1 where a loaded model came from: the registry or the last-known-good cache.",
             ["model", "source"],
-            registry=self.registry,
-            multiprocess_mode="livemax",
         )
-        self.recommendations = Counter(
+        self.recommendations = counter(
             "nbo_recommendations",
             "Recommendations by variant (champion / challenger) and whether degraded.",
             ["variant", "degraded"],
-            registry=self.registry,
         )
         self.stage_duration = Histogram(
             "nbo_request_stage_duration_seconds",
@@ -212,32 +209,27 @@ class ServiceMetrics:
             buckets=STAGE_BUCKETS,
             registry=self.registry,
         )
-        self.redis_errors = Counter(
+        self.redis_errors = counter(
             "nbo_redis_errors",
             "Failed Redis calls by operation and kind (timeout, connection, other).",
             ["operation", "kind"],
-            registry=self.registry,
         )
-        self.events_ingested = Counter(
+        self.events_ingested = counter(
             "nbo_events_ingested",
             "Feedback events accepted by POST /v1/events, by type and status (stored, duplicate).",
             ["type", "status"],
-            registry=self.registry,
         )
-        self.breaker_state = Gauge(
+        self.breaker_state = gauge(
             "nbo_redis_breaker_state",
             "Circuit breaker around the service's Redis calls: 0 closed, 1 half-open, 2 open "
             "(several workers: the worst).",
             ["breaker"],
-            registry=self.registry,
-            multiprocess_mode="livemax",
         )
-        self.audit_records = Counter(
+        self.audit_records = counter(
             "nbo_audit_records",
             "Decisions handed to the audit trail, by outcome (written, dropped: queue full, "
             "failed: still queued at shutdown).",
             ["outcome"],
-            registry=self.registry,
         )
         self.feature_set_age = FeatureSetAge()
         self.registry.register(self.feature_set_age)
