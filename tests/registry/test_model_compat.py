@@ -19,6 +19,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import redis
+from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue
 from core.scoring.boosted import BoostedRecommender
@@ -30,7 +32,11 @@ from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
 from registry.client import SCORER_FILE, LoadedModel, Registry
 from registry.compat import MOVED, loads_scorer
+from service.app import create_app
 from service.infra import model_cache
+from tests.support.auth import AUTH
+from tests.support.records import publish_records
+from tests.support.served import ask
 from training.evaluate_recommender import evaluate_tables
 from training.labels import snapshot_months
 from training.recommender import RecommenderConfig
@@ -223,3 +229,33 @@ def test_a_last_known_good_copy_with_old_class_paths_loads(
     back = model_cache.load(tmp_path, "nbo-recommender", "champion")
     assert type(back.scorer) is BoostedRecommender and back.version == 7
     assert_same_answers(back.scorer, boosted, records[:50])
+
+
+def test_a_version_registered_with_old_class_paths_serves(
+    settings: Settings, redis_client: redis.Redis, catalogue: Catalogue, boosted: BoostedRecommender
+) -> None:
+    """The service started on a registry whose champion was pickled under the old class
+    paths answers personal recommendations with that model's own scores."""
+    bank = generate_bank(customers=200, months=6, seed=9, catalogue=catalogue, end_month=END_MONTH)
+    as_of = snapshot_months(bank)[-1].date()
+    frame = compute_features(bank, as_of, catalogue)
+    customers = {cid: dict(record) for cid, record in to_records(frame)}
+    publish_records(
+        settings, redis_client, catalogue, customers, as_of=as_of, feature_names=frame.columns
+    )
+    registry = Registry(settings)
+    name = settings.recommender_model_name
+    with old_class_paths():
+        info = registry.log_and_register(boosted, name, tags={"nbo.kind": "recommender"})
+    registry.promote(name, info.version)
+
+    customer_id, record = next(iter(customers.items()))
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        body = ask(client, customer_id, k=3)
+    assert not body["degraded"], body["degraded_reason"]
+    assert body["model_versions"][name] == str(info.version)
+    assert body["offers"], "a personal answer for a customer of the feature set"
+    scores = dict(zip(boosted.product_ids, boosted.score(record), strict=True))
+    for offer in body["offers"]:
+        if offer["product_id"] in scores:  # retention treatments carry no model score
+            assert offer["score"] == pytest.approx(scores[offer["product_id"]])

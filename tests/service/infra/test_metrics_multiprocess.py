@@ -78,6 +78,13 @@ def two_workers(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]
                 pass
             assert time.monotonic() < deadline, "service did not start within 60 s"
             time.sleep(0.2)
+        # /healthz answers once ONE worker is up; a worker writes its metric files during
+        # its startup, so two pids there mean both are serving (on a loaded machine the
+        # second can take many seconds more, and would leave every request to the first).
+        while len(_worker_pids(metrics_dir)) < 2:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "the second worker did not start within 60 s"
+            time.sleep(0.2)
         yield url, metrics_dir
     finally:
         process.terminate()
@@ -87,6 +94,11 @@ def two_workers(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]
             process.kill()
             process.wait(timeout=10)
         log.close()
+
+
+def _worker_pids(metrics_dir: Path) -> set[str]:
+    """The pids of the workers that wrote a metric file (``<kind>_<pid>.db``)."""
+    return {path.stem.rsplit("_", 1)[-1] for path in metrics_dir.glob("*.db")}
 
 
 def _requests_per_worker(metrics_dir: Path) -> dict[str, float]:
