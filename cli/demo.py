@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from core.api_keys import SCOPES, ApiKeyEntry, hash_key, new_key
-from core.settings import Settings, get_settings
+from core.settings import Environment, Settings, get_settings
 
 if TYPE_CHECKING:
     from core.tables import Tables
@@ -130,12 +130,15 @@ def _with_demo_key(settings: Settings) -> tuple[str, Settings]:
     """A fresh all-scope key, and the settings of the demo server that accepts it.
 
     Only the key's hash goes into the server's settings (as in production); the key is
-    printed once, in the curl line, and forgotten when the demo server stops.
+    printed once, in the curl line, and forgotten when the demo server stops. The demo
+    server runs in development mode: it may use the public demo pseudonym key, which the
+    service refuses in production.
     """
     key = new_key()
     entry = ApiKeyEntry(name=DEMO_KEY_NAME, sha256=hash_key(key), scopes=SCOPES)
     others = [k for k in settings.api_keys if k.name != DEMO_KEY_NAME]
-    return key, settings.model_copy(update={"api_keys": [*others, entry]})
+    update = {"api_keys": [*others, entry], "environment": Environment.DEVELOPMENT}
+    return key, settings.model_copy(update=update)
 
 
 def _sample_customer(store: OnlineStore, version: str, tables: Tables) -> str:

@@ -6,7 +6,8 @@ background (``service.infra.model_watcher``: hot reload). Nothing that can
 be missing at startup stops the service: without a recommender or a feature set it starts
 not ready (``/readyz`` 503) and answers with the degraded fallback. A broken catalogue
 does stop it, and so does a broken decisioning file: there is no safe answer without the
-product and channel rules.
+product and channel rules. Neither do unsafe settings outside development mode
+(``Settings.refuse_unsafe``: the demo pseudonym key, no API keys, auth disabled).
 """
 
 from __future__ import annotations
@@ -44,8 +45,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new service app; ``settings`` default to the environment (``NBO_*``)."""
+    """A new service app; ``settings`` default to the environment (``NBO_*``).
+
+    Raises ``core.settings.UnsafeSettingsError`` (one line per problem) for settings that
+    are unsafe outside ``NBO_ENVIRONMENT=development``.
+    """
     settings = settings or get_settings()
+    settings.refuse_unsafe()
     configure_logging(settings.log_level)
     # Per-request numpy work is tiny: a BLAS thread pool per worker only makes the workers
     # fight over the cores.

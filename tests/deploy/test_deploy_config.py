@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.settings import Settings
 from service.app import create_app
-from tests.support.auth import AUTH, TEST_API_KEYS
+from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -116,6 +116,7 @@ def exported_metrics(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -
         mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
         feature_prefix=f"nbotest:deploy:{home.name}:fs",
         api_keys=TEST_API_KEYS,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
     )
     with TestClient(create_app(settings), headers=AUTH) as client:
         answer = client.post(

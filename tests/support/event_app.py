@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from core.catalogue import Catalogue
 from core.settings import Settings
 from service.app import create_app
-from tests.support.auth import AUTH, TEST_API_KEYS
+from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.records import adult, publish_records
 
 CUSTOMER = "C-EVENTS"
@@ -39,6 +39,7 @@ def module_app(
         audit_prefix=f"{prefix}:audit",
         feature_pointer_refresh_seconds=0.0,
         api_keys=TEST_API_KEYS,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
     )
     client = redis.Redis.from_url(redis_url)
     publish_records(settings, client, catalogue, {CUSTOMER: adult()})

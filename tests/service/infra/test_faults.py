@@ -39,6 +39,7 @@ from core.customer_facts import customer_facts
 from core.redis_keys import events_key
 from core.settings import Settings
 from core.suitability import Rule, exclusion
+from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.fault_redis import DurableRedis
 from tests.support.live_server import running_service
 from tests.support.records import publish_records
@@ -121,8 +122,10 @@ def fault_settings(tmp_path: Path, redis_url: str, tracking_uri: str) -> Setting
         "redis_breaker_failures": BREAKER_FAILURES,
         "redis_breaker_reset_seconds": BREAKER_RESET_SECONDS,
         "log_level": "warning",
-        # API keys and rate limits are not what these tests are about.
-        "auth_disabled": True,
+        # Production settings (keys, a pseudonym key of its own); rate limits are not what
+        # these tests are about.
+        "api_keys": TEST_API_KEYS,
+        "pseudonym_key": TEST_PSEUDONYM_KEY,
         "rate_limit": "off",
     }
     known = Settings.model_fields
@@ -189,7 +192,7 @@ class Observed:
 def load(url: str, observed: Observed, stop: threading.Event, seed: int) -> None:
     """Ask for recommendations; post an event for the first offer of each answer."""
     rng = random.Random(seed)
-    with httpx.Client(base_url=url, timeout=5.0) as http:
+    with httpx.Client(base_url=url, timeout=5.0, headers=AUTH) as http:
         while not stop.is_set():
             customer = rng.choice(list(CUSTOMERS))
             request = {"customer_id": customer, "channel": rng.choice(CHANNELS), "k": 5}
@@ -306,7 +309,7 @@ def test_redis_killed_mid_run_then_restarted(
     service: tuple[str, Settings], durable_redis: DurableRedis, catalogue: Catalogue
 ) -> None:
     url, settings = service
-    with httpx.Client(base_url=url, timeout=5.0) as http, under_load(url) as observed:
+    with httpx.Client(base_url=url, timeout=5.0, headers=AUTH) as http, under_load(url) as observed:
         wait_for(recovered(observed, 0.0), 15, "personal answers before the fault")
         time.sleep(1.0)
 
@@ -364,7 +367,7 @@ def test_redis_hung_answers_fast_then_recovers(
     """SIGSTOP: connections stay open and nothing answers - only timeouts tell. After
     ``BREAKER_FAILURES`` timeouts the breaker opens and answers stop waiting for Redis."""
     url, _ = service
-    with httpx.Client(base_url=url, timeout=5.0) as http:
+    with httpx.Client(base_url=url, timeout=5.0, headers=AUTH) as http:
         ask = {"customer_id": "F0001", "channel": "app", "k": 3}
         assert http.post("/v1/recommendations", json=ask).json()["degraded"] is False
 

@@ -51,7 +51,7 @@ from service.infra.redis_guard import (
     connect_guarded,
     connect_guarded_async,
 )
-from tests.support.auth import AUTH, TEST_API_KEYS
+from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.redis_cluster import ClusterUnavailableError, LocalCluster, start_cluster
 from tests.support.redis_monitor import monitored
 from tests.support.served import register_champions
@@ -88,6 +88,7 @@ def on_cluster(redis_cluster: LocalCluster, tmp_path: Path) -> Settings:
         feature_pointer_refresh_seconds=3600.0,  # no pointer reads during the measurements
         audit_flush_ms=1.0,
         api_keys=TEST_API_KEYS,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
     )
 
 
