@@ -27,7 +27,7 @@ from core.catalogue import load_catalogue
 from core.decisioning import load_decisioning
 from core.settings import Settings, get_settings
 from features.online_store import OnlineStore
-from service.api.errors import install_error_handlers
+from service.api.errors import UnexpectedErrors, install_error_handlers
 from service.api.guards import install_guards
 from service.api.middleware import RequestObservation, RouteTemplates
 from service.api.routes import router
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     install_guards(app, settings)
+    app.add_middleware(UnexpectedErrors)  # a 500 of our own, never re-raised to the server
     # Added last, so outermost: every answer, the guards' refusals included, is logged.
     templates = RouteTemplates(
         document=app.openapi,

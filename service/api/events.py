@@ -1,4 +1,9 @@
-"""``POST /v1/events``: thin - validate, store, acknowledge."""
+"""``POST /v1/events``: thin - validate, store, acknowledge.
+
+The body is parsed by ``JsonBodyRoute`` (as the recommendation's): one pass of
+pydantic-core, and a non-finite number is a 422 ``json_invalid``. The storing is blocking
+Redis work, so it runs in the thread pool.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ import math
 from datetime import UTC, datetime
 
 import redis
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from core.pseudonym import pseudonymiser
 from service.api.auth import requires
 from service.api.errors import ServiceError, error_body
+from service.api.json_route import JsonBodyRoute
 from service.api.schemas import ErrorResponse, EventAck, EventIn
 from service.infra.breaker import BreakerOpenError
 from service.infra.event_store import (
@@ -24,7 +31,7 @@ from service.infra.event_store import (
     store_event,
 )
 from service.infra.log import fields
-from service.runtime import Runtime, RuntimeDep
+from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +79,7 @@ def store_event_settled(runtime: Runtime, body: EventIn, now: datetime) -> Store
     return store_event(runtime.redis, settings, body, pseudonym, now)
 
 
-@router.post(
-    "/v1/events",
-    status_code=202,
-    response_model=EventAck,
-    responses={
-        422: {"model": ErrorResponse, "description": "Invalid event; names the field."},
-        503: {
-            "model": ErrorResponse,
-            "description": "Not stored: Redis unavailable; retry after `Retry-After` seconds.",
-        },
-    },
-    summary="Record a customer's response to an offer",
-    tags=["events"],
-    openapi_extra=requires("events"),
-)
-def post_event(body: EventIn, request: Request, runtime: RuntimeDep) -> EventAck | JSONResponse:
+async def post_event(body: EventIn, request: Request) -> Response:
     """Store a shown / clicked / accepted / declined event; 202 once it is durably appended.
 
     Idempotent by ``event_id``: a repeat answers 202 with ``status: duplicate`` and is
@@ -96,6 +88,12 @@ def post_event(body: EventIn, request: Request, runtime: RuntimeDep) -> EventAck
     decision, or a timestamp too far in the future; nothing is stored from a rejected event.
     503 with ``Retry-After`` when Redis is unavailable (or the breaker is open): not stored.
     """
+    runtime: Runtime = request.app.state.runtime
+    return await run_in_threadpool(accept_event, body, request.state.request_id, runtime)
+
+
+def accept_event(body: EventIn, request_id: str, runtime: Runtime) -> Response:
+    """The blocking part of :func:`post_event` (checks and Redis calls)."""
     now = datetime.now(UTC)
     settings = runtime.settings
     try:
@@ -110,13 +108,34 @@ def post_event(body: EventIn, request: Request, runtime: RuntimeDep) -> EventAck
     except redis.RedisError as exc:
         log.error(
             "event not stored",
-            extra=fields(request_id=request.state.request_id, error=type(exc).__name__),
+            extra=fields(request_id=request_id, error=type(exc).__name__),
         )
         runtime.metrics.observe_redis_error("event_write", exc)
         return unavailable_response(exc)
     runtime.metrics.observe_event(body.type, stored.status)
     log.info(
         "event",
-        extra=fields(request_id=request.state.request_id, type=body.type, status=stored.status),
+        extra=fields(request_id=request_id, type=body.type, status=stored.status),
     )
-    return EventAck(event_id=body.event_id, status=stored.status, stream_id=stored.stream_id)  # type: ignore[arg-type]
+    ack = EventAck(event_id=body.event_id, status=stored.status, stream_id=stored.stream_id)  # type: ignore[arg-type]
+    return Response(ack.model_dump_json(), status_code=202, media_type="application/json")
+
+
+router.add_api_route(
+    "/v1/events",
+    post_event,
+    methods=["POST"],
+    status_code=202,
+    response_model=EventAck,
+    responses={
+        422: {"model": ErrorResponse, "description": "Invalid event; names the field."},
+        503: {
+            "model": ErrorResponse,
+            "description": "Not stored: Redis unavailable; retry after `Retry-After` seconds.",
+        },
+    },
+    summary="Record a customer's response to an offer",
+    tags=["events"],
+    openapi_extra=requires("events"),
+    route_class_override=JsonBodyRoute,
+)

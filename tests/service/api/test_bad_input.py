@@ -13,6 +13,7 @@ from core.catalogue import Catalogue
 from core.settings import Settings
 from service.app import create_app
 from tests.support.auth import AUTH
+from tests.support.logs import captured_logs
 from tests.support.records import adult, publish_records
 from tests.support.redis_state import redis_snapshot
 
@@ -121,6 +122,44 @@ def test_a_body_that_is_not_text_is_400(client: TestClient) -> None:
     assert response.json()["type"] == "bad_request"
 
 
+RAW_ID = "S0004026"
+NON_FINITE = ("1e400", "-1e400", "NaN", "Infinity", "-Infinity")
+NON_FINITE_BODIES = {
+    "/v1/recommendations": [
+        '{"customer_id": "%s", "k": %s}',
+        '{"customer_id": "%s", "channel": "app", "k": %s}',
+        '{"customer_id": "%s", "channel": "app", "extra": [1, {"deep": %s}]}',
+    ],
+    "/v1/events": [
+        '{"customer_id": "%s", "type": "shown", "k": %s}',
+        '{"event_id": "e1", "customer_id": "%s", "type": "shown", "product_id": "credit_card",'
+        ' "request_id": "0123456789abcdef0123456789abcdef", "channel": "app",'
+        ' "timestamp": "2026-01-01T00:00:00Z", "x": %s}',
+    ],
+}
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+@pytest.mark.parametrize(
+    ("path", "template"), [(p, t) for p, ts in NON_FINITE_BODIES.items() for t in ts]
+)
+def test_non_finite_numbers_are_json_invalid_and_never_logged(
+    client: TestClient, path: str, template: str, number: str
+) -> None:
+    """Issue #27: ``1e400``, ``NaN`` or ``-Infinity`` anywhere gave a 500 whose logged
+    traceback held the raw customer id (the 422 handler could not serialise ``inf``)."""
+    content = (template % (RAW_ID, number)).encode()
+    with captured_logs() as logs:
+        response = client.post(path, content=content, headers=JSON)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert (error["type"], error["loc"]) == ("json_invalid", ["body"])
+    assert "finite" in error["msg"] and "input" not in error
+    text = logs.getvalue()
+    assert '"status":422' in text  # the access log line was captured
+    assert RAW_ID not in text and number not in text and "Traceback" not in text
+
+
 def test_a_whole_number_k_written_as_a_float_is_accepted(client: TestClient) -> None:
     """JSON (and JSON Schema) have one number type; 3.5 and "3" stay errors."""
     response = client.post("/v1/recommendations", json={**GOOD, "k": 2.0}, headers=AUTH)
@@ -140,6 +179,13 @@ def test_a_whole_number_k_written_as_a_float_is_accepted(client: TestClient) -> 
         ({"request_id": "not-a-request-id"}, "request_id", "string_pattern_mismatch"),
         ({"request_id": REQUEST_ID.upper()}, "request_id", "string_pattern_mismatch"),
         ({"timestamp": "2026-01-01T00:00:00"}, "timestamp", "timezone_aware"),
+        # Issue #27: a far-past offset overflowed to a 500; a number passed as a date-time.
+        ({"timestamp": "0001-01-01T00:00:00+01:00"}, "timestamp", "datetime_out_of_range"),
+        ({"timestamp": "9999-12-31T23:59:59-01:00"}, "timestamp", "datetime_out_of_range"),
+        ({"timestamp": 0}, "timestamp", "datetime_type"),
+        ({"timestamp": 1767225600.0}, "timestamp", "datetime_type"),
+        ({"timestamp": "1767225600"}, "timestamp", "datetime_format"),
+        ({"timestamp": "2026-01-01"}, "timestamp", "datetime_format"),
     ],
 )
 def test_bad_event_ids_are_422_naming_the_field(

@@ -109,7 +109,7 @@ NOW = datetime.now(UTC)
         ({"channel": "fax"}, "channel", "literal_error"),
         ({"timestamp": (NOW + timedelta(hours=1)).isoformat()}, "timestamp", "future_timestamp"),
         ({"timestamp": "2026-11-02T10:00:00"}, "timestamp", "timezone_aware"),
-        ({"timestamp": "yesterday"}, "timestamp", "datetime_from_date_parsing"),
+        ({"timestamp": "yesterday"}, "timestamp", "datetime_format"),
     ],
 )
 def test_bad_events_are_422_naming_the_field_and_store_nothing(
