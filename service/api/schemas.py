@@ -46,8 +46,11 @@ def _rfc3339_text(value: object) -> object:
     the ``timezone_aware`` error to name.
 
     (The field itself is lax: after a before-validator pydantic sees a Python ``str``, which
-    a strict datetime refuses even in JSON mode; the strictness is here instead.)
+    a strict datetime refuses even in JSON mode; the strictness is here instead. A
+    ``datetime`` passes: JSON cannot hold one, only Python code building an event can.)
     """
+    if isinstance(value, datetime):
+        return value
     if not isinstance(value, str):
         raise PydanticCustomError("datetime_type", "Input should be a valid datetime")
     if not _RFC3339.match(value):

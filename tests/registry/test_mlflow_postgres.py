@@ -140,7 +140,7 @@ def test_train_register_promote_and_serve_through_postgres_backed_mlflow(
     # The artifact went through the server's proxy, not to a local ./mlruns.
     assert listed[0].source is not None and not listed[0].source.startswith(("/", "file:"))
 
-    store = OnlineStore(redis_client, settings.feature_prefix)
+    store = OnlineStore.for_settings(redis_client, settings)
     as_of = tables.holdings["month"].max().date()
     info = materialize(tables, as_of, catalogue, store)
     customer = next(

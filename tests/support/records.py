@@ -45,7 +45,7 @@ def publish_records(
     feature_names: Iterable[str] | None = None,
 ) -> FeatureSetInfo:
     """Write ``records`` as a new feature set (as of 30 days ago by default) and publish it."""
-    store = OnlineStore(client, settings.feature_prefix)
+    store = OnlineStore.for_settings(client, settings)
     created = datetime.now(UTC)
     as_of = as_of or TODAY - timedelta(days=30)
     info = FeatureSetInfo(

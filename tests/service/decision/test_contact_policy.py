@@ -42,7 +42,7 @@ class Bank:
         self.client = client
         self.catalogue = catalogue
         self.info = publish_records(settings, client, catalogue, {CUSTOMER: adult()})
-        self.store = OnlineStore(client, settings.feature_prefix)
+        self.store = OnlineStore.for_settings(client, settings)
         self.now = T0
         self.events = 0
         # Events must refer to a recorded decision: index one for the whole test.
