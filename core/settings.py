@@ -143,7 +143,10 @@ class Settings(BaseSettings):
         7 * 86400, ge=60, description="How long an event_id is remembered for idempotency."
     )
     event_future_tolerance_seconds: float = Field(
-        300.0, ge=0, description="Event timestamps may be this far ahead of the server clock."
+        300.0,
+        ge=0,
+        description="Clock skew allowed on event timestamps: this far ahead of the server "
+        "clock, or before the decision the event cites.",
     )
     audit_prefix: str = Field("nbo:audit", description="Redis key prefix of the decision audit.")
     audit_retention: int = Field(

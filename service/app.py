@@ -28,6 +28,7 @@ from core.decisioning import load_decisioning
 from core.settings import Settings, get_settings
 from features.online_store import OnlineStore
 from service.api.errors import UnexpectedErrors, install_error_handlers
+from service.api.events import document_product_ids
 from service.api.guards import install_guards
 from service.api.middleware import RequestObservation, RouteTemplates
 from service.api.routes import router
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     install_guards(app, settings)
+    document_product_ids(app, load_catalogue(settings.catalogue_path))
     app.add_middleware(UnexpectedErrors)  # a 500 of our own, never re-raised to the server
     # Added last, so outermost: every answer, the guards' refusals included, is logged.
     templates = RouteTemplates(

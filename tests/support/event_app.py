@@ -20,6 +20,7 @@ from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.records import adult, publish_records
 
 CUSTOMER = "C-EVENTS"
+OTHER_CUSTOMER = "C-EVENTS-OTHER"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def module_app(
         pseudonym_key=TEST_PSEUDONYM_KEY,
     )
     client = redis.Redis.from_url(redis_url)
-    publish_records(settings, client, catalogue, {CUSTOMER: adult()})
+    publish_records(settings, client, catalogue, {CUSTOMER: adult(), OTHER_CUSTOMER: adult()})
     try:
         with TestClient(create_app(settings), headers=AUTH) as app:
             yield app, settings
