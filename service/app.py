@@ -27,6 +27,7 @@ from core.catalogue import load_catalogue
 from core.decisioning import load_decisioning
 from core.settings import Settings, get_settings
 from features.online_store import OnlineStore
+from service.api.docs_pages import install_docs_pages
 from service.api.errors import UnexpectedErrors, install_error_handlers
 from service.api.events import document_product_ids
 from service.api.guards import install_guards
@@ -90,9 +91,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         summary="Suitable next best offers for retail-bank customers.",
         lifespan=lifespan,
+        # Served by install_docs_pages from the package, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        # No redirect for a trailing slash: Starlette builds its Location from the Host
+        # header, which the caller controls. "/v1/recommendations/" is a 404.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.include_router(router)
+    install_docs_pages(app)
     install_guards(app, settings)
     document_product_ids(app, load_catalogue(settings.catalogue_path))
     app.add_middleware(UnexpectedErrors)  # a 500 of our own, never re-raised to the server

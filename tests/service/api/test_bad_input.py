@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -230,3 +232,39 @@ def test_no_rejected_request_changes_any_state(
         401, 401, 413, 413, 422, 400, 422, 422, 422, 422, 422, 422, 405,
     ]  # fmt: skip
     assert redis_snapshot(redis_client, key_prefix) == before
+
+
+@pytest.mark.parametrize("path", ["/v1/recommendations", "/v1/events"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "gzip, identity"])
+def test_an_encoded_body_is_415(client: TestClient, path: str, encoding: str) -> None:
+    """Issue #27: a gzip body got 400 (not text) instead of 415 (encoding not supported)."""
+    body = gzip.compress(orjson.dumps(GOOD))
+    headers = {**JSON, "content-encoding": encoding}
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json()["type"] == "unsupported_media_type"
+    assert "Content-Encoding" in response.json()["detail"]
+
+
+def test_an_identity_encoding_is_plain(client: TestClient) -> None:
+    headers = {**JSON, "content-encoding": "identity"}
+    response = client.post("/v1/recommendations", content=orjson.dumps(GOOD), headers=headers)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/v1/recommendations/"), ("GET", "/healthz/")]
+)
+def test_a_trailing_slash_is_404_never_a_redirect_to_the_host_header(
+    client: TestClient, method: str, path: str
+) -> None:
+    """Issue #27: the redirect's Location was built from the request's Host header."""
+    response = client.request(
+        method,
+        path,
+        json=GOOD if method == "POST" else None,
+        headers={**AUTH, "host": "attacker.example"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 404
+    assert "location" not in response.headers
