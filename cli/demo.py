@@ -49,7 +49,9 @@ def demo(
 
     Example: nbo demo --customers 20000 --months 12 --seed 7
     """
+    from cli.errors import exit_on
     from core.catalogue import load_catalogue
+    from core.embedded_redis import RedisUnavailableError
     from core.redis_server import connect, resolve_redis_url
     from core.tables import write_tables
     from features.materialize import materialize
@@ -61,7 +63,7 @@ def demo(
 
     settings = get_settings()
     catalogue = load_catalogue(settings.catalogue_path)
-    with _step("nbo redis start"):
+    with _step("nbo redis start"), exit_on(RedisUnavailableError):  # e.g. another home's
         url = resolve_redis_url(settings)
     console.print(f"  Redis at {url}; MLflow at {settings.tracking_uri}")
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from core.catalogue import Catalogue, load_catalogue
-from core.redis_server import start_embedded_redis, stop_embedded_redis
+from core.embedded_redis import start_embedded_redis, stop_embedded_redis
 from core.settings import PACKAGE_DIR, Settings, get_settings
 from tests.support.auth import TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import REPO_ROOT, free_port
