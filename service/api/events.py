@@ -24,7 +24,7 @@ from features.audit_export import read_decision
 from service.api.auth import requires
 from service.api.errors import ServiceError, error_body
 from service.api.json_route import JsonBodyRoute
-from service.api.schemas import ErrorResponse, EventAck, EventIn
+from service.api.schemas import ErrorResponse, EventAck, EventIn, ValidationErrorResponse
 from service.decision.feedback import CitedDecision, check_against_decision, check_event
 from service.infra.breaker import BreakerOpenError
 from service.infra.event_store import UNKNOWN_REQUEST_ID, EventRejected, store_event
@@ -173,7 +173,7 @@ router.add_api_route(
             "description": "The event_id was used for another event; nothing stored.",
         },
         422: {
-            "model": ErrorResponse,
+            "model": ValidationErrorResponse,
             "description": "Invalid event, or not matching the decision it cites; names the field.",
         },
         503: {

@@ -266,6 +266,32 @@ class ErrorResponse(BaseModel):
     )
 
 
+class FieldError(BaseModel):
+    """One reason a request was refused: where (``loc``), what kind (``type``), in words."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(examples=["less_than_equal"])
+    loc: list[str | int] = Field(
+        description='Where: "body" (the whole body) or "body" / "path" then the field.',
+        examples=[["body", "k"]],
+    )
+    msg: str = Field(examples=["Input should be less than or equal to 20"])
+    input: Any = Field(
+        None, description="The refused value, when it can be echoed (absent otherwise)."
+    )
+    ctx: dict[str, Any] | None = Field(None, description="The rule's parameters, if any.")
+
+
+class ValidationErrorResponse(BaseModel):
+    """A 422: the request is well-formed HTTP but not a valid request; every field at fault."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["validation_error"]
+    detail: list[FieldError] = Field(min_length=1)
+
+
 # -- feedback events and recorded decisions ------------------------------------------------
 
 EventType = Literal["shown", "clicked", "accepted", "declined"]

@@ -47,45 +47,18 @@ from core.suitability import Rule, exclusion
 from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.fault_redis import DurableRedis
 from tests.support.live_server import running_service
-from tests.support.records import publish_records
+from tests.support.records import publish_records, varied_customers
 from tests.support.served import register_champions
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
-TODAY = datetime.now(UTC).date()
 CHANNELS = ("app", "push", "sms", "email", "advisor", "branch")
 REQUEST_TIMEOUT_MS = 100.0
 BREAKER_FAILURES = 3
 BREAKER_RESET_SECONDS = 0.5
 
 
-def customers(count: int, seed: int = 11) -> dict[str, dict[str, Any]]:
-    """Customers across the suitability space: every C-level, missing and expired
-    assessments, minors, non-residents, low and unknown income and assets."""
-    rng = random.Random(seed)
-    out: dict[str, dict[str, Any]] = {}
-    for n in range(count):
-        assessed = rng.choice([60, 400, 800, None])  # days ago; 800 > 730 is expired
-        record: dict[str, Any] = {
-            "age": rng.choice([15, 17, 22, 40, 67, 80]),
-            "risk_level": rng.choice([1, 2, 3, 4, 5, None]),
-            "risk_assessed_on": (TODAY - timedelta(days=assessed)).isoformat()
-            if assessed is not None
-            else None,
-            "resident": rng.random() < 0.8,
-            "income": rng.choice([0.0, 15_000.0, 60_000.0, 250_000.0, None]),
-            "balance": rng.choice([100.0, 20_000.0, 500_000.0, None]),
-            "held": rng.sample(["current_account", "savings_account", "credit_card"], k=1),
-            "tier": "mass",
-            "segment": "individuals",
-            "preferred_channel": "app",
-            "months_since_login": rng.choice([0, 1, 3]),
-        }
-        out[f"F{n:04d}"] = record
-    return out
-
-
-CUSTOMERS = customers(60)
+CUSTOMERS = varied_customers(60)
 
 
 def unsuitable(catalogue: Catalogue, body: dict[str, Any]) -> list[str]:
