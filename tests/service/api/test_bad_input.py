@@ -6,6 +6,7 @@ import gzip
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -15,6 +16,7 @@ from core.catalogue import Catalogue
 from core.settings import Settings
 from service.app import create_app
 from tests.support.auth import AUTH
+from tests.support.live_server import running_service
 from tests.support.logs import captured_logs
 from tests.support.records import adult, publish_records
 from tests.support.redis_state import redis_snapshot
@@ -268,3 +270,24 @@ def test_a_trailing_slash_is_404_never_a_redirect_to_the_host_header(
     )
     assert response.status_code == 404
     assert "location" not in response.headers
+
+
+def test_over_real_http_a_non_finite_number_keeps_the_connection(
+    settings: Settings, empty_registry: str
+) -> None:
+    """Issue #27's reproduction against uvicorn: the 500 also dropped the keep-alive
+    connection. Now a 422, and the next request goes over the same connection."""
+    served = settings.model_copy(update={"mlflow_tracking_uri": empty_registry})
+    ports = []
+    with running_service(served) as server, httpx.Client(base_url=server.url) as http:
+        for content, headers in ((b'{"customer_id":"S0004026","k":1e400}', JSON), (None, AUTH)):
+            if content is None:
+                response = http.post("/v1/recommendations", json=GOOD, headers=headers)
+                assert response.status_code == 200
+            else:
+                response = http.post("/v1/recommendations", content=content, headers=headers)
+                assert response.status_code == 422
+                assert response.json()["detail"][0]["type"] == "json_invalid"
+            stream = response.extensions["network_stream"]
+            ports.append(stream.get_extra_info("client_addr")[1])
+    assert ports[0] == ports[1], "the connection was not kept alive"
