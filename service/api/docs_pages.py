@@ -9,6 +9,7 @@ another origin. The pages and assets are open, like the OpenAPI document they sh
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -34,25 +35,31 @@ def install_docs_pages(app: FastAPI) -> None:
     openapi_url = app.openapi_url or "/openapi.json"
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
 
-    async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
-            oauth2_redirect_url=None,
-            swagger_ui_parameters=app.swagger_ui_parameters,
-        )
+    favicon = f"{ASSETS_URL}/favicon.png"
+    swagger_ui = get_swagger_ui_html(
+        openapi_url=openapi_url,
+        title=f"{app.title} - Swagger UI",
+        swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+        swagger_favicon_url=favicon,
+        oauth2_redirect_url=None,
+        swagger_ui_parameters=app.swagger_ui_parameters,
+    )
+    redoc = get_redoc_html(
+        openapi_url=openapi_url,
+        title=f"{app.title} - ReDoc",
+        redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+        redoc_favicon_url=favicon,
+        with_google_fonts=False,
+    )
+    for path, page in ((DOCS_URL, swagger_ui.body), (REDOC_URL, redoc.body)):
+        app.add_api_route(path, _serving(bytes(page)), methods=["GET"], include_in_schema=False)
 
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
-            with_google_fonts=False,
-        )
 
-    app.add_api_route(DOCS_URL, swagger_ui, methods=["GET"], include_in_schema=False)
-    app.add_api_route(REDOC_URL, redoc, methods=["GET"], include_in_schema=False)
+def _serving(page: bytes) -> Callable[[], Awaitable[HTMLResponse]]:
+    """An endpoint answering ``page`` (built once: it depends on nothing per request)."""
+
+    async def endpoint() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    return endpoint

@@ -153,12 +153,19 @@ def service(
 class EventAnswer:
     """One ``POST /v1/events`` as the client saw it (monotonic clock)."""
 
+    event_id: str
     sent: float
     answered: float
-    status: int
-    headers: dict[str, str]
-    body: dict[str, Any]
-    event_id: str
+    response: httpx.Response
+
+    @property
+    def status(self) -> int:
+        return self.response.status_code
+
+    @property
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.response.json()
+        return body
 
 
 @dataclass
@@ -219,14 +226,7 @@ def load(url: str, observed: Observed, stop: threading.Event, seed: int) -> None
                 with observed.lock:
                     observed.failures.append(f"event: {type(exc).__name__}")
                 continue
-            answered = EventAnswer(
-                sent,
-                time.monotonic(),
-                answer.status_code,
-                dict(answer.headers),
-                answer.json(),
-                event_id,
-            )
+            answered = EventAnswer(event_id, sent, time.monotonic(), answer)
             with observed.lock:
                 observed.events.append(answered)
 
@@ -302,7 +302,7 @@ def assert_held(
             # restart: never a mismatch with the decision the event cites
             assert answer.body["detail"][0]["type"] == "unknown_request_id", answer.body
         if answer.status == 503:
-            assert int(answer.headers["retry-after"]) >= 1
+            assert int(answer.response.headers["retry-after"]) >= 1
             assert answer.body["type"] == "event_store_unavailable"
             assert "may not have been stored" in answer.body["detail"]
     return lost
