@@ -87,7 +87,7 @@ def status() -> None:
         typer.echo(f"port {port}: not running (home {settings.home.resolve()})")
         raise typer.Exit(EXIT_NOT_RUNNING)
     if not found.owned_by(settings.redis_dir):
-        typer.echo(f"port {port}: {conflict_message(found, settings.redis_dir)}")
+        typer.echo(conflict_message(found, settings.redis_dir))
         raise typer.Exit(EXIT_OTHER_HOME)
     typer.echo(f"port {port}: running, {_describe(found)}")
 
