@@ -10,8 +10,9 @@ import typer
 
 from cli.errors import exit_on
 from cli.events import parse_day
+from core.embedded_redis import RedisUnavailableError
 from core.pseudonym import pseudonymiser
-from core.redis_server import RedisUnavailableError, connect
+from core.redis_server import connect
 from core.settings import get_settings
 from features.audit_export import decisions_for, export_audit
 

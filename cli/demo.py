@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from core.api_keys import SCOPES, ApiKeyEntry, hash_key, new_key
-from core.settings import Settings, get_settings
+from core.settings import Environment, Settings, get_settings
 
 if TYPE_CHECKING:
     from core.tables import Tables
@@ -49,7 +49,9 @@ def demo(
 
     Example: nbo demo --customers 20000 --months 12 --seed 7
     """
+    from cli.errors import exit_on
     from core.catalogue import load_catalogue
+    from core.embedded_redis import RedisUnavailableError
     from core.redis_server import connect, resolve_redis_url
     from core.tables import write_tables
     from features.materialize import materialize
@@ -61,7 +63,7 @@ def demo(
 
     settings = get_settings()
     catalogue = load_catalogue(settings.catalogue_path)
-    with _step("nbo redis start"):
+    with _step("nbo redis start"), exit_on(RedisUnavailableError):  # e.g. another home's
         url = resolve_redis_url(settings)
     console.print(f"  Redis at {url}; MLflow at {settings.tracking_uri}")
 
@@ -130,12 +132,15 @@ def _with_demo_key(settings: Settings) -> tuple[str, Settings]:
     """A fresh all-scope key, and the settings of the demo server that accepts it.
 
     Only the key's hash goes into the server's settings (as in production); the key is
-    printed once, in the curl line, and forgotten when the demo server stops.
+    printed once, in the curl line, and forgotten when the demo server stops. The demo
+    server runs in development mode: it may use the public demo pseudonym key, which the
+    service refuses in production.
     """
     key = new_key()
     entry = ApiKeyEntry(name=DEMO_KEY_NAME, sha256=hash_key(key), scopes=SCOPES)
     others = [k for k in settings.api_keys if k.name != DEMO_KEY_NAME]
-    return key, settings.model_copy(update={"api_keys": [*others, entry]})
+    update = {"api_keys": [*others, entry], "environment": Environment.DEVELOPMENT}
+    return key, settings.model_copy(update=update)
 
 
 def _sample_customer(store: OnlineStore, version: str, tables: Tables) -> str:

@@ -9,7 +9,8 @@ import redis
 import typer
 
 from cli.errors import exit_on
-from core.redis_server import RedisUnavailableError, connect
+from core.embedded_redis import RedisUnavailableError
+from core.redis_server import connect
 from core.settings import get_settings
 from features.events_export import export_events
 

@@ -16,7 +16,8 @@ from rich.progress import Progress
 from cli.errors import exit_on
 from cli.progress import counter
 from core.catalogue import CatalogueError, load_catalogue
-from core.redis_server import RedisUnavailableError, connect
+from core.embedded_redis import RedisUnavailableError
+from core.redis_server import connect
 from core.settings import get_settings
 from core.tables import TablesMissingError, read_tables
 from features.materialize import materialize

@@ -47,7 +47,8 @@ app.add_typer(keys.app, name="keys", help="Make API keys and their hashed NBO_AP
 app.add_typer(
     redis_cmd.app,
     name="redis",
-    help="Start or stop the embedded Redis server; rename keys of the pre-Cluster layout.",
+    help="Start, stop or inspect the embedded Redis of NBO_HOME; rename keys of the "
+    "pre-Cluster layout.",
 )
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)

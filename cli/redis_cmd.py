@@ -8,38 +8,88 @@ import typer
 
 from cli.errors import exit_on
 from cli.key_migration import migrate_legacy_keys
-from core.redis_server import (
+from core.embedded_redis import (
+    EmbeddedRedisConflictError,
+    EmbeddedStatus,
     RedisUnavailableError,
-    connect,
-    resolve_redis_url,
+    conflict_message,
+    embedded_status,
+    start_embedded_redis,
     stop_embedded_redis,
 )
+from core.redis_server import connect
 from core.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
 
+EXIT_NOT_RUNNING = 1
+EXIT_OTHER_HOME = 2
+
+
+def _describe(status: EmbeddedStatus) -> str:
+    """``home ... (data ..., pid N, appendonly yes, appendfsync everysec)``."""
+    persistence = ", ".join(f"{k} {v}" for k, v in (status.persistence or {}).items())
+    return f"home {status.home} (data {status.folder}, pid {status.pid}, {persistence})"
+
 
 @app.command("start")
 def start() -> None:
-    """Start the embedded Redis (no-op if it runs or an external URL is set); print its URL.
+    """Start this NBO_HOME's embedded Redis (or find it running); print its URL and home.
+
+    Refuses (exit code 2) when the port is taken by the Redis of another home. A no-op
+    when NBO_REDIS_URL names an external Redis.
 
     Example: nbo redis start
     """
-    typer.echo(resolve_redis_url(get_settings()))
+    settings = get_settings()
+    if settings.redis_url:
+        typer.echo("NBO_REDIS_URL is set: the project uses an external Redis", err=True)
+        return
+    with exit_on(RedisUnavailableError):
+        url = start_embedded_redis(settings.embedded_redis_port, settings.redis_dir)
+    typer.echo(url)
+    typer.echo(_describe(embedded_status(settings.embedded_redis_port)), err=True)
 
 
 @app.command("stop")
 def stop() -> None:
-    """Stop the embedded Redis server (saves its data under NBO_HOME/redis).
+    """Stop this NBO_HOME's embedded Redis (it saves its data under NBO_HOME/redis).
+
+    Refuses (exit code 2) to stop the Redis of another home.
 
     Example: nbo redis stop
     """
     settings = get_settings()
     if settings.redis_url:
         typer.echo("NBO_REDIS_URL is set: not stopping an external server", err=True)
-        raise typer.Exit(2)
-    stop_embedded_redis(settings.embedded_redis_port)
-    typer.echo("stopped")
+        raise typer.Exit(EXIT_OTHER_HOME)
+    with exit_on(EmbeddedRedisConflictError):
+        status = stop_embedded_redis(settings.embedded_redis_port, settings.redis_dir)
+    typer.echo(f"stopped: {_describe(status)}" if status.listening else "not running")
+
+
+@app.command("status")
+def status() -> None:
+    """Say what runs on the embedded Redis port and which home it belongs to.
+
+    Exit code 0: this NBO_HOME's Redis runs; 1: nothing runs; 2: the port is taken by
+    another home's Redis (or by something else).
+
+    Example: nbo redis status
+    """
+    settings = get_settings()
+    if settings.redis_url:
+        typer.echo("NBO_REDIS_URL is set: the project uses an external Redis")
+        return
+    port = settings.embedded_redis_port
+    found = embedded_status(port)
+    if not found.listening:
+        typer.echo(f"port {port}: not running (home {settings.home.resolve()})")
+        raise typer.Exit(EXIT_NOT_RUNNING)
+    if not found.owned_by(settings.redis_dir):
+        typer.echo(conflict_message(found, settings.redis_dir))
+        raise typer.Exit(EXIT_OTHER_HOME)
+    typer.echo(f"port {port}: running, {_describe(found)}")
 
 
 @app.command("migrate-keys")

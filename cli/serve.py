@@ -8,7 +8,10 @@ from collections.abc import MutableMapping
 
 import typer
 
-from core.settings import get_settings
+from cli.errors import exit_on
+from core.embedded_redis import RedisUnavailableError
+from core.redis_server import resolve_redis_url
+from core.settings import UnsafeSettingsError, get_settings
 
 
 def serve(
@@ -21,7 +24,9 @@ def serve(
     """Serve the API (POST /v1/recommendations, /healthz, /readyz, /metrics, /docs).
 
     Models, Redis and the feature prefix come from the NBO_* settings. Each worker builds
-    its own app from them.
+    its own app from them. Outside NBO_ENVIRONMENT=development it refuses to start with the
+    demo pseudonym key, without API keys or with auth disabled, and when the embedded Redis
+    port is taken by another home's server (exit code 2).
 
     Example: nbo serve --port 8000
     """
@@ -33,6 +38,11 @@ def serve(
         os.environ.setdefault(variable, "1")
 
     settings = get_settings()
+    # Said once here, not by a traceback per worker: unsafe settings, or an embedded Redis
+    # port held by another home's server.
+    with exit_on(UnsafeSettingsError, RedisUnavailableError):
+        settings.refuse_unsafe()
+        resolve_redis_url(settings)
     worker_count = workers if workers is not None else settings.workers
     prepare_multiprocess_metrics(worker_count, os.environ)
     uvicorn.run(

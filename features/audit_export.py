@@ -7,7 +7,8 @@ record as a JSON string. Files are written to a temporary name and renamed into 
 
 ``decisions_for`` answers ``nbo audit why``: the decisions of one pseudonymous customer
 (``core.pseudonym``), optionally only those that offered or excluded one product.
-``read_decision`` fetches one decision by request id (``GET /v1/decisions/{id}``).
+``read_decision`` fetches one decision by request id (``GET /v1/decisions/{id}``, and
+``POST /v1/events``, which checks an event against the decision it cites).
 """
 
 from __future__ import annotations
@@ -115,20 +116,38 @@ def export_audit(
     return count
 
 
+# KEYS: the request's index key, the decisions stream (one hash tag, so one slot on a
+# Redis Cluster). Returns {entry id, record} or nil.
+_READ_DECISION = """
+local entry = redis.call('GET', KEYS[1])
+if not entry then return nil end
+local found = redis.call('XRANGE', KEYS[2], entry, entry)
+if #found == 0 then return nil end
+local values = found[1][2]
+for i = 1, #values, 2 do
+  if values[i] == 'd' then return {entry, values[i + 1]} end
+end
+return nil
+"""
+
+
 def read_decision(
     client: RedisClient, settings: Settings, request_id: str
 ) -> dict[str, Any] | None:
-    """The recorded decision of ``request_id``; None when unknown, expired or trimmed."""
+    """The recorded decision of ``request_id``; None when unknown, expired or trimmed.
+
+    One round trip (a script reading the index key, then the stream entry), as the event
+    route calls it for every event.
+    """
     prefix = settings.audit_prefix
-    entry = cast(bytes | None, client.get(decision_index_key(prefix, request_id)))
-    if entry is None:
-        return None
+    script = client.register_script(_READ_DECISION)
     found = cast(
-        list[tuple[bytes, dict[bytes, bytes]]],
-        client.xrange(decisions_key(prefix), min=entry.decode(), max=entry.decode()),
+        list[bytes] | None,
+        script(keys=[decision_index_key(prefix, request_id), decisions_key(prefix)]),
     )
     if not found:
         return None
-    decoded: dict[str, Any] = orjson.loads(found[0][1][b"d"])
+    entry, raw = found
+    decoded: dict[str, Any] = orjson.loads(raw)
     decoded["stream_id"] = entry.decode()
     return decoded

@@ -6,7 +6,8 @@ background (``service.infra.model_watcher``: hot reload). Nothing that can
 be missing at startup stops the service: without a recommender or a feature set it starts
 not ready (``/readyz`` 503) and answers with the degraded fallback. A broken catalogue
 does stop it, and so does a broken decisioning file: there is no safe answer without the
-product and channel rules.
+product and channel rules. Neither do unsafe settings outside development mode
+(``Settings.refuse_unsafe``: the demo pseudonym key, no API keys, auth disabled).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from core.catalogue import load_catalogue
 from core.decisioning import load_decisioning
 from core.settings import Settings, get_settings
 from features.online_store import OnlineStore
-from service.api.errors import install_error_handlers
+from service.api.docs_pages import install_docs_pages
+from service.api.errors import UnexpectedErrors, install_error_handlers
+from service.api.events import document_product_ids
 from service.api.guards import install_guards
 from service.api.middleware import RequestObservation, RouteTemplates
 from service.api.routes import router
@@ -44,8 +47,13 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new service app; ``settings`` default to the environment (``NBO_*``)."""
+    """A new service app; ``settings`` default to the environment (``NBO_*``).
+
+    Raises ``core.settings.UnsafeSettingsError`` (one line per problem) for settings that
+    are unsafe outside ``NBO_ENVIRONMENT=development``.
+    """
     settings = settings or get_settings()
+    settings.refuse_unsafe()
     configure_logging(settings.log_level)
     # Per-request numpy work is tiny: a BLAS thread pool per worker only makes the workers
     # fight over the cores.
@@ -83,10 +91,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         summary="Suitable next best offers for retail-bank customers.",
         lifespan=lifespan,
+        # Served by install_docs_pages from the package, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        # No redirect for a trailing slash: Starlette builds its Location from the Host
+        # header, which the caller controls. "/v1/recommendations/" is a 404.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.include_router(router)
+    install_docs_pages(app)
     install_guards(app, settings)
+    document_product_ids(app, load_catalogue(settings.catalogue_path))
+    app.add_middleware(UnexpectedErrors)  # a 500 of our own, never re-raised to the server
     # Added last, so outermost: every answer, the guards' refusals included, is logged.
     templates = RouteTemplates(
         document=app.openapi,

@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from core.catalogue import Catalogue, load_catalogue
-from core.redis_server import start_embedded_redis, stop_embedded_redis
+from core.embedded_redis import start_embedded_redis, stop_embedded_redis
 from core.settings import PACKAGE_DIR, Settings, get_settings
-from tests.support.auth import TEST_API_KEYS
+from tests.support.auth import TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import REPO_ROOT, free_port
 
 
@@ -96,7 +96,8 @@ def settings(
 ) -> Settings:
     """Settings isolated to this test: temp home, temp MLflow (SQLite), own Redis prefix.
 
-    The service built from them accepts the test API key: send ``tests.support.auth.AUTH``.
+    The service built from them accepts the test API key (send ``tests.support.auth.AUTH``)
+    and has a pseudonym key of its own: they pass the production guard.
     """
     return Settings(
         home=tmp_path / "home",
@@ -108,6 +109,7 @@ def settings(
         audit_prefix=f"{key_prefix}:audit",
         feature_pointer_refresh_seconds=0.0,
         api_keys=TEST_API_KEYS,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
     )
 
 

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.api_keys import SCOPES, ApiKeyEntry, ApiScope
 from core.settings import Settings
+from service.api.docs_pages import ASSETS_URL, PAGES
 from service.api.errors import error_body, openapi_error
 from service.api.middleware import template_pattern
 from service.infra.log import fields
@@ -67,6 +68,8 @@ class AccessPolicy:
     keys: Mapping[bytes, ApiKeyEntry]
     """SHA-256 digest of a key -> its configuration."""
     open_paths: frozenset[str]
+    open_prefixes: tuple[str, ...]
+    """Paths under these are open too (the docs pages' scripts and styles)."""
     path_scopes: Mapping[tuple[str, str], ApiScope]
     """(method, path) of a route without path parameters -> the scope it needs."""
     pattern_scopes: tuple[tuple[str, re.Pattern[str], ApiScope], ...]
@@ -79,7 +82,7 @@ class AccessPolicy:
         The scopes are read from the app's OpenAPI document (built here, not cached), so
         what ``/docs`` shows is exactly what is enforced.
         """
-        docs = (app.docs_url, app.openapi_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+        docs = (app.docs_url, app.openapi_url, app.redoc_url, *PAGES)
         open_paths = {path for path in docs if path}
         if settings.auth_open_operations:
             open_paths.update(OPERATIONS_PATHS)
@@ -97,9 +100,14 @@ class AccessPolicy:
         return cls(
             keys={bytes.fromhex(entry.sha256): entry for entry in settings.api_keys},
             open_paths=frozenset(open_paths),
+            open_prefixes=(f"{ASSETS_URL}/",),
             path_scopes=path_scopes,
             pattern_scopes=tuple(pattern_scopes),
         )
+
+    def is_open(self, path: str) -> bool:
+        """``path`` needs no key (docs, open operations endpoints, docs assets)."""
+        return path in self.open_paths or path.startswith(self.open_prefixes)
 
     def required_scope(self, method: str, path: str) -> ApiScope | None:
         """The scope a request needs; ``None``: any valid key will do.
@@ -133,7 +141,7 @@ class ApiKeyAuth:
         self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.policy.open_paths:
+        if scope["type"] != "http" or self.policy.is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         presented = _header(scope, _HEADER)

@@ -1,4 +1,10 @@
-"""Refuse request bodies above ``NBO_MAX_BODY_BYTES`` with 413, before the app sees them.
+"""Refuse request bodies the service will not read, before the app sees them: an encoded
+body (``Content-Encoding`` other than ``identity``) with 415, one above
+``NBO_MAX_BODY_BYTES`` with 413.
+
+The service does not decompress: a gzip body would otherwise reach the JSON parser as
+binary and get a misleading 400, and decompressing would let a small body expand past the
+size limit. :class:`IdentityEncodingOnly` says what is wrong instead.
 
 A declared ``Content-Length`` is checked from the headers alone (the server - uvicorn -
 enforces that the body matches it), so a normal request costs one header scan. A body
@@ -18,6 +24,28 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_body, openapi_error
+
+
+class IdentityEncodingOnly:
+    """415 for a request whose ``Content-Encoding`` is anything but ``identity``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for key, value in scope["headers"]:
+                if key == b"content-encoding" and not _identity(value):
+                    detail = "Content-Encoding not supported: send the body uncompressed (identity)"
+                    body = error_body("unsupported_media_type", detail)
+                    await JSONResponse(body, status_code=415)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _identity(value: bytes) -> bool:
+    codings = [c.strip().lower() for c in value.split(b",")]
+    return all(c in (b"", b"identity") for c in codings)
 
 
 class BodyLimit:
@@ -86,7 +114,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def document_body_answers(schema: dict[str, Any], max_bytes: int) -> None:
-    """Add 413 (too large) and 400 (not text at all) to every operation that takes a body.
+    """Add 413 (too large), 415 (encoded) and 400 (not text at all) to every operation that
+    takes a body.
 
     The 400 is FastAPI's answer to a body it cannot even decode (e.g. invalid UTF-8);
     malformed JSON is a 422 ``json_invalid`` naming the position.
@@ -99,3 +128,4 @@ def document_body_answers(schema: dict[str, Any], max_bytes: int) -> None:
                 responses.setdefault(
                     "413", openapi_error(f"Request body larger than {max_bytes} bytes.")
                 )
+                responses.setdefault("415", openapi_error("Content-Encoding other than identity."))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path
 
 from features.audit_export import read_decision
 from service.api.auth import requires
-from service.api.schemas import ErrorResponse
+from service.api.schemas import ErrorResponse, ValidationErrorResponse
 from service.runtime import RuntimeDep
 
 router = APIRouter()
@@ -18,7 +18,7 @@ router = APIRouter()
     "/v1/decisions/{request_id}",
     responses={
         404: {"model": ErrorResponse, "description": "No recorded decision with this id."},
-        422: {"model": ErrorResponse, "description": "Malformed request id."},
+        422: {"model": ValidationErrorResponse, "description": "Malformed request id."},
     },
     summary="Why a customer was shown what they were shown",
     tags=["audit"],

@@ -1,9 +1,9 @@
-"""The guards in front of every route: API keys, rate limits, body size.
+"""The guards in front of every route: API keys, rate limits, body encoding and size.
 
 Order, outermost first: ``ApiKeyAuth`` (401/403) -> ``RateLimit`` (429, per key) ->
-``BodyLimit`` (413) -> the routes. Each is plain ASGI and answers before any route runs, so
-a refused request changes no state, and each adds the answers it may give to the OpenAPI
-document.
+``IdentityEncodingOnly`` (415) -> ``BodyLimit`` (413) -> the routes. Each is plain ASGI
+and answers before any route runs, so a refused request changes no state, and each adds
+the answers it may give to the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from core.settings import Settings
 from service.api.auth import AccessPolicy, ApiKeyAuth, document_security, warn_about_configuration
-from service.api.body_limit import BodyLimit, document_body_answers
+from service.api.body_limit import BodyLimit, IdentityEncodingOnly, document_body_answers
 from service.api.rate_limit import KeyRateLimits, RateLimit, document_rate_limit
 
 
@@ -24,6 +24,7 @@ def install_guards(app: FastAPI, settings: Settings) -> None:
     """Add the guards as middleware; call after every router is included."""
     documenters: list[Callable[[dict[str, Any]], None]] = []
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(IdentityEncodingOnly)
     warn_about_configuration(settings)
     if not settings.auth_disabled:
         limits = KeyRateLimits.from_settings(settings)

@@ -12,14 +12,19 @@ validates the bytes in one pass of pydantic-core.
 
 The answers to bad input are FastAPI's own: a 422 ``RequestValidationError`` whose
 ``loc`` starts with ``"body"`` (``json_invalid`` for malformed JSON, ``missing`` for an
-empty body), a 400 for a body that is not UTF-8 text. One difference, on purpose: a body
+empty body), a 400 for a body that is not UTF-8 text. Two differences, on purpose: a body
 sent without a JSON ``Content-Type`` is a 422 that says so, where FastAPI validates the
-raw bytes against the model and reports a type error.
+raw bytes against the model and reports a type error; and a non-finite number (``NaN``,
+``Infinity``, or ``1e400``, which parses to infinity) anywhere in the body is a 422
+``json_invalid`` without the value - JSON has no such numbers, and an ``inf`` echoed in an
+error body cannot even be serialised. The validation error never chains the pydantic error
+(whose text holds the raw input), so no traceback can carry a customer id into a log.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, cast, get_type_hints
 
@@ -27,6 +32,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 from starlette.exceptions import HTTPException
 
 M = TypeVar("M", bound=BaseModel)
@@ -79,11 +85,36 @@ def parse_body(model: type[M], body: bytes, content_type: str | None) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        errors = [
-            {**error, "loc": (BODY_PARAMETER, *error["loc"])}
-            for error in exc.errors(include_url=False)
-        ]
-        raise RequestValidationError(errors, body=body) from exc
+        errors = exc.errors(include_url=False)
+    # Only a body that failed validation is searched: the request models have no float
+    # field, so a non-finite number always fails them (and a valid body costs nothing).
+    if all(error["type"] != "json_invalid" for error in errors) and has_non_finite_number(body):
+        raise _invalid("json_invalid", (), NON_FINITE_MESSAGE)
+    located = [{**error, "loc": (BODY_PARAMETER, *error["loc"])} for error in errors]
+    raise RequestValidationError(located)
+
+
+NON_FINITE_MESSAGE = "JSON numbers must be finite: no NaN, Infinity or out-of-range values"
+
+
+def has_non_finite_number(body: bytes) -> bool:
+    """``body`` (well-formed JSON to pydantic-core) holds ``NaN``, ``Infinity`` or a number
+    too large for a double (``1e400``), at any depth."""
+    try:
+        parsed = from_json(body, allow_inf_nan=False)
+    except ValueError:  # the NaN / Infinity literals; the rest of the body parsed before
+        return True
+    pending = [parsed]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def _is_json(content_type: str | None) -> bool:

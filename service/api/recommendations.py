@@ -7,7 +7,11 @@ from starlette.background import BackgroundTask
 
 from service.api.auth import requires
 from service.api.json_route import JsonBodyRoute
-from service.api.schemas import ErrorResponse, RecommendationRequest, RecommendationResponse
+from service.api.schemas import (
+    RecommendationRequest,
+    RecommendationResponse,
+    ValidationErrorResponse,
+)
 from service.decision.recommend import recommend
 from service.runtime import Runtime
 
@@ -48,7 +52,9 @@ router.add_api_route(
     post_recommendations,
     methods=["POST"],
     response_model=RecommendationResponse,
-    responses={422: {"model": ErrorResponse, "description": "Invalid request; names the field."}},
+    responses={
+        422: {"model": ValidationErrorResponse, "description": "Invalid request; names the field."}
+    },
     summary="Next best offers for one customer",
     tags=["recommendations"],
     openapi_extra=requires("recommend"),

@@ -6,10 +6,12 @@ ignored. Requests are strict: ``"k": "3"`` is a type error, not a 3.
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from core.tables import CHANNELS
 
@@ -32,6 +34,46 @@ def _whole_number_to_int(value: object) -> object:
 
 
 JsonInt = Annotated[int, BeforeValidator(_whole_number_to_int)]
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?$"
+)
+
+
+def _rfc3339_text(value: object) -> object:
+    """Date-time text as the schema's ``format: date-time`` (RFC 3339) says: not a number
+    or a count of seconds (``"1767225600"``), not a bare date. A missing offset is left for
+    the ``timezone_aware`` error to name.
+
+    (The field itself is lax: after a before-validator pydantic sees a Python ``str``, which
+    a strict datetime refuses even in JSON mode; the strictness is here instead. A
+    ``datetime`` passes: JSON cannot hold one, only Python code building an event can.)
+    """
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "Input should be a valid datetime")
+    if not _RFC3339.match(value):
+        raise PydanticCustomError(
+            "datetime_format",
+            "Input should be an RFC 3339 date-time with a time zone, e.g. 2026-11-02T10:15:00Z",
+        )
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The instant in UTC; a date whose offset pushes it outside years 1-9999 is an error
+    (``0001-01-01T00:00:00+01:00``), not an ``OverflowError`` later on."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_out_of_range", "Input should be a date-time within years 1-9999 in UTC"
+        ) from None
+
+
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
+"""An RFC 3339 date-time with a time zone (JSON text only), converted to UTC."""
 
 
 class RecommendationRequest(BaseModel):
@@ -224,6 +266,32 @@ class ErrorResponse(BaseModel):
     )
 
 
+class FieldError(BaseModel):
+    """One reason a request was refused: where (``loc``), what kind (``type``), in words."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(examples=["less_than_equal"])
+    loc: list[str | int] = Field(
+        description='Where: "body" (the whole body) or "body" / "path" then the field.',
+        examples=[["body", "k"]],
+    )
+    msg: str = Field(examples=["Input should be less than or equal to 20"])
+    input: Any = Field(
+        None, description="The refused value, when it can be echoed (absent otherwise)."
+    )
+    ctx: dict[str, Any] | None = Field(None, description="The rule's parameters, if any.")
+
+
+class ValidationErrorResponse(BaseModel):
+    """A 422: the request is well-formed HTTP but not a valid request; every field at fault."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["validation_error"]
+    detail: list[FieldError] = Field(min_length=1)
+
+
 # -- feedback events and recorded decisions ------------------------------------------------
 
 EventType = Literal["shown", "clicked", "accepted", "declined"]
@@ -271,9 +339,12 @@ class EventIn(BaseModel):
         description="request_id of the recommendation that made the offer (a recorded decision).",
     )
     channel: Channel = Field(description="Where the offer was shown.")
-    timestamp: AwareDatetime = Field(
+    timestamp: UtcDatetime = Field(
         strict=False,
-        description="When it happened, with a time zone; at most a few minutes in the future.",
+        description=(
+            "When it happened: an RFC 3339 date-time with a time zone, not before the cited "
+            "decision nor more than a few minutes in the future (server clock)."
+        ),
     )
 
 

@@ -1,77 +1,94 @@
-"""Feedback events: validate, store durably once, update the contact state at once.
+"""Feedback events: store durably once, update the contact state at once.
 
-On a single Redis one Lua script does the storing, atomically, in one round trip (so a
-crash or a concurrent duplicate can never leave half of it done):
+The caller has checked the event first - on its own and against the decision it cites
+(``service.decision.feedback``; reading that decision is one round trip of its own,
+``features.audit_export.read_decision``). Storing it is then, on a single Redis, one Lua
+script, atomic in one round trip (so a crash or a concurrent duplicate can never leave
+half of it done):
 
-1. ``{events_prefix}:{stream}:seen:{event_id}`` exists -> a duplicate: acknowledged with
-   the entry id of the first copy, nothing written (idempotent by ``event_id``, for as
-   long as ``event_dedupe_ttl_seconds``);
-2. the ``request_id`` has no recorded decision (``{audit_prefix}:{decisions}:req:{id}``)
-   -> rejected, nothing written;
-3. ``XADD`` to the events stream (``MAXLEN ~ events_retention``), mark the event id seen
-   with a TTL, and for ``shown`` / ``declined`` / ``accepted`` add it to the customer's
-   contact-state sorted set (trimmed to the policy horizon, TTL refreshed).
+1. ``{events_prefix}:{stream}:seen:{event_id}`` exists -> the event id was used before,
+   for ``event_dedupe_ttl_seconds``. The marker holds the first copy's stream entry id
+   and a fingerprint of its content (:func:`fingerprint`): the same content is a
+   ``duplicate`` (acknowledged with the first copy's entry id, nothing written), other
+   content a ``conflict`` (nothing written; the caller answers 409). A marker written
+   before fingerprints were kept (entry id only) counts as a duplicate.
+2. ``XADD`` to the events stream (``MAXLEN ~ events_retention``), mark the event id seen
+   (entry id + fingerprint) with a TTL, and for ``shown`` / ``declined`` / ``accepted``
+   add it to the customer's contact-state sorted set (trimmed to the policy horizon, TTL
+   refreshed).
 
-On a Redis Cluster those keys live in three slots (the events stream's, the audit
-trail's, the customer's), and a script may only touch one, so the same steps take three
-calls, each confined to one slot:
+On a Redis Cluster the stream's and the customer's keys live in two slots, and a script
+may only touch one, so the same steps take two calls, each confined to one slot:
 
-a. ``EXISTS`` of the decision's index key (the audit slot);
-b. a script on the events slot: duplicate check, then (if the decision exists) ``XADD`` +
-   mark seen - atomic, so a concurrent duplicate is still stored once;
-c. for a contact event, stored *or duplicate*, a script on the customer's slot adds the
+a. a script on the events slot: step 1, then ``XADD`` + mark seen - atomic, so a
+   concurrent duplicate is still stored once;
+b. for a contact event, stored *or duplicate*, a script on the customer's slot adds the
    member, trims and refreshes the TTL. The member contains the event id, so applying it
    again changes nothing; applying it for a duplicate too is what makes a retry complete
-   an event whose step c was cut short (crash, timeout): the client got no 202 and sends
+   an event whose step b was cut short (crash, timeout): the client got no 202 and sends
    it again.
 
 The service answers 202 only after the script returned, i.e. after Redis appended the
-event. Checks that need no Redis (product known, timestamp not in the future beyond the
-tolerance) run first. The stream holds the pseudonymous customer id, never the raw one.
+event. The stream holds the pseudonymous customer id, never the raw one, and so does the
+fingerprint's input (a hash of the raw id could be reversed by hashing candidate ids).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Literal
 
 from redis.cluster import RedisCluster
 
-from core.catalogue import Catalogue
-from core.pseudonym import Pseudonymiser
-from core.redis_keys import contact_key, decision_index_key, event_seen_key, events_key
+from core.redis_keys import contact_key, event_seen_key, events_key
 from core.redis_server import RedisClient
 from core.settings import Settings
 from service.api.schemas import EventIn
 from service.decision.contact_policy import KIND_CODES, ContactLimits, member
 
-_STORE = """
+# The duplicate / conflict check shared by both scripts: KEYS[1] is the seen marker,
+# ARGV[1] the event's fingerprint. A marker is "<entry id> <fingerprint>" (or, written
+# before fingerprints were kept, "<entry id>").
+_SEEN = """
 local seen = redis.call('GET', KEYS[1])
-if seen then return {'duplicate', seen} end
-if redis.call('EXISTS', KEYS[2]) == 0 then return {'unknown_request', ''} end
-local entry = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 7))
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[1])
-if ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[5])
-  redis.call('EXPIRE', KEYS[4], ARGV[6])
+if seen then
+  local entry, digest = string.match(seen, '^(%S+) (%S+)$')
+  if not entry then return {'duplicate', seen} end
+  if digest == ARGV[1] then return {'duplicate', entry} end
+  return {'conflict', entry}
+end
+"""
+
+# KEYS: seen, stream, contact. ARGV: fingerprint, dedupe TTL, retention, contact member
+# ('' = none), its score, trim below, contact TTL, then the event's field/value pairs.
+_STORE = (
+    _SEEN
+    + """
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 8))
+redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
 end
 return {'stored', entry}
 """
+)
 
-
-# Redis Cluster, step b. KEYS: seen, stream. ARGV: dedupe TTL, retention, decision known
-# (1/0), then the event's field/value pairs.
-_APPEND_ONCE = """
-local seen = redis.call('GET', KEYS[1])
-if seen then return {'duplicate', seen} end
-if ARGV[3] ~= '1' then return {'unknown_request', ''} end
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
-redis.call('SET', KEYS[1], entry, 'EX', ARGV[1])
+# Redis Cluster, step a. KEYS: seen, stream. ARGV: fingerprint, dedupe TTL, retention,
+# then the event's field/value pairs.
+_APPEND_ONCE = (
+    _SEEN
+    + """
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
 return {'stored', entry}
 """
+)
 
-# Redis Cluster, step c. KEYS: the customer's contact key. ARGV: member, score, trim
+# Redis Cluster, step b. KEYS: the customer's contact key. ARGV: member, score, trim
 # below, TTL.
 _ADD_CONTACT = """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
@@ -96,41 +113,45 @@ class EventRejected(ValueError):
         self.value = value
 
 
+Status = Literal["stored", "duplicate", "conflict"]
+
+
 @dataclass(frozen=True)
 class Stored:
-    status: str  # "stored" or "duplicate"
+    """What became of the event: ``stored`` now, ``duplicate`` of the one stored as
+    ``stream_id``, or ``conflict``: its id names another event (``stream_id``)."""
+
+    status: Status
     stream_id: str
 
 
-def check_event(event: EventIn, catalogue: Catalogue, now: datetime, tolerance_s: float) -> None:
-    """Raise :class:`EventRejected` for an unknown product or a timestamp in the future."""
-    if event.product_id not in catalogue.ids:
-        raise EventRejected("product_id", "unknown_product", "unknown product", event.product_id)
-    if event.timestamp > now + timedelta(seconds=tolerance_s):
-        raise EventRejected(
-            "timestamp",
-            "future_timestamp",
-            f"more than {tolerance_s:g} s in the future",
-            event.timestamp.isoformat(),
-        )
+CONTENT_FIELDS = ("event_id", "type", "customer", "product_id", "request_id", "channel")
+"""The stored fields that make an event what it is (with its timestamp as an instant);
+``received_at`` is not one: a retry is received later."""
+
+
+def fingerprint(values: dict[str, str], at: datetime) -> str:
+    """A short digest of the event's content; equal for a retry, whatever the time zone
+    its timestamp was written in."""
+    content = "\x1f".join([*(values[name] for name in CONTENT_FIELDS), at.isoformat()])
+    return hashlib.blake2b(content.encode(), digest_size=16).hexdigest()
 
 
 def store_event(
     client: RedisClient,
     settings: Settings,
     event: EventIn,
-    pseudonymise: Pseudonymiser,
+    pseudonym: str,
     now: datetime,
 ) -> Stored:
     """Append the event once and update the contact state (see the module docstring).
 
-    Raises :class:`EventRejected` (``request_id``) when no decision with that id is
-    recorded, and ``redis.RedisError`` when Redis fails (then nothing is acknowledged).
+    ``pseudonym`` is the customer's, under the settings' key. Raises ``redis.RedisError``
+    when Redis fails (then nothing is acknowledged - though Redis may have run the script
+    before the failure reached the caller: a retry with the same event id tells).
     """
-    pseudonym = pseudonymise(event.customer_id)
     limits = ContactLimits.from_settings(settings)
     at = event.timestamp.astimezone(UTC)
-    changes_contact = event.type in KIND_CODES
     values = {
         "event_id": event.event_id,
         "type": event.type,
@@ -141,101 +162,48 @@ def store_event(
         "timestamp": at.isoformat(),
         "received_at": now.astimezone(UTC).isoformat(),
     }
+    digest = fingerprint(values, at)
     fields = [item for pair in values.items() for item in pair]
     contact_change = (
         member(event.type, event.product_id, event.channel, event.event_id)
-        if changes_contact
+        if event.type in KIND_CODES
         else ""
     )
-    if isinstance(client, RedisCluster):
-        status, stream_id = _store_on_cluster(
-            client, settings, event, pseudonym, fields, contact_change, at, now, limits
+    seen = event_seen_key(settings.events_prefix, event.event_id)
+    stream = events_key(settings.events_prefix)
+    contact = contact_key(settings.contact_prefix, pseudonym)
+    contact_args: list[str | float] = [
+        at.timestamp(),
+        now.timestamp() - limits.horizon_seconds,
+        limits.horizon_seconds,
+    ]
+    dedupe: list[str | float] = [
+        digest,
+        settings.event_dedupe_ttl_seconds,
+        settings.events_retention,
+    ]
+    if not isinstance(client, RedisCluster):
+        script = client.register_script(_STORE)
+        reply = script(
+            keys=[seen, stream, contact], args=[*dedupe, contact_change, *contact_args, *fields]
         )
-    else:
-        status, stream_id = _store_in_one_script(
-            client, settings, event, pseudonym, fields, contact_change, at, now, limits
-        )
-    if status == "unknown_request":
-        raise EventRejected(
-            "request_id", UNKNOWN_REQUEST_ID, "unknown request_id", event.request_id
-        )
-    return Stored(status, stream_id)
+        return _decoded(reply)
+    # Redis Cluster: steps a and b of the module docstring, one slot each.
+    stored = _decoded(
+        client.register_script(_APPEND_ONCE)(keys=[seen, stream], args=[*dedupe, *fields])
+    )
+    if contact_change and stored.status != "conflict":
+        client.register_script(_ADD_CONTACT)(keys=[contact], args=[contact_change, *contact_args])
+    return stored
 
 
-def _decoded(reply: list[bytes | str]) -> tuple[str, str]:
+def _decoded(reply: list[bytes | str]) -> Stored:
     status, stream_id = (part.decode() if isinstance(part, bytes) else str(part) for part in reply)
-    return status, stream_id
+    return Stored(_STATUSES[status], stream_id)
 
 
-def _store_in_one_script(
-    client: RedisClient,
-    settings: Settings,
-    event: EventIn,
-    pseudonym: str,
-    fields: list[str],
-    contact_change: str,
-    at: datetime,
-    now: datetime,
-    limits: ContactLimits,
-) -> tuple[str, str]:
-    script = client.register_script(_STORE)
-    reply = script(
-        keys=[
-            event_seen_key(settings.events_prefix, event.event_id),
-            decision_index_key(settings.audit_prefix, event.request_id),
-            events_key(settings.events_prefix),
-            contact_key(settings.contact_prefix, pseudonym),
-        ],
-        args=[
-            settings.event_dedupe_ttl_seconds,
-            settings.events_retention,
-            contact_change,
-            at.timestamp(),
-            now.timestamp() - limits.horizon_seconds,
-            limits.horizon_seconds,
-            *fields,
-        ],
-    )
-    return _decoded(reply)
-
-
-def _store_on_cluster(
-    client: RedisCluster,
-    settings: Settings,
-    event: EventIn,
-    pseudonym: str,
-    fields: list[str],
-    contact_change: str,
-    at: datetime,
-    now: datetime,
-    limits: ContactLimits,
-) -> tuple[str, str]:
-    """Steps a-c of the module docstring: three calls, one slot each."""
-    known = bool(client.exists(decision_index_key(settings.audit_prefix, event.request_id)))
-    append = client.register_script(_APPEND_ONCE)
-    status, stream_id = _decoded(
-        append(
-            keys=[
-                event_seen_key(settings.events_prefix, event.event_id),
-                events_key(settings.events_prefix),
-            ],
-            args=[
-                settings.event_dedupe_ttl_seconds,
-                settings.events_retention,
-                "1" if known else "0",
-                *fields,
-            ],
-        )
-    )
-    if contact_change and status in ("stored", "duplicate"):
-        add = client.register_script(_ADD_CONTACT)
-        add(
-            keys=[contact_key(settings.contact_prefix, pseudonym)],
-            args=[
-                contact_change,
-                at.timestamp(),
-                now.timestamp() - limits.horizon_seconds,
-                limits.horizon_seconds,
-            ],
-        )
-    return status, stream_id
+_STATUSES: dict[str, Status] = {
+    "stored": "stored",
+    "duplicate": "duplicate",
+    "conflict": "conflict",
+}

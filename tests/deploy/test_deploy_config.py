@@ -20,9 +20,10 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.embedded_redis import REDIS_PERSISTENCE, persistence_args
 from core.settings import Settings
 from service.app import create_app
-from tests.support.auth import AUTH, TEST_API_KEYS
+from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -116,6 +117,7 @@ def exported_metrics(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -
         mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
         feature_prefix=f"nbotest:deploy:{home.name}:fs",
         api_keys=TEST_API_KEYS,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
     )
     with TestClient(create_app(settings), headers=AUTH) as client:
         answer = client.post(
@@ -266,3 +268,29 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
     assert users and users[-1] not in {"root", "0"}
     assert re.search(r"^HEALTHCHECK .*", text, flags=re.MULTILINE)
     assert "/healthz" in text
+
+
+def redis_options(command: list[str]) -> dict[str, str]:
+    """``redis-server --name value [value...]`` arguments as ``{name: "value ..."}``."""
+    options: dict[str, list[str]] = {}
+    name = None
+    for word in command[1:]:
+        if word.startswith("--"):
+            name = word[2:]
+            options[name] = []
+        elif name is not None:
+            options[name].append(word)
+    return {key: " ".join(values) for key, values in options.items()}
+
+
+def test_compose_redis_persists_as_the_embedded_one_and_the_fault_tests() -> None:
+    """One source of truth (``REDIS_PERSISTENCE``) for the compose Redis, the embedded
+    one (tests/core/test_embedded_redis.py) and the Redis the fault tests kill
+    (tests/support/fault_redis.py)."""
+    command = yaml.safe_load(COMPOSE.read_text())["services"]["redis"]["command"]
+    assert command[0] == "redis-server"
+    options = redis_options(command)
+    assert {name: options.get(name) for name in REDIS_PERSISTENCE} == REDIS_PERSISTENCE
+    assert redis_options(["redis-server", *persistence_args()]) == REDIS_PERSISTENCE
+    assert REDIS_PERSISTENCE["appendonly"] == "yes"
+    assert REDIS_PERSISTENCE["appendfsync"] in ("everysec", "always")

@@ -37,7 +37,7 @@ def tables(catalogue: Catalogue) -> Tables:
 
 @pytest.fixture
 def store(redis_client: redis.Redis, settings: Settings) -> OnlineStore:
-    return OnlineStore(redis_client, settings.feature_prefix)
+    return OnlineStore.for_settings(redis_client, settings)
 
 
 def version_keys(store: OnlineStore, version: str) -> list[bytes]:

@@ -31,7 +31,7 @@ from features.online_store import OnlineStore
 from features.synthetic import generate_bank
 from registry.client import Registry
 from service.app import create_app
-from tests.support.auth import AUTH, TEST_API_KEYS
+from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import free_port
 from training.recommender import train_recommender
 
@@ -127,6 +127,7 @@ def test_train_register_promote_and_serve_through_postgres_backed_mlflow(
         feature_prefix=f"{key_prefix}:fs",
         feature_pointer_refresh_seconds=0.0,
         api_keys=TEST_API_KEYS,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
     )
     end_month = date.today().replace(day=1) - timedelta(days=1)
     tables = generate_bank(1500, 8, 7, catalogue, end_month)
@@ -139,7 +140,7 @@ def test_train_register_promote_and_serve_through_postgres_backed_mlflow(
     # The artifact went through the server's proxy, not to a local ./mlruns.
     assert listed[0].source is not None and not listed[0].source.startswith(("/", "file:"))
 
-    store = OnlineStore(redis_client, settings.feature_prefix)
+    store = OnlineStore.for_settings(redis_client, settings)
     as_of = tables.holdings["month"].max().date()
     info = materialize(tables, as_of, catalogue, store)
     customer = next(

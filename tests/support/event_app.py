@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 from core.catalogue import Catalogue
 from core.settings import Settings
 from service.app import create_app
-from tests.support.auth import AUTH, TEST_API_KEYS
+from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.records import adult, publish_records
 
 CUSTOMER = "C-EVENTS"
+OTHER_CUSTOMER = "C-EVENTS-OTHER"
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,10 @@ def module_app(
         audit_prefix=f"{prefix}:audit",
         feature_pointer_refresh_seconds=0.0,
         api_keys=TEST_API_KEYS,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
     )
     client = redis.Redis.from_url(redis_url)
-    publish_records(settings, client, catalogue, {CUSTOMER: adult()})
+    publish_records(settings, client, catalogue, {CUSTOMER: adult(), OTHER_CUSTOMER: adult()})
     try:
         with TestClient(create_app(settings), headers=AUTH) as app:
             yield app, settings

@@ -1,10 +1,10 @@
 """A real, durable ``redis-server`` a fault test owns: it can be SIGKILLed, paused, restarted.
 
 Started in the foreground as a child process (not daemonized) so the test holds its pid,
-on a free loopback port, with ``appendonly yes`` and ``appendfsync always``: Redis then
-fsyncs every write to the append-only file before it replies, so whatever it acknowledged
-survives a SIGKILL and is loaded again when the server restarts on the same directory.
-That is the guarantee the fault tests check ("every event answered 202 is still there").
+on a free loopback port, with the persistence the project ships
+(``core.embedded_redis.REDIS_PERSISTENCE``: the append-only file, fsynced every second) or
+settings the test names (``appendfsync always``, the stricter documented option). Restarted
+on the same directory, it loads what the append-only file holds.
 """
 
 from __future__ import annotations
@@ -16,17 +16,20 @@ from pathlib import Path
 
 import redis
 
-from core.redis_server import redis_executable
+from core.embedded_redis import REDIS_PERSISTENCE, persistence_args, redis_executable
 from tests.support.paths import free_port
 
 
 class DurableRedis:
     """One redis-server process at a time on a fixed port and data directory."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, persistence: dict[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.persistence = persistence or REDIS_PERSISTENCE
         self.process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -38,10 +41,8 @@ class DurableRedis:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.workdir),
-            "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--save", "",
             "--logfile", str(self.workdir / "redis.log"),
+            *persistence_args(self.persistence),
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -60,7 +61,7 @@ class DurableRedis:
             client.close()
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown, no final save - only what was fsynced survives."""
+        """SIGKILL: no shutdown, no final save - only what reached the append-only file."""
         if self.process is not None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)

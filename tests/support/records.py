@@ -1,8 +1,9 @@
-"""Feature records for the decisioning tests: an adult customer's record, and publishing
-records as a feature set."""
+"""Feature records for the decisioning tests: an adult customer's record, customers across
+the suitability space, and publishing records as a feature set."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -35,6 +36,33 @@ def adult(**values: Any) -> dict[str, Any]:
     return base
 
 
+def varied_customers(count: int, seed: int = 11) -> dict[str, dict[str, Any]]:
+    """Customers across the suitability space: every C-level, missing and expired
+    assessments, minors, non-residents, low and unknown income and assets; ids ``F0000``,
+    ``F0001``, ..."""
+    rng = random.Random(seed)
+    out: dict[str, dict[str, Any]] = {}
+    for n in range(count):
+        assessed = rng.choice([60, 400, 800, None])  # days ago; 800 > 730 is expired
+        record: dict[str, Any] = {
+            "age": rng.choice([15, 17, 22, 40, 67, 80]),
+            "risk_level": rng.choice([1, 2, 3, 4, 5, None]),
+            "risk_assessed_on": (TODAY - timedelta(days=assessed)).isoformat()
+            if assessed is not None
+            else None,
+            "resident": rng.random() < 0.8,
+            "income": rng.choice([0.0, 15_000.0, 60_000.0, 250_000.0, None]),
+            "balance": rng.choice([100.0, 20_000.0, 500_000.0, None]),
+            "held": rng.sample(["current_account", "savings_account", "credit_card"], k=1),
+            "tier": "mass",
+            "segment": "individuals",
+            "preferred_channel": "app",
+            "months_since_login": rng.choice([0, 1, 3]),
+        }
+        out[f"F{n:04d}"] = record
+    return out
+
+
 def publish_records(
     settings: Settings,
     client: redis.Redis,
@@ -45,7 +73,7 @@ def publish_records(
     feature_names: Iterable[str] | None = None,
 ) -> FeatureSetInfo:
     """Write ``records`` as a new feature set (as of 30 days ago by default) and publish it."""
-    store = OnlineStore(client, settings.feature_prefix)
+    store = OnlineStore.for_settings(client, settings)
     created = datetime.now(UTC)
     as_of = as_of or TODAY - timedelta(days=30)
     info = FeatureSetInfo(

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from cli.demo import _with_demo_key
 from cli.main import app as cli
 from core.api_keys import SCOPES, ApiKeyEntry, ApiScope, hash_key
-from core.settings import Settings
+from core.settings import Environment, Settings
 from service.api.auth import HEADER, OPERATIONS_PATHS, SCHEME, AccessPolicy
 from service.app import create_app
 from service.infra.log import LOGGER_NAME, JsonFormatter
@@ -160,14 +160,17 @@ def test_unknown_paths_need_a_key_too(refusing: TestClient) -> None:
 
 
 def test_without_configured_keys_everything_protected_is_refused(settings: Settings) -> None:
-    client = TestClient(create_app(settings.model_copy(update={"api_keys": []})))
+    """In development mode (production refuses to start without keys: tests/service/test_app.py)."""
+    closed = settings.model_copy(update={"api_keys": [], "environment": Environment.DEVELOPMENT})
+    client = TestClient(create_app(closed))
     response = client.post("/v1/recommendations", json={}, headers=AUTH)
     assert response.status_code == 401
     assert client.get("/healthz").status_code == 200
 
 
 def test_auth_can_be_disabled_for_local_development(settings: Settings) -> None:
-    app = create_app(settings.model_copy(update={"auth_disabled": True, "api_keys": []}))
+    update = {"auth_disabled": True, "api_keys": [], "environment": Environment.DEVELOPMENT}
+    app = create_app(settings.model_copy(update=update))
     client = TestClient(app)
     body = client.post("/v1/recommendations", json={"k": 0}).json()
     assert body["type"] == "validation_error"  # reached the route: no key was asked for

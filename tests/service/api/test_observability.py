@@ -124,7 +124,7 @@ def test_one_redis_round_trip_per_recommendation(
             seen = monitored(watcher, lambda: ([ask(client, c) for c in customers], audit.flush()))
         fetches = client.get("/metrics").text
     mine = [c for c in seen if key_prefix in c["command"]]
-    store = OnlineStore(redis_client, quiet.feature_prefix)
+    store = OnlineStore.for_settings(redis_client, quiet)
     pseudonym = pseudonymiser(quiet)
     sent = [c for c in mine if c["client_type"] != "lua"]  # what clients sent, not scripts
     reads = [c for c in sent if quiet.audit_prefix not in c["command"]]

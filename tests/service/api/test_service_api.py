@@ -25,7 +25,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue
-from core.redis_server import start_embedded_redis, stop_embedded_redis
+from core.embedded_redis import start_embedded_redis, stop_embedded_redis
 from core.settings import Settings
 from features.online_store import FeatureSetInfo
 from service.app import create_app

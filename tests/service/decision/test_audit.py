@@ -181,6 +181,7 @@ def test_export_and_why(
 
     for name in ("redis_url", "audit_prefix"):
         monkeypatch.setenv(f"NBO_{name.upper()}", str(getattr(settings, name)))
+    monkeypatch.setenv("NBO_PSEUDONYM_KEY", settings.pseudonym_key.get_secret_value())
     get_settings.cache_clear()
     try:
         top = body["offers"][0]["product_id"]

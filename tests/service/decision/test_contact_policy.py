@@ -12,7 +12,7 @@ import redis
 from core.catalogue import Catalogue
 from core.decisioning import DecisioningConfig
 from core.pseudonym import pseudonymiser
-from core.redis_keys import contact_key, decision_index_key
+from core.redis_keys import contact_key
 from core.settings import Settings
 from features.online_store import OnlineStore
 from service.api.schemas import EventIn
@@ -42,11 +42,9 @@ class Bank:
         self.client = client
         self.catalogue = catalogue
         self.info = publish_records(settings, client, catalogue, {CUSTOMER: adult()})
-        self.store = OnlineStore(client, settings.feature_prefix)
+        self.store = OnlineStore.for_settings(client, settings)
         self.now = T0
         self.events = 0
-        # Events must refer to a recorded decision: index one for the whole test.
-        client.set(decision_index_key(settings.audit_prefix, REQUEST_ID), "1-0")
 
     def event(self, kind: str, product: str, channel: str = "app") -> str:
         self.events += 1
@@ -59,9 +57,8 @@ class Bank:
             channel=channel,  # type: ignore[arg-type]
             timestamp=self.now,
         )
-        stored = store_event(
-            self.client, self.settings, body, pseudonymiser(self.settings), self.now
-        )
+        pseudonym = pseudonymiser(self.settings)(CUSTOMER)
+        stored = store_event(self.client, self.settings, body, pseudonym, self.now)
         return stored.status
 
     def decide(self, channel: str = "advisor", k: int = 10) -> Decision:

@@ -47,6 +47,7 @@ def _env(settings: Settings, metrics_dir: Path) -> dict[str, str]:
         NBO_AUDIT_PREFIX=settings.audit_prefix,
         NBO_LOG_LEVEL="warning",
         NBO_API_KEYS=json.dumps([key.model_dump() for key in settings.api_keys]),
+        NBO_PSEUDONYM_KEY=settings.pseudonym_key.get_secret_value(),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
     return env

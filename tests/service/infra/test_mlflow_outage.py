@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from core.catalogue import Catalogue
 from core.settings import Settings
 from service.app import create_app
+from tests.support.auth import AUTH
 from tests.support.lifecycle import CHURN, REC, lifecycle_settings, publish_full
 from tests.support.paths import free_port
 from tests.support.served import ask
@@ -34,12 +35,9 @@ STARTUP_LIMIT_SECONDS = 30.0  # an empty SQLite store is created and migrated fi
 HUNG_STARTUP_LIMIT_SECONDS = 10.0  # 2 models x 1 s timeout, no retry, plus the rest
 
 
-def without_auth(settings: Settings) -> Settings:
-    """API keys are not what these tests are about (when the service has them)."""
-    wanted = {"auth_disabled": True, "rate_limit": "off"}
-    return settings.model_copy(
-        update={k: v for k, v in wanted.items() if k in Settings.model_fields}
-    )
+def unlimited(settings: Settings) -> Settings:
+    """Rate limits are not what these tests are about (the clients send the test key)."""
+    return settings.model_copy(update={"rate_limit": "off"})
 
 
 @pytest.fixture
@@ -72,9 +70,9 @@ def test_registry_outage_serves_the_last_known_good_models(
     catalogue: Catalogue,
     hung_server: str,
 ) -> None:
-    online = without_auth(lifecycle_settings(settings, tmp_path))
+    online = unlimited(lifecycle_settings(settings, tmp_path))
     publish_full(online, redis_client, catalogue)
-    with TestClient(create_app(online)) as client:  # first start: fills the cache
+    with TestClient(create_app(online), headers=AUTH) as client:  # first start: fills the cache
         first = ask(client)
 
     offline = online.model_copy(
@@ -86,7 +84,7 @@ def test_registry_outage_serves_the_last_known_good_models(
         }
     )
     started = time.monotonic()
-    with TestClient(create_app(offline)) as client:
+    with TestClient(create_app(offline), headers=AUTH) as client:
         startup = time.monotonic() - started
         ready = client.get("/readyz")
         # Requests while the watcher keeps failing against the dead registry.
@@ -131,11 +129,11 @@ def test_a_hung_registry_during_a_reload_never_blocks_requests(
 ) -> None:
     """The registry hangs *after* startup: reloads fail (counted), the models in memory
     keep answering, at full speed, while a reload is stuck in the watcher's thread."""
-    online = without_auth(lifecycle_settings(settings, tmp_path)).model_copy(
+    online = unlimited(lifecycle_settings(settings, tmp_path)).model_copy(
         update={"mlflow_request_timeout_seconds": 2, "mlflow_request_retries": 0}
     )
     publish_full(online, redis_client, catalogue)
-    with TestClient(create_app(online)) as client:
+    with TestClient(create_app(online), headers=AUTH) as client:
         first = ask(client)
         watcher = client.app.state.runtime.watcher  # type: ignore[attr-defined]
         # The registry "goes away": from now on the watcher talks to a hung server.

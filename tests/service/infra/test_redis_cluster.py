@@ -51,7 +51,7 @@ from service.infra.redis_guard import (
     connect_guarded,
     connect_guarded_async,
 )
-from tests.support.auth import AUTH, TEST_API_KEYS
+from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.redis_cluster import ClusterUnavailableError, LocalCluster, start_cluster
 from tests.support.redis_monitor import monitored
 from tests.support.served import register_champions
@@ -88,6 +88,7 @@ def on_cluster(redis_cluster: LocalCluster, tmp_path: Path) -> Settings:
         feature_pointer_refresh_seconds=3600.0,  # no pointer reads during the measurements
         audit_flush_ms=1.0,
         api_keys=TEST_API_KEYS,
+        pseudonym_key=TEST_PSEUDONYM_KEY,
     )
 
 
@@ -391,8 +392,7 @@ def test_concurrent_duplicates_are_stored_once_on_a_cluster(
     from service.api.schemas import EventIn
     from service.infra.event_store import store_event
 
-    request_id = uuid.uuid4().hex
-    cluster_client.set(decision_index_key(on_cluster.audit_prefix, request_id), "1-0")
+    request_id = uuid.uuid4().hex  # store_event stores what the route has checked
     event = EventIn(
         event_id="dup-1",
         type="shown",
@@ -408,7 +408,7 @@ def test_concurrent_duplicates_are_stored_once_on_a_cluster(
         client = connect(on_cluster)
         results.append(
             store_event(
-                client, on_cluster, event, pseudonymiser(on_cluster), datetime.now(UTC)
+                client, on_cluster, event, pseudonymiser(on_cluster)("C-123"), datetime.now(UTC)
             ).status
         )
         client.close()
@@ -424,7 +424,8 @@ def test_concurrent_duplicates_are_stored_once_on_a_cluster(
     assert [m.decode() for m in cluster_client.zrange(contact, 0, -1)] == [
         "s|credit_card|app|dup-1"
     ]
-    assert re.fullmatch(r"\d+-\d+", cluster_client.get(event_seen(on_cluster, "dup-1")).decode())
+    marker = cluster_client.get(event_seen(on_cluster, "dup-1")).decode()
+    assert re.fullmatch(r"\d+-\d+ [0-9a-f]{32}", marker)  # entry id, content fingerprint
 
 
 def event_seen(settings: Settings, event_id: str) -> str:
