@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.yaml_config import load_yaml_model
 
 Category = Literal[
     "account", "deposit", "investment", "pension", "lending", "card", "service", "retention"
@@ -126,24 +127,11 @@ def _describe(raw: object, loc: tuple[int | str, ...]) -> str:
 
 def load_catalogue(path: Path | str) -> Catalogue:
     """Read and validate a catalogue file; raise :class:`CatalogueError` naming what is wrong."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogueError(f"{path}: cannot read catalogue: {exc.strerror}") from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CatalogueError(f"{path}{where}: invalid YAML: {problem}") from exc
-    if not isinstance(raw, dict):
-        raise CatalogueError(f"{path}: expected a mapping with 'version' and 'products'")
-    try:
-        return Catalogue.model_validate(raw)
-    except ValidationError as exc:
-        lines = [
-            f"{path}: {_describe(raw, tuple(err['loc']))}: {err['msg']}" for err in exc.errors()
-        ]
-        raise CatalogueError("\n".join(lines)) from exc
+    return load_yaml_model(
+        path,
+        Catalogue,
+        CatalogueError,
+        "catalogue",
+        expected="a mapping with 'version' and 'products'",
+        describe=_describe,
+    )

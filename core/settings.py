@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     catalogue_path: Path = Field(
         PACKAGE_DIR / "catalogue.yaml", description="Product catalogue YAML file."
     )
+    moments_path: Path = Field(
+        PACKAGE_DIR / "moments.yaml",
+        description="Customer-moment rules: tier thresholds, upgrade, lifecycle (YAML).",
+    )
     feature_prefix: str = Field("nbo:fs", description="Redis key prefix of feature sets.")
     feature_versions_kept: int = Field(
         2, description="Materialized feature-set versions kept in Redis (current included)."
