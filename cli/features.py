@@ -17,6 +17,7 @@ from cli.errors import exit_on
 from cli.progress import counter
 from core.catalogue import CatalogueError, load_catalogue
 from core.embedded_redis import RedisUnavailableError
+from core.moments import load_moments
 from core.redis_server import connect
 from core.settings import get_settings
 from core.tables import TablesMissingError, read_tables
@@ -78,6 +79,7 @@ def materialize_command(
     with exit_on(*_EXPECTED_ERRORS):
         day = _parse_date(as_of) if as_of is not None else None
         catalogue = load_catalogue(settings.catalogue_path)
+        moments = load_moments(settings.moments_path)
         tables = read_tables(settings.data_dir)
         if day is None:
             latest = tables.holdings["month"].max()
@@ -97,6 +99,7 @@ def materialize_command(
                 batch_size=batch_size,
                 keep_versions=settings.feature_versions_kept,
                 progress=update,
+                moments=moments,
             )
         elapsed = time.perf_counter() - started
     typer.echo(f"version    {info.version}")
@@ -130,6 +133,7 @@ def status() -> None:
     typer.echo(f"customers  {info.customers}")
     typer.echo(f"features   {len(info.feature_names)}")
     typer.echo(f"catalogue  {info.catalogue_version}")
+    typer.echo(f"moments    {info.moments_version or '-'}")
     typer.echo(f"versions   {len(versions)} kept: {', '.join(versions)}")
 
 

@@ -45,10 +45,11 @@ CUSTOMER_SCHEMA = pa.schema(
         ("risk_assessed_on", pa.date32()),  # nullable
         ("preferred_channel", pa.string()),  # CHANNELS or null
         ("acquisition_channel", pa.string()),  # nullable, free text: how the customer joined
+        ("birth_date_estimated", pa.bool_()),  # nullable: birth_date derived from an age
     ]
 )
 
-OPTIONAL_CUSTOMER_COLUMNS = ("acquisition_channel",)
+OPTIONAL_CUSTOMER_COLUMNS = ("acquisition_channel", "birth_date_estimated")
 """Nullable master columns a table set may lack: a frame (or a Parquet file) without them
 reads and writes them as unknown."""
 

@@ -4,8 +4,8 @@ A :class:`FeatureDef` names a feature, its type and how to compute it from a
 :class:`~features.pointintime.PointInTimeContext` (which already holds only what was known
 at ``as_of``). Unknown inputs give null, never an error: the Santander data has no logins
 or balances, so every behaviour feature is null there. The computations live with their
-group: ``features.profile_features``, ``features.holdings_features`` and
-``features.behaviour_features``.
+group: ``features.profile_features``, ``features.holdings_features``,
+``features.behaviour_features`` and ``features.moment_features``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd
 from core.catalogue import Catalogue
 from features import behaviour_features as behaviour
 from features import holdings_features as holdings
+from features import moment_features as moments
 from features import profile_features as profile
 
 if TYPE_CHECKING:
@@ -50,7 +51,13 @@ def _profile() -> list[FeatureDef]:
     return [
         FeatureDef("age", "int", "Age in whole years at as_of (null if unknown).", profile.age),
         FeatureDef("tenure_months", "int", "Whole months since joining.", profile.tenure_months),
-        FeatureDef("tier", "str", "mass / affluent / private.", profile.master("tier")),
+        FeatureDef(
+            "tier",
+            "str",
+            "mass / affluent / private from the assets known at as_of (core/moments.yaml); "
+            "the master tier where no balance is known.",
+            moments.tier,
+        ),
         FeatureDef("segment", "str", "Needs segment.", profile.master("segment")),
         FeatureDef("income", "float", "Annual gross household income.", profile.master("income")),
         FeatureDef(
@@ -224,6 +231,55 @@ def _behaviour() -> list[FeatureDef]:
     ]
 
 
+def _moments() -> list[FeatureDef]:
+    growth = [
+        FeatureDef(
+            f"aum_growth_m{back + 1}",
+            "float",
+            f"Relative balance growth of the {which} (null if unknown).",
+            moments.aum_growth(back),
+        )
+        for back, which in enumerate(
+            ("latest month", "month before it", "month before that"), start=0
+        )
+    ]
+    return [
+        *growth,
+        FeatureDef(
+            "upgrade_candidate",
+            "bool",
+            "Mass tier and assets up more than the upgrade threshold in each of the last "
+            "upgrade months.",
+            moments.upgrade_candidate,
+        ),
+        FeatureDef(
+            "lifecycle_stage",
+            "str",
+            "prospect / new / growing / mature / at_risk / dormant / churned (docs/moments.md).",
+            moments.lifecycle_stage,
+        ),
+        FeatureDef(
+            "birth_month",
+            "int",
+            "Month of birth 1-12 (null if unknown or estimated).",
+            moments.birth_month,
+        ),
+        FeatureDef(
+            "departed",
+            "bool",
+            "Left the bank on or before as_of (within the win-back window).",
+            moments.departed,
+        ),
+        FeatureDef(
+            "months_since_left",
+            "int",
+            "Whole months since leaving (null while a customer).",
+            moments.months_since_left,
+        ),
+    ]
+
+
 def feature_definitions(catalogue: Catalogue) -> list[FeatureDef]:
-    """All features in fixed order: profile, holdings (per product, catalogue order), behaviour."""
-    return [*_profile(), *_holdings(catalogue), *_behaviour()]
+    """All features in fixed order: profile, holdings (per product, catalogue order),
+    behaviour, moments."""
+    return [*_profile(), *_holdings(catalogue), *_behaviour(), *_moments()]

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 import redis
 
 from core.catalogue import Catalogue
+from core.moments import MomentsConfig, default_moments
 from core.tables import Tables
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from features.pointintime import compute_features, to_records
@@ -33,18 +34,25 @@ def materialize(
     batch_size: int = 5000,
     keep_versions: int = 2,
     progress: Progress | None = None,
+    moments: MomentsConfig | None = None,
 ) -> FeatureSetInfo:
     """Compute features as of ``as_of``, write them as a new version, publish, prune.
 
     ``keep_versions`` counts the new version; keep at least 2 in production, because a
     service may go on reading the previous version until it re-reads the pointer.
+    ``moments``: the moment rules (default: the shipped ``core/moments.yaml``); their
+    version is recorded in the set's meta.
     Raises ``ValueError`` when ``as_of`` precedes the data or no customer qualifies.
     """
     if keep_versions < 1:
         raise ValueError("keep_versions must be at least 1")
-    frame = compute_features(tables, as_of, catalogue)
-    if frame.empty:
-        raise ValueError(f"no customers of the bank at {as_of:%Y-%m-%d}: nothing to materialize")
+    moments = moments or default_moments()
+    frame = compute_features(tables, as_of, catalogue, moments)
+    if frame.empty or frame["departed"].astype(bool).all():
+        gone = f" (only {len(frame)} who had left)" if len(frame) else ""
+        raise ValueError(
+            f"no customers of the bank at {as_of:%Y-%m-%d}{gone}: nothing to materialize"
+        )
     created_at = datetime.now(UTC)
     info = FeatureSetInfo(
         version=make_version(as_of, created_at),
@@ -53,6 +61,7 @@ def materialize(
         customers=len(frame),
         feature_names=[str(c) for c in frame.columns],
         catalogue_version=catalogue.version,
+        moments_version=moments.version,
     )
     total = len(frame)
     report = (lambda written: progress(written, total)) if progress is not None else None

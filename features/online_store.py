@@ -53,6 +53,7 @@ class FeatureSetInfo:
     feature_names: list[str]
     catalogue_version: str
     record_keys: str = PSEUDONYM_KEYS  # how its record keys name the customer
+    moments_version: str | None = None  # core/moments.yaml version (None: set made before it)
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -64,6 +65,7 @@ class FeatureSetInfo:
                 "feature_names": self.feature_names,
                 "catalogue_version": self.catalogue_version,
                 "record_keys": self.record_keys,
+                "moments_version": self.moments_version,
             }
         )
 
@@ -79,6 +81,7 @@ class FeatureSetInfo:
             catalogue_version=data["catalogue_version"],
             # Absent: written before the hash-tagged layout, keyed by the raw customer id.
             record_keys=data.get("record_keys", CUSTOMER_ID_KEYS),
+            moments_version=data.get("moments_version"),
         )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.catalogue import Catalogue
+from core.moments import MomentsConfig, default_moments
 from core.tables import Tables
 from features.definitions import PANDAS_DTYPES, FeatureDef, feature_definitions
 
@@ -38,6 +39,7 @@ class PointInTimeContext:
     Arrays are aligned with :attr:`index` (the population, one entry per customer):
     ``holdings`` is ``(product, snapshot, customer)`` bool, oldest snapshot first;
     ``behaviour[column]`` is ``(month, customer)`` float with NaN where unknown.
+    ``moments`` holds the thresholds of the moment features (``core/moments.yaml``).
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class PointInTimeContext:
         holdings: np.ndarray,
         behaviour_months: tuple[pd.Timestamp, ...],
         behaviour: dict[str, np.ndarray],
+        moments: MomentsConfig,
     ) -> None:
         self.as_of = as_of
+        self.moments = moments
         self.customers = customers
         self.index: pd.Index = customers.index
         self.product_ids = product_ids
@@ -109,11 +113,27 @@ class PointInTimeContext:
         return window[0]
 
 
-def _population(customers: pd.DataFrame, holdings: pd.DataFrame, as_of: pd.Timestamp) -> pd.Index:
-    """Customers of the bank at ``as_of``: joined (or unknown), not yet left, with a snapshot."""
+def whole_months_between(start: pd.Series, end: pd.Timestamp) -> np.ndarray:
+    """Whole calendar months from each ``start`` to ``end`` (NaN where ``start`` is unknown);
+    a month counts once its day is reached (31 Jan -> 28 Feb is 0, -> 31 Mar is 2)."""
+    months = (
+        (end.year - start.dt.year) * 12
+        + (end.month - start.dt.month)
+        - (start.dt.day > end.day).astype(float)
+    )
+    return months.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _population(
+    customers: pd.DataFrame, holdings: pd.DataFrame, as_of: pd.Timestamp, win_back_months: int
+) -> pd.Index:
+    """Customers of the bank at ``as_of`` (joined or unknown, not yet left) and those who left
+    ``win_back_months`` whole months ago or less (kept for win-back, flagged ``departed``);
+    each with a snapshot on or before ``as_of``."""
     joined = customers["joined_on"]
     left = customers["left_on"]
-    known = (joined.isna() | (joined <= as_of)) & (left.isna() | (left > as_of))
+    recently_left = (left <= as_of) & (whole_months_between(left, as_of) <= win_back_months)
+    known = (joined.isna() | (joined <= as_of)) & (left.isna() | (left > as_of) | recently_left)
     ids = _ids(customers["customer_id"])
     in_holdings = pd.Index(_ids(holdings["customer_id"].drop_duplicates()), dtype=object)
     with_snapshot = in_holdings.get_indexer(pd.Index(ids, dtype=object)) >= 0
@@ -167,8 +187,12 @@ def _behaviour_arrays(
     return months, arrays
 
 
-def build_context(tables: Tables, as_of: date, catalogue: Catalogue) -> PointInTimeContext:
+def build_context(
+    tables: Tables, as_of: date, catalogue: Catalogue, moments: MomentsConfig | None = None
+) -> PointInTimeContext:
     """Cut the tables at ``as_of`` and lay them out for the feature definitions.
+
+    ``moments``: the moment rules (default: the shipped ``core/moments.yaml``).
 
     Raises ``ValueError`` when ``as_of`` precedes every holdings snapshot or the holdings
     table lacks a column for a holdable catalogue product.
@@ -193,7 +217,8 @@ def build_context(tables: Tables, as_of: date, catalogue: Catalogue) -> PointInT
     customers = customers.assign(
         **{c: pd.to_datetime(customers[c]) for c in MASTER_DATES if c in customers.columns}
     )
-    index = _population(customers, holdings, as_of_ts)
+    moments = moments or default_moments()
+    index = _population(customers, holdings, as_of_ts, moments.lifecycle.win_back_months)
     master = customers.assign(customer_id=_ids(customers["customer_id"]))
     master = master.set_index("customer_id").reindex(index)
     behaviour_months, behaviour = _behaviour_arrays(tables.behaviour, as_of_ts, index)
@@ -205,6 +230,7 @@ def build_context(tables: Tables, as_of: date, catalogue: Catalogue) -> PointInT
         holdings=_holdings_cube(holdings, snapshots, index, product_ids),
         behaviour_months=behaviour_months,
         behaviour=behaviour,
+        moments=moments,
     )
 
 
@@ -217,13 +243,17 @@ def _coerce(values: pd.Series, definition: FeatureDef) -> pd.Series:
     return values.astype(dtype)
 
 
-def compute_features(tables: Tables, as_of: date, catalogue: Catalogue) -> pd.DataFrame:
+def compute_features(
+    tables: Tables, as_of: date, catalogue: Catalogue, moments: MomentsConfig | None = None
+) -> pd.DataFrame:
     """One row per customer of the bank at ``as_of``, one column per feature definition.
 
-    Uses only rows dated on or before ``as_of`` (and master data as known then). An empty
-    frame (with every column) comes back when no customer qualifies.
+    Uses only rows dated on or before ``as_of`` (and master data as known then). Customers
+    who left within the win-back window are included with ``departed`` true (training
+    drops them: ``training.population``). An empty frame (with every column) comes back
+    when no customer qualifies.
     """
-    context = build_context(tables, as_of, catalogue)
+    context = build_context(tables, as_of, catalogue, moments)
     columns: dict[str, pd.Series] = {}
     for definition in feature_definitions(catalogue):
         values = definition.compute(context)

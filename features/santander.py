@@ -10,7 +10,9 @@ Mapping decisions worth knowing:
   female code (*hembra*); the data agree: ``H`` is the majority among customers aged 80+,
   as women are in any population that old.
 * ``birth_date`` is the customer's latest snapshot minus ``age`` years (the data publish an
-  age, not a date of birth); a row with a missing or impossible age is rejected.
+  age, not a date of birth), flagged ``birth_date_estimated`` (its month and day are the
+  snapshot's, so ``birth_month`` is null); a row with a missing or impossible age is
+  rejected.
 * ``risk_level`` / ``risk_assessed_on`` are null: Santander has no risk questionnaire, so
   suitability treats every imported customer as unassessed and allows only R1 products.
   That is the correct, conservative outcome, not a gap to paper over.
@@ -363,6 +365,7 @@ def _customers(
             "risk_assessed_on": np.full(size, np.datetime64("NaT"), dtype="datetime64[ns]"),
             "preferred_channel": np.full(size, None, dtype=object),
             "acquisition_channel": profile["channel"].to_numpy(),
+            "birth_date_estimated": np.ones(size, dtype=bool),
         }
     )
 

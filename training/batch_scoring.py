@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from core.catalogue import Catalogue
+from core.moments import load_moments
 from core.scoring.churn import LinearChurnModel, churn_bands
 from core.settings import Settings
 from core.tables import Tables
-from features.pointintime import compute_features
+from training.population import training_features
 
 CHUNK_ROWS = 50_000
 """Rows scored per step (bounds the memory of the contribution matrices; drives the bar)."""
@@ -107,8 +108,9 @@ def retention_list(
     as_of: date,
     progress: ChunkProgress | None = None,
 ) -> pd.DataFrame:
-    """Every customer known at ``as_of``, riskiest first, with ``as_of`` in each row."""
-    features = compute_features(tables, as_of, catalogue)
+    """Every customer of the bank at ``as_of`` (not those who had left), riskiest first,
+    with ``as_of`` in each row."""
+    features = training_features(tables, as_of, catalogue, load_moments(settings.moments_path))
     if features.empty:
         raise ScoringError(f"no customers at {as_of:%Y-%m-%d}")
     scores = score_frame(

@@ -29,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from core.catalogue import Catalogue
+from core.moments import load_moments
 from core.scoring.churn import LinearChurnModel, TabularDesign
 from core.settings import Settings
 from core.tables import TIERS, Tables
@@ -189,7 +190,12 @@ def train_churn(
     started = time.perf_counter()
     horizon = settings.churn_horizon_months
     params: dict[str, object] = {f"config.{k}": v for k, v in dataclasses.asdict(config).items()}
-    params.update(horizon_months=horizon, catalogue_version=catalogue.version)
+    moments = load_moments(settings.moments_path)
+    params.update(
+        horizon_months=horizon,
+        catalogue_version=catalogue.version,
+        moments_version=moments.version,
+    )
     tags = {"nbo.kind": "churn", "nbo.data_fingerprint": data_fingerprint(tables)}
     with registry.start_run("churn", tags=tags) as run_id:
         registry.log_run_data(run_id, params=params)
@@ -199,6 +205,7 @@ def train_churn(
             horizon,
             max_train_snapshots=config.max_train_snapshots,
             progress=progress,
+            moments=moments,
         )
         if progress:
             progress(f"fitting on {sum(len(s.features) for s in split.train):,} rows")

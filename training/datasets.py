@@ -1,8 +1,10 @@
 """Point-in-time training sets and the time-based split.
 
 For every snapshot ``T`` used, features come from ``compute_features(tables, T)`` alone
-(which drops every row dated after ``T``) and labels from ``training.labels`` (which look
-only after ``T``); the two are joined on customer id and nothing else crosses ``T``.
+(which drops every row dated after ``T``), for the customers still with the bank at ``T``
+(``training.population``: departed customers are never trained on), and labels from
+``training.labels`` (which look only after ``T``); the two are joined on customer id and
+nothing else crosses ``T``.
 
 Split by time, never by customer: the holdout is the LAST snapshot whose label window is
 complete (recommender: a next snapshot exists; churn: ``T + horizon`` is within the data),
@@ -21,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from core.catalogue import Catalogue
+from core.moments import MomentsConfig
 from core.tables import Tables
-from features.pointintime import compute_features
 from training.labels import (
     added_products,
     churned_within,
@@ -30,6 +32,7 @@ from training.labels import (
     horizon_end,
     snapshot_months,
 )
+from training.population import training_features
 
 Progress = Callable[[str], None]
 """Receives a short message at each step of a long job (the CLI shows it)."""
@@ -66,9 +69,15 @@ def _say(progress: Progress | None, message: str) -> None:
 
 
 def _labelled(
-    tables: Tables, catalogue: Catalogue, as_of: pd.Timestamp, labels: pd.DataFrame
+    tables: Tables,
+    catalogue: Catalogue,
+    as_of: pd.Timestamp,
+    labels: pd.DataFrame,
+    moments: MomentsConfig | None,
 ) -> LabelledSnapshot:
-    features = compute_features(tables, as_of.date(), catalogue)
+    """Features and labels of the customers still with the bank at ``as_of`` (customers
+    who had left are in the feature set for win-back, never in a training set)."""
+    features = training_features(tables, as_of.date(), catalogue, moments)
     common = features.index.intersection(labels.index)
     return LabelledSnapshot(as_of, features.loc[common], labels.loc[common])
 
@@ -91,6 +100,7 @@ def recommender_split(
     min_history: int = 1,
     max_train_snapshots: int = 6,
     progress: Progress | None = None,
+    moments: MomentsConfig | None = None,
 ) -> TimeSplit:
     """Snapshots with ``min_history`` earlier snapshots and a next one; last = holdout."""
     months = snapshot_months(tables)
@@ -102,7 +112,7 @@ def recommender_split(
     for as_of in [*train_dates, holdout_date]:
         _say(progress, f"features and labels at {as_of:%Y-%m-%d}")
         labels = added_products(tables, as_of, nxt[as_of], product_ids)
-        snaps.append(_labelled(tables, catalogue, as_of, labels))
+        snaps.append(_labelled(tables, catalogue, as_of, labels, moments))
     return TimeSplit(snaps[:-1], snaps[-1])
 
 
@@ -114,6 +124,7 @@ def churn_split(
     min_history: int = 3,
     max_train_snapshots: int = 6,
     progress: Progress | None = None,
+    moments: MomentsConfig | None = None,
 ) -> TimeSplit:
     """Snapshots with ``min_history`` earlier snapshots (3-month features defined) and a
     complete ``horizon_months`` label window; last = holdout."""
@@ -125,7 +136,7 @@ def churn_split(
     for as_of in [*train_dates, holdout_date]:
         _say(progress, f"features and labels at {as_of:%Y-%m-%d}")
         labels = churned_within(tables.customers, as_of, horizon_months).to_frame()
-        snaps.append(_labelled(tables, catalogue, as_of, labels))
+        snaps.append(_labelled(tables, catalogue, as_of, labels, moments))
     return TimeSplit(snaps[:-1], snaps[-1])
 
 

@@ -28,10 +28,10 @@ import pandas as pd
 
 from core.catalogue import Catalogue
 from core.tables import Tables
-from features.pointintime import compute_features
 from features.santander import import_santander
 from training.datasets import DatasetError
 from training.labels import added_products, snapshot_months
+from training.population import training_features
 from training.recommender import (
     Evaluation,
     FittedRecommender,
@@ -109,13 +109,13 @@ def evaluate_tables(
         )
     snapshots = [
         align(
-            compute_features(past, as_of.date(), catalogue),
+            training_features(past, as_of.date(), catalogue),
             added_products(past, as_of, nxt, product_ids),
             product_ids,
         )
         for as_of, nxt in pairs
     ]
-    features = compute_features(past, until.date(), catalogue)
+    features = training_features(past, until.date(), catalogue)
     labels = added_products(tables, until, goal, product_ids)
     scored = align(features, labels, product_ids)
     if not (scored.added.sum(axis=1) > 0).any():

@@ -30,6 +30,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from core.catalogue import Catalogue
+from core.moments import load_moments
 from core.scoring.boosted import BoostedRecommender
 from core.scoring.trees import TreeEnsemble
 from core.settings import Settings
@@ -422,13 +423,19 @@ def train_recommender(
     fingerprint = data_fingerprint(tables)
     params = {f"config.{k}": v for k, v in dataclasses.asdict(config).items()}
     params["catalogue_version"] = catalogue.version
+    moments = load_moments(settings.moments_path)
+    params["moments_version"] = moments.version
     product_ids = [p.id for p in catalogue.holdable]
     with registry.start_run(
         "recommender", tags={"nbo.kind": "recommender", "nbo.data_fingerprint": fingerprint}
     ) as run_id:
         registry.log_run_data(run_id, params=params)
         split = recommender_split(
-            tables, catalogue, max_train_snapshots=config.max_train_snapshots, progress=progress
+            tables,
+            catalogue,
+            max_train_snapshots=config.max_train_snapshots,
+            progress=progress,
+            moments=moments,
         )
         train = [align(s.features, s.labels, product_ids) for s in split.train]
         fitted = fit_recommender(train, product_ids, config, progress)

@@ -92,15 +92,22 @@ def features(catalogue: Catalogue) -> pd.DataFrame:
 
 
 def test_population_is_the_customers_of_the_bank_at_as_of(features: pd.DataFrame) -> None:
-    # carol left before as_of; dan's only snapshot is after it.
-    assert sorted(features.index) == ["alice", "bob", "erin"]
+    # carol left before as_of (kept, flagged, for win-back); dan's only snapshot is after it.
+    assert sorted(features.index) == ["alice", "bob", "carol", "erin"]
     assert features.index.name == "customer_id"
+    assert features["departed"].to_dict() == {
+        "alice": False, "bob": False, "carol": True, "erin": False
+    }  # fmt: skip
+    assert features.loc["carol", "months_since_left"] == 0
+    assert pd.isna(features.loc["alice", "months_since_left"])
 
 
-def test_a_customer_who_leaves_on_as_of_is_gone(catalogue: Catalogue) -> None:
+def test_a_customer_who_leaves_on_as_of_has_departed(catalogue: Catalogue) -> None:
     tables = bank(catalogue)
     tables.customers.loc[tables.customers["customer_id"] == "erin", "left_on"] = pd.Timestamp(AS_OF)
-    assert "erin" not in compute_features(tables, AS_OF, catalogue).index
+    erin = compute_features(tables, AS_OF, catalogue).loc["erin"]
+    assert bool(erin["departed"]) and erin["months_since_left"] == 0
+    assert erin["lifecycle_stage"] == "churned"
 
 
 def test_columns_follow_the_definitions(catalogue: Catalogue, features: pd.DataFrame) -> None:
@@ -115,7 +122,9 @@ def test_profile_features_by_hand(features: pd.DataFrame) -> None:
     assert pd.isna(bob["age"])
     assert alice["tenure_months"] == 78
     assert bob["tenure_months"] == 1
-    assert alice["tier"] == "affluent" and alice["segment"] == "allocation"
+    # The master says affluent (a later snapshot); her 880 of assets at as_of make her mass.
+    assert alice["tier"] == "mass" and alice["segment"] == "allocation"
+    assert bob["tier"] == "mass"  # no balance known: the master tier
     assert alice["income"] == 50_000.0
     assert bool(alice["resident"]) is True
     assert alice["preferred_channel"] == "app"
@@ -193,7 +202,7 @@ def test_mid_month_as_of_uses_the_previous_snapshot(catalogue: Catalogue) -> Non
     alice = frame.loc["alice"]
     assert alice["held"] == ("current_account", "funds", "credit_card")
     assert alice["balance"] == 1100.0
-    assert "carol" not in frame.index  # leaves on as_of itself
+    assert "carol" not in frame.index  # her only snapshot is after as_of
     assert frame.loc["bob", "tenure_months"] == 1
 
 
@@ -236,7 +245,7 @@ def test_truncating_the_future_never_changes_features(catalogue: Catalogue, seed
 
 def test_records_are_json_ready(features: pd.DataFrame) -> None:
     records = dict(to_records(features))
-    assert set(records) == {"alice", "bob", "erin"}
+    assert set(records) == {"alice", "bob", "carol", "erin"}
     alice, bob = records["alice"], records["bob"]
     assert alice["risk_assessed_on"] == "2025-01-10"
     assert alice["held"] == ["current_account", "funds"]

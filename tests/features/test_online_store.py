@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import features.materialize as materialize_module
 from cli.features import app
 from core.catalogue import Catalogue
+from core.moments import default_moments
 from core.settings import Settings, get_settings
 from core.tables import Tables, write_tables
 from features.materialize import materialize
@@ -67,6 +68,7 @@ def test_materialize_then_read_round_trip(
     assert current.as_of == AS_OF and current.customers == len(frame)
     assert current.feature_names == list(frame.columns)
     assert current.catalogue_version == catalogue.version
+    assert current.moments_version == default_moments().version
     assert current.created_at.tzinfo is not None
     assert len(version_keys(store, info.version)) == len(frame) + 1  # records + meta
 

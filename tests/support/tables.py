@@ -143,3 +143,25 @@ def synthetic_tables(
         }
     )
     return Tables(customers=master, holdings=holdings, behaviour=behaviour)
+
+
+def truncate_after(tables: Tables, as_of: date | pd.Timestamp) -> Tables:
+    """The tables as the bank held them at the end of ``as_of``: the leak-test oracle.
+
+    Holdings and behaviour rows dated after ``as_of`` are dropped; customers who joined
+    after it are dropped; a departure (``left_on``) or a risk assessment (its date and
+    level) dated after it is unknown. Undated master columns stay as they are.
+    """
+    cut = pd.Timestamp(as_of)
+    master = tables.customers[~(pd.to_datetime(tables.customers["joined_on"]) > cut)].copy()
+    left = pd.to_datetime(master["left_on"])
+    master["left_on"] = left.where(~(left > cut))
+    assessed = pd.to_datetime(master["risk_assessed_on"])
+    later = (assessed > cut).to_numpy()
+    master["risk_assessed_on"] = assessed.where(~later)
+    master["risk_level"] = master["risk_level"].astype("Int8").mask(later)
+    return Tables(
+        customers=master.reset_index(drop=True),
+        holdings=tables.holdings[tables.holdings["month"] <= cut].reset_index(drop=True),
+        behaviour=tables.behaviour[tables.behaviour["month"] <= cut].reset_index(drop=True),
+    )

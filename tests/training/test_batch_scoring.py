@@ -69,7 +69,13 @@ def test_retention_list_is_every_customer_riskiest_first(
 ) -> None:
     settings = Settings(home=tmp_path)
     scores = retention_list(model, bank, catalogue, settings, AS_OF)
-    assert len(scores) == len(compute_features(bank, AS_OF, catalogue))
+    features = compute_features(bank, AS_OF, catalogue)
+    # Every customer of the bank at as_of; those who had left (kept in the feature set for
+    # win-back) are no retention target.
+    left = pd.to_datetime(bank.customers["left_on"]) <= pd.Timestamp(AS_OF)
+    gone = set(bank.customers.loc[left.to_numpy(), "customer_id"])
+    assert gone & set(features.index)
+    assert set(scores["customer_id"]) == set(features.index) - gone
     assert scores["customer_id"].is_unique
     assert np.all(np.diff(scores["churn_probability"].to_numpy()) <= 0)
     assert set(scores["band"]) <= {"low", "medium", "high"}
@@ -119,4 +125,5 @@ def test_cli_scores_with_the_registered_model(
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     written = pd.read_csv(out)
-    assert len(written) == len(compute_features(bank, AS_OF, catalogue))
+    features = compute_features(bank, AS_OF, catalogue)
+    assert len(written) == (~features["departed"].astype(bool)).sum()

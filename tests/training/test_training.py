@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from core.catalogue import Catalogue
+from core.moments import load_moments
 from core.scoring.base import ChurnScorer, RecommenderScorer
 from core.scoring.boosted import REASON_TEXTS, BoostedRecommender
 from core.scoring.churn import TabularDesign
@@ -314,3 +315,14 @@ def test_artifacts_stay_under_home(recommender_run: TrainResult, train_settings:
     assert version.source is not None
     assert version.source.startswith(train_settings.artifact_root)
     assert Path(train_settings.home).exists()
+
+
+def test_runs_record_the_moments_version(
+    recommender_run: TrainResult, churn_run: TrainResult, train_settings: Settings
+) -> None:
+    """Both training runs log the version of the moment rules their features used."""
+    client = MlflowClient(train_settings.tracking_uri)
+    expected = load_moments(train_settings.moments_path).version
+    for run in (recommender_run, churn_run):
+        assert client.get_run(run.run_id).data.params["moments_version"] == expected
+        assert run.params["moments_version"] == expected
