@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.moments import MAX_GROWTH_MONTHS
+from features import behaviour_features, holdings_features, profile_features
 from features.window_stats import relative, trailing_run
 
 if TYPE_CHECKING:
@@ -80,10 +81,8 @@ def upgrade_candidate(ctx: PointInTimeContext) -> pd.Series:
 
 
 def _left_months(ctx: PointInTimeContext) -> np.ndarray:
-    from features.pointintime import whole_months_between
-
     left = ctx.customers["left_on"]
-    months = whole_months_between(left, ctx.as_of)
+    months = profile_features.whole_months_between(left, ctx.as_of)
     return np.where((left <= ctx.as_of).to_numpy(), months, np.nan)
 
 
@@ -119,8 +118,6 @@ def inactive_run(ctx: PointInTimeContext) -> np.ndarray:
 def lifecycle_stage(ctx: PointInTimeContext) -> pd.Series:
     """The first stage whose rule holds, in the order of docs/moments.md:
     churned, prospect, dormant, at_risk, new, growing, mature."""
-    from features import behaviour_features, holdings_features, profile_features
-
     rules = ctx.moments.lifecycle
 
     def values(compute: Callable[[PointInTimeContext], pd.Series]) -> np.ndarray:

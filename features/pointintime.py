@@ -24,6 +24,7 @@ from core.catalogue import Catalogue
 from core.moments import MomentsConfig, default_moments
 from core.tables import Tables
 from features.definitions import PANDAS_DTYPES, FeatureDef, feature_definitions
+from features.profile_features import whole_months_between
 
 LOOKBACK_SNAPSHOTS = 12
 """Monthly snapshots kept before ``as_of``; also caps ``months_held__*`` and friends."""
@@ -111,17 +112,6 @@ class PointInTimeContext:
         if window.shape[0] == 0:
             return np.full(self.size, np.nan)
         return window[0]
-
-
-def whole_months_between(start: pd.Series, end: pd.Timestamp) -> np.ndarray:
-    """Whole calendar months from each ``start`` to ``end`` (NaN where ``start`` is unknown);
-    a month counts once its day is reached (31 Jan -> 28 Feb is 0, -> 31 Mar is 2)."""
-    months = (
-        (end.year - start.dt.year) * 12
-        + (end.month - start.dt.month)
-        - (start.dt.day > end.day).astype(float)
-    )
-    return months.to_numpy(dtype=float, na_value=np.nan)
 
 
 def _population(

@@ -34,13 +34,19 @@ def age(ctx: PointInTimeContext) -> pd.Series:
     return ctx.series(np.where(age >= 0, age, np.nan))
 
 
-def tenure_months(ctx: PointInTimeContext) -> pd.Series:
-    joined = ctx.customers["joined_on"]
+def whole_months_between(start: pd.Series, end: pd.Timestamp) -> np.ndarray:
+    """Whole calendar months from each ``start`` to ``end`` (NaN where ``start`` is unknown);
+    a month counts once its day is reached (15 Sep -> 15 Oct is 1, -> 14 Oct is 0)."""
     months = (
-        (ctx.as_of.year - joined.dt.year) * 12
-        + (ctx.as_of.month - joined.dt.month)
-        - (joined.dt.day > ctx.as_of.day).astype(float)
-    ).to_numpy()
+        (end.year - start.dt.year) * 12
+        + (end.month - start.dt.month)
+        - (start.dt.day > end.day).astype(float)
+    )
+    return months.to_numpy(dtype=float, na_value=np.nan)
+
+
+def tenure_months(ctx: PointInTimeContext) -> pd.Series:
+    months = whole_months_between(ctx.customers["joined_on"], ctx.as_of)
     return ctx.series(np.where(months >= 0, months, np.nan))
 
 
