@@ -52,6 +52,7 @@ def demo(
     from cli.errors import exit_on
     from core.catalogue import load_catalogue
     from core.embedded_redis import RedisUnavailableError
+    from core.moments import load_moments
     from core.redis_server import connect, resolve_redis_url
     from core.tables import write_tables
     from features.materialize import materialize
@@ -95,6 +96,7 @@ def demo(
             store,
             keep_versions=settings.feature_versions_kept,
             progress=lambda done, total: p(f"{done:,}/{total:,} customers"),
+            moments=load_moments(settings.moments_path),
         )
     console.print(f"  feature set {info.version}: {info.customers:,} customers")
 
