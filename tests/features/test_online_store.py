@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pandas as pd
 import pytest
 import redis
 from typer.testing import CliRunner
@@ -385,3 +386,21 @@ def test_redis_migrate_keys_renames_the_previous_layout(
     get_settings.cache_clear()
     again = CliRunner().invoke(redis_app, ["migrate-keys"], env=env)
     assert again.exit_code == 0 and "contact: 0 keys renamed" in again.stdout
+
+
+def test_departed_customers_are_published_flagged_for_win_back(
+    tables: Tables, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    """A customer who left before as_of (within the win-back window) is in the published
+    set, flagged, at stage churned; one still with the bank is not flagged."""
+    info = materialize(tables, AS_OF, catalogue, store)
+    left = pd.to_datetime(tables.customers["left_on"])
+    gone = tables.customers.loc[(left <= pd.Timestamp(AS_OF)).to_numpy(), "customer_id"]
+    published = [r for r in (store.read(info.version, c) for c in gone) if r is not None]
+    assert published, "the fixture bank should have customers who left before as_of"
+    assert all(r["departed"] and r["lifecycle_stage"] == "churned" for r in published)
+    assert all(isinstance(r["months_since_left"], int) for r in published)
+    staying = tables.customers.loc[left.isna().to_numpy(), "customer_id"].iloc[0]
+    record = store.read(info.version, staying)
+    assert record is not None and record["departed"] is False
+    assert record["months_since_left"] is None
