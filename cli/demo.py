@@ -53,7 +53,7 @@ def demo(
     from core.catalogue import load_catalogue
     from core.embedded_redis import RedisUnavailableError
     from core.redis_server import connect, resolve_redis_url
-    from core.tables import write_tables
+    from core.tables import contract_products, write_tables
     from features.materialize import materialize
     from features.online_store import OnlineStore
     from features.synthetic import generate_bank
@@ -70,7 +70,12 @@ def demo(
     end_month = _last_month_end(date.today())
     with _step(f"nbo data generate --customers {customers} --months {months} --seed {seed}") as p:
         tables = generate_bank(customers, months, seed, catalogue, end_month, progress=p)
-        write_tables(tables, settings.data_dir, [x.id for x in catalogue.holdable])
+        write_tables(
+            tables,
+            settings.data_dir,
+            [x.id for x in catalogue.holdable],
+            contract_products(catalogue),
+        )
 
     registry = Registry(settings)
     for job, name in (
