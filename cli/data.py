@@ -92,6 +92,8 @@ def import_santander_command(
     console.print(report)
     months = ", ".join(f"{m:%Y-%m-%d}" for m in result.months)
     console.print(f"months: {months}")
+    for note in result.notes:
+        console.print(note)
     console.print(
         f"wrote {_counts(result.tables)} to {target} in {time.perf_counter() - started:.1f} s"
     )
