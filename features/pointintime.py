@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from core.catalogue import Catalogue
-from core.tables import Tables
+from core.tables import Tables, empty_contracts
+from features.contract_features import known_at
 from features.definitions import PANDAS_DTYPES, FeatureDef, feature_definitions
 
 LOOKBACK_SNAPSHOTS = 12
@@ -50,6 +51,7 @@ class PointInTimeContext:
         holdings: np.ndarray,
         behaviour_months: tuple[pd.Timestamp, ...],
         behaviour: dict[str, np.ndarray],
+        contracts: pd.DataFrame | None = None,
     ) -> None:
         self.as_of = as_of
         self.customers = customers
@@ -59,6 +61,7 @@ class PointInTimeContext:
         self.holdings = holdings
         self.behaviour_months = behaviour_months
         self.behaviour = behaviour
+        self.contracts = empty_contracts() if contracts is None else contracts
 
     @property
     def size(self) -> int:
@@ -205,11 +208,12 @@ def build_context(tables: Tables, as_of: date, catalogue: Catalogue) -> PointInT
         holdings=_holdings_cube(holdings, snapshots, index, product_ids),
         behaviour_months=behaviour_months,
         behaviour=behaviour,
+        contracts=known_at(tables.contracts, as_of_ts),
     )
 
 
 def _coerce(values: pd.Series, definition: FeatureDef) -> pd.Series:
-    if definition.dtype in ("str", "str_list"):
+    if definition.dtype in ("str", "str_list", "json"):
         return values.astype(object).where(values.notna(), None)
     if definition.dtype == "date":
         return pd.to_datetime(values)
