@@ -45,7 +45,8 @@ def demo(
     seed: int = typer.Option(7, help="Random seed of the synthetic bank."),
     serve: bool = typer.Option(True, help="Serve on NBO_HOST:NBO_PORT at the end."),
 ) -> None:
-    """Generate a bank, train and promote both models, materialize features, then serve.
+    """Generate a bank, train and promote the recommender, churn and maturity models,
+    materialize features, then serve.
 
     Example: nbo demo --customers 20000 --months 12 --seed 7
     """
@@ -59,6 +60,7 @@ def demo(
     from features.synthetic import generate_bank
     from registry.client import Registry
     from training.churn import train_churn
+    from training.maturity import train_maturity
     from training.recommender import train_recommender
 
     settings = get_settings()
@@ -78,11 +80,11 @@ def demo(
         )
 
     registry = Registry(settings)
-    for job, name in (
-        (train_recommender, settings.recommender_model_name),
-        (train_churn, settings.churn_model_name),
+    for job, name, kind in (
+        (train_recommender, settings.recommender_model_name, "recommender"),
+        (train_churn, settings.churn_model_name, "churn"),
+        (train_maturity, settings.maturity_model_name, "maturity"),
     ):
-        kind = "recommender" if job is train_recommender else "churn"
         with _step(f"nbo train {kind}") as p:
             result = job(tables, catalogue, settings, progress=p)
         shown = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith(("_at_7", "auc"))}

@@ -44,13 +44,13 @@ RATE_SENSITIVE_SHARE = 0.25
 OUTFLOW_CUT = 0.05
 LOW_LOGINS = 2.0
 LONG_TENURE_YEARS = 5.0
-LEAVE_BASE = -2.4
+LEAVE_BASE = -3.2
 LEAVE_EFFECTS = {
-    "rate_sensitive": 1.6,
-    "recent_outflow": 1.2,
-    "low_engagement": 1.0,
-    "long_tenure": -0.8,
-    "leaving_the_bank": 2.5,
+    "rate_sensitive": 2.2,
+    "recent_outflow": 1.6,
+    "low_engagement": 1.4,
+    "long_tenure": -1.0,
+    "leaving_the_bank": 3.0,
 }
 """Log-odds added to ``LEAVE_BASE`` by each signal (see the module docstring)."""
 MOVE_SHARE = 0.3
