@@ -60,6 +60,7 @@ def demo(
     from features.synthetic import generate_bank
     from registry.client import Registry
     from training.churn import train_churn
+    from training.datasets import DatasetError
     from training.maturity import train_maturity
     from training.recommender import train_recommender
 
@@ -86,7 +87,17 @@ def demo(
         (train_maturity, settings.maturity_model_name, "maturity"),
     ):
         with _step(f"nbo train {kind}") as p:
-            result = job(tables, catalogue, settings, progress=p)
+            try:
+                result = job(tables, catalogue, settings, progress=p)
+            except DatasetError as exc:
+                if kind != "maturity":
+                    raise
+                skipped: str | None = str(exc)  # a small bank may have too few maturities
+            else:
+                skipped = None
+        if skipped is not None:
+            console.print(f"  {name} not trained ({skipped}); the service runs without it")
+            continue
         shown = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith(("_at_7", "auc"))}
         console.print(f"  {name} version {result.version}: {shown}")
         with _step(f"nbo registry promote {name} {result.version} --alias champion"):
