@@ -13,8 +13,10 @@ later data: outcome ``left`` with ``closed_on`` no later than maturity + 30 days
 contracts whose 30-day window ends within the data are used. Split by time: the last
 ``holdout_snapshots`` snapshots with examples are the holdout, the ones before train.
 
-Model: scikit-learn ``CalibratedClassifierCV`` (Platt sigmoid, ``folds`` folds) around a
-``LogisticRegression`` on standardized, median-imputed inputs; exported into
+Model: scikit-learn ``CalibratedClassifierCV`` (Platt sigmoid fitted on the ``folds``-fold
+out-of-fold scores, ``ensemble=False``: one regression fitted on all training rows, so one
+dot product per contract at serving) around a ``LogisticRegression`` on standardized,
+median-imputed inputs; exported into
 :class:`core.scoring.maturity.MaturityOutflowModel`, whose probabilities are the
 classifier's ``predict_proba`` (tested to 1e-9). Logged and registered in MLflow as
 ``Settings.maturity_model_name`` with run tag ``nbo.kind=maturity`` (promotion gate on
@@ -190,6 +192,7 @@ def fit_maturity(
         LogisticRegression(C=config.c, max_iter=2000),
         method="sigmoid",
         cv=StratifiedKFold(folds, shuffle=True, random_state=0),
+        ensemble=False,  # one regression on all rows, its sigmoid fitted on out-of-fold scores
     )
     classifier.fit(scaler.transform(imputed), train.labels)
     exported = []

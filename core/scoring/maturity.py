@@ -2,12 +2,12 @@
 
 For one contract listed in a record's ``maturities`` field, the calibrated probability that
 its money leaves the bank within 30 days after maturity. Training
-(``training/maturity.py``) fits scikit-learn's ``CalibratedClassifierCV`` (logistic
-regressions, each with its Platt sigmoid fitted on the fold it did not see) and copies the
-learned numbers here: per fold, weights already divided by the training scale and an
-intercept that absorbs the mean, and the sigmoid's ``a``, ``b``. Scoring a contract is
-then ~15 multiply-adds and one ``exp`` per fold, in Python floats: no pandas, no numpy on
-the request path (a few microseconds).
+(``training/maturity.py``) fits scikit-learn's ``CalibratedClassifierCV`` (a logistic
+regression and a Platt sigmoid fitted on its out-of-fold scores) and copies the learned
+numbers here: weights already divided by the training scale, an intercept that absorbs the
+mean, and the sigmoid's ``a``, ``b`` (a model may hold several such folds, averaged, as
+``CalibratedClassifierCV(ensemble=True)`` would). Scoring a contract is then 17
+multiply-adds and one ``exp`` in Python floats: no pandas, no numpy on the request path.
 
 The inputs of a contract (:func:`contract_inputs`) are built by the same function for
 training and serving, so the two cannot disagree.
@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from operator import mul
 from typing import Any, Protocol, runtime_checkable
 
 RECORD_INPUTS = (
@@ -75,28 +76,38 @@ class RegisteredMaturityScorer(MaturityScorer, Protocol):
     feature_names: list[str]
 
 
+_NAN = math.nan
+_PLAN = tuple(
+    (name, 1 if name in LOG_INPUTS else 2 if name in RATIO_INPUTS else 0) for name in RECORD_INPUTS
+)
+"""(record field, transform): 0 as is, 1 ``log1p``, 2 capped ratio."""
+_ONE_HOT = {p: tuple(1.0 if q == p else 0.0 for q in DEPOSIT_PRODUCTS) for p in DEPOSIT_PRODUCTS}
+_NO_PRODUCT = (0.0,) * len(DEPOSIT_PRODUCTS)
+
+
 def _number(value: object) -> float:
     """A record or contract value as a finite float, NaN when unknown or not a number."""
-    if isinstance(value, bool):
-        return float(value)
-    if value is None or isinstance(value, str):
-        return math.nan
+    kind = type(value)
+    if kind is float:  # the common case (a JSON number), first
+        return value if value - value == 0.0 else _NAN  # type: ignore[operator,return-value]
+    if kind is int or kind is bool:
+        return float(value)  # type: ignore[arg-type]
+    if value is None or kind is str:
+        return _NAN
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return math.nan
-    return number if math.isfinite(number) else math.nan
+        return _NAN
+    return number if math.isfinite(number) else _NAN
 
 
 def _day(value: object) -> date | None:
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
+    if type(value) is str:
         try:
-            return date.fromisoformat(value[:10])
+            return date.fromisoformat(value[:10])  # type: ignore[index]
         except ValueError:
             return None
-    return None
+    return value if isinstance(value, date) else None
 
 
 def contract_inputs(record: Mapping[str, Any], contract: Mapping[str, Any]) -> list[float]:
@@ -106,23 +117,26 @@ def contract_inputs(record: Mapping[str, Any], contract: Mapping[str, Any]) -> l
     """
     amount = _number(contract.get("amount"))
     balance = _number(record.get("balance"))
-    share = amount / balance if balance > 0 else math.nan
     opened, maturity = _day(contract.get("opened_on")), _day(contract.get("maturity_date"))
-    term = (maturity - opened).days / DAYS_PER_MONTH if opened and maturity else math.nan
-    product = contract.get("product")
     values = [
-        math.log1p(amount) if amount >= 0 else math.nan,
-        min(share, MAX_AMOUNT_SHARE) if not math.isnan(share) else math.nan,
-        term,
-        *(1.0 if product == p else 0.0 for p in DEPOSIT_PRODUCTS),
+        math.log1p(amount) if amount >= 0.0 else _NAN,
+        min(amount / balance, MAX_AMOUNT_SHARE) if balance > 0.0 and amount == amount else _NAN,
+        (maturity - opened).days / DAYS_PER_MONTH if opened and maturity else _NAN,
+        *_ONE_HOT.get(contract.get("product"), _NO_PRODUCT),  # type: ignore[arg-type]
     ]
-    for name in RECORD_INPUTS:
-        value = _number(record.get(name))
-        if name in LOG_INPUTS:
-            value = math.log1p(value) if value >= 0 else math.nan
-        elif name in RATIO_INPUTS:
-            value = min(max(value, -MAX_RATIO), MAX_RATIO)  # NaN stays NaN
-        values.append(value)
+    append = values.append
+    get = record.get
+    for name, transform in _PLAN:
+        value = get(name)
+        if type(value) is not float:
+            value = _number(value)
+        elif value - value != 0.0:  # inf or NaN
+            value = _NAN
+        if transform == 1:
+            value = math.log1p(value) if value >= 0.0 else _NAN
+        elif transform == 2 and value == value:
+            value = -MAX_RATIO if value < -MAX_RATIO else MAX_RATIO if value > MAX_RATIO else value
+        append(value)
     return values
 
 
@@ -153,15 +167,17 @@ class MaturityOutflowModel:
 
     def probability_of_inputs(self, raw: Sequence[float]) -> float:
         """The calibrated probability of one row of :func:`contract_inputs` values."""
-        x = [m if math.isnan(v) else v for v, m in zip(raw, self.medians, strict=True)]
+        medians = self.medians
+        if len(raw) != len(medians):
+            raise ValueError(f"{len(raw)} inputs, the model has {len(medians)}")
+        x = [m if v != v else v for v, m in zip(raw, medians, strict=True)]  # NaN -> median
         total = 0.0
         for fold in self.folds:
-            logit = fold.intercept
-            for w, v in zip(fold.weights, x, strict=True):
-                logit += w * v
-            z = fold.a * logit + fold.b
-            # 1 / (1 + exp(z)) without overflow for large |z|
-            total += 1.0 / (1.0 + math.exp(z)) if z < 700 else 0.0
+            if len(fold.weights) != len(x):
+                raise ValueError(f"{len(fold.weights)} weights for {len(x)} inputs")
+            z = fold.a * (fold.intercept + sum(map(mul, fold.weights, x))) + fold.b
+            # 1 / (1 + exp(z)), without overflow for a large z
+            total += 1.0 / (1.0 + math.exp(z)) if z < 700.0 else 0.0
         return total / len(self.folds)
 
     def outflow_probability(

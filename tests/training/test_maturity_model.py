@@ -60,7 +60,7 @@ def test_exported_model_is_the_calibrated_classifier(bank: Tables, catalogue: Ca
     imputed = np.where(np.isnan(examples.inputs), medians, examples.inputs)
     expected = classifier.predict_proba(scaler.transform(imputed))[:, 1]
     np.testing.assert_allclose(predict(model, examples), expected, rtol=0, atol=1e-9)
-    assert len(model.folds) == 3
+    assert len(model.folds) == 1  # ensemble=False: one regression, one sigmoid
     assert isinstance(model, MaturityScorer)
 
 
