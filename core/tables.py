@@ -109,7 +109,11 @@ def empty_contracts() -> pd.DataFrame:
     return frame
 
 
-def validate_contracts(contracts: pd.DataFrame, products: Collection[str]) -> None:
+def validate_contracts(
+    contracts: pd.DataFrame,
+    products: Collection[str],
+    products_are: str = "a deposit or loan product of the catalogue",
+) -> None:
     """Raise :class:`ContractsError` at the first row that breaks a rule.
 
     Rules: every column present; contract_id present and unique; opened_on set; maturity_date
@@ -141,7 +145,7 @@ def validate_contracts(contracts: pd.DataFrame, products: Collection[str]) -> No
         (amount < 0, "amount {amount} is negative"),
         (
             ~contracts["product"].isin(list(products)),
-            "product {product!r} is not a deposit or loan product of the catalogue",
+            "product {product!r} is not " + products_are,
         ),
         (
             closed.notna() & opened.notna() & (closed < opened),
@@ -233,17 +237,21 @@ def write_tables(
     tables: Tables,
     data_dir: Path,
     product_ids: list[str],
-    contract_product_ids: Collection[str] = (),
+    contract_product_ids: Collection[str] | None = None,
 ) -> None:
     """Write every table atomically (temporary folder, then one rename per file).
 
     ``contract_product_ids`` (:func:`contract_products` of the catalogue) are the products
-    a contract may name; contracts are validated (:func:`validate_contracts`) before any
-    file is written, so a bad row leaves the folder as it was.
+    a contract may name (without them: any of ``product_ids``); contracts are validated
+    (:func:`validate_contracts`) before any file is written, so a bad row leaves the folder
+    as it was.
     """
     import pyarrow.parquet as pq
 
-    validate_contracts(tables.contracts, contract_product_ids)
+    if contract_product_ids is None:
+        validate_contracts(tables.contracts, product_ids, "a holdable product of the catalogue")
+    else:
+        validate_contracts(tables.contracts, contract_product_ids)
     data_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=data_dir))
     try:

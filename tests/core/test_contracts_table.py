@@ -121,3 +121,15 @@ def test_a_bad_contract_names_its_row_and_nothing_is_written(
     after = {name: (tmp_path / name).read_bytes() for name in before}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)  # no staging left
+
+
+def test_without_the_contract_products_a_product_must_be_holdable(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    tables, ids = _tables(catalogue, _contract("K1", product="deposit_rate_bonus"))
+    with pytest.raises(ContractsError, match="'deposit_rate_bonus' is not a holdable product"):
+        write_tables(tables, tmp_path, ids)
+    assert not (tmp_path / "contracts.parquet").exists()
+    ok, _ = _tables(catalogue, _contract("K1", product="loans"))
+    write_tables(ok, tmp_path, ids)
+    assert read_tables(tmp_path).contracts["product"].tolist() == ["loans"]
