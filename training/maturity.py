@@ -5,9 +5,10 @@ week before, for the contracts whose money is likely to leave. The model predict
 contract listed in a record's ``maturities`` field, the probability that its money leaves
 the bank within 30 days after maturity.
 
-Point in time: an example is one contract at the last month-end snapshot ``T`` before its
-maturity; its inputs come from the record computed at ``T`` (``compute_features``, which
-sees nothing after ``T``) through the very function the service uses
+Point in time: an example is one term deposit at the last month-end snapshot ``T`` before
+its maturity (loans are listed in ``maturities`` too, but their maturity moves no savings);
+its inputs come from the record computed at ``T`` (``compute_features``, which sees nothing
+after ``T``) through the very function the service uses
 (:func:`core.scoring.maturity.contract_inputs`); its label from the contracts table, i.e.
 later data: outcome ``left`` with ``closed_on`` no later than maturity + 30 days. Only
 contracts whose 30-day window ends within the data are used. Split by time: the last
@@ -44,6 +45,7 @@ from sklearn.preprocessing import StandardScaler
 
 from core.catalogue import Catalogue
 from core.scoring.maturity import (
+    DEPOSIT_PRODUCTS,
     INPUT_NAMES,
     OUTFLOW_WINDOW_DAYS,
     MaturityOutflowModel,
@@ -131,6 +133,8 @@ def maturity_examples(
         for _, record in to_records(frame):
             entries = cast(list[dict[str, Any]], record["maturities"])
             for contract in entries:
+                if contract["product"] not in DEPOSIT_PRODUCTS:
+                    continue  # a loan's maturity moves no savings: not this model's question
                 maturity = pd.Timestamp(contract["maturity_date"])
                 # Each contract once: at the last snapshot before it matures.
                 if maturity > following or maturity > last_window:

@@ -1,7 +1,8 @@
 """Maturity outflow risk at request time: a calibrated logistic model in plain Python floats.
 
-For one contract listed in a record's ``maturities`` field, the calibrated probability that
-its money leaves the bank within 30 days after maturity. Training
+For one term deposit listed in a record's ``maturities`` field, the calibrated probability
+that its money leaves the bank within 30 days after maturity (trained on deposits only: a
+loan's maturity moves no savings, and its probability means nothing). Training
 (``training/maturity.py``) fits scikit-learn's ``CalibratedClassifierCV`` (a logistic
 regression and a Platt sigmoid fitted on its out-of-fold scores) and copies the learned
 numbers here: weights already divided by the training scale, an intercept that absorbs the

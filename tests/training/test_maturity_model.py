@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.catalogue import Catalogue
-from core.scoring.maturity import INPUT_NAMES, MaturityScorer, contract_inputs
+from core.scoring.maturity import DEPOSIT_PRODUCTS, INPUT_NAMES, MaturityScorer, contract_inputs
 from core.settings import Settings
 from core.tables import Tables
 from features.synthetic import generate_bank
@@ -44,6 +44,8 @@ def test_examples_are_point_in_time_and_split_by_time(bank: Tables, catalogue: C
     examples = maturity_examples(bank, catalogue)
     assert examples.inputs.shape == (len(examples.labels), len(INPUT_NAMES))
     assert set(np.unique(examples.labels)) == {0, 1}
+    one_hot = [INPUT_NAMES.index(f"product={p}") for p in DEPOSIT_PRODUCTS]
+    assert (examples.inputs[:, one_hot].sum(axis=1) == 1).all()  # term deposits only
     # Every label window ends inside the data: no example from the last snapshots.
     last = np.datetime64(bank.holdings["month"].max())
     assert (examples.as_of < last).all()
