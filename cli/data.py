@@ -15,7 +15,7 @@ from cli.errors import fail
 from cli.progress import spinner
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
 from core.settings import get_settings
-from core.tables import Tables, write_tables
+from core.tables import Tables, contract_products, write_tables
 from features.errors import DataFormatError
 
 app = typer.Typer(no_args_is_help=True)
@@ -68,7 +68,12 @@ def import_santander_command(
                 progress=lambda rows: bar.update(task, description=f"{rows:,} rows read"),
             )
             bar.update(task, description="writing tables")
-            write_tables(result.tables, target, [p.id for p in catalogue.holdable])
+            write_tables(
+                result.tables,
+                target,
+                [p.id for p in catalogue.holdable],
+                contract_products(catalogue),
+            )
     except DataFormatError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
@@ -87,6 +92,8 @@ def import_santander_command(
     console.print(report)
     months = ", ".join(f"{m:%Y-%m-%d}" for m in result.months)
     console.print(f"months: {months}")
+    for note in result.notes:
+        console.print(note)
     console.print(
         f"wrote {_counts(result.tables)} to {target} in {time.perf_counter() - started:.1f} s"
     )
@@ -127,7 +134,9 @@ def generate_command(
                 progress=lambda stage: bar.update(task, description=stage),
             )
             bar.update(task, description="writing tables")
-            write_tables(tables, target, [p.id for p in catalogue.holdable])
+            write_tables(
+                tables, target, [p.id for p in catalogue.holdable], contract_products(catalogue)
+            )
     except ValueError as exc:
         raise fail(str(exc)) from None
     left = int(tables.customers["left_on"].notna().sum())

@@ -45,7 +45,8 @@ def demo(
     seed: int = typer.Option(7, help="Random seed of the synthetic bank."),
     serve: bool = typer.Option(True, help="Serve on NBO_HOST:NBO_PORT at the end."),
 ) -> None:
-    """Generate a bank, train and promote both models, materialize features, then serve.
+    """Generate a bank, train and promote the recommender, churn and maturity models,
+    materialize features, then serve.
 
     Example: nbo demo --customers 20000 --months 12 --seed 7
     """
@@ -54,12 +55,14 @@ def demo(
     from core.embedded_redis import RedisUnavailableError
     from core.moments import load_moments
     from core.redis_server import connect, resolve_redis_url
-    from core.tables import write_tables
+    from core.tables import contract_products, write_tables
     from features.materialize import materialize
     from features.online_store import OnlineStore
     from features.synthetic import generate_bank
     from registry.client import Registry
     from training.churn import train_churn
+    from training.datasets import DatasetError
+    from training.maturity import train_maturity
     from training.recommender import train_recommender
 
     settings = get_settings()
@@ -71,16 +74,31 @@ def demo(
     end_month = _last_month_end(date.today())
     with _step(f"nbo data generate --customers {customers} --months {months} --seed {seed}") as p:
         tables = generate_bank(customers, months, seed, catalogue, end_month, progress=p)
-        write_tables(tables, settings.data_dir, [x.id for x in catalogue.holdable])
+        write_tables(
+            tables,
+            settings.data_dir,
+            [x.id for x in catalogue.holdable],
+            contract_products(catalogue),
+        )
 
     registry = Registry(settings)
-    for job, name in (
-        (train_recommender, settings.recommender_model_name),
-        (train_churn, settings.churn_model_name),
+    for job, name, kind in (
+        (train_recommender, settings.recommender_model_name, "recommender"),
+        (train_churn, settings.churn_model_name, "churn"),
+        (train_maturity, settings.maturity_model_name, "maturity"),
     ):
-        kind = "recommender" if job is train_recommender else "churn"
         with _step(f"nbo train {kind}") as p:
-            result = job(tables, catalogue, settings, progress=p)
+            try:
+                result = job(tables, catalogue, settings, progress=p)
+            except DatasetError as exc:
+                if kind != "maturity":
+                    raise
+                skipped: str | None = str(exc)  # a small bank may have too few maturities
+            else:
+                skipped = None
+        if skipped is not None:
+            console.print(f"  {name} not trained ({skipped}); the service runs without it")
+            continue
         shown = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith(("_at_7", "auc"))}
         console.print(f"  {name} version {result.version}: {shown}")
         with _step(f"nbo registry promote {name} {result.version} --alias champion"):

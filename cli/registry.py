@@ -32,6 +32,7 @@ KEY_METRICS = {
     "roc_auc": "ROC-AUC",
     "pr_auc": "PR-AUC",
     "brier": "Brier",
+    "top_decile_lift": "top-decile lift",
 }
 """Metrics shown in the listing (when a model's versions have them), with their headers."""
 
@@ -127,8 +128,9 @@ def promote(
 ) -> None:
     """Point an alias at a version if it is no worse than the champion on the same data.
 
-    The gate compares the primary metric (recommender map_at_7, churn roc_auc) with the
-    current champion's, evaluated on the same data (data fingerprint and holdout date).
+    The gate compares the primary metric (recommender map_at_7, churn and maturity roc_auc)
+    with the current champion's, evaluated on the same data (data fingerprint and holdout
+    date).
     Every promotion is recorded (who, when, why, previous holder): see `nbo registry history`.
 
     Example: nbo registry promote nbo-recommender 3 --reason "retrained on October data"

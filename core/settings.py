@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     churn_high_threshold: float = Field(0.5, description="Churn probability for band high.")
     recommender_model_name: str = Field("nbo-recommender", description="Registered model name.")
     churn_model_name: str = Field("nbo-churn", description="Registered model name.")
+    maturity_model_name: str = Field(
+        "nbo-maturity", description="Registered model name of the maturity outflow model."
+    )
     serving_alias: str = Field("champion", description="Model alias the service loads.")
     host: str = Field("127.0.0.1", description="Service bind address.")
     port: int = Field(8000, description="Service port.")

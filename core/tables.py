@@ -1,6 +1,6 @@
 """The project's canonical tables: what every importer writes and every job reads.
 
-Three Parquet tables live in one folder (``Settings.data_dir``):
+Three Parquet tables, and an optional fourth, live in one folder (``Settings.data_dir``):
 
 ``customers``  one row per customer (master data)
 ``holdings``   one row per customer and month-end snapshot; one 0/1 column per holdable
@@ -19,11 +19,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from core.catalogue import Catalogue
 
 CHANNELS = ("app", "push", "sms", "email", "advisor", "branch")
 TIERS = ("mass", "affluent", "private")
@@ -67,6 +73,114 @@ BEHAVIOUR_SCHEMA = pa.schema(
 
 HOLDINGS_KEY_COLUMNS = ("customer_id", "month")
 
+CONTRACT_SCHEMA = pa.schema(
+    [
+        ("contract_id", pa.string()),  # the bank's contract number (never leaves offline jobs)
+        ("customer_id", pa.string()),
+        ("product", pa.string()),  # a catalogue deposit or lending product id
+        ("opened_on", pa.date32()),
+        ("maturity_date", pa.date32()),  # nullable: a product without a fixed term
+        ("amount", pa.float64()),  # principal, >= 0
+        ("closed_on", pa.date32()),  # nullable: still open (or not known to have ended)
+        ("outcome", pa.string()),  # nullable; CONTRACT_OUTCOMES once closed_on is set
+    ]
+)
+CONTRACT_OUTCOMES = ("renewed", "moved", "left", "repaid")
+"""How a contract ended: renewed into a new contract of the same product, its money moved to
+another product of the bank, its money left the bank, or (loans) repaid."""
+CONTRACT_CATEGORIES = ("deposit", "lending")
+"""Catalogue categories whose products are held as dated contracts."""
+CONTRACT_DATES = ("opened_on", "maturity_date", "closed_on")
+
+
+class ContractsError(ValueError):
+    """A contracts row breaks a rule; the message names the row, the contract and the rule."""
+
+
+def contract_products(catalogue: Catalogue) -> frozenset[str]:
+    """Holdable catalogue products that are contracts (term deposits and loans)."""
+    return frozenset(p.id for p in catalogue.holdable if p.category in CONTRACT_CATEGORIES)
+
+
+def empty_contracts() -> pd.DataFrame:
+    """A contracts frame with no rows and every column (what a set without contracts reads as)."""
+    frame = CONTRACT_SCHEMA.empty_table().to_pandas()
+    for column in CONTRACT_DATES:
+        frame[column] = pd.to_datetime(frame[column])
+    return frame
+
+
+def validate_contracts(
+    contracts: pd.DataFrame,
+    products: Collection[str],
+    products_are: str = "a deposit or loan product of the catalogue",
+) -> None:
+    """Raise :class:`ContractsError` at the first row that breaks a rule.
+
+    Rules: every column present; contract_id present and unique; opened_on set; maturity_date
+    (where set) after opened_on; amount a number >= 0; product one of ``products``;
+    closed_on not before opened_on; outcome one of ``CONTRACT_OUTCOMES`` or empty. Rows are
+    numbered from 1 in frame order. Why: a bad contract would silently corrupt labels and
+    the maturity field, so an import or a write stops before anything is written.
+    """
+    missing = [c for c in CONTRACT_SCHEMA.names if c not in contracts.columns]
+    if missing:
+        raise ContractsError(f"contracts table is missing columns: {', '.join(missing)}")
+    if contracts.empty:
+        return
+    ids = contracts["contract_id"]
+    opened = pd.to_datetime(contracts["opened_on"])
+    maturity = pd.to_datetime(contracts["maturity_date"])
+    closed = pd.to_datetime(contracts["closed_on"])
+    amount = pd.to_numeric(contracts["amount"], errors="coerce").astype("float64")
+    outcome = contracts["outcome"]
+    checks: list[tuple[pd.Series, str]] = [
+        (ids.isna(), "contract_id is empty"),
+        (ids.duplicated(keep="first") & ids.notna(), "contract_id is a duplicate"),
+        (opened.isna(), "opened_on is empty"),
+        (
+            maturity.notna() & opened.notna() & (maturity <= opened),
+            "maturity_date {maturity} is not after opened_on {opened}",
+        ),
+        (amount.isna(), "amount {amount!r} is not a number"),
+        (amount < 0, "amount {amount} is negative"),
+        (
+            ~contracts["product"].isin(list(products)),
+            "product {product!r} is not " + products_are,
+        ),
+        (
+            closed.notna() & opened.notna() & (closed < opened),
+            "closed_on {closed} is before opened_on {opened}",
+        ),
+        (
+            outcome.notna() & ~outcome.isin(CONTRACT_OUTCOMES),
+            "outcome {outcome!r} is not one of " + ", ".join(CONTRACT_OUTCOMES),
+        ),
+    ]
+    bad = [
+        (int(np.flatnonzero(mask.to_numpy(dtype=bool))[0]), text)
+        for mask, text in checks
+        if mask.to_numpy(dtype=bool).any()
+    ]
+    if not bad:
+        return
+    row, text = min(bad, key=lambda item: item[0])
+    values = {
+        "maturity": _day(maturity.iloc[row]),
+        "opened": _day(opened.iloc[row]),
+        "closed": _day(closed.iloc[row]),
+        "amount": contracts["amount"].iloc[row],
+        "product": contracts["product"].iloc[row],
+        "outcome": outcome.iloc[row],
+    }
+    raise ContractsError(
+        f"contracts row {row + 1} (contract_id {ids.iloc[row]!r}): {text.format(**values)}"
+    )
+
+
+def _day(value: Any) -> str:
+    return "empty" if pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d}"
+
 
 def holdings_schema(product_ids: list[str]) -> pa.Schema:
     """Schema of the holdings table for a catalogue's holdable product ids."""
@@ -77,11 +191,15 @@ def holdings_schema(product_ids: list[str]) -> pa.Schema:
 
 @dataclass
 class Tables:
-    """The three canonical tables as pandas frames (dates as ``datetime64[ns]``)."""
+    """The canonical tables as pandas frames (dates as ``datetime64[ns]``).
+
+    ``contracts`` is optional: a bank without contract dates (Santander) has an empty one.
+    """
 
     customers: pd.DataFrame
     holdings: pd.DataFrame
     behaviour: pd.DataFrame
+    contracts: pd.DataFrame = field(default_factory=empty_contracts)
 
 
 TABLE_FILES = {
@@ -89,6 +207,8 @@ TABLE_FILES = {
     "holdings": "holdings.parquet",
     "behaviour": "behaviour.parquet",
 }
+OPTIONAL_TABLE_FILES = {"contracts": "contracts.parquet"}
+"""Tables a set may lack: read as empty when their file is absent."""
 
 
 class TablesMissingError(FileNotFoundError):
@@ -114,10 +234,25 @@ def _to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
-def write_tables(tables: Tables, data_dir: Path, product_ids: list[str]) -> None:
-    """Write all three tables atomically (temporary folder, then one rename per file)."""
+def write_tables(
+    tables: Tables,
+    data_dir: Path,
+    product_ids: list[str],
+    contract_product_ids: Collection[str] | None = None,
+) -> None:
+    """Write every table atomically (temporary folder, then one rename per file).
+
+    ``contract_product_ids`` (:func:`contract_products` of the catalogue) are the products
+    a contract may name (without them: any of ``product_ids``); contracts are validated
+    (:func:`validate_contracts`) before any file is written, so a bad row leaves the folder
+    as it was.
+    """
     import pyarrow.parquet as pq
 
+    if contract_product_ids is None:
+        validate_contracts(tables.contracts, product_ids, "a holdable product of the catalogue")
+    else:
+        validate_contracts(tables.contracts, contract_product_ids)
     data_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=data_dir))
     try:
@@ -131,7 +266,11 @@ def write_tables(tables: Tables, data_dir: Path, product_ids: list[str]) -> None
         pq.write_table(
             _to_arrow(tables.behaviour, BEHAVIOUR_SCHEMA), staging / TABLE_FILES["behaviour"]
         )
-        for name in TABLE_FILES.values():
+        pq.write_table(
+            _to_arrow(tables.contracts, CONTRACT_SCHEMA),
+            staging / OPTIONAL_TABLE_FILES["contracts"],
+        )
+        for name in [*TABLE_FILES.values(), *OPTIONAL_TABLE_FILES.values()]:
             os.replace(staging / name, data_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -153,4 +292,10 @@ def read_tables(data_dir: Path) -> Tables:
             if col in ("birth_date", "joined_on", "left_on", "risk_assessed_on", "month"):
                 frame[col] = pd.to_datetime(frame[col])
         frames[key] = with_optional_columns(frame) if key == "customers" else frame
-    return Tables(**frames)
+    contracts_path = data_dir / OPTIONAL_TABLE_FILES["contracts"]
+    contracts = empty_contracts()
+    if contracts_path.exists():
+        contracts = pd.read_parquet(contracts_path)
+        for col in CONTRACT_DATES:
+            contracts[col] = pd.to_datetime(contracts[col])
+    return Tables(**frames, contracts=contracts)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.catalogue import Catalogue
 from features import behaviour_features as behaviour
+from features import contract_features as contracts
 from features import holdings_features as holdings
 from features import moment_features as moments
 from features import profile_features as profile
@@ -25,7 +26,7 @@ from features import profile_features as profile
 if TYPE_CHECKING:
     from features.pointintime import PointInTimeContext
 
-FeatureType = Literal["float", "int", "bool", "str", "date", "str_list"]
+FeatureType = Literal["float", "int", "bool", "str", "date", "str_list", "json"]
 
 PANDAS_DTYPES: dict[str, str] = {
     "float": "float64",
@@ -34,6 +35,7 @@ PANDAS_DTYPES: dict[str, str] = {
     "str": "object",
     "date": "datetime64[ns]",
     "str_list": "object",
+    "json": "object",  # a JSON value per customer (lists and objects), e.g. ``maturities``
 }
 
 
@@ -281,5 +283,11 @@ def _moments() -> list[FeatureDef]:
 
 def feature_definitions(catalogue: Catalogue) -> list[FeatureDef]:
     """All features in fixed order: profile, holdings (per product, catalogue order),
-    behaviour, moments."""
-    return [*_profile(), *_holdings(catalogue), *_behaviour(), *_moments()]
+    behaviour, moments, contracts."""
+    maturities = FeatureDef(
+        "maturities",
+        "json",
+        f"Contracts maturing within {contracts.MATURITY_HORIZON_DAYS} days, as known at as_of.",
+        contracts.maturities,
+    )
+    return [*_profile(), *_holdings(catalogue), *_behaviour(), *_moments(), maturities]

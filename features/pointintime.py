@@ -22,7 +22,8 @@ import pandas as pd
 
 from core.catalogue import Catalogue
 from core.moments import MomentsConfig, default_moments
-from core.tables import Tables
+from core.tables import Tables, empty_contracts
+from features.contract_features import known_at
 from features.definitions import PANDAS_DTYPES, FeatureDef, feature_definitions
 from features.profile_features import whole_months_between
 
@@ -54,6 +55,7 @@ class PointInTimeContext:
         behaviour_months: tuple[pd.Timestamp, ...],
         behaviour: dict[str, np.ndarray],
         moments: MomentsConfig,
+        contracts: pd.DataFrame | None = None,
     ) -> None:
         self.as_of = as_of
         self.moments = moments
@@ -64,6 +66,7 @@ class PointInTimeContext:
         self.holdings = holdings
         self.behaviour_months = behaviour_months
         self.behaviour = behaviour
+        self.contracts = empty_contracts() if contracts is None else contracts
 
     @property
     def size(self) -> int:
@@ -221,11 +224,12 @@ def build_context(
         behaviour_months=behaviour_months,
         behaviour=behaviour,
         moments=moments,
+        contracts=known_at(tables.contracts, as_of_ts),
     )
 
 
 def _coerce(values: pd.Series, definition: FeatureDef) -> pd.Series:
-    if definition.dtype in ("str", "str_list"):
+    if definition.dtype in ("str", "str_list", "json"):
         return values.astype(object).where(values.notna(), None)
     if definition.dtype == "date":
         return pd.to_datetime(values)

@@ -21,6 +21,10 @@ Mapping decisions worth knowing:
   ``KAT``) -> ``acquisition_channel``, unchanged; optional (a file without it imports with
   the channel unknown). ``preferred_channel`` stays null: how a customer joined is not the
   channel they want to be contacted on.
+* ``contracts`` is written empty (:data:`NO_CONTRACTS`): the data say which deposit and loan
+  products a customer holds at each month end, never a contract's opening or maturity date
+  or its amount, and none is made up. The maturity field is then empty for every customer
+  and the maturity outflow model cannot be trained on this data.
 
 Rows that cannot be used are rejected with a reason and counted; cells that can be read
 with a safe default (a missing product flag -> not held) are counted as warnings. A file
@@ -33,6 +37,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import logging
 import lzma
 import re
 from collections import Counter
@@ -46,8 +51,10 @@ import numpy as np
 import pandas as pd
 
 from core.catalogue import Catalogue
-from core.tables import Tables
+from core.tables import Tables, empty_contracts
 from features.errors import DataFormatError
+
+log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 500_000
 MAX_AGE = 120
@@ -92,6 +99,13 @@ class SantanderImport:
     rejections: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
     months: list[date] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the import leaves empty, and why
+
+
+NO_CONTRACTS = (
+    "contracts table left empty: the Santander data have no contract dates or amounts "
+    "(only which products are held each month), so no maturity is known and none is made up"
+)
 
 
 @dataclass
@@ -399,6 +413,7 @@ def _tables(
         customers=_customers(profile, first_seen, warnings),
         holdings=holdings,
         behaviour=behaviour,
+        contracts=empty_contracts(),
     )
 
 
@@ -444,6 +459,7 @@ def import_santander(
         all_keys = all_keys[~duplicate]
 
     tables = _tables(all_keys, latest, catalogue, warnings)
+    log.info(NO_CONTRACTS)
     months = sorted(pd.Timestamp(m).date() for m in all_keys["month"].unique())
     return SantanderImport(
         tables=tables,
@@ -452,4 +468,5 @@ def import_santander(
         rejections=rejections,
         warnings=warnings,
         months=months,
+        notes=[NO_CONTRACTS],
     )

@@ -4,7 +4,9 @@ Customers are drawn once (``features.synthetic_population``: needs archetype, li
 risk profile), then the bank runs month by month (``features.synthetic_simulation``):
 archetype, life stage and what is already held drive which products customers ADD
 (``features.synthetic_products``), and churn is a path of fading logins, outflows and
-closures before ``left_on``. The recorded months become the canonical tables here.
+closures before ``left_on``. Term deposits and loans become dated contracts
+(``features.synthetic_contracts``), which decide what happens to a deposit's money at
+maturity. The recorded months become the canonical tables here.
 
 The simulation starts ``WARM_UP_MONTHS`` before the first published snapshot so that
 holdings and balances are already in a steady state (and churn paths already under way)
@@ -21,6 +23,7 @@ import pandas as pd
 
 from core.catalogue import Catalogue
 from core.tables import CHANNELS, Tables
+from features.synthetic_contracts import plant_contracts
 from features.synthetic_population import Population, draw_acquisition_channels, draw_population
 from features.synthetic_products import ProductRules, product_rules
 from features.synthetic_simulation import History, ProgressFn, simulate
@@ -141,4 +144,14 @@ def generate_bank(
     if progress is not None:
         progress("assembling tables")
     acquisition = draw_acquisition_channels(np.random.default_rng([seed, 1]), population)
-    return _assemble(population, rules, history, window, acquisition)
+    contracts = plant_contracts(
+        np.random.default_rng([seed, 2]),
+        population,
+        rules,
+        history,
+        window,
+        _customer_ids(customers),
+    )
+    tables = _assemble(population, rules, history, window, acquisition)
+    tables.contracts = contracts
+    return tables

@@ -36,6 +36,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 
 from core.scoring.base import ChurnScorer, RecommenderScorer
+from core.scoring.maturity import RegisteredMaturityScorer
 from core.settings import Settings
 from registry.compat import load_scorer
 from registry.history import AliasEvent, current_actor, events_from_tags, now_utc, tag_key
@@ -47,6 +48,9 @@ from registry.pyfunc import (
     pip_requirements,
     quiet_signature_warning,
 )
+
+AnyScorer = RecommenderScorer | ChurnScorer | RegisteredMaturityScorer
+"""Every kind of scorer the registry stores."""
 
 EXPERIMENT_NAME = "nbo"
 MODEL_ARTIFACT = "model"
@@ -99,7 +103,7 @@ class LoadedModel:
     version: int
     alias: str
     run_id: str | None
-    scorer: RecommenderScorer | ChurnScorer
+    scorer: AnyScorer
 
 
 def _not_found(exc: MlflowException) -> bool:
@@ -176,7 +180,7 @@ class Registry:
 
     def log_and_register(
         self,
-        scorer: RecommenderScorer | ChurnScorer,
+        scorer: AnyScorer,
         name: str,
         params: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
@@ -203,9 +207,7 @@ class Registry:
         logged = self._log_pyfunc(scorer, run_id, name)
         return self._register(name, logged, run_id)
 
-    def _log_pyfunc(
-        self, scorer: RecommenderScorer | ChurnScorer, run_id: str, name: str
-    ) -> mlflow.entities.LoggedModel:
+    def _log_pyfunc(self, scorer: AnyScorer, run_id: str, name: str) -> mlflow.entities.LoggedModel:
         """The client-side equivalent of ``mlflow.pyfunc.log_model(name=...)``.
 
         ``log_model`` resolves the process-global tracking URI; the same steps on our bound
@@ -455,9 +457,13 @@ def _quote(name: str) -> str:
 
 def _check_protocol(scorer: object, what: str) -> None:
     kind = getattr(scorer, "kind", None)
-    expected = {"recommender": RecommenderScorer, "churn": ChurnScorer}.get(str(kind))
+    expected = {
+        "recommender": RecommenderScorer,
+        "churn": ChurnScorer,
+        "maturity": RegisteredMaturityScorer,
+    }.get(str(kind))
     if expected is None or not isinstance(scorer, expected):
         raise RegistryError(
-            f"{what}: object of type {type(scorer).__name__} (kind={kind!r}) is neither a "
-            "RecommenderScorer nor a ChurnScorer"
+            f"{what}: object of type {type(scorer).__name__} (kind={kind!r}) is not a "
+            "RecommenderScorer, a ChurnScorer or a MaturityScorer"
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 import mlflow
@@ -38,7 +39,9 @@ class ScorerPyfunc(PythonModel):
     """Pyfunc adapter: its artifact is the pickled scorer; ``predict`` scores record rows.
 
     Output: for a recommender, one column per product id (propensities); for a churn
-    model, one column ``churn_probability``.
+    model, one column ``churn_probability``; for a maturity model (each row a record's fields
+    plus a ``contract`` column holding one entry of its ``maturities``, and optionally a
+    ``today`` date), one column ``outflow_probability``.
     """
 
     def load_context(self, context: PythonModelContext) -> None:
@@ -56,6 +59,16 @@ class ScorerPyfunc(PythonModel):
         if scorer.kind == "recommender":
             scores = np.vstack([scorer.score(r) for r in records])
             return pd.DataFrame(scores, columns=list(scorer.product_ids))
+        if scorer.kind == "maturity":
+            today = date.today()
+            return pd.DataFrame(
+                {
+                    "outflow_probability": [
+                        scorer.outflow_probability(r, r["contract"], r.get("today") or today)
+                        for r in records
+                    ]
+                }
+            )
         return pd.DataFrame({"churn_probability": [scorer.predict_proba(r) for r in records]})
 
 

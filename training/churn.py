@@ -8,8 +8,8 @@ the top decile) and calibration (Brier score, and a calibration plot and table o
 vs observed churn in bins, logged as MLflow artifacts next to the model).
 
 "Products maturing soon" is a churn signal banks use (a retention offer about 7 days before
-a deposit matures), but the canonical tables hold no maturity dates, so the model does not
-have it; it is not approximated from anything else.
+a deposit matures); the churn model does not read it: whether a maturing deposit's money
+leaves is the maturity outflow model's question (``training/maturity.py``).
 """
 
 from __future__ import annotations

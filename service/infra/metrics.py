@@ -85,7 +85,12 @@ STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 UNMATCHED_ROUTE = "<unmatched>"
 """Route label of a request no route matched (a 404): one label, whatever the path."""
 
-VARIANT_OF_SLOT = {"recommender": "champion", "churn": "champion", "challenger": "challenger"}
+VARIANT_OF_SLOT = {
+    "recommender": "champion",
+    "churn": "champion",
+    "challenger": "challenger",
+    "maturity": "champion",
+}
 """Which variant each serving slot's model is (``service.infra.state.MODEL_SLOTS``)."""
 
 
@@ -284,7 +289,7 @@ class ServiceMetrics:
 
     def set_serving(self, state: ServingState) -> None:
         """Model versions and sources of a serving state (startup and every hot swap)."""
-        self.set_models(state.recommender, state.churn, state.challenger)
+        self.set_models(state.recommender, state.churn, state.challenger, state.maturity)
         variants: list[tuple[str, ...]] = []
         sources: list[tuple[str, ...]] = []
         for slot, variant in VARIANT_OF_SLOT.items():

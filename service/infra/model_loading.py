@@ -1,8 +1,9 @@
 """Load and validate the serving models: at startup, and for every hot reload.
 
-Three slots: ``recommender`` and ``churn`` (the ``serving_alias``, champion by default)
-and ``challenger`` (the recommender's ``challenger`` alias, loaded only when challenger
-traffic or shadow mode is configured).
+Four slots: ``recommender``, ``churn`` and ``maturity`` (the ``serving_alias``, champion by
+default; the maturity outflow model is optional: without one the service answers as
+before) and ``challenger`` (the recommender's ``challenger`` alias, loaded only when
+challenger traffic or shadow mode is configured).
 
 Startup: if the registry cannot be reached, hangs (requests are bounded by
 ``mlflow_request_timeout_seconds`` and ``mlflow_request_retries``), has no such model or
@@ -23,6 +24,7 @@ import logging
 import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -42,10 +44,11 @@ SOURCE_CACHE = "cache"
 class Slot:
     """One model the service serves: which state field, registered name, alias, kind."""
 
-    key: str  # ServingState field: recommender | churn | challenger
+    key: str  # ServingState field: recommender | churn | challenger | maturity
     name: str
     alias: str
     kind: str
+    optional: bool = False  # a registry without this model is normal, not an error
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,13 @@ def serving_slots(settings: Settings) -> list[Slot]:
     slots = [
         Slot("recommender", settings.recommender_model_name, settings.serving_alias, "recommender"),
         Slot("churn", settings.churn_model_name, settings.serving_alias, "churn"),
+        Slot(
+            "maturity",
+            settings.maturity_model_name,
+            settings.serving_alias,
+            "maturity",
+            optional=True,
+        ),
     ]
     if settings.challenger_share > 0 or settings.shadow_mode:
         slots.append(
@@ -96,7 +106,9 @@ def load_at_startup(settings: Settings, slot: Slot) -> Loaded:
         # path - is no reason to start a champion without a model while a last-known-good
         # copy exists (the watcher likewise keeps a champion whose alias goes away). A
         # challenger without its alias is retired, so it is not loaded from the cache.
-        log.warning("model not loaded", extra=fields(**ctx, error=str(exc)))
+        # An optional model (maturity) that was never registered is normal: info, not warning.
+        level = logging.INFO if slot.optional else logging.WARNING
+        log.log(level, "model not loaded", extra=fields(**ctx, error=str(exc)))
         if slot.key == "challenger":
             return Loaded(slot, None, None)
         return _from_cache(settings, slot, missing_ok=True)
@@ -195,7 +207,23 @@ def validate(loaded: LoadedModel, kind: str, feature_names: list[str] | None) ->
     return None
 
 
+SMOKE_CONTRACT: dict[str, Any] = {
+    "contract": "0" * 32,
+    "product": "short_term_deposit",
+    "opened_on": "2025-01-15",
+    "maturity_date": "2025-04-15",
+    "amount": 10_000.0,
+}
+"""A typical maturing deposit (an entry of the ``maturities`` field) for the smoke inputs."""
+SMOKE_TODAY = date(2025, 4, 10)
+
+
 def _smoke(scorer: Any, kind: str, record: dict[str, Any]) -> str | None:
+    if kind == "maturity":
+        probability = float(scorer.outflow_probability(record, SMOKE_CONTRACT, SMOKE_TODAY))
+        if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
+            return f"outflow probability {probability!r} outside [0, 1]"
+        return None
     if kind == "recommender":
         scores = np.asarray(scorer.score(record), dtype=np.float64)
         if scores.shape != (len(scorer.product_ids),):

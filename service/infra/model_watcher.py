@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from core.settings import Settings
-from registry.client import Registry
+from registry.client import ModelNotFoundError, Registry
 from service.infra.log import fields
 from service.infra.metrics import ServiceMetrics
 from service.infra.model_loading import SOURCE_REGISTRY, Slot, remember, serving_slots, validate
@@ -95,6 +95,10 @@ class ModelWatcher:
         current = serving.version if serving is not None else None
         try:
             wanted = registry.alias_version(slot.name, slot.alias)
+        except ModelNotFoundError as exc:
+            if slot.optional:  # an optional model not registered (yet), or deleted
+                return self._alias_gone(slot, current)
+            return self._error(slot, exc)
         except Exception as exc:  # unreachable registry or model gone: keep serving
             return self._error(slot, exc)
         if wanted is None:

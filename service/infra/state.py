@@ -17,10 +17,11 @@ from typing import cast
 from core.catalogue import Catalogue
 from core.decisioning import DecisioningConfig
 from core.scoring.base import ChurnScorer
+from core.scoring.maturity import MaturityScorer
 from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
 
-MODEL_SLOTS = ("recommender", "churn", "challenger")
+MODEL_SLOTS = ("recommender", "churn", "challenger", "maturity")
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,10 @@ class ServingState:
     """Models, catalogue and live feature set in force at one moment.
 
     ``challenger`` is the recommender behind the ``challenger`` alias (served to a share
-    of customers or scored in shadow, ``service.decision.variant``); ``model_sources`` says per
-    loaded slot (``recommender``, ``churn``, ``challenger``) whether it came from the
-    registry or the last-known-good cache.
+    of customers or scored in shadow, ``service.decision.variant``); ``maturity`` is the
+    optional maturity outflow model (``core.scoring.maturity``); ``model_sources`` says per
+    loaded slot (``recommender``, ``churn``, ``challenger``, ``maturity``) whether it came
+    from the registry or the last-known-good cache.
     """
 
     catalogue: Catalogue
@@ -39,6 +41,7 @@ class ServingState:
     churn: LoadedModel | None = None
     feature_set: FeatureSetInfo | None = None
     challenger: LoadedModel | None = None
+    maturity: LoadedModel | None = None
     model_sources: dict[str, str] = field(default_factory=dict)
 
     # The kinds were checked when the models were loaded (``service.infra.model_loading``).
@@ -47,16 +50,21 @@ class ServingState:
         return cast(ChurnScorer, self.churn.scorer) if self.churn else None
 
     @property
+    def maturity_scorer(self) -> MaturityScorer | None:
+        """The maturity outflow model, or None when none is loaded (it is optional)."""
+        return cast(MaturityScorer, self.maturity.scorer) if self.maturity else None
+
+    @property
     def model_versions(self) -> dict[str, str]:
         """Registered model name -> version of every loaded model."""
-        loaded = (m for m in (self.recommender, self.churn) if m is not None)
+        loaded = (m for m in (self.recommender, self.churn, self.maturity) if m is not None)
         return {m.name: str(m.version) for m in loaded}
 
     def with_feature_set(self, feature_set: FeatureSetInfo | None) -> ServingState:
         return replace(self, feature_set=feature_set)
 
     def with_model(self, slot: str, model: LoadedModel | None, source: str | None) -> ServingState:
-        """A copy with ``slot`` (recommender, churn or challenger) replaced."""
+        """A copy with ``slot`` (recommender, churn, challenger or maturity) replaced."""
         if slot not in MODEL_SLOTS:
             raise ValueError(f"unknown model slot {slot!r} (one of {', '.join(MODEL_SLOTS)})")
         sources = {k: v for k, v in self.model_sources.items() if k != slot}
@@ -64,6 +72,10 @@ class ServingState:
             sources[slot] = source
         changes: dict[str, object] = {slot: model, "model_sources": sources}
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+RuntimeState = ServingState
+"""Another name of :class:`ServingState` (the name issue 22's interface uses)."""
 
 
 class StateHolder:

@@ -39,6 +39,8 @@ def test_expected_commands_exist() -> None:
         "features materialize",
         "train recommender",
         "train churn",
+        "train maturity",
+        "evaluate maturity",
         "registry list",
         "registry promote",
         "demo",

@@ -16,7 +16,7 @@ from cli.data import app as data_app
 from core.catalogue import Catalogue
 from core.tables import Tables, read_tables, write_tables
 from features.errors import DataFormatError
-from features.santander import SantanderImport, import_santander
+from features.santander import NO_CONTRACTS, SantanderImport, import_santander
 
 RAW = "santander/train_ver2_first10k_rows_2015-01.csv"
 PANEL = "santander/panel_2015-12_to_2016-05.csv.gz"
@@ -278,3 +278,24 @@ def test_tables_written_before_the_acquisition_channel_read_it_as_unknown(
     back = read_tables(tmp_path)
     assert back.customers["acquisition_channel"].isna().all()
     assert len(back.customers) == len(old)
+
+
+def test_contracts_are_left_empty_and_the_import_says_so(
+    shared_data: Path, catalogue: Catalogue, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="features.santander"):
+        result = import_santander(shared_data / PANEL, catalogue)
+    # Customers do hold term deposits and loans, but no date or amount is published.
+    deposits = ["short_term_deposit", "medium_term_deposit", "long_term_deposit", "loans"]
+    assert int(result.tables.holdings[deposits].to_numpy().sum()) > 0
+    assert result.tables.contracts.empty
+    assert result.notes == [NO_CONTRACTS]
+    assert NO_CONTRACTS in caplog.messages
+    out = tmp_path / "data"
+    cli = CliRunner().invoke(
+        _cli(), ["data", "import-santander", str(shared_data / RAW), "--out", str(out)]
+    )
+    assert cli.exit_code == 0, cli.output
+    assert "contracts table left empty" in " ".join(cli.output.split())
+    assert (out / "contracts.parquet").exists()
+    assert read_tables(out).contracts.empty

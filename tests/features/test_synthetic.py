@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cli.data import app as data_app
 from core.catalogue import Catalogue
-from core.tables import Tables, read_tables, write_tables
+from core.tables import Tables, contract_products, read_tables, write_tables
 from features.synthetic import generate_bank, month_ends
 
 END = date(2025, 12, 31)
@@ -61,7 +61,7 @@ def test_same_seed_same_bank(catalogue: Catalogue) -> None:
 
 def test_schema_round_trips(bank: Tables, catalogue: Catalogue, tmp_path: Path) -> None:
     products = [p.id for p in catalogue.holdable]
-    write_tables(bank, tmp_path, products)
+    write_tables(bank, tmp_path, products, contract_products(catalogue))
     back = read_tables(tmp_path)
     assert list(back.holdings.columns) == ["customer_id", "month", *products]
     assert (back.holdings[products].dtypes == np.int8).all()

@@ -115,6 +115,15 @@ def test_churn_label_window_is_after_as_of_up_to_horizon() -> None:
     assert labels.to_dict() == {"on": 0, "in": 1, "late": 0, "early": 1, "stays": 0}
 
 
+def _contracts_known_at(contracts: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Contracts opened by ``as_of``, with later closings and outcomes not yet written."""
+    known = contracts[contracts["opened_on"] <= as_of].copy()
+    later = known["closed_on"] > as_of
+    known.loc[later, "closed_on"] = pd.NaT
+    known.loc[later, "outcome"] = None
+    return known
+
+
 def test_split_is_by_time_and_features_see_nothing_after_as_of(
     bank: Tables, catalogue: Catalogue
 ) -> None:
@@ -129,6 +138,7 @@ def test_split_is_by_time_and_features_see_nothing_after_as_of(
         ),
         holdings=bank.holdings[bank.holdings["month"] <= as_of],
         behaviour=bank.behaviour[bank.behaviour["month"] <= as_of],
+        contracts=_contracts_known_at(bank.contracts, as_of),
     )
     expected = compute_features(cut, as_of.date(), catalogue).loc[split.train[-1].features.index]
     pd.testing.assert_frame_equal(split.train[-1].features, expected)
