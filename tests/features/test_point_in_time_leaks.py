@@ -54,6 +54,10 @@ def test_synthetic_bank_features_ignore_the_future(
     assert (synthetic.customers["left_on"] > pd.Timestamp(as_of)).any()
     assert full["departed"].any() and not full["departed"].all()
     assert full["upgrade_candidate"].notna().all()
+    opened = pd.to_datetime(synthetic.contracts["opened_on"])
+    closed = pd.to_datetime(synthetic.contracts["closed_on"])
+    assert (opened > pd.Timestamp(as_of)).any() and (closed > pd.Timestamp(as_of)).any()
+    assert full["maturities"].map(len).gt(0).any()
 
 
 def test_santander_panel_features_ignore_the_future(

@@ -150,7 +150,9 @@ def truncate_after(tables: Tables, as_of: date | pd.Timestamp) -> Tables:
 
     Holdings and behaviour rows dated after ``as_of`` are dropped; customers who joined
     after it are dropped; a departure (``left_on``) or a risk assessment (its date and
-    level) dated after it is unknown. Undated master columns stay as they are.
+    level) dated after it is unknown. Undated master columns stay as they are. Contracts
+    opened after it are dropped, and a closing (``closed_on`` and its ``outcome``) dated
+    after it is unknown.
     """
     cut = pd.Timestamp(as_of)
     master = tables.customers[~(pd.to_datetime(tables.customers["joined_on"]) > cut)].copy()
@@ -160,8 +162,13 @@ def truncate_after(tables: Tables, as_of: date | pd.Timestamp) -> Tables:
     later = (assessed > cut).to_numpy()
     master["risk_assessed_on"] = assessed.where(~later)
     master["risk_level"] = master["risk_level"].astype("Int8").mask(later)
+    contracts = tables.contracts[pd.to_datetime(tables.contracts["opened_on"]) <= cut].copy()
+    closed_later = (pd.to_datetime(contracts["closed_on"]) > cut).to_numpy()
+    contracts["closed_on"] = pd.to_datetime(contracts["closed_on"]).mask(closed_later)
+    contracts["outcome"] = contracts["outcome"].astype(object).mask(closed_later)
     return Tables(
         customers=master.reset_index(drop=True),
         holdings=tables.holdings[tables.holdings["month"] <= cut].reset_index(drop=True),
         behaviour=tables.behaviour[tables.behaviour["month"] <= cut].reset_index(drop=True),
+        contracts=contracts.reset_index(drop=True),
     )
