@@ -23,6 +23,7 @@ Ties keep catalogue order (``sorted`` is stable), so answers are repeatable.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -109,7 +110,10 @@ def arbitrate(
             propensity, boost = value, 1.0
         context = config.context_weight(channel, product)
         lever = config.levers.lever_for(product) * moments.stage_lever(product)
+        # Finite factors can still overflow (a huge score x boosts): held at the largest
+        # float, the candidate stays placed, first, with a finite priority.
         priority = propensity * product.business_value * context * lever * boost
+        priority = max(min(priority, sys.float_info.max), -sys.float_info.max)
         priorities.append(
             Priority(
                 product,
