@@ -143,14 +143,9 @@ def facts(*, well_formed: bool) -> dict[str, st.SearchStrategy[Any]]:
     """The suitability facts of a record: anything at all, or plausible, valid values."""
     if well_formed:
         assessed = st.dates(TODAY - timedelta(days=700), TODAY).map(date.isoformat)
-        return {
-            "age": st.integers(16, 90),
-            "risk_level": st.integers(1, 5),
-            "risk_assessed_on": assessed,
-            "resident": st.booleans(),
-            "income": st.floats(0, 3e5),
-            "balance": st.floats(0, 1e6),
-        }
+        levels = {"age": st.integers(16, 90), "risk_level": st.integers(1, 5)}
+        amounts = {"income": st.floats(0, 3e5), "balance": st.floats(0, 1e6)}
+        return {**levels, **amounts, "risk_assessed_on": assessed, "resident": st.booleans()}
     assessed = st.none() | st.dates(TODAY - timedelta(days=1500), TODAY + timedelta(60))
     return {
         "age": st.none() | st.integers(0, 100) | st.floats(0, 100) | garbage(),
@@ -194,7 +189,8 @@ def records(
 
 @st.composite
 def contracts(draw: st.DrawFn, product_ids: list[str], well_formed: bool = False) -> Any:
-    due = draw(st.dates(TODAY - timedelta(days=5), TODAY + timedelta(days=15)))
+    early, late = (1, 8) if well_formed else (5, 15)  # well formed: mostly within lead days
+    due = draw(st.dates(TODAY - timedelta(days=early), TODAY + timedelta(days=late)))
     valid = well_formed or draw(st.booleans())
     amount = st.floats(0, 2e5) if well_formed else st.floats(-1e3, 2e5) | st.just(math.nan)
     return {
@@ -221,7 +217,7 @@ def moments_configs(draw: st.DrawFn, catalogue: Catalogue) -> MomentsConfig:
                 "boosts": {"categories": draw(st.dictionaries(category, st.floats(0.1, 5)))},
                 "retention_first": draw(st.booleans()),
                 "treatments": draw(st.lists(pick, unique=True, max_size=2)) if treatments else [],
-                "treatments_only": False,
+                "treatments_only": draw(st.booleans()),
                 "boost": draw(st.floats(0.1, 10)),
             }
             for stage in draw(st.lists(st.sampled_from(STAGES), unique=True))
@@ -235,8 +231,6 @@ def moments_configs(draw: st.DrawFn, catalogue: Catalogue) -> MomentsConfig:
             for tier in draw(st.lists(st.sampled_from(TIERS), unique=True))
         },
     }
-    for levers in config["stages"].values():
-        levers["treatments_only"] = bool(levers["treatments"]) and draw(st.booleans())
     if treatments:
         floors = sorted(draw(st.sets(st.floats(1, 1e5), max_size=2)))
         config["maturity"] = {
@@ -250,16 +244,9 @@ def moments_configs(draw: st.DrawFn, catalogue: Catalogue) -> MomentsConfig:
             ],
         }
         config["upgrade"] = {"product": draw(pick), "boost": draw(st.floats(0.1, 10))}
-        config["date_rules"] = [
-            {
-                "name": "birthday_month",
-                "anchor": "birth_month",
-                "months_before": draw(st.integers(0, 5)),
-                "months_after": draw(st.integers(0, 5)),
-                "product": draw(pick),
-                "text": "birthday",
-            }
-        ]
+        window = {"months_before": draw(st.integers(0, 5)), "months_after": draw(st.integers(0, 5))}
+        rule = {"name": "birthday_month", "anchor": "birth_month", "product": draw(pick)}
+        config["date_rules"] = [{**rule, **window, "text": "birthday"}]
     return MomentsConfig.model_validate(config)
 
 
@@ -369,19 +356,15 @@ def triggers(case: dict[str, Any], record: dict[str, Any] | None) -> dict[str, s
     trigger, outflow = moments.maturity, case["outflow"]
     contracts = record["maturities"] if isinstance(record["maturities"], list) else []
     if trigger is not None and outflow is not None:
+        likely = outflow.probability >= trigger.outflow_threshold
         for contract in contracts:
             amount = _number(contract["amount"])
             try:
                 days = (date.fromisoformat(contract["maturity_date"]) - TODAY).days
             except (TypeError, ValueError):
                 continue
-            if (
-                contract["product"] in trigger.contract_products
-                and amount is not None
-                and amount >= 0
-                and 0 <= days <= trigger.lead_days
-                and outflow.probability >= trigger.outflow_threshold
-            ):
+            due = 0 <= days <= trigger.lead_days and amount is not None and amount >= 0
+            if likely and due and contract["product"] in trigger.contract_products:
                 reached = [t for t in trigger.treatments if t.min_amount <= amount]
                 product_id = max(reached, key=lambda t: t.min_amount).product
                 found.setdefault(product_id, set()).add("maturity")
@@ -389,13 +372,10 @@ def triggers(case: dict[str, Any], record: dict[str, Any] | None) -> dict[str, s
     if moments.upgrade and record["upgrade_candidate"] is True and None not in growth:
         found.setdefault(moments.upgrade.product, set()).add("upgrade")
     month = _number(record["birth_month"])
+    known = month is not None and month in range(1, 13)
     for rule in moments.date_rules:
         window = (rule.months_before, rule.months_after)
-        if (
-            month is not None
-            and month in range(1, 13)
-            and _in_window(int(month), TODAY.month, *window)
-        ):
+        if known and _in_window(int(month or 0), TODAY.month, *window):
             found.setdefault(rule.product, set()).add(f"date_rule:{rule.name}")
     return found
 
@@ -404,9 +384,8 @@ def cross_sell_allowed(case: dict[str, Any], record: dict[str, Any] | None, p: P
     levers = _stage_levers(case, record)
     if levers is None:
         return True
-    if not levers.cross_sell or levers.treatments_only:
-        return False
-    return levers.categories is None or p.category in levers.categories
+    allowed = levers.categories is None or p.category in levers.categories
+    return levers.cross_sell and not levers.treatments_only and allowed
 
 
 def tier_service(case: dict[str, Any], record: dict[str, Any] | None) -> TierService | None:
