@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from core.decisioning import Stage, Tier
 from core.tables import CHANNELS
 
 Channel = Literal["app", "push", "sms", "email", "advisor", "branch"]
@@ -132,7 +133,23 @@ class OfferOut(BaseModel):
         examples=[0.62],
     )
     reasons: list[ReasonOut] = Field(
-        description="Why this offer: the model's reasons, then the arbitration trace."
+        description=(
+            "Why this offer: the model's reasons (a treatment: its trigger's, e.g. the "
+            "maturity date, amount band and risk), then the arbitration trace."
+        )
+    )
+    trigger: str | None = Field(
+        None,
+        description=(
+            "What made this treatment a candidate: churn, maturity, upgrade, "
+            "date_rule:<rule> or stage:<lifecycle stage>; null for a cross-sell product."
+        ),
+        examples=[None],
+    )
+    contract: str | None = Field(
+        None,
+        description="Pseudonymous key of the maturing contract of a maturity treatment.",
+        examples=[None],
     )
 
 
@@ -188,6 +205,8 @@ class RecommendationResponse(BaseModel):
                         "version": "20261031-20261102T031500123456Z",
                         "as_of": "2026-10-31",
                     },
+                    "lifecycle_stage": "growing",
+                    "tier": "mass",
                     "degraded": False,
                     "degraded_reason": None,
                 }
@@ -210,6 +229,16 @@ class RecommendationResponse(BaseModel):
     )
     feature_set: FeatureSetOut | None = Field(
         description="Feature set consulted; null when none is published or Redis failed."
+    )
+    lifecycle_stage: Stage | None = Field(
+        None,
+        description="The customer's lifecycle stage from the feature record; null if unknown.",
+        examples=["growing"],
+    )
+    tier: Tier | None = Field(
+        None,
+        description="The customer's service tier from the feature record; null if unknown.",
+        examples=["mass"],
     )
     degraded: bool = Field(description="True when the answer is the low-risk fallback.")
     degraded_reason: str | None = Field(

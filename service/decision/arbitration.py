@@ -8,10 +8,12 @@
 * business value - the catalogue's value of one acceptance to the bank;
 * context weight - ``decisioning.yaml`` ``channels.<channel>``: its weight times the factor
   of the product's category on that channel;
-* lever - ``levers.categories.<category> x levers.products.<product>`` (campaign levers);
-* retention treatments are candidates only when the churn probability is at or above
-  ``retention.churn_threshold``; then their priority is also multiplied by
-  ``retention.boost``, which is what lets them outrank cross-sell for a customer at risk.
+* lever - ``levers.categories.<category> x levers.products.<product>`` (campaign levers),
+  times the lifecycle stage's ``boosts`` (``moments.stages.<stage>.boosts``);
+* a treatment is a candidate only when a trigger fired (``service.decision.moments``: churn
+  risk at ``retention.churn_threshold``, a maturing contract, the upgrade journey, a date
+  rule, the lifecycle stage); its propensity and boost are the trigger's (churn: the churn
+  probability and ``retention.boost``), which is what lets it outrank cross-sell.
 
 Arbitration runs on products that already passed the hard suitability and eligibility
 filter, the channel rules and the contact policy: it can reorder them, never add one.
@@ -21,6 +23,7 @@ Ties keep catalogue order (``sorted`` is stable), so answers are repeatable.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +32,7 @@ from core.decisioning import DecisioningConfig
 from core.scoring.base import Reason
 from core.suitability import Exclusion, Rule, partition
 from service.decision.churn_risk import ChurnRisk
+from service.decision.moments import Moments, Treatment, churn_triggered
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,9 @@ class Priority:
     business_value: float
     context_weight: float
     lever: float
-    boost: float  # retention boost; 1 for cross-sell
+    boost: float  # the trigger's boost; 1 for cross-sell
     priority: float
+    trigger: str | None = None  # what made a treatment a candidate; None for cross-sell
 
     def as_record(self) -> dict[str, object]:
         return {
@@ -52,12 +57,13 @@ class Priority:
             "lever": self.lever,
             "boost": self.boost,
             "priority": self.priority,
+            "trigger": self.trigger,
         }
 
 
 def retention_eligible(churn: ChurnRisk | None, config: DecisioningConfig) -> bool:
-    """Retention treatments are candidates when churn risk reaches the configured threshold."""
-    return churn is not None and churn.probability >= config.retention.churn_threshold
+    """Churn retention is triggered when churn risk reaches the configured threshold."""
+    return churn_triggered(churn, config)
 
 
 def split_by_channel(
@@ -78,53 +84,68 @@ def split_by_channel(
 def arbitrate(
     allowed: Sequence[Product],
     propensities: Mapping[str, float],
-    churn: ChurnRisk | None,
+    moments: Moments,
     channel: str,
     config: DecisioningConfig,
 ) -> list[Priority]:
     """Priorities of ``allowed``, highest first.
 
     A cross-sell product without a finite propensity (unknown to the model) is left out:
-    nothing is offered that arbitration could not place. A retention treatment is placed
-    only when retention is eligible (the caller normally leaves it out of ``allowed``
-    otherwise).
+    nothing is offered that arbitration could not place. A treatment is placed only when a
+    trigger of ``moments`` made it a candidate (the caller normally leaves it out of
+    ``allowed`` otherwise).
     """
-    eligible = retention_eligible(churn, config)
     priorities: list[Priority] = []
     for product in allowed:
+        trigger: str | None = None
         if product.retention:
-            if not eligible:
+            treatment = moments.treatments.get(product.id)
+            if treatment is None:
                 continue
-            assert churn is not None
-            propensity, boost = churn.probability, config.retention.boost
+            propensity, boost, trigger = treatment.propensity, treatment.boost, treatment.trigger
         else:
             value = propensities.get(product.id, math.nan)
             if not math.isfinite(value):
                 continue
             propensity, boost = value, 1.0
         context = config.context_weight(channel, product)
-        lever = config.levers.lever_for(product)
+        lever = config.levers.lever_for(product) * moments.stage_lever(product)
+        # Finite factors can still overflow (a huge score x boosts): held at the largest
+        # float, the candidate stays placed, first, with a finite priority.
         priority = propensity * product.business_value * context * lever * boost
+        priority = max(min(priority, sys.float_info.max), -sys.float_info.max)
         priorities.append(
-            Priority(product, propensity, product.business_value, context, lever, boost, priority)
+            Priority(
+                product,
+                propensity,
+                product.business_value,
+                context,
+                lever,
+                boost,
+                priority,
+                trigger,
+            )
         )
     priorities.sort(key=lambda p: -p.priority)
     return priorities
 
 
-def arbitration_reasons(item: Priority, churn: ChurnRisk | None, channel: str) -> list[Reason]:
-    """The arbitration trace shown with an offer, after the model's own reasons."""
-    reasons: list[Reason] = []
-    if item.product.retention and churn is not None:
-        reasons.append(Reason("retention", f"retention priority: churn risk {churn.band.value}"))
-    driver = "churn" if item.product.retention else "propensity"
+DRIVERS = {"churn": ("churn", "retention"), "maturity": ("outflow risk", "maturity")}
+"""Trigger -> (what its propensity is, the name of its boost) in the arbitration trace."""
+
+
+def arbitration_reasons(item: Priority, treatment: Treatment | None, channel: str) -> list[Reason]:
+    """The trigger's reasons (a treatment) and the arbitration trace, after the model's."""
+    reasons: list[Reason] = list(treatment.reasons) if treatment is not None else []
+    kind = (item.trigger or "").split(":", 1)[0]
+    driver, boost = DRIVERS.get(kind, ("rule", kind)) if item.trigger else ("propensity", "")
     formula = (
         f"priority {item.priority:.4g} = {driver} {item.propensity:.3g}"
         f" x value {item.business_value:g} x channel {channel} {item.context_weight:g}"
         f" x lever {item.lever:g}"
     )
     if item.boost != 1.0:
-        formula += f" x retention boost {item.boost:g}"
+        formula += f" x {boost.replace('_', ' ')} boost {item.boost:g}"
     reasons.append(Reason("arbitration", formula))
     return reasons
 

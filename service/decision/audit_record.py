@@ -5,6 +5,7 @@ One record per response (see ``docs/decisioning.md`` for every field): request i
 pseudonymous customer id, channel, model versions and variant, catalogue and decisioning
 versions, the feature set and its age, the feature record used (for replays), candidate
 scores, every exclusion with its rule, the arbitration inputs and contact state, the
+customer's moments (lifecycle stage, tier, the treatments their triggers proposed), the
 offers. The raw customer id is not in it: fields that name or identify a customer are
 dropped from the feature record (:func:`without_identifiers`).
 
@@ -113,6 +114,9 @@ def audit_record(
             "priorities": [p.as_record() for p in decision.priorities],
         },
         "contact": decision.contact,
+        "lifecycle_stage": response.lifecycle_stage,
+        "tier": response.tier,
+        "moments": decision.moments.as_record(),
         "offers": [offer.model_dump(mode="json") for offer in response.offers],
         "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)
     }

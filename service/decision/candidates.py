@@ -1,13 +1,14 @@
 """Which products may be offered at all, and the degraded answer's order.
 
-``offer_candidates``: the holdable products, plus the retention treatments when the
-customer's churn risk makes them eligible. The degraded fallback (``fallback_order``,
-``lowest_risk_only``): popular, lowest-risk products, when no personal ranking is possible.
-It is used when the customer's record cannot be read (unknown customer, no feature set, Redis
-down) or no recommender is loaded. It is deliberately cautious: only R1 products are
-candidates, and they still go through the same suitability and eligibility filter as a
-model's answer - with ``CustomerFacts()`` (everything unknown) when there is no record, so
-an age-, residency-, income- or assets-restricted product is never offered blind.
+``offer_candidates``: the treatments the customer's moments triggered
+(``service.decision.moments``), then the holdable products the lifecycle stage allows.
+The degraded fallback (``fallback_order``, ``lowest_risk_only``): popular, lowest-risk
+products, when no personal ranking is possible. It is used when the customer's record
+cannot be read (unknown customer, no feature set, Redis down) or no recommender is loaded.
+It is deliberately cautious: only R1 products are candidates, and they still go through
+the same suitability and eligibility filter as a model's answer - with ``CustomerFacts()``
+(everything unknown) when there is no record, so an age-, residency-, income- or
+assets-restricted product is never offered blind.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from core.catalogue import Catalogue, Product
 from core.scoring.base import Reason, RecommenderScorer
 from core.suitability import LOWEST_RISK_LEVEL, Exclusion, Rule, partition
+from service.decision.moments import Moments
 
 POPULAR = Reason("popular", "one of the products customers add most often")
 LOW_RISK_DEFAULT = Reason(
@@ -63,8 +65,8 @@ def lowest_risk_only(products: Iterable[Product]) -> tuple[list[Product], list[E
     return partition(products, above_lowest_risk)
 
 
-def offer_candidates(catalogue: Catalogue, retention: bool) -> list[Product]:
-    """Products that may be offered at all: holdable ones, plus retention when eligible."""
-    if retention:
-        return [p for p in catalogue.products if p.retention] + catalogue.holdable
-    return catalogue.holdable
+def offer_candidates(catalogue: Catalogue, moments: Moments) -> list[Product]:
+    """Products that may be offered at all: the triggered treatments (catalogue order), then
+    the holdable products the lifecycle stage allows (all of them without a stage rule)."""
+    triggered = [p for p in catalogue.products if p.retention and p.id in moments.treatments]
+    return triggered + [p for p in catalogue.holdable if moments.allows_cross_sell(p)]

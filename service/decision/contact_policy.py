@@ -7,7 +7,11 @@ Three rules, applied after the suitability and eligibility filter (they only rem
 * **suppression** - a product the customer ``declined`` (or ``accepted``: the holdings
   snapshot will show it later) is not offered again for ``suppression_days``;
 * **daily channel cap** - at most ``channel_daily_cap`` offers ``shown`` on one channel to
-  one customer per UTC calendar day; applied to the final top k (see :func:`daily_capacity`).
+  one customer per UTC calendar day; applied to the final top k (see :func:`daily_capacity`);
+* **tier service level** - ``moments.tiers.<tier>`` of the decisioning config: a customer of
+  that tier gets offers only on its ``channels`` (elsewhere every candidate is excluded),
+  and its ``channel_daily_cap`` / ``max_impressions`` replace the settings' caps
+  (:func:`for_tier`). A record without a known tier keeps the settings' limits.
 
 State: ONE sorted set per customer (``core.redis_keys.contact_key``, hash-tagged like the
 customer's feature record, so both are read from one node in one round trip). A member is
@@ -22,10 +26,11 @@ of the member, a replayed event cannot count twice.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from core.catalogue import Product
+from core.decisioning import MomentsConfig
 from core.redis_keys import contact_key
 from core.settings import Settings
 from core.suitability import Exclusion, Rule, partition
@@ -54,6 +59,25 @@ class ContactLimits:
             settings.contact_window_days,
             settings.decline_suppression_days,
             settings.channel_daily_cap,
+        )
+
+    def for_tier(self, moments: MomentsConfig, tier: str | None) -> ContactLimits:
+        """These limits with the tier's caps, when the config gives ``tier`` a service level.
+
+        Only caps change, never the windows, so the contact read's horizon (read before the
+        record, hence before the tier is known) covers every tier.
+        """
+        service = moments.tiers.get(tier) if tier is not None else None
+        if service is None:
+            return self
+        return replace(
+            self,
+            max_impressions=service.max_impressions or self.max_impressions,
+            channel_daily_cap=(
+                service.channel_daily_cap
+                if service.channel_daily_cap is not None
+                else self.channel_daily_cap
+            ),
         )
 
     @property
@@ -158,6 +182,18 @@ def split_by_contact_policy(
 ) -> tuple[list[Product], list[Exclusion]]:
     """Partition into (still offerable, excluded by the impression cap or a suppression)."""
     return partition(products, lambda product: contact_exclusion(product, state, now, limits))
+
+
+def split_by_tier_channel(
+    products: Sequence[Product], moments: MomentsConfig, tier: str | None, channel: str
+) -> tuple[list[Product], list[Exclusion]]:
+    """Remove every product when ``channel`` is not one the customer's tier is contacted on."""
+    service = moments.tiers.get(tier) if tier is not None else None
+    if service is None or channel in service.channels:
+        return list(products), []
+    where = ", ".join(service.channels)
+    detail = f"tier {tier}: contacted on {where} only, not {channel}"
+    return partition(products, lambda product: Exclusion(product.id, Rule.CONTACT_POLICY, detail))
 
 
 def daily_capacity(state: ContactState, channel: str, now: datetime, limits: ContactLimits) -> int:

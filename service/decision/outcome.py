@@ -16,6 +16,7 @@ from core.suitability import Exclusion
 from features.online_store import FeatureSetInfo
 from service.decision.arbitration import Priority
 from service.decision.churn_risk import ChurnRisk
+from service.decision.moments import Moments
 
 
 class DegradedReason(StrEnum):
@@ -37,6 +38,8 @@ class Offer:
     score: float | None  # model propensity or popularity; None without a model score
     reasons: list[Reason]  # the model's (or fallback's) reasons, then the arbitration trace
     priority: float | None = None  # arbitration priority (``service.decision.arbitration``)
+    trigger: str | None = None  # what made a treatment a candidate (``service.decision.moments``)
+    contract: str | None = None  # the pseudonymous contract key of a maturity treatment
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Decision:
     retention_eligible: bool = False
     contact: dict[str, object] = field(default_factory=dict)  # ContactState.summary
     decided_at: datetime | None = None
+    moments: Moments = field(default_factory=Moments)  # stage, tier, triggered treatments
     # Shadow mode: the challenger's offers for the same request, recorded, never shown
     # ({"model", "version", "offers": [{product_id, rank, score}]}; ``service.decision.variant``).
     shadow: dict[str, object] | None = None

@@ -1,11 +1,12 @@
 """The request path: one customer on one channel -> a few suitable offers.
 
 ``recommend`` is the whole path, top to bottom: fetch features and contact state (one
-Redis round trip) -> :func:`decide` (score -> churn risk -> filter: suitability and
-eligibility, channel rules, contact policy -> arbitrate -> top k within the daily cap ->
-reasons) -> respond; once the answer is sent, ``record`` hands the decision to the audit
-trail's write-behind queue (``service.infra.audit_writer``: written in batches off the request
-path, so the read stays the request's only Redis round trip) and counts it (:class:`Answer`).
+Redis round trip) -> :func:`decide` (score -> churn risk -> moments: triggered treatments,
+stage, tier -> filter: suitability and eligibility, channel rules, tier channels, contact
+policy -> arbitrate -> top k within the daily cap -> reasons) -> respond; once the answer
+is sent, ``record`` hands the decision to the audit trail's write-behind queue
+(``service.infra.audit_writer``: written in batches off the request path, so the read
+stays the request's only Redis round trip) and counts it (:class:`Answer`).
 ``decide`` touches neither Redis nor the network, so tests drive it directly with any
 catalogue, record, scorer and contact state.
 """
@@ -23,6 +24,7 @@ from core.customer_facts import customer_facts
 from core.decisioning import DecisioningConfig
 from core.pseudonym import pseudonymiser
 from core.scoring.base import ChurnScorer, PreparedRecord, Reason, RecommenderScorer
+from core.scoring.maturity_protocol import MaturityScorer
 from core.settings import Settings
 from core.suitability import CustomerFacts, Exclusion, split_suitable
 from service.api.schemas import (
@@ -36,7 +38,6 @@ from service.api.schemas import (
 from service.decision.arbitration import (
     arbitrate,
     arbitration_reasons,
-    retention_eligible,
     split_by_channel,
     top_offers,
 )
@@ -48,7 +49,9 @@ from service.decision.contact_policy import (
     ContactRead,
     daily_capacity,
     split_by_contact_policy,
+    split_by_tier_channel,
 )
+from service.decision.moments import churn_triggered, customer_moments
 from service.decision.outcome import Decision, DegradedReason, Offer
 from service.decision.variant import choose, scorer_of, with_shadow
 from service.infra.feature_fetch import FeatureLookup, fetch_features
@@ -86,6 +89,9 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
         lookup,
         catalogue=state.catalogue,
         churn_model=state.churn_scorer,
+        # The optional maturity slot (``service.infra.state``); none loaded -> no maturity
+        # treatment.
+        maturity_model=getattr(state, "maturity_scorer", None),
         k=request.k,
         now=now,
         settings=settings,
@@ -149,6 +155,7 @@ def decide(
     channel: str,
     decisioning: DecisioningConfig,
     clock: StageClock | None = None,
+    maturity_model: MaturityScorer | None = None,
 ) -> Decision:
     """Score, assess churn risk, filter, arbitrate and explain: the pure part of the path.
 
@@ -157,14 +164,18 @@ def decide(
     removes candidates, and arbitration only orders what is left, so nothing the hard
     suitability and eligibility filter excluded can come back - on the fallback path too.
 
-    ``clock`` (optional) gets a lap per stage: ``scoring`` (model scores, churn risk and
-    the shown offers' model reasons), ``filtering`` and ``arbitration``.
+    Treatments (``service.decision.moments``) are candidates only when a trigger fired
+    (churn risk, a maturing contract with ``maturity_model``, the upgrade journey, a date
+    rule, the lifecycle stage) and pass the same filters; the customer's tier sets the
+    channels and caps of the contact policy.
+
+    ``clock`` (optional) gets a lap per stage: ``scoring`` (model scores, churn risk, the
+    moments and the shown offers' model reasons), ``filtering`` and ``arbitration``.
     """
     clock = clock or StageClock()
     record = lookup.record
     degraded = lookup.problem or (DegradedReason.NO_MODEL if recommender is None else None)
     facts = customer_facts(record) if record is not None else CustomerFacts()
-    limits = ContactLimits.from_settings(settings)
 
     # Score: the model's propensities (the record prepared once: its scores now, the shown
     # offers' reasons later from the same work), or the fallback's popularity order.
@@ -177,17 +188,19 @@ def decide(
         prepared = recommender.prepare(record)
         scores = model_scores(recommender, prepared)
 
-    # Churn risk: needs the record and a churn model; at the configured threshold the
-    # retention treatments become candidates.
+    # Churn risk: needs the record and a churn model. Moments: the treatments the churn
+    # risk, maturing contracts, the upgrade journey, date rules and the lifecycle stage
+    # trigger, and the stage's levers; the tier picks the contact limits.
     churn = assess_churn_risk(
         churn_model,
         record,
         settings.churn_medium_threshold,
         settings.churn_high_threshold,
     )
+    moments = customer_moments(record, catalogue, decisioning, churn, maturity_model, now.date())
+    limits = ContactLimits.from_settings(settings).for_tier(decisioning.moments, moments.tier)
     clock.lap("scoring")
-    retention = retention_eligible(churn, decisioning)
-    candidates = offer_candidates(catalogue, retention)
+    candidates = offer_candidates(catalogue, moments)
 
     # Filter: the fallback is R1 only; then suitability and eligibility as of today (the
     # hard rule), then the channel rules and the contact policy.
@@ -198,11 +211,12 @@ def decide(
         candidates, facts, now.date(), settings.risk_assessment_validity_days
     )
     allowed, off_channel = split_by_channel(allowed, channel, decisioning)
+    allowed, off_tier = split_by_tier_channel(allowed, decisioning.moments, moments.tier, channel)
     allowed, contacted = split_by_contact_policy(allowed, lookup.contact, now, limits)
     clock.lap("filtering")
 
     # Arbitrate, keep the top k the channel's daily cap allows, and say why each is there.
-    priorities = arbitrate(allowed, scores, churn, channel, decisioning)
+    priorities = arbitrate(allowed, scores, moments, channel, decisioning)
     capacity = daily_capacity(lookup.contact, channel, now, limits)
     shown, cut = top_offers(priorities, k, capacity, channel, limits.channel_daily_cap)
     clock.lap("arbitration")
@@ -216,6 +230,7 @@ def decide(
     offers = []
     for position, item in enumerate(shown, start=1):
         product = item.product
+        treatment = moments.treatments.get(product.id) if product.retention else None
         if product.retention:
             reasons: list[Reason] = []
             score = None
@@ -225,21 +240,25 @@ def decide(
         else:
             reasons = list(model_explained[product])
             score = item.propensity
-        reasons += arbitration_reasons(item, churn, channel)
-        offers.append(Offer(product, position, score, reasons, item.priority))
+        reasons += arbitration_reasons(item, treatment, channel)
+        contract = treatment.contract if treatment is not None else None
+        offers.append(
+            Offer(product, position, score, reasons, item.priority, item.trigger, contract)
+        )
     clock.lap("scoring")
 
     return Decision(
         offers=offers,
         churn_risk=churn,
-        exclusions=capped + excluded + off_channel + contacted + cut,
+        exclusions=capped + excluded + off_channel + off_tier + contacted + cut,
         degraded_reason=degraded,
         feature_set=lookup.feature_set,
         scores=dict(scores) if fallback is None or fallback.shown_score else {},
         priorities=priorities,
-        retention_eligible=retention,
+        retention_eligible=churn_triggered(churn, decisioning),
         contact={**lookup.contact.summary(now, limits, channel), "daily_capacity": capacity},
         decided_at=now,
+        moments=moments,
     )
 
 
@@ -281,9 +300,13 @@ def respond(
                 score=offer.score,
                 priority=offer.priority,
                 reasons=_reasons_out(offer.reasons),
+                trigger=offer.trigger,
+                contract=offer.contract,
             )
             for offer in decision.offers
         ],
+        lifecycle_stage=decision.moments.stage,
+        tier=decision.moments.tier,
         churn_risk=(
             ChurnRiskOut(
                 probability=churn.probability,

@@ -1,9 +1,12 @@
-"""Property: whatever the catalogue, the customer record and the model scores, the service
-never offers an unsuitable, ineligible, held or withdrawn product - nor does its fallback.
+"""Property: whatever the catalogue, the customer record, its moments and the model scores,
+the service never offers an unsuitable, ineligible, held or withdrawn product - nor does its
+fallback - and offers a treatment only when one of its triggers holds.
 
 Drives the real decision function (``service.decision.recommend.decide``) with a fake scorer that
-returns scores chosen by hypothesis (NaN and infinities included). The oracle below re-reads
-the raw record independently of ``core.suitability`` and ``core.customer_facts``.
+returns scores chosen by hypothesis (NaN and infinities included), a fake maturity scorer, and
+a moments config (maturity trigger, stage levers, tier service levels, upgrade journey, date
+rules) drawn for the drawn catalogue. The oracles below re-read the raw record independently
+of ``core.suitability``, ``core.customer_facts`` and ``service.decision.moments``.
 """
 
 from __future__ import annotations
@@ -11,14 +14,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from core.catalogue import Catalogue, Eligibility, Product
-from core.decisioning import DecisioningConfig, RetentionConfig
+from core.catalogue import Catalogue, Category, Eligibility, Product
+from core.decisioning import (
+    STAGES,
+    TIERS,
+    DecisioningConfig,
+    MomentsConfig,
+    RetentionConfig,
+    StageLevers,
+    TierService,
+)
 from core.scoring.base import FeatureRecord, PreparedFromScores, Reason
 from core.settings import Settings
 from features.online_store import FeatureSetInfo
@@ -32,9 +43,9 @@ NOW = datetime(2026, 11, 15, 12, tzinfo=UTC)
 SETTINGS = Settings(
     risk_assessment_validity_days=730, churn_medium_threshold=0.2, churn_high_threshold=0.5
 )
-DECISIONING = DecisioningConfig(
-    version="t", retention=RetentionConfig(churn_threshold=0.5, boost=10)
-)
+RETENTION = RetentionConfig(churn_threshold=0.5, boost=10)
+CATEGORIES: tuple[str, ...] = get_args(Category)
+CHANNELS = ("app", "push", "sms", "email", "advisor", "branch")
 FEATURE_SET = FeatureSetInfo(
     "v1", TODAY - timedelta(days=20), datetime(2026, 11, 5, tzinfo=UTC), 1, [], "t"
 )
@@ -73,6 +84,16 @@ class ChosenChurn:
         return []
 
 
+@dataclass
+class ChosenOutflow:
+    """A maturity scorer giving every contract the risk hypothesis chose."""
+
+    probability: float
+
+    def outflow_probability(self, record: Any, contract: Any, today: date) -> float:
+        return self.probability
+
+
 # -- strategies ---------------------------------------------------------------------------
 
 
@@ -92,19 +113,24 @@ def eligibility(draw: st.DrawFn) -> Eligibility:
 @st.composite
 def catalogues(draw: st.DrawFn) -> Catalogue:
     count = draw(st.integers(1, 12))
-    products = [
-        Product(
-            id=f"p{i}",
-            name=f"product {i}",
-            category="investment",
-            risk_level=draw(st.integers(1, 5)),
-            eligibility=draw(st.just(Eligibility()) | eligibility()),
-            retention=draw(st.booleans()),
-            business_value=draw(st.floats(0.1, 10)),
-            status=draw(st.sampled_from(["active", "active", "withdrawn"])),
+    products = []
+    for i in range(count):
+        # Treatments (retention) lean to what real ones are - R1, category retention - so
+        # that triggered ones often pass the filters; any of them may still be anything.
+        treatment = draw(st.booleans())
+        lean = draw(st.booleans()) and treatment
+        products.append(
+            Product(
+                id=f"p{i}",
+                name=f"product {i}",
+                category=draw(st.sampled_from(["retention", "service"] if lean else CATEGORIES)),
+                risk_level=1 if lean else draw(st.integers(1, 5)),
+                eligibility=draw(st.just(Eligibility()) | eligibility()),
+                retention=treatment,
+                business_value=draw(st.floats(0.1, 10)),
+                status=draw(st.sampled_from(["active", "active", "withdrawn"])),
+            )
         )
-        for i in range(count)
-    ]
     return Catalogue(version="t", products=tuple(products))
 
 
@@ -113,20 +139,115 @@ def garbage() -> st.SearchStrategy[Any]:
     return st.sampled_from(["", "yes", "3", True, [], {}])
 
 
-@st.composite
-def records(draw: st.DrawFn, product_ids: list[str]) -> dict[str, Any]:
-    assessed = draw(st.none() | st.dates(TODAY - timedelta(days=1500), TODAY + timedelta(60)))
+def facts(*, well_formed: bool) -> dict[str, st.SearchStrategy[Any]]:
+    """The suitability facts of a record: anything at all, or plausible, valid values."""
+    if well_formed:
+        assessed = st.dates(TODAY - timedelta(days=700), TODAY).map(date.isoformat)
+        levels = {"age": st.integers(16, 90), "risk_level": st.integers(1, 5)}
+        amounts = {"income": st.floats(0, 3e5), "balance": st.floats(0, 1e6)}
+        return {**levels, **amounts, "risk_assessed_on": assessed, "resident": st.booleans()}
+    assessed = st.none() | st.dates(TODAY - timedelta(days=1500), TODAY + timedelta(60))
     return {
-        "age": draw(st.none() | st.integers(0, 100) | st.floats(0, 100) | garbage()),
-        "risk_level": draw(st.none() | st.integers(0, 6) | st.sampled_from([3.0, 2.5]) | garbage()),
-        "risk_assessed_on": (
-            assessed.isoformat() if assessed else draw(st.none() | st.just("not a date"))
-        ),
-        "resident": draw(st.none() | st.booleans() | garbage()),
-        "income": draw(st.none() | st.floats(-1e6, 1e6) | garbage()),
-        "balance": draw(st.none() | st.floats(-1e6, 1e7) | garbage()),
-        "held": draw(st.lists(st.sampled_from([*product_ids, "not_in_catalogue"]), unique=True)),
+        "age": st.none() | st.integers(0, 100) | st.floats(0, 100) | garbage(),
+        "risk_level": st.none() | st.integers(0, 6) | st.sampled_from([3.0, 2.5]) | garbage(),
+        "risk_assessed_on": assessed.map(lambda d: d.isoformat() if d else None)
+        | st.just("not a date"),
+        "resident": st.none() | st.booleans() | garbage(),
+        "income": st.none() | st.floats(-1e6, 1e6) | garbage(),
+        "balance": st.none() | st.floats(-1e6, 1e7) | garbage(),
     }
+
+
+@st.composite
+def records(
+    draw: st.DrawFn, product_ids: list[str], well_formed: bool = False, contracted: Any = ()
+) -> dict[str, Any]:
+    """A feature record; ``well_formed``: valid facts, and contracts of ``contracted``
+    products with valid dates and amounts."""
+    maturities = (
+        st.lists(contracts(list(contracted), well_formed=True), min_size=1, max_size=3)
+        if well_formed and contracted
+        else st.lists(contracts(product_ids), max_size=3) | garbage()
+    )
+    return {
+        **{name: draw(values) for name, values in facts(well_formed=well_formed).items()},
+        "held": draw(st.lists(st.sampled_from([*product_ids, "not_in_catalogue"]), unique=True)),
+        # Moments (the fields the moments-features and moments-maturity jobs write):
+        "tier": draw(st.sampled_from([*TIERS, None, "gold"]) | garbage()),
+        "lifecycle_stage": draw(st.sampled_from([*STAGES, None, "teenager"]) | garbage()),
+        "upgrade_candidate": draw(st.just(True) | st.booleans() | st.none() | garbage()),
+        **{
+            f"aum_growth_m{n}": draw(st.floats(-1, 3) | st.none() | st.just(math.nan) | garbage())
+            for n in (1, 2, 3)
+        },
+        "birth_month": draw(
+            st.just(TODAY.month) | st.none() | st.integers(0, 13) | st.just(6.0) | garbage()
+        ),
+        "maturities": draw(maturities),
+    }
+
+
+@st.composite
+def contracts(draw: st.DrawFn, product_ids: list[str], well_formed: bool = False) -> Any:
+    early, late = (1, 8) if well_formed else (5, 15)  # well formed: mostly within lead days
+    due = draw(st.dates(TODAY - timedelta(days=early), TODAY + timedelta(days=late)))
+    valid = well_formed or draw(st.booleans())
+    amount = st.floats(0, 2e5) if well_formed else st.floats(-1e3, 2e5) | st.just(math.nan)
+    return {
+        "contract": f"ck{draw(st.integers(0, 9))}",
+        "product": draw(st.sampled_from(product_ids if well_formed else [*product_ids, "x"])),
+        "opened_on": "2024-01-01",
+        "maturity_date": due.isoformat() if valid else draw(garbage()),
+        "amount": draw(amount if well_formed else amount | st.none() | garbage()),
+    }
+
+
+@st.composite
+def moments_configs(draw: st.DrawFn, catalogue: Catalogue) -> MomentsConfig:
+    """A moments config naming the catalogue's treatments (retention products) only."""
+    treatments = [p.id for p in catalogue.products if p.retention]
+    ids = [p.id for p in catalogue.products]
+    pick = st.sampled_from(treatments) if treatments else st.nothing()
+    category = st.sampled_from(CATEGORIES)
+    config: dict[str, Any] = {
+        "stages": {
+            stage: {
+                "cross_sell": draw(st.booleans()),
+                "categories": draw(st.none() | st.lists(st.sampled_from(CATEGORIES), unique=True)),
+                "boosts": {"categories": draw(st.dictionaries(category, st.floats(0.1, 5)))},
+                "retention_first": draw(st.booleans()),
+                "treatments": draw(st.lists(pick, unique=True, max_size=2)) if treatments else [],
+                "treatments_only": draw(st.booleans()),
+                "boost": draw(st.floats(0.1, 10)),
+            }
+            for stage in draw(st.lists(st.sampled_from(STAGES), unique=True))
+        },
+        "tiers": {
+            tier: {
+                "channels": draw(st.lists(st.sampled_from(CHANNELS), min_size=1, unique=True)),
+                "channel_daily_cap": draw(st.none() | st.integers(0, 12)),
+                "max_impressions": draw(st.none() | st.integers(1, 4)),
+            }
+            for tier in draw(st.lists(st.sampled_from(TIERS), unique=True))
+        },
+    }
+    if treatments:
+        floors = sorted(draw(st.sets(st.floats(1, 1e5), max_size=2)))
+        config["maturity"] = {
+            "lead_days": draw(st.integers(0, 10)),
+            "outflow_threshold": draw(st.floats(0, 1)),
+            "boost": draw(st.floats(0.1, 20)),
+            "contract_products": draw(st.lists(st.sampled_from(ids), min_size=1, unique=True)),
+            "amount_bands": [1e4, 5e4],
+            "treatments": [
+                {"product": draw(pick), "min_amount": floor} for floor in [0.0, *floors]
+            ],
+        }
+        config["upgrade"] = {"product": draw(pick), "boost": draw(st.floats(0.1, 10))}
+        window = {"months_before": draw(st.integers(0, 5)), "months_after": draw(st.integers(0, 5))}
+        rule = {"name": "birthday_month", "anchor": "birth_month", "product": draw(pick)}
+        config["date_rules"] = [{**rule, **window, "text": "birthday"}]
+    return MomentsConfig.model_validate(config)
 
 
 @st.composite
@@ -143,15 +264,23 @@ MODES = ["personal", "no_model", "unknown_customer", "no_feature_set", "store_un
 
 
 @st.composite
-def situations(draw: st.DrawFn) -> dict[str, Any]:
+def situations(draw: st.DrawFn, moments_first: bool = False) -> dict[str, Any]:
+    """A whole request; ``moments_first``: a well-formed record, a record always read and a
+    maturity model always loaded, so that most examples exercise the treatment triggers."""
     catalogue = draw(catalogues())
+    outflow = st.builds(ChosenOutflow, st.floats(0, 1))
+    moments = draw(moments_configs(catalogue))
+    contracted = moments.maturity.contract_products if moments.maturity else ()
     return {
         "catalogue": catalogue,
-        "record": draw(records(catalogue.ids)),
+        "record": draw(records(catalogue.ids, moments_first, contracted)),
         "scorer": draw(scorers(catalogue)),
         "churn": draw(st.none() | st.builds(ChosenChurn, st.floats(0, 1))),
-        "mode": draw(st.sampled_from(MODES)),
+        "outflow": draw(outflow if moments_first else st.none() | outflow),
+        "moments": moments,
+        "mode": draw(st.sampled_from(MODES[:2] if moments_first else MODES)),
         "k": draw(st.integers(1, 20)),
+        "channel": draw(st.sampled_from(["advisor", "app"])),  # no channel rule applies
     }
 
 
@@ -197,12 +326,90 @@ def may_offer(product: Product, record: dict[str, Any] | None, *, fallback: bool
     return not (rules.min_assets is not None and (assets is None or assets < rules.min_assets))
 
 
+def _stage_levers(case: dict[str, Any], record: dict[str, Any] | None) -> StageLevers | None:
+    stage = record.get("lifecycle_stage") if record is not None else None
+    return case["moments"].stages.get(stage) if isinstance(stage, str) else None
+
+
+def _in_window(anchor: int, month: int, before: int, after: int) -> bool:
+    window = {(anchor - 1 + shift) % 12 + 1 for shift in range(-before, after + 1)}
+    return month in window
+
+
+def triggers(case: dict[str, Any], record: dict[str, Any] | None) -> dict[str, set[str]]:
+    """Treatment id -> the triggers that hold for it, read straight off the raw record."""
+    if record is None:
+        return {}
+    moments: MomentsConfig = case["moments"]
+    catalogue: Catalogue = case["catalogue"]
+    found: dict[str, set[str]] = {}
+    levers = _stage_levers(case, record)
+    for product_id in levers.treatments if levers is not None else ():
+        found.setdefault(product_id, set()).add(f"stage:{record['lifecycle_stage']}")
+    if levers is not None and levers.treatments_only:
+        return found
+    churn = case["churn"]
+    if (churn is not None and churn.probability >= 0.5) or (levers and levers.retention_first):
+        for product in catalogue.products:
+            if product.retention and product.category == "retention":
+                found.setdefault(product.id, set()).add("churn")
+    trigger, outflow = moments.maturity, case["outflow"]
+    contracts = record["maturities"] if isinstance(record["maturities"], list) else []
+    if trigger is not None and outflow is not None:
+        likely = outflow.probability >= trigger.outflow_threshold
+        for contract in contracts:
+            amount = _number(contract["amount"])
+            try:
+                days = (date.fromisoformat(contract["maturity_date"]) - TODAY).days
+            except (TypeError, ValueError):
+                continue
+            due = 0 <= days <= trigger.lead_days and amount is not None and amount >= 0
+            if likely and due and contract["product"] in trigger.contract_products:
+                reached = [t for t in trigger.treatments if t.min_amount <= amount]
+                product_id = max(reached, key=lambda t: t.min_amount).product
+                found.setdefault(product_id, set()).add("maturity")
+    growth = [_number(record[f"aum_growth_m{n}"]) for n in (1, 2, 3)]
+    if moments.upgrade and record["upgrade_candidate"] is True and None not in growth:
+        found.setdefault(moments.upgrade.product, set()).add("upgrade")
+    month = _number(record["birth_month"])
+    known = month is not None and month in range(1, 13)
+    for rule in moments.date_rules:
+        window = (rule.months_before, rule.months_after)
+        if known and _in_window(int(month or 0), TODAY.month, *window):
+            found.setdefault(rule.product, set()).add(f"date_rule:{rule.name}")
+    return found
+
+
+def cross_sell_allowed(case: dict[str, Any], record: dict[str, Any] | None, p: Product) -> bool:
+    levers = _stage_levers(case, record)
+    if levers is None:
+        return True
+    allowed = levers.categories is None or p.category in levers.categories
+    return levers.cross_sell and not levers.treatments_only and allowed
+
+
+def tier_service(case: dict[str, Any], record: dict[str, Any] | None) -> TierService | None:
+    tier = record.get("tier") if record is not None else None
+    return case["moments"].tiers.get(tier) if isinstance(tier, str) else None
+
+
 # -- the property -------------------------------------------------------------------------
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(situations())
 def test_offers_are_always_suitable_eligible_and_complete(case: dict[str, Any]) -> None:
+    check_decision(case)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(situations(moments_first=True))
+def test_treatments_only_when_triggered_and_always_suitable(case: dict[str, Any]) -> None:
+    check_decision(case)
+
+
+def check_decision(case: dict[str, Any]) -> None:
+    """Decide ``case`` and check the answer against the oracles above."""
     catalogue: Catalogue = case["catalogue"]
     scorer: ChosenScores = case["scorer"]
     mode: str = case["mode"]
@@ -221,18 +428,22 @@ def test_offers_are_always_suitable_eligible_and_complete(case: dict[str, Any]) 
         k=case["k"],
         now=NOW,
         settings=SETTINGS,
-        channel="advisor",  # no channel rule applies there: only suitability removes
-        decisioning=DECISIONING,
+        channel=case["channel"],  # no channel rule applies: suitability and moments remove
+        decisioning=DecisioningConfig(version="t", retention=RETENTION, moments=case["moments"]),
+        maturity_model=case["outflow"],
     )
     fallback = mode != "personal"
-    churn_high = (
-        record is not None and case["churn"] is not None and case["churn"].probability >= 0.5
-    )
+    triggered = triggers(case, record)
 
     offered = [offer.product for offer in decision.offers]
-    for product in offered:
+    for offer in decision.offers:
+        product = offer.product
         assert may_offer(product, record, fallback=fallback), product
-        assert not product.retention or churn_high, product
+        event(f"offered trigger {str(offer.trigger).split(':')[0]}")
+        if product.retention:  # a treatment: only when its trigger holds
+            assert offer.trigger in triggered.get(product.id, set()), (product, offer.trigger)
+        else:
+            assert offer.trigger is None and cross_sell_allowed(case, record, product), product
         assert not fallback or product.risk_level == 1, product
     assert len({p.id for p in offered}) == len(offered)
     assert [offer.rank for offer in decision.offers] == list(range(1, len(offered) + 1))
@@ -249,9 +460,20 @@ def test_offers_are_always_suitable_eligible_and_complete(case: dict[str, Any]) 
         p
         for p in catalogue.products
         if may_offer(p, record, fallback=fallback)
-        and (churn_high if p.retention else p.id in rankable)
+        and (
+            p.id in triggered
+            if p.retention
+            else p.id in rankable and cross_sell_allowed(case, record, p)
+        )
     ]
-    assert len(offered) == min(case["k"], len(offerable))
+    # The tier's service level: its channels only, its daily cap (else the settings').
+    service = tier_service(case, record)
+    cap = SETTINGS.channel_daily_cap
+    if service is not None and service.channel_daily_cap is not None:
+        cap = service.channel_daily_cap
+    if service is not None and case["channel"] not in service.channels:
+        cap = 0
+    assert len(offered) == min(case["k"], len(offerable), cap)
 
     # Arbitration: offers in priority order; every cross-sell offer has a finite score.
     priorities = [o.priority for o in decision.offers]
@@ -269,3 +491,9 @@ def test_offers_are_always_suitable_eligible_and_complete(case: dict[str, Any]) 
         RecommendationRequest(customer_id="c1", channel="app", k=case["k"]), "r", decision, {}
     )
     assert [o.product_id for o in body.offers] == [p.id for p in offered]
+    raw = record or {}
+    known = {"lifecycle_stage": STAGES, "tier": TIERS}
+    for name, values in known.items():
+        value = raw.get(name)
+        expected = value if isinstance(value, str) and value in values else None
+        assert getattr(body, name) == expected, name
