@@ -45,7 +45,7 @@ from core.decisioning import (
     Tier,
 )
 from core.scoring.base import Reason
-from core.scoring.maturity_protocol import MaturityScorer
+from core.scoring.maturity import MaturityScorer
 from service.decision.churn_risk import ChurnRisk
 
 RULE_PROPENSITY = 1.0

@@ -24,7 +24,7 @@ from core.customer_facts import customer_facts
 from core.decisioning import DecisioningConfig
 from core.pseudonym import pseudonymiser
 from core.scoring.base import ChurnScorer, PreparedRecord, Reason, RecommenderScorer
-from core.scoring.maturity_protocol import MaturityScorer
+from core.scoring.maturity import MaturityScorer
 from core.settings import Settings
 from core.suitability import CustomerFacts, Exclusion, split_suitable
 from service.api.schemas import (
@@ -91,7 +91,7 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
         churn_model=state.churn_scorer,
         # The optional maturity slot (``service.infra.state``); none loaded -> no maturity
         # treatment.
-        maturity_model=getattr(state, "maturity_scorer", None),
+        maturity_model=state.maturity_scorer,
         k=request.k,
         now=now,
         settings=settings,

@@ -74,10 +74,6 @@ class ServingState:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-RuntimeState = ServingState
-"""Another name of :class:`ServingState` (the name issue 22's interface uses)."""
-
-
 class StateHolder:
     """The current :class:`ServingState`; see the module docstring for the concurrency rule."""
 
