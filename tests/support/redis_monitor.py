@@ -32,11 +32,11 @@ def monitored(node: redis.Redis, work: Callable[[], object]) -> list[dict[str, A
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    assert started.wait(5)
+    assert started.wait(60)
     try:
         work()
     finally:
         node.echo(sentinel)
-        thread.join(10)
+        thread.join(60)
     assert not thread.is_alive(), "MONITOR never saw the sentinel"
     return seen
