@@ -112,6 +112,8 @@ def audit_record(
             "retention_eligible": decision.retention_eligible,
             "priorities": [p.as_record() for p in decision.priorities],
         },
+        "ranked_out": decision.ranked_out,  # ranked below the top k (with offers and
+        # exclusions: every product of the catalogue)
         "contact": decision.contact,
         "offers": [offer.model_dump(mode="json") for offer in response.offers],
         "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)

@@ -24,7 +24,7 @@ from core.decisioning import DecisioningConfig
 from core.pseudonym import pseudonymiser
 from core.scoring.base import ChurnScorer, PreparedRecord, Reason, RecommenderScorer
 from core.settings import Settings
-from core.suitability import CustomerFacts, Exclusion, split_suitable
+from core.suitability import CustomerFacts, Exclusion, Rule, split_suitable
 from service.api.schemas import (
     ChurnRiskOut,
     FeatureSetOut,
@@ -34,6 +34,7 @@ from service.api.schemas import (
     RecommendationResponse,
 )
 from service.decision.arbitration import (
+    Priority,
     arbitrate,
     arbitration_reasons,
     retention_eligible,
@@ -188,6 +189,11 @@ def decide(
     clock.lap("scoring")
     retention = retention_eligible(churn, decisioning)
     candidates = offer_candidates(catalogue, retention)
+    not_due = [
+        Exclusion(p.id, Rule.RETENTION_NOT_DUE, "churn risk below the retention threshold")
+        for p in catalogue.products
+        if p.retention and not retention
+    ]
 
     # Filter: the fallback is R1 only; then suitability and eligibility as of today (the
     # hard rule), then the channel rules and the contact policy.
@@ -203,6 +209,7 @@ def decide(
 
     # Arbitrate, keep the top k the channel's daily cap allows, and say why each is there.
     priorities = arbitrate(allowed, scores, churn, channel, decisioning)
+    unscored = unscored_products(allowed, priorities)
     capacity = daily_capacity(lookup.contact, channel, now, limits)
     shown, cut = top_offers(priorities, k, capacity, channel, limits.channel_daily_cap)
     clock.lap("arbitration")
@@ -232,7 +239,7 @@ def decide(
     return Decision(
         offers=offers,
         churn_risk=churn,
-        exclusions=capped + excluded + off_channel + contacted + cut,
+        exclusions=not_due + capped + excluded + off_channel + contacted + unscored + cut,
         degraded_reason=degraded,
         feature_set=lookup.feature_set,
         scores=dict(scores) if fallback is None or fallback.shown_score else {},
@@ -241,6 +248,19 @@ def decide(
         contact={**lookup.contact.summary(now, limits, channel), "daily_capacity": capacity},
         decided_at=now,
     )
+
+
+def unscored_products(
+    allowed: Sequence[Product], priorities: Sequence[Priority]
+) -> list[Exclusion]:
+    """The allowed products arbitration could not place (no finite propensity): recorded,
+    so that the audit trail accounts for every product of the catalogue."""
+    placed = {item.product.id for item in priorities}
+    return [
+        Exclusion(p.id, Rule.NO_SCORE, "no finite propensity from the model")
+        for p in allowed
+        if p.id not in placed
+    ]
 
 
 def model_scores(scorer: RecommenderScorer, prepared: PreparedRecord) -> dict[str, float]:
