@@ -29,7 +29,8 @@ from service.decision.contact_policy import ContactEntry, ContactState
 from service.decision.outcome import DegradedReason
 from service.decision.recommend import decide, respond
 from service.infra.feature_fetch import FeatureLookup
-from tests.service.decision.test_suitability_property import (
+from tests.support.decision_cases import (
+    TODAY,
     ChosenChurn,
     ChosenScores,
     eligibility,
@@ -37,7 +38,6 @@ from tests.service.decision.test_suitability_property import (
     scorers,
 )
 
-TODAY = date(2026, 11, 15)
 NOW = datetime(2026, 11, 15, 12, tzinfo=UTC)
 VALIDITY_DAYS = 730
 SUPPRESSION_DAYS = 30
