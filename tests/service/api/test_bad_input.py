@@ -218,6 +218,7 @@ def test_no_rejected_request_changes_any_state(
 ) -> None:
     """A batch of every kind of refusal leaves every key under the test's prefix as it was."""
     assert client.post("/v1/recommendations", json=GOOD, headers=AUTH).status_code == 200
+    assert client.app.state.runtime.audit.flush(timeout=60)  # type: ignore[attr-defined]  # written, not racing the snapshot
     before = redis_snapshot(redis_client, key_prefix)
     assert before, "the feature set and the recorded decision are there"
     refused = [
