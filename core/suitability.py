@@ -33,6 +33,10 @@ class Rule(StrEnum):
     # Applied by the service's decision layer after this hard filter (they only remove):
     CHANNEL = "channel"  # a channel rule (e.g. complex products on the advisor desk only)
     CONTACT_POLICY = "contact_policy"  # impression cap, pause after a decline, daily cap
+    # Not candidates of this decision at all (recorded so the audit accounts for every product):
+    NOT_TRIGGERED = "not_triggered"  # a treatment no moment triggered (churn risk, maturity...)
+    STAGE = "lifecycle_stage"  # a cross-sell product the customer's lifecycle stage does not allow
+    NO_SCORE = "no_score"  # a cross-sell product the model gave no finite propensity
 
 
 @dataclass(frozen=True)

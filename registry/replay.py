@@ -5,9 +5,13 @@ the service used (``features``), what it offered (``offers``: product_id, rank, 
 the decision date (``today``). For each one the candidate re-scores the same record and the
 replay reports:
 
-* ``changed``: the top offer the candidate would serve (best-scored product that passes
-  ``core.suitability`` as of the recorded date, as the service ranks) differs from the top
-  offer actually served (retention treatments are not model offers and are skipped);
+* ``changed``: the top offer the candidate would serve differs from the top offer actually
+  served (retention treatments are not model offers and are skipped). "Would serve" is the
+  service's arbitration redone with the candidate's propensities: among the candidates the
+  record lists (``arbitration.priorities``: they passed suitability, eligibility, channel
+  and contact rules), the highest propensity x business value x channel weight x lever x
+  boost. A record without them: the best-scored product that passes ``core.suitability``
+  as of the recorded date;
 * ``unsuitable``: the candidate's own first choice - its best-scored product among those
   the customer does not hold and that are on sale - fails ``core.suitability`` (risk level
   above the customer's, no valid assessment, age, residency, income, assets). The service
@@ -61,8 +65,11 @@ def replay(
         replayed += 1
         scores = _scores(scorer, features)
         facts = customer_facts(features)
-        allowed, _ = split_suitable(holdable, facts, today, validity_days)
-        if _best(allowed, scores) != _served_top(decision.get("offers"), catalogue, known):
+        arbitrated = _arbitrated_top(decision, scores, catalogue, known)
+        if not _has_arbitration(decision):  # an older record: by score alone
+            allowed, _ = split_suitable(holdable, facts, today, validity_days)
+            arbitrated = _best(allowed, scores)
+        if arbitrated != _served_top(decision.get("offers"), catalogue, known):
             changed += 1
         offerable = [p for p in holdable if p.active and p.id not in facts.held]
         first_choice = _best(offerable, scores)
@@ -92,6 +99,50 @@ def _best(products: list[Product], scores: Mapping[str, float]) -> str | None:
         if math.isfinite(score) and (best is None or score > best[0]):
             best = (score, product.id)
     return best[1] if best else None
+
+
+def _arbitrated_top(
+    decision: Mapping[str, Any], scores: Mapping[str, float], catalogue: Catalogue, known: set[str]
+) -> str | None:
+    """The first model offer the service would serve with the candidate's scores, or None.
+
+    The service's arbitration (``service.decision.arbitration``) redone: the recorded
+    candidates (they passed every filter of that request) ranked by the candidate's
+    propensity times their recorded business value, channel weight, lever and boost;
+    retention treatments keep their recorded priority (the churn model's, not the
+    recommender's). Of the top ``len(offers)``, the first that is not a retention
+    treatment; None when there is none (only treatments were shown) or the record holds no
+    arbitration inputs (then :func:`replay` ranks by score alone).
+    """
+    arbitration = decision.get("arbitration")
+    priorities = arbitration.get("priorities") if isinstance(arbitration, Mapping) else None
+    offers = decision.get("offers")
+    if not isinstance(priorities, list) or not priorities or not isinstance(offers, list):
+        return None
+    ranked: list[tuple[float, int, str]] = []
+    for order, entry in enumerate(priorities):
+        pid = entry.get("product_id") if isinstance(entry, Mapping) else None
+        if not isinstance(pid, str) or pid not in known:
+            continue
+        if catalogue.get(pid).retention:
+            recorded = entry.get("priority")
+            if isinstance(recorded, int | float):
+                ranked.append((float(recorded), order, pid))
+            continue
+        factors = [entry.get(k) for k in ("business_value", "context_weight", "lever", "boost")]
+        score = scores.get(pid, math.nan)
+        if all(isinstance(f, int | float) for f in factors) and math.isfinite(score):
+            ranked.append((score * math.prod(float(f) for f in factors), order, pid))  # type: ignore[arg-type]
+    ranked.sort(key=lambda item: (-item[0], item[1]))  # ties: the recorded order
+    for _, _, pid in ranked[: len(offers)]:
+        if not catalogue.get(pid).retention:
+            return pid
+    return None
+
+
+def _has_arbitration(decision: Mapping[str, Any]) -> bool:
+    arbitration = decision.get("arbitration")
+    return isinstance(arbitration, Mapping) and bool(arbitration.get("priorities"))
 
 
 def _served_top(offers: object, catalogue: Catalogue, known: set[str]) -> str | None:

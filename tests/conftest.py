@@ -19,7 +19,8 @@ from core.catalogue import Catalogue, load_catalogue
 from core.embedded_redis import start_embedded_redis, stop_embedded_redis
 from core.settings import PACKAGE_DIR, Settings, get_settings
 from tests.support.auth import TEST_API_KEYS, TEST_PSEUDONYM_KEY
-from tests.support.paths import REPO_ROOT, free_port
+from tests.support.paths import free_port
+from tests.support.shared_data import require_shared_data
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -130,8 +131,6 @@ def catalogue() -> Catalogue:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real public data in ../shared/data (``NBO_SHARED_DATA`` overrides); skip if absent."""
-    path = Path(os.environ.get("NBO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-    if not path.is_dir():
-        pytest.skip(f"real data folder {path} not present (set NBO_SHARED_DATA)")
-    return path
+    """The real public data (``tests.support.shared_data``: ``NBO_SHARED_DATA``, else
+    ../shared/data); skips naming the folder when it is absent."""
+    return require_shared_data()

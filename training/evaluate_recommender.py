@@ -58,10 +58,51 @@ class PanelResult:
     train_snapshots: list[pd.Timestamp]
 
 
+PANEL_END_PROFILE = ("segment", "income", "tier", "region", "resident", "employee")
+"""Customer master fields the Santander panel holds only as of its last month (2016-05,
+/work/shared/data/README.md: "profile columns are as of 2016-05 in every month"): the
+segment, the income (``renta``) and the tier derived from them, the province, residency
+and the employee flag can change from month to month, so their panel values are the
+target month's. :func:`without_panel_end_profile` makes them unknown."""
+
+PANEL_END_BEHAVIOUR = ("active",)
+"""Monthly behaviour the panel repeats from 2016-05 into every month
+(``ind_actividad_cliente``)."""
+
+
+def without_panel_end_profile(tables: Tables) -> Tables:
+    """``tables`` with the fields the panel holds only as of its last month unknown.
+
+    Why: evaluated on the panel, those values are the target month's - a model reading
+    them reads the month it is scored on. Age and tenure (from the birth and join dates)
+    and the acquisition channel do not change with the month and stay.
+    """
+    customers = tables.customers.copy()
+    for column in PANEL_END_PROFILE:
+        if column not in customers.columns:
+            continue
+        dtype = customers[column].dtype
+        if pd.api.types.is_float_dtype(dtype):
+            unknown = pd.Series(np.nan, index=customers.index, dtype="float64")
+        elif pd.api.types.is_bool_dtype(dtype):
+            unknown = pd.Series(pd.NA, index=customers.index, dtype="boolean")
+        else:
+            unknown = pd.Series(None, index=customers.index, dtype=object)
+        customers[column] = unknown
+    behaviour = tables.behaviour.copy()
+    for column in PANEL_END_BEHAVIOUR:
+        if column in behaviour.columns:
+            behaviour[column] = pd.Series(pd.NA, index=behaviour.index, dtype="boolean")
+    return Tables(customers=customers, holdings=tables.holdings, behaviour=behaviour)
+
+
 def cut(tables: Tables, until: pd.Timestamp) -> Tables:
-    """The tables as known at ``until``: monthly rows dated later are gone."""
+    """The tables as known at ``until``: monthly rows dated later are gone, customers who
+    joined later are gone, and a departure dated later is not known yet."""
+    customers = tables.customers[~(tables.customers["joined_on"] > until)].copy()
+    customers.loc[customers["left_on"] > until, "left_on"] = pd.NaT
     return Tables(
-        customers=tables.customers,
+        customers=customers,
         holdings=tables.holdings[tables.holdings["month"] <= until],
         behaviour=tables.behaviour[tables.behaviour["month"] <= until],
     )
@@ -154,13 +195,14 @@ def evaluate_panel(
     unseen_customers: bool = False,
     folds: int = DEFAULT_FOLDS,
 ) -> PanelResult:
-    """Import a Kaggle-format panel file and run :func:`evaluate_tables` on it.
+    """Import a Kaggle-format panel file and run :func:`evaluate_tables` on it, without the
+    fields the panel holds only as of its last month (:func:`without_panel_end_profile`).
 
     Refuses ``train_until >= target`` before reading anything.
     """
     if train_until >= target:
         raise DatasetError(f"--train-until {train_until} must be before --target {target}")
-    tables = import_santander(panel, catalogue).tables
+    tables = without_panel_end_profile(import_santander(panel, catalogue).tables)
     return evaluate_tables(
         tables,
         catalogue,

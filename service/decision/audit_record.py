@@ -113,6 +113,8 @@ def audit_record(
             "retention_eligible": decision.retention_eligible,
             "priorities": [p.as_record() for p in decision.priorities],
         },
+        "ranked_out": decision.ranked_out,  # ranked below the top k (with offers and
+        # exclusions: every product of the catalogue)
         "contact": decision.contact,
         "lifecycle_stage": response.lifecycle_stage,
         "tier": response.tier,

@@ -65,8 +65,29 @@ def lowest_risk_only(products: Iterable[Product]) -> tuple[list[Product], list[E
     return partition(products, above_lowest_risk)
 
 
-def offer_candidates(catalogue: Catalogue, moments: Moments) -> list[Product]:
+def offer_candidates(
+    catalogue: Catalogue, moments: Moments
+) -> tuple[list[Product], list[Exclusion]]:
     """Products that may be offered at all: the triggered treatments (catalogue order), then
-    the holdable products the lifecycle stage allows (all of them without a stage rule)."""
-    triggered = [p for p in catalogue.products if p.retention and p.id in moments.treatments]
-    return triggered + [p for p in catalogue.holdable if moments.allows_cross_sell(p)]
+    the holdable products the lifecycle stage allows (all of them without a stage rule).
+
+    Every other product comes back as an exclusion (``not_triggered``: a treatment no moment
+    triggered; ``lifecycle_stage``: a cross-sell product the stage does not allow), so the
+    audit trail accounts for every product of the catalogue.
+    """
+    candidates: list[Product] = []
+    excluded: list[Exclusion] = []
+    for product in catalogue.products:
+        if product.retention:
+            if product.id in moments.treatments:
+                candidates.append(product)
+            else:
+                why = "no moment triggered this treatment"
+                excluded.append(Exclusion(product.id, Rule.NOT_TRIGGERED, why))
+    for product in catalogue.holdable:
+        if moments.allows_cross_sell(product):
+            candidates.append(product)
+        else:
+            why = f"lifecycle stage {moments.stage} does not allow {product.category} offers"
+            excluded.append(Exclusion(product.id, Rule.STAGE, why))
+    return candidates, excluded

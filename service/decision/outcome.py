@@ -65,3 +65,11 @@ class Decision:
     @property
     def degraded(self) -> bool:
         return self.degraded_reason is not None
+
+    @property
+    def ranked_out(self) -> list[str]:
+        """Ranked candidates neither shown nor excluded (by the daily cap): below the top k.
+        With the offers and the exclusions, every product of the catalogue is accounted for."""
+        gone = {offer.product.id for offer in self.offers}
+        gone.update(e.product_id for e in self.exclusions)
+        return [p.product.id for p in self.priorities if p.product.id not in gone]

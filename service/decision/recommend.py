@@ -26,7 +26,7 @@ from core.pseudonym import pseudonymiser
 from core.scoring.base import ChurnScorer, PreparedRecord, Reason, RecommenderScorer
 from core.scoring.maturity import MaturityScorer
 from core.settings import Settings
-from core.suitability import CustomerFacts, Exclusion, split_suitable
+from core.suitability import CustomerFacts, Exclusion, Rule, split_suitable
 from service.api.schemas import (
     ChurnRiskOut,
     FeatureSetOut,
@@ -36,6 +36,7 @@ from service.api.schemas import (
     RecommendationResponse,
 )
 from service.decision.arbitration import (
+    Priority,
     arbitrate,
     arbitration_reasons,
     split_by_channel,
@@ -200,7 +201,7 @@ def decide(
     moments = customer_moments(record, catalogue, decisioning, churn, maturity_model, now.date())
     limits = ContactLimits.from_settings(settings).for_tier(decisioning.moments, moments.tier)
     clock.lap("scoring")
-    candidates = offer_candidates(catalogue, moments)
+    candidates, not_candidates = offer_candidates(catalogue, moments)
 
     # Filter: the fallback is R1 only; then suitability and eligibility as of today (the
     # hard rule), then the channel rules and the contact policy.
@@ -217,6 +218,7 @@ def decide(
 
     # Arbitrate, keep the top k the channel's daily cap allows, and say why each is there.
     priorities = arbitrate(allowed, scores, moments, channel, decisioning)
+    unscored = unscored_products(allowed, priorities)
     capacity = daily_capacity(lookup.contact, channel, now, limits)
     shown, cut = top_offers(priorities, k, capacity, channel, limits.channel_daily_cap)
     clock.lap("arbitration")
@@ -250,7 +252,14 @@ def decide(
     return Decision(
         offers=offers,
         churn_risk=churn,
-        exclusions=capped + excluded + off_channel + off_tier + contacted + cut,
+        exclusions=not_candidates
+        + capped
+        + excluded
+        + off_channel
+        + off_tier
+        + contacted
+        + unscored
+        + cut,
         degraded_reason=degraded,
         feature_set=lookup.feature_set,
         scores=dict(scores) if fallback is None or fallback.shown_score else {},
@@ -260,6 +269,19 @@ def decide(
         decided_at=now,
         moments=moments,
     )
+
+
+def unscored_products(
+    allowed: Sequence[Product], priorities: Sequence[Priority]
+) -> list[Exclusion]:
+    """The allowed products arbitration could not place (no finite propensity): recorded,
+    so that the audit trail accounts for every product of the catalogue."""
+    placed = {item.product.id for item in priorities}
+    return [
+        Exclusion(p.id, Rule.NO_SCORE, "no finite propensity from the model")
+        for p in allowed
+        if p.id not in placed
+    ]
 
 
 def model_scores(scorer: RecommenderScorer, prepared: PreparedRecord) -> dict[str, float]:

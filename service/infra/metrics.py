@@ -40,9 +40,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from core.suitability import Rule
 from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
-from service.decision.outcome import Decision
+from service.decision.outcome import Decision, DegradedReason
 from service.infra.breaker import BreakerOpenError
 from service.infra.state import ServingState
 
@@ -97,6 +98,28 @@ VARIANT_OF_SLOT = {
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 """``nbo_redis_breaker_state`` values: higher is worse, so the worst worker shows."""
 
+MODEL_RELOAD_OUTCOMES = ("swapped", "refused", "removed", "error")
+"""``nbo_model_reloads_total{outcome}``: every value the model watcher counts (its
+"unchanged" is not counted); any other raises in :meth:`ServiceMetrics.observe_reload`."""
+
+AUDIT_OUTCOMES = ("written", "dropped", "failed")
+"""``nbo_audit_records_total{outcome}``; any other raises in ``observe_audit``."""
+
+REDIS_ERROR_KINDS = ("timeout", "connection", "breaker_open", "other")
+"""``nbo_redis_errors_total{kind}``: what :func:`redis_error_kind` returns."""
+
+LABEL_DOMAINS: dict[str, dict[str, tuple[str, ...]]] = {
+    "nbo_model_reloads_total": {"outcome": MODEL_RELOAD_OUTCOMES},
+    "nbo_audit_records_total": {"outcome": AUDIT_OUTCOMES},
+    "nbo_redis_errors_total": {"kind": REDIS_ERROR_KINDS},
+    "nbo_redis_breaker_state": {"breaker": ("redis",)},
+    "nbo_recommendations_degraded_total": {"reason": tuple(r.value for r in DegradedReason)},
+    "nbo_exclusions_total": {"rule": tuple(r.value for r in Rule)},
+}
+"""The closed label sets: every value the service can emit for these labels, and no other
+(the counting methods refuse others). Alerts match only these values
+(tests/deploy/test_deploy_config.py derives the check from this table)."""
+
 
 def multiprocess_dir() -> str | None:
     """The multiprocess directory in effect for this process, or None (single process)."""
@@ -112,6 +135,14 @@ def redis_error_kind(exc: BaseException) -> str:
     if isinstance(exc, redis.ConnectionError):
         return "connection"
     return "other"
+
+
+def _check_domain(metric: str, label: str, value: str) -> None:
+    """Refuse a label value outside ``LABEL_DOMAINS``: an alert could not know of it."""
+    if value not in LABEL_DOMAINS[metric][label]:
+        raise ValueError(
+            f"{metric}: {label}={value!r} is not one of {LABEL_DOMAINS[metric][label]}"
+        )
 
 
 class FeatureSetAge(Collector):
@@ -276,7 +307,13 @@ class ServiceMetrics:
         self.breaker_state.labels(breaker=breaker).set(BREAKER_STATE_VALUES[state])
 
     def observe_audit(self, outcome: str, count: int) -> None:
+        _check_domain("nbo_audit_records_total", "outcome", outcome)
         self.audit_records.labels(outcome=outcome).inc(count)
+
+    def observe_reload(self, model: str, outcome: str) -> None:
+        """Count one model alias check that changed something or failed."""
+        _check_domain("nbo_model_reloads_total", "outcome", outcome)
+        self.model_reloads.labels(model=model, outcome=outcome).inc()
 
     def observe_event(self, event_type: str, status: str) -> None:
         self.events_ingested.labels(type=event_type, status=status).inc()

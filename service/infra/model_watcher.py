@@ -155,7 +155,7 @@ class ModelWatcher:
     def _count(self, result: ReloadResult) -> ReloadResult:
         """Count everything but "unchanged" (every poll would count that)."""
         if result.outcome != "unchanged":
-            self.metrics.model_reloads.labels(model=result.model, outcome=result.outcome).inc()
+            self.metrics.observe_reload(result.model, result.outcome)
         return result
 
 

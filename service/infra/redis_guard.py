@@ -133,6 +133,14 @@ def _drop_idle_connections(client: GuardedClient) -> None:
         client.connection_pool.disconnect(inuse_connections=False)
 
 
+SERVICE_CONNECTION_NAME = "nbo-service"
+"""``CLIENT SETNAME`` of the service's own connections (audit writer, events, pointer,
+decisions): ``CLIENT LIST`` and MONITOR tell the service's traffic from any other client's."""
+
+REQUEST_CONNECTION_NAME = "nbo-service-request"
+"""``CLIENT SETNAME`` of the request path's asyncio connections (the one read per answer)."""
+
+
 def connect_guarded(settings: Settings, metrics: ServiceMetrics | None = None) -> GuardedClient:
     """The service's client: short timeouts (``service_client_options``), its own breaker.
 
@@ -141,7 +149,7 @@ def connect_guarded(settings: Settings, metrics: ServiceMetrics | None = None) -
     The breaker's state is exported as ``nbo_redis_breaker_state`` via ``metrics``.
     """
     url = resolve_redis_url(settings)
-    options = service_client_options(settings)
+    options = {**service_client_options(settings), "client_name": SERVICE_CONNECTION_NAME}
     client: GuardedClient
     if is_cluster_url(url):
         # make_client builds a plain RedisCluster; the guarded class adds the breaker.
@@ -260,7 +268,7 @@ def connect_guarded_async(settings: Settings, breaker: CircuitBreaker) -> AsyncG
     a cluster.
     """
     url = resolve_redis_url(settings)
-    options = service_client_options(settings)
+    options = {**service_client_options(settings), "client_name": REQUEST_CONNECTION_NAME}
     retries = options["retry"].get_retries()
     options["retry"] = redis.asyncio.retry.Retry(
         NoBackoff(),

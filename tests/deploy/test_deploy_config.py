@@ -8,6 +8,7 @@ that need it skip with that reason when it is missing.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -23,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.embedded_redis import REDIS_PERSISTENCE, persistence_args
 from core.settings import Settings
 from service.app import create_app
+from service.infra.metrics import LABEL_DOMAINS, ServiceMetrics
 from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import REPO_ROOT
 
@@ -31,9 +33,6 @@ PROMETHEUS = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "nbo.json"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 COMPOSE = DEPLOY / "docker-compose.yml"
-
-PENDING_METRICS = {"nbo_model_reloads_total"}
-"""Metric names an alert may reference although the service does not export them."""
 
 _METRIC_NAME = re.compile(r"\bnbo_[a-z0-9_]+\b")
 _SAMPLE_SUFFIXES = {
@@ -100,8 +99,109 @@ def test_every_required_alert_exists() -> None:
         "NboFeaturesStale",
         "NboModelReloadFailed",
     } <= alerts.keys()
-    assert 'outcome="failed"' in alerts["NboModelReloadFailed"]
+    assert "nbo_model_reloads_total" in alerts["NboModelReloadFailed"]
     assert "nbo_feature_set_age_seconds" in alerts["NboFeaturesStale"]
+
+
+# --- label values: alerts match only what the service emits ----------------------------------
+
+_SELECTOR = re.compile(r"\b(nbo_[a-z0-9_]+)\{([^}]*)\}")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def matched_values(expr: str) -> list[tuple[str, str, str, str]]:
+    """``(metric, label, operator, value)`` of every label matcher in a PromQL expression."""
+    return [
+        (metric, *matcher)
+        for metric, body in _SELECTOR.findall(expr)
+        for matcher in _MATCHER.findall(body)
+    ]
+
+
+def values_outside_domain(metric: str, label: str, op: str, value: str) -> list[str]:
+    """The literal values a matcher names that the service never emits (``LABEL_DOMAINS``).
+
+    A positive regex matcher must be a ``|`` list of literal values, each one emitted."""
+    domain = LABEL_DOMAINS.get(metric, {}).get(label)
+    if domain is None:
+        return []
+    literals = value.split("|") if op in ("=~", "!~") else [value]
+    return [v for v in literals if v not in domain]
+
+
+def _alert_exprs() -> dict[str, str]:
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+    return {
+        rule.get("alert") or rule["record"]: rule["expr"] for g in groups for rule in g["rules"]
+    }
+
+
+def test_alert_label_values_are_ones_the_service_emits() -> None:
+    """Every closed label value an alert matches is one the service counts: an alert on
+    ``outcome="failed"`` of the reloads (which counts swapped/refused/removed/error) could
+    never fire."""
+    wrong = {
+        name: bad
+        for name, expr in _alert_exprs().items()
+        for matcher in matched_values(expr)
+        if (bad := values_outside_domain(*matcher))
+    }
+    assert not wrong, f"alerts match label values the service never emits: {wrong}"
+
+
+def test_alert_unit_tests_feed_series_the_service_emits() -> None:
+    """The promtool unit tests feed only label values the service emits: a test fed
+    ``outcome="failed"`` would pass for an alert that cannot fire in production."""
+    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    wrong = [
+        (series["series"], bad)
+        for case in tests
+        for series in case["input_series"]
+        for matcher in matched_values(series["series"])
+        if (bad := values_outside_domain(*matcher))
+    ]
+    assert not wrong, f"alerts_test.yml feeds label values the service never emits: {wrong}"
+
+
+def test_the_label_check_catches_a_value_the_service_does_not_emit() -> None:
+    """The check itself can fail: the old reload alert is caught, the current one is not."""
+    old = 'increase(nbo_model_reloads_total{outcome="failed"}[15m])'
+    assert values_outside_domain(*matched_values(old)[0]) == ["failed"]
+    assert values_outside_domain(*matched_values(_alert_exprs()["NboModelReloadFailed"])[0]) == []
+
+
+def _string_args(function: str, position: int) -> set[str]:
+    """String constants passed at ``position`` to calls of ``function`` anywhere in service/."""
+    found: set[str] = set()
+    for path in (REPO_ROOT / "service").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or len(node.args) <= position:
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            arg = node.args[position]
+            if name == function and isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.add(arg.value)
+    return found
+
+
+def test_label_domains_are_what_the_service_code_emits() -> None:
+    """``LABEL_DOMAINS`` is read off the code, not copied: the outcomes the model watcher
+    builds (but "unchanged", never counted) and the audit outcomes the service reports."""
+    reloads = _string_args("ReloadResult", 3) - {"unchanged"}
+    assert reloads == set(LABEL_DOMAINS["nbo_model_reloads_total"]["outcome"])
+    audit = _string_args("_on_outcome", 0) | _string_args("observe_audit", 0)
+    assert audit == set(LABEL_DOMAINS["nbo_audit_records_total"]["outcome"])
+
+
+def test_counting_an_undeclared_label_value_raises() -> None:
+    """A new outcome cannot reach /metrics unless it is declared (and so checked above)."""
+    metrics = ServiceMetrics()
+    metrics.observe_reload("nbo-recommender", "refused")
+    with pytest.raises(ValueError, match="failed"):
+        metrics.observe_reload("nbo-recommender", "failed")
+    with pytest.raises(ValueError, match="lost"):
+        metrics.observe_audit("lost", 1)
 
 
 # --- what the service exports ----------------------------------------------------------------
@@ -146,7 +246,7 @@ def _alert_metric_names() -> set[str]:
 
 
 def test_alerts_reference_exported_metrics(exported_metrics: set[str]) -> None:
-    missing = _alert_metric_names() - exported_metrics - PENDING_METRICS
+    missing = _alert_metric_names() - exported_metrics
     assert not missing, f"alerts.yml uses metrics the service does not export: {missing}"
 
 

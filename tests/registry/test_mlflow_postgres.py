@@ -4,7 +4,7 @@ The production shape of the registry: ``mlflow server`` with a PostgreSQL backen
 proxied artifact storage (``--artifacts-destination``), the project talking to it over HTTP
 only. PostgreSQL comes from ``NBO_TEST_POSTGRES_URL`` (default: trust auth at
 127.0.0.1:5432, database ``test``); each run creates a fresh database and drops it. Skips
-with the reason when PostgreSQL or its driver is not there.
+with the reason only when the variable is unset and nothing listens on 127.0.0.1:5432.
 """
 
 from __future__ import annotations
@@ -33,33 +33,30 @@ from registry.client import Registry
 from service.app import create_app
 from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import free_port
+from tests.support.postgres import postgres_url
 from training.recommender import train_recommender
 
 pytestmark = pytest.mark.integration
 
-POSTGRES_URL = os.environ.get("NBO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SERVER_START_SECONDS = 180.0  # first start runs MLflow's schema migrations on PostgreSQL
 
 
 @pytest.fixture(scope="module")
 def postgres_database() -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL database, dropped afterwards."""
-    psycopg2 = pytest.importorskip(
-        "psycopg2", reason="psycopg2 not installed (pip install -e '.[dev]')"
-    )
-    try:
-        admin = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {str(exc).strip()}")
+    """URL of a fresh, empty PostgreSQL database, dropped afterwards. Skips only when
+    ``NBO_TEST_POSTGRES_URL`` is unset and nothing listens on the default port; a server that
+    is named or listens but cannot be used fails (``tests.support.postgres``)."""
+    url = postgres_url(dict(os.environ))
+    import psycopg2  # a dev dependency: missing, the test fails rather than skips
+
+    admin = psycopg2.connect(url, connect_timeout=10)
     admin.autocommit = True
     name = f"nbo_mlflow_{uuid.uuid4().hex[:10]}"
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     try:
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; name the driver we ship.
-        server = POSTGRES_URL.rsplit("/", 1)[0].replace(
-            "postgresql://", "postgresql+psycopg2://", 1
-        )
+        server = url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
         yield f"{server}/{name}"
     finally:
         with admin.cursor() as cursor:

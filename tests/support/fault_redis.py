@@ -33,7 +33,7 @@ class DurableRedis:
         self.process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         """Start the server (loading the append-only file if there is one)."""
         assert self.process is None, "already running"
         args = [

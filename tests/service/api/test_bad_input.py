@@ -168,7 +168,12 @@ def test_a_whole_number_k_written_as_a_float_is_accepted(client: TestClient) -> 
     """JSON (and JSON Schema) have one number type; 3.5 and "3" stay errors."""
     response = client.post("/v1/recommendations", json={**GOOD, "k": 2.0}, headers=AUTH)
     assert response.status_code == 200
-    assert len(response.json()["offers"]) <= 2
+    integer = client.post("/v1/recommendations", json={**GOOD, "k": 2}, headers=AUTH)
+    assert integer.status_code == 200
+    offers = [offer["product_id"] for offer in response.json()["offers"]]
+    # The same answer as k=2 (the oracle), and k honoured: two offers, not "at most two".
+    assert offers == [offer["product_id"] for offer in integer.json()["offers"]]
+    assert len(offers) == 2, response.json()
 
 
 @pytest.mark.parametrize(
@@ -213,6 +218,7 @@ def test_no_rejected_request_changes_any_state(
 ) -> None:
     """A batch of every kind of refusal leaves every key under the test's prefix as it was."""
     assert client.post("/v1/recommendations", json=GOOD, headers=AUTH).status_code == 200
+    assert client.app.state.runtime.audit.flush(timeout=60)  # type: ignore[attr-defined]  # written, not racing the snapshot
     before = redis_snapshot(redis_client, key_prefix)
     assert before, "the feature set and the recorded decision are there"
     refused = [

@@ -23,9 +23,10 @@ from core.settings import Settings
 from features.online_store import FeatureSetInfo, OnlineStore
 from service.app import create_app
 from service.infra.log import LOGGER_NAME, JsonFormatter
+from service.infra.redis_guard import REQUEST_CONNECTION_NAME, SERVICE_CONNECTION_NAME
 from tests.support.auth import AUTH
 from tests.support.live_server import running_service
-from tests.support.redis_monitor import monitored
+from tests.support.redis_monitor import audit_held, client_names, monitored, sent_by
 from tests.support.served import (  # noqa: F401 (fixtures)
     VALID_REQUEST,
     ask,
@@ -102,33 +103,57 @@ def test_one_redis_round_trip_per_recommendation(
     catalogue: Catalogue,
     key_prefix: str,
 ) -> None:
-    """Every command the server executes under this test's key prefix, seen via MONITOR.
+    """Every command the service's own connections (``CLIENT SETNAME`` ``nbo-service*``,
+    ``service.infra.redis_guard``) send while it answers, seen via MONITOR: exactly one
+    per request, whatever the command - a PING, a SCRIPT LOAD or a second read on the
+    request path would be counted. Other clients of a shared server are told apart by
+    their connection names.
 
-    The pointer refresher is slowed to once an hour, so after startup the only traffic
-    under the prefix is the request path's. Filtering by the test's own prefix keeps the
-    count exact even when other clients share the server.
-
-    The rule is about READING: a decision's inputs (feature record and contact state) come
-    from ONE command sent by the service - an ``EVAL`` of the read script, inside which
-    Redis runs the GET and the ZRANGEBYSCORE (MONITOR shows those as the script's, client
-    type ``lua``) - and that is the request's only round trip. Decisions are recorded
-    behind the answers by the audit writer thread, batched in Lua script calls (EVALSHA,
-    and the XADD and SET it runs); those writes are checked apart.
+    The pointer refresher is slowed to once an hour and the audit writer is held while
+    the requests run, so the service's only traffic then is the request path's. That one
+    command is an ``EVAL`` of the read script, inside which Redis runs the GET and the
+    ZRANGEBYSCORE (client type ``lua``). The audit writer's batches, released afterwards,
+    are checked apart: Lua script calls whose XADD and SET land under the audit prefix.
+    A worker's first request also opens its pooled connection (HELLO, CLIENT SETNAME):
+    one warm-up request comes first.
     """
     quiet = served.model_copy(update={"feature_pointer_refresh_seconds": 3600.0})
     info = publish_customers(quiet, redis_client, catalogue)
     customers = ["C5-RICH", "C1-CAUTIOUS", "NOBODY-42", "C3-LEAVING"]
+    names: dict[str, str] = {}
     with TestClient(create_app(quiet), headers=AUTH) as client:
         audit = client.app.state.runtime.audit  # type: ignore[attr-defined]
+        # Warm-up: the request path's connection is opened (HELLO, CLIENT SETNAME) by the
+        # first request of a worker and pooled; the steady state is what is counted.
+        ask(client, customers[0])
+        assert audit.flush(timeout=60)
         with redis.Redis.from_url(redis_url) as watcher:
-            seen = monitored(watcher, lambda: ([ask(client, c) for c in customers], audit.flush()))
+
+            def answer_all() -> None:
+                with audit_held(audit):
+                    for customer in customers:
+                        ask(client, customer)
+                    names.update(client_names(watcher))
+
+            seen = monitored(watcher, answer_all)
+
+            def write_audit() -> None:
+                assert audit.flush(timeout=60)
+                names.update(client_names(watcher))
+
+            seen_writes = monitored(watcher, write_audit)
         fetches = client.get("/metrics").text
+    reads = sent_by(seen, names, SERVICE_CONNECTION_NAME)
+    assert len(reads) == len(customers), [r["command"][:80] for r in reads]
+    assert all(
+        names[f"{r['client_address']}:{r['client_port']}"] == REQUEST_CONNECTION_NAME for r in reads
+    )
+    assert [c["command"].split()[0] for c in reads] == ["EVAL"] * len(customers), reads
+    # Nothing under the test's keys came from a connection that is not the service's.
     mine = [c for c in seen if key_prefix in c["command"]]
+    assert [c for c in mine if c["client_type"] != "lua"] == reads
     store = OnlineStore.for_settings(redis_client, quiet)
     pseudonym = pseudonymiser(quiet)
-    sent = [c for c in mine if c["client_type"] != "lua"]  # what clients sent, not scripts
-    reads = [c for c in sent if quiet.audit_prefix not in c["command"]]
-    assert [c["command"].split()[0] for c in reads] == ["EVAL"] * len(customers), reads
     for c, read in zip(customers, reads, strict=True):  # the script's two reads, in it
         record = store.record_key(info.version, c)
         contact = contact_key(quiet.contact_prefix, pseudonym(c))
@@ -139,14 +164,14 @@ def test_one_redis_round_trip_per_recommendation(
             ["ZRANGEBYSCORE", contact],
         ]
         assert all(m["client_type"] == "lua" for m in mine[at + 1 : at + 3])
-    writes = [c["command"] for c in sent if c not in reads]
-    assert all(w.split()[0] == "EVALSHA" for w in writes), writes
-    scripted = [c["command"] for c in mine if c["client_type"] == "lua"]
+    writes = [c["command"] for c in sent_by(seen_writes, names, SERVICE_CONNECTION_NAME)]
+    assert writes and all(w.split()[0] in ("EVALSHA", "SCRIPT", "EVAL") for w in writes), writes
+    scripted = [c["command"] for c in seen_writes if c["client_type"] == "lua"]
     audit_writes = [w for w in scripted if quiet.audit_prefix in w]
     assert all(w.split()[0] in ("XADD", "SET") for w in audit_writes), audit_writes
     assert sum(w.startswith("XADD ") for w in audit_writes) == len(customers)
-    assert redis_client.xlen(decisions_key(quiet.audit_prefix)) == len(customers)
-    assert f"nbo_feature_fetch_duration_seconds_count {float(len(customers))}" in fetches
+    assert redis_client.xlen(decisions_key(quiet.audit_prefix)) == len(customers) + 1
+    assert f"nbo_feature_fetch_duration_seconds_count {float(len(customers) + 1)}" in fetches
 
 
 # -- a real server over TCP ---------------------------------------------------------------

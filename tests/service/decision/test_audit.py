@@ -63,19 +63,30 @@ def test_every_exclusion_is_recorded_and_no_raw_identifier(catalogue: Catalogue)
     pseudonym = pseudonymiser(Settings())("C-RAW-77")
     record = audit_record(response, decision, raw, "C-RAW-77", pseudonym)
 
-    recorded = {(e["product_id"], e["rule"]) for e in record["exclusions"]}
-    assert recorded == {(e.product_id, e.rule.value) for e in decision.exclusions}
-    assert {rule for _, rule in recorded} >= {
-        "withdrawn",  # home_account
-        "held",  # current_account
-        "suitability",  # derivatives_account R5 > C4
-        "eligibility_age",  # junior_account, pension_payroll
-        "eligibility_residency",  # mortgage
-        "eligibility_income",  # guarantees, loans
-        "channel",  # funds, securities: advisor only
-        "contact_policy",  # credit_card declined an hour ago
+    # By hand, from core/catalogue.yaml and core/decisioning.yaml for this customer (40, C4,
+    # non-resident, income 15,000, assets 250,000, holds a current account, churn 0.1):
+    expected = {
+        "home_account": "withdrawn",
+        "current_account": "held",
+        "derivatives_account": "suitability",  # R5 > C4
+        "junior_account": "eligibility_age",  # max 17
+        "pension_payroll": "eligibility_age",  # min 55
+        "mortgage": "eligibility_residency",
+        "guarantees": "eligibility_income",  # min 60,000
+        "funds": "channel",  # investments: advisor only
+        "securities": "channel",
+        "credit_card": "contact_policy",  # declined an hour ago
+        "deposit_rate_bonus": "not_triggered",  # churn 0.1 < 0.5
+        "fee_waiver": "not_triggered",
+        "advisor_callback": "not_triggered",
+        "wealth_upgrade_meeting": "not_triggered",  # no upgrade_candidate in the record
     }
-    assert ("credit_card", "contact_policy") in recorded
+    recorded = {e["product_id"]: e["rule"] for e in record["exclusions"]}
+    assert recorded == expected
+    # Every product of the catalogue exactly once: offered, excluded or ranked out (k=3).
+    offered = [o["product_id"] for o in record["offers"]]
+    accounted = offered + list(recorded) + record["ranked_out"]
+    assert sorted(accounted) == sorted(catalogue.ids) and len(offered) == 3
     assert record["customer"] == pseudonym
     assert record["model_versions"] == {"nbo-recommender": "4"}
     assert record["feature_set"]["version"] == FEATURE_SET.version

@@ -483,7 +483,8 @@ def check_decision(case: dict[str, Any]) -> None:
     assert all(s is None or math.isfinite(s) for s in scored)
     assert mode == "no_model" or all(s is not None for s in scored)
 
-    # Every excluded product is recorded with the rule that excluded it.
+    # No product is both offered and excluded. (That every product is accounted for, each
+    # exclusion with the rule an oracle gives: test_decision_accounting.py.)
     excluded = {e.product_id for e in decision.exclusions}
     assert not excluded & {p.id for p in offered}
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import orjson
 import redis
 
-from core.redis_keys import decision_index_key, decisions_key
+from core.redis_keys import decisions_key
 from core.settings import Settings
 from features.audit_export import read_decision
 from service.infra.audit_writer import AuditWriter
+from tests.support.fault_redis import DurableRedis
+from tests.support.paths import free_port
 
 
 def record(request_id: str) -> dict[str, object]:
@@ -63,31 +66,61 @@ def test_a_full_queue_drops_and_counts_never_blocks(
 
 
 def test_redis_down_keeps_the_queue_and_writes_when_it_returns(
-    settings: Settings, redis_client: redis.Redis
+    settings: Settings, tmp_path: Path
 ) -> None:
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
-    up = threading.Event()
-    writer = AuditWriter(dead, settings, can_write=up.is_set)
+    """The writer's own Redis is down, then comes back on the same port: the queued
+    decision is written there and read back by its request id."""
+    server = DurableRedis(tmp_path / "redis")  # its port: nothing listens there yet
+    client = redis.Redis.from_url(server.url, socket_connect_timeout=0.2, socket_timeout=1)
+    outcomes: Counter[str] = Counter()
+    errors: list[redis.RedisError] = []
+    writer = AuditWriter(
+        client,
+        settings,
+        on_outcome=lambda o, n: outcomes.update({o: n}),
+        on_error=errors.append,
+    )
     writer.start()
+    request_id = "a" * 32
     try:
-        writer.submit("a" * 32, record("a" * 32))
-        assert not writer.flush(timeout=0.3)
-        assert writer.pending() == 1
+        writer.submit(request_id, record(request_id))
+        # Every flush waits for the same queued record; errors show the writer tried.
+        assert not writer.flush(timeout=1.0)
+        assert writer.pending() == 1 and errors and outcomes["written"] == 0
+        server.start()
+        assert writer.flush(timeout=60), "the queued decision was not written after Redis came back"
+        assert writer.pending() == 0 and outcomes == {"written": 1}
+        found = read_decision(client, settings, request_id)
+        assert found is not None and found["request_id"] == request_id
+        assert client.xlen(decisions_key(settings.audit_prefix)) == 1
     finally:
-        writer.stop(timeout=0.5)
-    # What a writer could not write is not lost silently: it is still queued and counted.
-    assert writer.pending() == 1
-    assert redis_client.get(decision_index_key(settings.audit_prefix, "a" * 32)) is None
+        writer.stop(timeout=5)
+        client.close()
+        server.stop()
+
+
+def test_redis_down_at_shutdown_counts_what_is_left(settings: Settings) -> None:
+    """What a writer could not write is not lost silently: it is counted as failed."""
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.05)
+    outcomes: Counter[str] = Counter()
+    writer = AuditWriter(dead, settings, on_outcome=lambda o, n: outcomes.update({o: n}))
+    writer.start()
+    writer.submit("b" * 32, record("b" * 32))
+    assert not writer.flush(timeout=0.3)
+    writer.stop(timeout=0.5)
+    assert writer.pending() == 1 and outcomes == {"failed": 1}
 
 
 def test_stop_writes_what_is_queued(settings: Settings, redis_client: redis.Redis) -> None:
-    slow = settings.model_copy(update={"audit_flush_ms": 1000.0})
-    writer = AuditWriter(redis_client, slow)
+    """``stop`` writes at once: with a 30 s window, waiting it out would take 30 s."""
+    window = 30.0
+    slow = settings.model_copy(update={"audit_flush_ms": window * 1000})  # beyond the setting's
+    writer = AuditWriter(redis_client, slow)  # bound, on purpose: a window no stop can hide in
     writer.start()
     for i in range(5):
         writer.submit(f"{i:032x}", record(str(i)))
     started = time.perf_counter()
-    writer.stop()
-    assert time.perf_counter() - started < 0.9, "stop does not wait out the window"
+    writer.stop(timeout=window * 2)
+    assert time.perf_counter() - started < window / 2, "stop waited out the window"
     entries = redis_client.xrange(decisions_key(slow.audit_prefix))
     assert [orjson.loads(e[b"d"])["request_id"] for _, e in entries] == ["0", "1", "2", "3", "4"]

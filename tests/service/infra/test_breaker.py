@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 import redis
@@ -76,28 +75,40 @@ def test_half_open_lets_one_probe_through() -> None:
     with pytest.raises(redis.ConnectionError):
         breaker.call(down)
     clock.now += 1.0
-    release = threading.Event()
-    probe = threading.Thread(target=breaker.call, args=(release.wait,))
+    entered, release = threading.Event(), threading.Event()
+
+    def probing() -> None:  # runs only once the breaker let it through as the probe
+        entered.set()
+        assert release.wait(60)
+
+    probe = threading.Thread(target=breaker.call, args=(probing,))
     probe.start()
-    while breaker.state is not BreakerState.HALF_OPEN:
-        time.sleep(0.001)
+    assert entered.wait(60), "the probe was not let through"
+    assert breaker.state is BreakerState.HALF_OPEN
     with pytest.raises(BreakerOpenError):
         breaker.call(up)  # a second caller while the probe is out
     release.set()
-    probe.join()
+    probe.join(60)
     assert breaker.state is BreakerState.CLOSED
 
 
 def test_calls_run_concurrently() -> None:
-    """Unlike pybreaker 1.4 (one lock held across the call), calls do not queue."""
+    """Unlike pybreaker 1.4 (one lock held across the call), calls do not queue: 20 calls
+    that each wait for all 20 to be inside the breaker at once can only return if none
+    waits for another (serialized, the first would wait alone until the barrier breaks)."""
     breaker = CircuitBreaker("redis", 5, 1.0)
-    threads = [threading.Thread(target=breaker.call, args=(time.sleep, 0.2)) for _ in range(20)]
-    started = time.monotonic()
+    inside = threading.Barrier(20, timeout=60)
+    results: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(breaker.call(inside.wait)))
+        for _ in range(20)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
-    assert time.monotonic() - started < 2.0  # 20 x 0.2 s = 4 s if serialized
+        thread.join(120)
+    assert sorted(results) == list(range(20)), "calls did not run at the same time"
+    assert breaker.state is BreakerState.CLOSED
 
 
 def test_coroutine_calls_share_the_state_with_plain_calls() -> None:

@@ -54,6 +54,9 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 CHANNELS = ("app", "push", "sms", "email", "advisor", "branch")
 REQUEST_TIMEOUT_MS = 100.0
+HUNG_REQUEST_TIMEOUT_MS = 500.0
+"""The hang test's Redis timeout: far above what a request that does not wait for Redis
+takes on a loaded machine, so "waited out the timeout" is told from the latency alone."""
 BREAKER_FAILURES = 3
 BREAKER_RESET_SECONDS = 0.5
 
@@ -84,7 +87,9 @@ def unsuitable(catalogue: Catalogue, body: dict[str, Any]) -> list[str]:
 # -- the service ----------------------------------------------------------------------------
 
 
-def fault_settings(tmp_path: Path, redis_url: str, tracking_uri: str) -> Settings:
+def fault_settings(
+    tmp_path: Path, redis_url: str, tracking_uri: str, timeout_ms: float = REQUEST_TIMEOUT_MS
+) -> Settings:
     prefix = f"nbofault:{uuid.uuid4().hex[:8]}"
     values: dict[str, Any] = {
         "home": tmp_path / "home",
@@ -96,7 +101,7 @@ def fault_settings(tmp_path: Path, redis_url: str, tracking_uri: str) -> Setting
         "audit_prefix": f"{prefix}:audit",
         "feature_pointer_refresh_seconds": 0.2,
         "model_poll_seconds": 0,
-        "redis_request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "redis_request_timeout_ms": timeout_ms,
         "redis_breaker_failures": BREAKER_FAILURES,
         "redis_breaker_reset_seconds": BREAKER_RESET_SECONDS,
         "log_level": "warning",
@@ -133,10 +138,16 @@ def durable_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Du
 
 @pytest.fixture
 def service(
-    tmp_path: Path, durable_redis: DurableRedis, fault_registry: str, catalogue: Catalogue
+    tmp_path: Path,
+    durable_redis: DurableRedis,
+    fault_registry: str,
+    catalogue: Catalogue,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[str, Settings]]:
-    """Records published in the durable Redis, the service serving from it."""
-    settings = fault_settings(tmp_path, durable_redis.url, fault_registry)
+    """Records published in the durable Redis, the service serving from it (parameter: its
+    Redis timeout in ms, default ``REQUEST_TIMEOUT_MS``)."""
+    timeout_ms = getattr(request, "param", REQUEST_TIMEOUT_MS)
+    settings = fault_settings(tmp_path, durable_redis.url, fault_registry, timeout_ms)
     client = redis.Redis.from_url(durable_redis.url)
     try:
         publish_records(settings, client, catalogue, CUSTOMERS)
@@ -320,12 +331,12 @@ def test_redis_killed_mid_run_then_restarted(
     ``appendfsync always``, none at all."""
     url, settings = service
     with httpx.Client(base_url=url, timeout=5.0, headers=AUTH) as http, under_load(url) as observed:
-        wait_for(recovered(observed, 0.0), 15, "personal answers before the fault")
+        wait_for(recovered(observed, 0.0), 60, "personal answers before the fault")
         time.sleep(1.0)
 
         durable_redis.kill()
         killed = time.monotonic()
-        wait_for(lambda: breaker_state(http) == 2, 5, "breaker open after the kill")
+        wait_for(lambda: breaker_state(http) == 2, 60, "breaker open after the kill")
         ready = http.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["detail"]["checks"]["redis"] is False
@@ -337,7 +348,7 @@ def test_redis_killed_mid_run_then_restarted(
         down_until = time.monotonic() - 0.2
         durable_redis.start()  # same port and data directory: the append-only file loads
         restarted = time.monotonic()
-        took = wait_for(recovered(observed, restarted), 15, "personal answers after restart")
+        took = wait_for(recovered(observed, restarted), 60, "personal answers after restart")
         time.sleep(1.0)
         assert breaker_state(http) == 0
         assert http.get("/readyz").status_code == 200
@@ -349,12 +360,22 @@ def test_redis_killed_mid_run_then_restarted(
             if killed + 0.5 < at < down_until and body is not None
         ]
         events_down = [e.status for e in observed.events if killed + 0.5 < e.sent < down_until]
+        up = [
+            seconds
+            for at, status, seconds, body in observed.recommendations
+            if at < killed and body is not None and not body["degraded"]
+        ]
     assert down, "no requests while Redis was down"
     reasons = Counter(body["degraded_reason"] for _, body in down)
     assert set(reasons) == {"feature_store_unavailable"}, reasons
     # Once the breaker is open nothing waits for Redis: connection refused is immediate,
-    # and a refused call makes no network call at all.
-    assert statistics.median(s for s, _ in down) < 0.1
+    # and a refused call makes no network call at all. So the fallback answers no slower
+    # than the personal ones (a Redis read and the models) before the kill, on the same
+    # machine under the same four client threads; 2x is room for the load's noise.
+    assert statistics.median(s for s, _ in down) <= 2 * statistics.median(up), (
+        statistics.median(s for s, _ in down),
+        statistics.median(up),
+    )
     assert events_down and set(events_down) == {503}
 
     client = redis.Redis.from_url(durable_redis.url)
@@ -379,6 +400,7 @@ def test_redis_killed_mid_run_then_restarted(
     )
 
 
+@pytest.mark.parametrize("service", [HUNG_REQUEST_TIMEOUT_MS], indirect=True)
 def test_redis_hung_answers_fast_then_recovers(
     service: tuple[str, Settings], durable_redis: DurableRedis, catalogue: Catalogue
 ) -> None:
@@ -418,7 +440,7 @@ def test_redis_hung_answers_fast_then_recovers(
         finally:
             durable_redis.resume()
 
-        timeout = REQUEST_TIMEOUT_MS / 1000
+        timeout = HUNG_REQUEST_TIMEOUT_MS / 1000
         waited = sum(1 for s in latencies if s >= timeout)
         # Only the calls before the breaker opened, and one probe per reset interval, wait
         # out the timeout (the feature-pointer refresh may be a probe too).
@@ -429,7 +451,7 @@ def test_redis_hung_answers_fast_then_recovers(
 
         took = wait_for(
             lambda: not http.post("/v1/recommendations", json=ask).json()["degraded"],
-            10,
+            60,
             "personal answers after SIGCONT",
         )
         assert http.get("/readyz").status_code == 200

@@ -12,9 +12,10 @@ is counted, and never touches serving.
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,11 @@ from tests.support.served import ask
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
-STARTUP_LIMIT_SECONDS = 30.0  # an empty SQLite store is created and migrated first
-HUNG_STARTUP_LIMIT_SECONDS = 10.0  # 2 models x 1 s timeout, no retry, plus the rest
+MLFLOW_DEFAULT_TIMEOUT_SECONDS = 120.0
+"""MLflow's own ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (with up to 7 retries): an unbounded start
+against a hung registry waits at least this long. A bounded one (1 s, no retry) must take
+well under half of it, however loaded the machine - a comparison with the delay the bound
+removes, not a guess of how fast the machine is."""
 
 
 def unlimited(settings: Settings) -> Settings:
@@ -87,17 +91,15 @@ def test_registry_outage_serves_the_last_known_good_models(
     with TestClient(create_app(offline), headers=AUTH) as client:
         startup = time.monotonic() - started
         ready = client.get("/readyz")
-        # Requests while the watcher keeps failing against the dead registry.
-        answers, latencies = [], []
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:
-            sent = time.monotonic()
+        # Requests while the watcher keeps failing against the dead registry (every 0.2 s),
+        # until it failed often enough to show polling goes on (bounded by pytest-timeout).
+        answers = []
+        wanted = 1 if kind == "hung" else 2
+        while len(answers) < 10 or (kind != "missing_store" and reload_errors(client) < wanted):
             answers.append(ask(client))
-            latencies.append(time.monotonic() - sent)
         metrics = client.get("/metrics").text
 
-    limit = HUNG_STARTUP_LIMIT_SECONDS if kind == "hung" else STARTUP_LIMIT_SECONDS
-    assert startup < limit, f"startup took {startup:.1f} s"
+    assert startup < MLFLOW_DEFAULT_TIMEOUT_SECONDS / 2, f"startup took {startup:.1f} s"
     assert ready.status_code == 200
     assert ready.json()["detail"] == {"recommender": "cache", "churn": "cache"}
     for body in answers:
@@ -105,19 +107,19 @@ def test_registry_outage_serves_the_last_known_good_models(
         assert body["model_versions"] == first["model_versions"] == {REC: "1", CHURN: "1"}
         assert body["offers"] == first["offers"]
     assert f'nbo_model_source{{model="{REC}",source="cache"}} 1.0' in metrics
-    if kind != "missing_store":
-        # Polls failed and were counted; serving never waited for them.
-        errors = [
-            float(line.split()[-1])
-            for line in metrics.splitlines()
-            if line.startswith("nbo_model_reloads_total") and 'outcome="error"' in line
-        ]
-        # (a hung registry takes the 1 s timeout per model: fewer polls in the window)
-        assert errors and sum(errors) >= (1 if kind == "hung" else 2), metrics
-    # A request that waited for a poll would take the registry's 1 s timeout (hung); the
-    # bound stays under it with room for a shared machine's pauses (GC, CPU starvation).
-    assert max(latencies) < 0.9, f"a request waited {max(latencies):.2f} s"
+    if kind == "missing_store":  # an empty store answers: no alias, nothing counted
+        assert 'outcome="error"' not in metrics
+    # Serving never waiting for a poll: test_a_hung_registry_during_a_reload_never_blocks_requests.
     print(f"\n{kind}: started in {startup:.2f} s, {len(answers)} answers while polling failed")
+
+
+def reload_errors(client: TestClient) -> float:
+    """``nbo_model_reloads_total{outcome="error"}`` summed over models, from /metrics."""
+    return sum(
+        float(line.split()[-1])
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("nbo_model_reloads_total") and 'outcome="error"' in line
+    )
 
 
 def test_a_hung_registry_during_a_reload_never_blocks_requests(
@@ -125,30 +127,56 @@ def test_a_hung_registry_during_a_reload_never_blocks_requests(
     tmp_path: Path,
     redis_client: redis.Redis,
     catalogue: Catalogue,
-    hung_server: str,
 ) -> None:
-    """The registry hangs *after* startup: reloads fail (counted), the models in memory
-    keep answering, at full speed, while a reload is stuck in the watcher's thread."""
+    """The registry hangs *after* startup: a reload is stuck in the watcher's thread (for
+    the whole test: the registry timeout is longer than pytest's), and 50 requests are all
+    answered by the models in memory meanwhile - none waited for the reload, since it is
+    still stuck after them. Then the registry goes away: the reload fails and is counted."""
     online = unlimited(lifecycle_settings(settings, tmp_path)).model_copy(
-        update={"mlflow_request_timeout_seconds": 2, "mlflow_request_retries": 0}
+        update={"mlflow_request_timeout_seconds": 3600, "mlflow_request_retries": 0}
     )
     publish_full(online, redis_client, catalogue)
-    with TestClient(create_app(online), headers=AUTH) as client:
-        first = ask(client)
-        watcher = client.app.state.runtime.watcher  # type: ignore[attr-defined]
-        # The registry "goes away": from now on the watcher talks to a hung server.
-        watcher.settings = online.model_copy(update={"mlflow_tracking_uri": hung_server})
-        stuck = threading.Thread(target=watcher.check, daemon=True)
-        stuck.start()
-        time.sleep(0.2)
-        assert stuck.is_alive(), "the reload should be waiting on the hung registry"
-        latencies = []
-        while stuck.is_alive():
-            sent = time.monotonic()
-            body = ask(client)
-            latencies.append(time.monotonic() - sent)
-            assert body["degraded"] is False and body["model_versions"] == first["model_versions"]
-        stuck.join()
-        metrics = client.get("/metrics").text
-    assert latencies and max(latencies) < 0.5
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(128)  # completes handshakes, never accepts: requests go unanswered
+    try:
+        with TestClient(create_app(online), headers=AUTH) as client:
+            first = ask(client)
+            watcher = client.app.state.runtime.watcher  # type: ignore[attr-defined]
+            watcher.settings = online.model_copy(
+                update={"mlflow_tracking_uri": f"http://127.0.0.1:{hung.getsockname()[1]}"}
+            )
+            stuck = threading.Thread(target=watcher.check, daemon=True)
+            stuck.start()
+            assert wait_until(lambda: pending_connections(hung) > 0), "no request reached it"
+            for _ in range(50):
+                body = ask(client)
+                assert body["degraded"] is False
+                assert body["model_versions"] == first["model_versions"]
+            assert stuck.is_alive(), "the reload ended: the requests did not overlap it"
+            hung.close()  # the registry goes away: pending connections are reset
+            stuck.join(120)
+            assert not stuck.is_alive()
+            metrics = client.get("/metrics").text
+    finally:
+        hung.close()
     assert f'nbo_model_reloads_total{{model="{REC}",outcome="error"}} 1.0' in metrics
+
+
+def pending_connections(listener: socket.socket) -> int:
+    """Connections waiting in ``listener``'s accept queue (``ss``'s Recv-Q of a listener)."""
+    port = listener.getsockname()[1]
+    out = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(out[1]) if out else 0
+
+
+def wait_until(condition: Callable[[], bool], limit: float = 60.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``limit`` seconds pass (False)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -5,8 +5,8 @@ The cluster comes from ``tests.support.redis_cluster``.
 ``NBO_REDIS_URL=redis+cluster://...`` must give every client a ``RedisCluster``, and every
 multi-key operation must stay in one slot: the request path's read script (feature record +
 contact state: one round trip to ONE node), the audit writer's batch script, the event
-scripts, materialization and pruning across nodes. Skipped, with the reason, only when no
-cluster can be started on this machine.
+scripts, materialization and pruning across nodes. Skipped, with the reason, only when the
+machine has no redis-server binary; a cluster that fails to start fails the tests.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from service.infra.audit_writer import AuditWriter
 from service.infra.breaker import BreakerOpenError
 from service.infra.feature_fetch import fetch_features
 from service.infra.redis_guard import (
+    SERVICE_CONNECTION_NAME,
     GuardedAsyncClusterPipeline,
     GuardedAsyncRedisCluster,
     GuardedClusterPipeline,
@@ -52,8 +53,8 @@ from service.infra.redis_guard import (
     connect_guarded_async,
 )
 from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
-from tests.support.redis_cluster import ClusterUnavailableError, LocalCluster, start_cluster
-from tests.support.redis_monitor import monitored
+from tests.support.redis_cluster import LocalCluster, cluster_or_skip
+from tests.support.redis_monitor import audit_held, client_names, monitored, sent_by
 from tests.support.served import register_champions
 from tests.support.tables import synthetic_tables
 
@@ -62,10 +63,9 @@ AS_OF = date(2025, 6, 30)
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    try:
-        cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
-    except (ClusterUnavailableError, OSError, redis.RedisError) as exc:
-        pytest.skip(f"no local Redis Cluster: {exc}")
+    """Skips only when there is no redis-server binary; any other start-up failure (a
+    broken cluster client, a node that does not start) fails every test that needs it."""
+    cluster = cluster_or_skip(tmp_path_factory.mktemp("redis-cluster"))
     try:
         yield cluster
     finally:
@@ -110,11 +110,12 @@ def node_of(client: RedisCluster, key: str) -> str:
     return str(node.name)
 
 
-def command_calls(cluster: LocalCluster) -> dict[int, dict[str, int]]:
-    """``INFO commandstats`` calls per node (port -> command -> calls)."""
+def command_calls(nodes: dict[int, redis.Redis]) -> dict[int, dict[str, int]]:
+    """``INFO commandstats`` calls per node (port -> command -> calls), through clients
+    kept open (a new connection would add its own HELLO to the counts)."""
     calls: dict[int, dict[str, int]] = {}
-    for port in cluster.ports:
-        stats = cast(dict[str, Any], cluster.node(port).info("commandstats"))
+    for port, node in nodes.items():
+        stats = cast(dict[str, Any], node.info("commandstats"))
         calls[port] = {
             name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()
         }
@@ -276,49 +277,66 @@ def test_the_service_on_a_cluster(
     assert len(known) == 6
     pseudonym = pseudonymiser(served)
 
+    ask = {"channel": "app", "k": 3}
+    nodes = {port: redis_cluster.node(port) for port in redis_cluster.ports}
     with TestClient(create_app(served), headers=AUTH) as app:
         assert app.get("/readyz").status_code == 200
+        audit = app.app.state.runtime.audit  # type: ignore[attr-defined]
+        for customer in known:  # warm-up: every node's pooled connection is opened
+            app.post("/v1/recommendations", json={"customer_id": customer, **ask})
+        assert audit.flush(timeout=60)
         for customer in known:
             contact = contact_key(served.contact_prefix, pseudonym(customer))
             record = store.record_key(info.version, customer)
             owner = node_of(cluster_client, contact)
             assert node_of(cluster_client, record) == owner
 
-            before = command_calls(redis_cluster)
-            answer = app.post(
-                "/v1/recommendations", json={"customer_id": customer, "channel": "app", "k": 3}
-            )
-            after = command_calls(redis_cluster)
+            with audit_held(audit):  # the decision's write comes later, checked below
+                before = command_calls(nodes)
+                answer = app.post("/v1/recommendations", json={"customer_id": customer, **ask})
+                after = command_calls(nodes)
             body = answer.json()
             assert answer.status_code == 200, body
             assert body["degraded"] is False and body["offers"], body
             assert body["feature_set"]["version"] == info.version
-            # The request's reads: one EVAL of the read script, and the GET and the
-            # ZRANGEBYSCORE it runs, all on the owner node.
+            # Every command any node ran meanwhile, whatever it is: one EVAL of the read
+            # script and the GET and the ZRANGEBYSCORE it runs, on the owner node; nothing
+            # elsewhere. (``info``: the measurement's own INFO, once per node.)
             for port in redis_cluster.ports:
                 delta = {
                     cmd: after[port].get(cmd, 0) - before[port].get(cmd, 0)
-                    for cmd in ("eval", "get", "zrangebyscore")
+                    for cmd in after[port].keys() | before[port].keys()
                 }
-                expected = 1 if f"127.0.0.1:{port}" == owner else 0
-                assert delta == dict.fromkeys(("eval", "get", "zrangebyscore"), expected), (
-                    port,
-                    owner,
+                delta = {cmd: n for cmd, n in delta.items() if n}
+                assert delta.pop("info", 0) == 1, (port, delta)
+                expected = (
+                    {"eval": 1, "get": 1, "zrangebyscore": 1}
+                    if f"127.0.0.1:{port}" == owner
+                    else {}
                 )
+                assert delta == expected, (port, owner, delta)
+        assert audit.flush(timeout=60)
 
         # ... in one round trip: the feature-fetch histogram counts round trips, and the
         # owner node runs the two reads inside the one EVAL the service sent.
         metrics = app.get("/metrics").text
-        assert f"nbo_feature_fetch_duration_seconds_count {float(len(known))}" in metrics
+        assert (  # each customer asked twice: warm-up, then measured
+            f"nbo_feature_fetch_duration_seconds_count {float(2 * len(known))}" in metrics
+        )
         customer = known[1]
         contact = contact_key(served.contact_prefix, pseudonym(customer))
         owner_port = int(node_of(cluster_client, contact).rsplit(":", 1)[1])
-        seen = monitored(
-            redis_cluster.node(owner_port),
-            lambda: app.post(
-                "/v1/recommendations", json={"customer_id": customer, "channel": "app", "k": 3}
-            ),
-        )
+        names: dict[str, str] = {}
+
+        def one_request() -> None:
+            with audit_held(audit):
+                app.post("/v1/recommendations", json={"customer_id": customer, **ask})
+                names.update(client_names(redis_cluster.node(owner_port)))
+
+        seen = monitored(redis_cluster.node(owner_port), one_request)
+        sent = sent_by(seen, names, SERVICE_CONNECTION_NAME)
+        assert [c["command"].split()[0] for c in sent] == ["EVAL"], sent
+        assert audit.flush(timeout=60)
         reads = [c for c in seen if c["command"].split()[0] in ("EVAL", "GET", "ZRANGEBYSCORE")]
         assert [r["command"].split()[0] for r in reads] == ["EVAL", "GET", "ZRANGEBYSCORE"]
         assert [r["command"].split()[:2] for r in reads[1:]] == [

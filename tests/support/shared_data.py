@@ -1,0 +1,28 @@
+"""Where the public data sets are: ``NBO_SHARED_DATA``, else ``../shared/data`` beside the
+repository. The one place tests (and the fixture ``shared_data``) resolve it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.paths import REPO_ROOT
+
+SHARED_DATA_ENV = "NBO_SHARED_DATA"
+
+
+def shared_data_dir(environ: dict[str, str] | None = None) -> Path:
+    """The data folder the environment names (``NBO_SHARED_DATA``), else the default."""
+    env = os.environ if environ is None else environ
+    named = env.get(SHARED_DATA_ENV)
+    return Path(named) if named else REPO_ROOT.parent / "shared" / "data"
+
+
+def require_shared_data(*parts: str) -> Path:
+    """``shared_data_dir() / parts``; skips the test naming the missing path and the variable."""
+    path = shared_data_dir().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data {path} not present (set {SHARED_DATA_ENV})")
+    return path
