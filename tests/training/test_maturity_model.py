@@ -3,7 +3,7 @@ scikit-learn, what it learns from the planted bank, and its MLflow registration 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +133,61 @@ def test_a_bank_without_contracts_is_refused_with_the_reason(
     empty = Tables(bank.customers, bank.holdings, bank.behaviour)
     with pytest.raises(DatasetError, match="contracts table is empty"):
         maturity_examples(empty, catalogue)
+
+
+def test_the_trained_model_triggers_the_retention_treatment_in_the_request_path(
+    bank: Tables,
+    catalogue: Catalogue,
+    fitted,  # type: ignore[no-untyped-def]
+) -> None:
+    """End to end without fakes of the model: features computed from the bank, the trained
+    scorer, the shipped decisioning config. The riskiest maturing deposit is the rank-1 offer
+    5 days before maturity; 10 days before, or after maturity, it is not; the least risky
+    deposit never triggers."""
+    from core.decisioning import load_decisioning
+    from core.settings import PACKAGE_DIR
+    from features.pointintime import compute_features, to_records
+    from service.decision.recommend import decide
+    from service.infra.feature_fetch import FeatureLookup
+    from tests.support.scorers import FEATURE_SET, FixedScores
+
+    model = fitted[0]
+    config = load_decisioning(PACKAGE_DIR / "decisioning.yaml", catalogue)
+    rule = config.moments.maturity
+    frame = compute_features(bank, date(2025, 10, 31), catalogue)
+    maturing = []  # (outflow probability 5 days before maturity, record, contract)
+    for _, record in to_records(frame):
+        if not isinstance(record.get("age"), int) or record["age"] < 25:
+            continue
+        for deposit in record["maturities"]:
+            if deposit["product"] in rule.contract_products:
+                due = date.fromisoformat(deposit["maturity_date"])
+                p = model.outflow_probability(record, deposit, due - timedelta(days=5))
+                maturing.append((p, record, deposit))
+    assert len(maturing) > 50
+    maturing.sort(key=lambda item: item[0])
+    low, high = maturing[0], maturing[-1]
+    assert low[0] < rule.outflow_threshold <= high[0], (low[0], high[0])
+
+    def triggered(item: tuple[float, dict, dict], days_before: int) -> list[tuple[int, str]]:
+        _, record, deposit = item
+        today = date.fromisoformat(deposit["maturity_date"]) - timedelta(days=days_before)
+        decision = decide(
+            FeatureLookup(record, FEATURE_SET, None),
+            catalogue=catalogue,
+            recommender=FixedScores([p.id for p in catalogue.holdable]),
+            churn_model=None,
+            k=3,
+            now=datetime.combine(today, datetime.min.time(), UTC),
+            settings=Settings(),
+            channel="branch",  # every tier is served in branches
+            decisioning=config,
+            maturity_model=model,
+        )
+        return [(o.rank, o.product.id) for o in decision.offers if o.trigger == "maturity"]
+
+    ranked = triggered(high, 5)
+    assert len(ranked) == 1 and ranked[0][0] == 1, ranked
+    assert triggered(high, 10) == []
+    assert triggered(high, -1) == []  # the day after maturity
+    assert triggered(low, 5) == []
