@@ -149,13 +149,17 @@ def start_cluster(workdir: Path, masters: int = 3, timeout: float = 30.0) -> Loc
                 subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )
         deadline = time.monotonic() + timeout
-        for port in cluster.ports:
+        for port, process in zip(cluster.ports, cluster.processes, strict=True):
             while True:
                 try:
                     if cluster.node(port).ping():
                         break
                 except redis.RedisError:
                     pass
+                if process.poll() is not None:  # it died: no point waiting for the deadline
+                    raise ClusterUnavailableError(
+                        f"cluster node on port {port} exited with code {process.returncode}"
+                    )
                 if time.monotonic() > deadline:
                     raise ClusterUnavailableError(f"cluster node on port {port} did not start")
                 time.sleep(0.05)
