@@ -7,6 +7,8 @@ probability is ``sigmoid(2 * months_since_login - 3)`` (``tests.support.scorers`
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -103,3 +105,24 @@ def live(
     info = publish_customers(served, redis_client, catalogue)
     with TestClient(create_app(served), headers=AUTH) as client:
         yield client, info
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of an ``nbo serve`` subprocess serving what ``settings`` name: this
+    process's variables without any ``NBO_*`` of its own, then the test's stores, keys and
+    prefixes, then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBO_")}
+    env.update(
+        NBO_HOME=str(settings.home),
+        NBO_REDIS_URL=settings.redis_url or "",
+        NBO_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri or "",
+        NBO_FEATURE_PREFIX=settings.feature_prefix,
+        NBO_CONTACT_PREFIX=settings.contact_prefix,
+        NBO_EVENTS_PREFIX=settings.events_prefix,
+        NBO_AUDIT_PREFIX=settings.audit_prefix,
+        NBO_LOG_LEVEL="warning",
+        NBO_API_KEYS=json.dumps([key.model_dump() for key in settings.api_keys]),
+        NBO_PSEUDONYM_KEY=settings.pseudonym_key.get_secret_value(),
+    )
+    env.update(extra)
+    return env

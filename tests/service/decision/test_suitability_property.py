@@ -12,7 +12,7 @@ of ``core.suitability``, ``core.customer_facts`` and ``service.decision.moments`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_args
 
@@ -30,13 +30,13 @@ from core.decisioning import (
     StageLevers,
     TierService,
 )
-from core.scoring.base import FeatureRecord, PreparedFromScores, Reason
 from core.settings import Settings
 from features.online_store import FeatureSetInfo
 from service.api.schemas import RecommendationRequest
 from service.decision.outcome import DegradedReason
 from service.decision.recommend import decide, respond
 from service.infra.feature_fetch import FeatureLookup
+from tests.support.decision_cases import ChosenChurn, ChosenScores, eligibility, garbage
 
 TODAY = date(2026, 11, 15)
 NOW = datetime(2026, 11, 15, 12, tzinfo=UTC)
@@ -55,36 +55,6 @@ FEATURE_SET = FeatureSetInfo(
 
 
 @dataclass
-class ChosenScores(PreparedFromScores):
-    """A recommender returning the scores hypothesis chose."""
-
-    product_ids: list[str]
-    values: list[float]
-    popularity: np.ndarray
-    feature_names: list[str] = field(default_factory=list)
-    kind: str = "recommender"
-
-    def score(self, record: FeatureRecord) -> np.ndarray:
-        return np.array(self.values, dtype=np.float64)
-
-    def reasons(self, record: FeatureRecord, product_index: int) -> list[Reason]:
-        return [Reason("chosen", f"score {self.values[product_index]}")]
-
-
-@dataclass
-class ChosenChurn:
-    probability: float
-    feature_names: list[str] = field(default_factory=list)
-    kind: str = "churn"
-
-    def predict_proba(self, record: FeatureRecord) -> float:
-        return self.probability
-
-    def reasons(self, record: FeatureRecord) -> list[Reason]:
-        return []
-
-
-@dataclass
 class ChosenOutflow:
     """A maturity scorer giving every contract the risk hypothesis chose."""
 
@@ -95,19 +65,6 @@ class ChosenOutflow:
 
 
 # -- strategies ---------------------------------------------------------------------------
-
-
-@st.composite
-def eligibility(draw: st.DrawFn) -> Eligibility:
-    min_age = draw(st.none() | st.integers(0, 90))
-    max_age = draw(st.none() | st.integers(min_age or 0, 120))
-    return Eligibility(
-        min_age=min_age,
-        max_age=max_age,
-        residents_only=draw(st.booleans()),
-        min_income=draw(st.none() | st.floats(0, 200_000)),
-        min_assets=draw(st.none() | st.floats(0, 500_000)),
-    )
 
 
 @st.composite
@@ -132,11 +89,6 @@ def catalogues(draw: st.DrawFn) -> Catalogue:
             )
         )
     return Catalogue(version="t", products=tuple(products))
-
-
-def garbage() -> st.SearchStrategy[Any]:
-    """Values of the wrong type a broken record might hold."""
-    return st.sampled_from(["", "yes", "3", True, [], {}])
 
 
 def facts(*, well_formed: bool) -> dict[str, st.SearchStrategy[Any]]:

@@ -10,7 +10,6 @@ kept decisions longer - or wrote only at shutdown - would lose far more.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from core.redis_keys import decisions_key
 from core.settings import Settings
 from tests.support.auth import AUTH
 from tests.support.paths import REPO_ROOT, free_port
+from tests.support.served import service_env
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -36,21 +36,11 @@ WINDOW_MS = 1000.0
 
 
 def serve(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NBO_")}
-    env.update(
-        NBO_HOME=str(settings.home),
-        NBO_REDIS_URL=settings.redis_url or "",
-        NBO_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri or "",
-        NBO_FEATURE_PREFIX=settings.feature_prefix,
-        NBO_CONTACT_PREFIX=settings.contact_prefix,
-        NBO_EVENTS_PREFIX=settings.events_prefix,
-        NBO_AUDIT_PREFIX=settings.audit_prefix,
+    env = service_env(
+        settings,
         NBO_AUDIT_FLUSH_MS=str(WINDOW_MS),
         NBO_RATE_LIMIT="off",
         NBO_MODEL_POLL_SECONDS="0",
-        NBO_LOG_LEVEL="warning",
-        NBO_API_KEYS=json.dumps([key.model_dump() for key in settings.api_keys]),
-        NBO_PSEUDONYM_KEY=settings.pseudonym_key.get_secret_value(),
     )
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "1"],
