@@ -178,7 +178,9 @@ class HoldingsIndex:
     def __init__(self, holdings: pd.DataFrame, pseudonymise: Pseudonymiser, wanted: set[str]):
         products = [c for c in holdings.columns if c not in ("customer_id", "month")]
         self.products = {pid: i for i, pid in enumerate(products)}
-        frame = holdings.assign(pseudonym=holdings["customer_id"].astype(str).map(pseudonymise))
+        ids = holdings["customer_id"].astype(str)
+        pseudonyms = {raw: pseudonymise(raw) for raw in ids.unique()}  # once per customer
+        frame = holdings.assign(pseudonym=ids.map(pseudonyms))
         frame = frame[frame["pseudonym"].isin(wanted)].sort_values(["pseudonym", "month"])
         self.last_snapshot: date | None = (
             pd.Timestamp(holdings["month"].max()).date() if len(holdings) else None
@@ -212,10 +214,15 @@ def offer_units(
 ) -> pd.DataFrame:
     """One row per (decision, product offered - or, for control, that would have been).
 
-    A decision with nothing offered keeps one row with product ``(none)`` and ``unit``
-    false, so that it still counts as a decision and a customer.
+    ``unit`` marks the rows that count for take-up: cross-sell products (``cross_sell``);
+    a retention treatment is not a held product, its acceptance is its outcome. A decision
+    with nothing offered keeps one row with product ``(none)`` and ``unit`` false, so that
+    it still counts as a decision and a customer.
     """
-    acceptance = {(r, p): t for r, p, t in sorted(accepted, key=lambda a: a[2])}
+    holdable = frozenset(cross_sell)
+    acceptance: dict[tuple[str, str], datetime] = {}
+    for r, p, t in sorted(accepted, key=lambda a: a[2]):
+        acceptance.setdefault((r, p), t)  # the first acceptance of an offer counts
     span = timedelta(days=window_days)
     rows: list[dict[str, Any]] = []
     for d in decisions:
@@ -242,10 +249,11 @@ def offer_units(
             at = acceptance.get((d.request_id, product))
             rows.append(
                 base
-                | {"product": product, "unit": True, "shown": not control}
+                | {"product": product, "unit": product in holdable, "shown": not control}
                 | {
                     "accepted": not control and at is not None and at <= d.decided_at + span,
-                    "taken": holdings.taken(d.customer, product, d.decided_at.date(), window_days),
+                    "taken": product in holdable
+                    and holdings.taken(d.customer, product, d.decided_at.date(), window_days),
                 }
             )
     return pd.DataFrame(rows)

@@ -64,6 +64,9 @@ def test_text_report_and_html_with_embedded_plots(planted: Settings, tmp_path: P
     result = CliRunner().invoke(app, [*PERIOD, "--by", "variant,channel", "--html", str(out)])
     assert result.exit_code == 0, result.output
     assert "variant=champion channel=app: decisions 3" in result.stdout
+    assert "variant=challenger channel=app: decisions 3, customers 2, shown 2, accepted 1" in (
+        result.stdout
+    )
     assert "uplift variant=champion channel=app vs control: -50.0%" in result.stdout
     page = out.read_text()
     images = page.split('src="data:image/png;base64,')[1:]

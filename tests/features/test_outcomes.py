@@ -128,7 +128,7 @@ def test_grouping_by_variant_and_channel_matches_uplift_within_the_channel(
     assert figures == {
         ("champion", "app"): (3, 1, 2),
         ("champion", "email"): (1, 0, 1),
-        ("challenger", "app"): (2, 1, 1),
+        ("challenger", "app"): (3, 1, 1),
         ("control", "app"): (1, 1, 1),
         ("control", "email"): (1, 0, 1),
     }
@@ -149,6 +149,20 @@ def test_control_without_holdout_offers_counts_any_cross_sell_product(
     took = {g["group"]["product"]: g["customers_took_up"] for g in control}
     assert took["credit_card"] == 1 and sum(took.values()) == 1
     assert report["control_basis"] == ["cross_sell"]
+
+
+def test_take_up_counts_only_within_the_window(
+    redis_client: redis.Redis, settings: Settings, catalogue: Catalogue
+) -> None:
+    # Every take-up shows in the 2026-11-30 snapshot, 23 to 27 days after its decision:
+    # none is within 7 days, and holdings end before Nov 15 + 60 days.
+    plant(redis_client, settings, PSEUDONYMISE)
+    short = _report(redis_client, settings, catalogue, window_days=7)
+    assert [g["customers_took_up"] for g in short["groups"]] == [0, 0, 0]
+    assert short["take_up_complete"] is True
+    long = _report(redis_client, settings, catalogue, window_days=60)
+    assert [g["customers_took_up"] for g in long["groups"]] == [1, 1, 1]
+    assert long["take_up_complete"] is False
 
 
 def test_without_control_uplift_is_not_computable_and_says_so(

@@ -17,7 +17,9 @@ d3    C3        champion    app     funds                       held funds befor
 d4    C1        champion    app     pension_plan                accepted 32 days later (too
                                                                 late to count)
 d5    C4        challenger  app     credit_card                 accepted; taken in Nov
-d6    C5        challenger  app     (nothing)                   -
+d6    C5        challenger  app     fee_waiver                  a retention treatment: shown,
+                                                                no take-up to look for
+d9    C5        challenger  app     (nothing)                   -
 d7    C6        control     app     credit_card                 taken in Nov
 d8    C7        control     email   funds                       -
 ====  ========  ==========  ======  ==========================  ==========================
@@ -46,7 +48,8 @@ DECISIONS = [
     ("d3", "C3", "2026-11-10T09:00:00+00:00", "champion", "app", "affluent", ["funds"]),
     ("d4", "C1", "2026-11-12T09:00:00+00:00", "champion", "app", "mass", ["pension_plan"]),
     ("d5", "C4", "2026-11-05T09:00:00+00:00", "challenger", "app", "mass", ["credit_card"]),
-    ("d6", "C5", "2026-11-06T09:00:00+00:00", "challenger", "app", "mass", []),
+    ("d6", "C5", "2026-11-06T09:00:00+00:00", "challenger", "app", "mass", ["fee_waiver"]),
+    ("d9", "C5", "2026-11-07T09:00:00+00:00", "challenger", "app", "mass", []),
     ("d7", "C6", "2026-11-07T09:00:00+00:00", "control", "app", "mass", ["credit_card"]),
     ("d8", "C7", "2026-11-08T09:00:00+00:00", "control", "email", "mass", ["funds"]),
 ]
@@ -65,7 +68,7 @@ SINCE, UNTIL = date(2026, 11, 2), date(2026, 11, 15)
 EXPECTED = {
     # variant: decisions, customers, shown, accepted, with offers, took up
     "champion": (4, 3, 5, 2, 3, 1),
-    "challenger": (2, 2, 1, 1, 1, 1),
+    "challenger": (3, 2, 2, 1, 1, 1),
     "control": (2, 2, 0, 0, 2, 1),
 }
 
