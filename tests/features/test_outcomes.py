@@ -206,3 +206,30 @@ def test_an_empty_window_is_refused(
 def test_bad_windows_are_named(window: dict[str, Any], message: str) -> None:
     with pytest.raises(OutcomesError, match=message):
         ReportWindow(**window)
+
+
+def test_weekly_series_and_uplift_when_variant_is_not_a_group_key(
+    redis_client: redis.Redis, settings: Settings, catalogue: Catalogue
+) -> None:
+    plant(redis_client, settings, PSEUDONYMISE)
+    report = _report(redis_client, settings, catalogue, by=("tier",))
+    assert {g["group"]["tier"]: g["decisions"] for g in report["groups"]} == {
+        "affluent": 1,
+        "mass": 8,
+    }
+    # Uplift is still per variant, over the variant alone.
+    assert {u["group"]["variant"]: u["uplift"]["estimate"] for u in report["uplift"]} == (
+        pytest.approx({"champion": 1 / 3 - 1 / 2, "challenger": 1 - 1 / 2})
+    )
+    # Week of Monday 2026-11-02: champion C1 took credit_card, C2 nothing; week of 11-09:
+    # C3 held funds before, C1 never took pension_plan.
+    weekly = {
+        (w["week"], w["variant"]): (w["customers_took_up"], w["customers_with_offers"])
+        for w in report["weekly"]
+    }
+    assert weekly == {
+        ("2026-11-02", "champion"): (1, 2),
+        ("2026-11-09", "champion"): (0, 2),
+        ("2026-11-02", "challenger"): (1, 1),
+        ("2026-11-02", "control"): (1, 2),
+    }
