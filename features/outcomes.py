@@ -227,7 +227,6 @@ def offer_units(
     rows: list[dict[str, Any]] = []
     for d in decisions:
         control = d.variant == CONTROL
-        products = (d.holdout if d.holdout is not None else cross_sell) if control else d.offered
         base = {
             "request_id": d.request_id,
             "customer": d.customer,
@@ -239,20 +238,22 @@ def offer_units(
             if control
             else "offers",
         }
-        if not products:
-            rows.append(
-                base
-                | {"product": NO_PRODUCT, "unit": False, "shown": False}
-                | {"accepted": False, "taken": False}
-            )
-        for product in products:
+        # (product, shown, counts for take-up): what was shown, and for control what
+        # would have been (a control answer may still show a non-marketing treatment).
+        units = [(p, True, p in holdable and not control) for p in d.offered]
+        if control:
+            would = d.holdout if d.holdout is not None else cross_sell
+            units += [(p, False, p in holdable) for p in would]
+        if not units:
+            units = [(NO_PRODUCT, False, False)]
+        for product, shown, unit in units:
             at = acceptance.get((d.request_id, product))
             rows.append(
                 base
-                | {"product": product, "unit": product in holdable, "shown": not control}
+                | {"product": product, "unit": unit, "shown": shown}
                 | {
-                    "accepted": not control and at is not None and at <= d.decided_at + span,
-                    "taken": product in holdable
+                    "accepted": shown and at is not None and at <= d.decided_at + span,
+                    "taken": unit
                     and holdings.taken(d.customer, product, d.decided_at.date(), window_days),
                 }
             )

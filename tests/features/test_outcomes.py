@@ -7,12 +7,14 @@ import math
 from datetime import date
 from typing import Any
 
+import orjson
 import pytest
 import redis
 from scipy.stats import binomtest
 
 from core.catalogue import Catalogue
 from core.pseudonym import Pseudonymiser
+from core.redis_keys import decisions_key
 from core.settings import Settings
 from features.outcome_stats import newcombe_difference, wilson
 from features.outcomes import OutcomesError, ReportWindow, outcomes_report
@@ -24,6 +26,7 @@ from tests.support.outcomes_data import (
     UNTIL,
     plant,
     planted_tables,
+    request_id,
 )
 
 PSEUDONYMISE = Pseudonymiser(TEST_PSEUDONYM_KEY.get_secret_value())
@@ -233,3 +236,32 @@ def test_weekly_series_and_uplift_when_variant_is_not_a_group_key(
         ("2026-11-02", "challenger"): (1, 1),
         ("2026-11-02", "control"): (1, 2),
     }
+
+
+def test_a_treatment_shown_to_control_counts_as_shown_not_for_take_up(
+    redis_client: redis.Redis, settings: Settings, catalogue: Catalogue
+) -> None:
+    # C2 (control here) is shown a retention call-back (a non-marketing answer) and accepts
+    # it; what they would have been offered is funds, never taken.
+    record = {
+        "request_id": request_id("t1"),
+        "decided_at": "2026-11-09T09:00:00+00:00",
+        "customer": PSEUDONYMISE("C2"),
+        "channel": "advisor",
+        "variant": "control",
+        "tier": "mass",
+        "offers": [{"product_id": "advisor_callback", "rank": 1}],
+        "holdout_offers": ["funds"],
+    }
+    redis_client.xadd(decisions_key(settings.audit_prefix), {"d": orjson.dumps(record)})
+    plant(
+        redis_client,
+        settings,
+        PSEUDONYMISE,
+        decisions=[],
+        accepted=[("t1-acc", "t1", "advisor_callback", "2026-11-09T10:00:00+00:00")],
+    )
+    report = _report(redis_client, settings, catalogue)
+    (control,) = report["groups"]
+    assert (control["offers_shown"], control["accepted"]) == (1, 1)
+    assert (control["customers_with_offers"], control["customers_took_up"]) == (1, 0)
