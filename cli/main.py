@@ -17,6 +17,7 @@ from cli import (
     keys,
     redis_cmd,
     registry,
+    report,
     score,
     serve,
     train,
@@ -38,6 +39,7 @@ app.add_typer(features.app, name="features", help="Compute and materialize featu
 app.add_typer(train.app, name="train", help="Train models and register them in MLflow.")
 app.add_typer(registry.app, name="registry", help="List and promote registered models.")
 app.add_typer(evaluate.app, name="evaluate", help="Evaluate models on public data sets.")
+app.add_typer(report.app, name="report", help="Reports: offer outcomes against control.")
 app.add_typer(score.app, name="score", help="Batch scoring jobs (the retention list).")
 app.add_typer(events.app, name="events", help="Export feedback events for retraining.")
 app.add_typer(
