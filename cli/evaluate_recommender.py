@@ -115,6 +115,13 @@ def recommender(
             "comma-separated list.",
         ),
     ] = None,
+    channel: Annotated[
+        str,
+        typer.Option(
+            "--channel",
+            help="Channel whose rules (core/decisioning.yaml) filter the served lists.",
+        ),
+    ] = "app",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """MAP@7, NDCG@7, recall@7 and coverage of the recommender against popularity.
@@ -124,6 +131,10 @@ def recommender(
 
     With --unseen-customers, customers are split into --folds hash folds and each fold is
     scored by a model that never saw any of its customers.
+
+    Beside it, served MAP@7: the same model's list after the suitability and eligibility
+    filter (as of --train-until) and the channel rules of --channel (default app), i.e.
+    what a customer would actually be shown.
 
     --param NAME=VALUE overrides one field of RecommenderConfig (the names are listed
     when a wrong one is given); the --json output carries them under "params".
@@ -135,18 +146,31 @@ def recommender(
             f"--train-until {train_until:%Y-%m-%d} must be before --target {target:%Y-%m-%d}"
         )
     from core.catalogue import CatalogueError, load_catalogue  # heavy imports: keep --help fast
+    from core.decisioning import DecisioningError, load_decisioning
     from core.settings import get_settings
+    from core.tables import CHANNELS
     from features.errors import DataFormatError
     from training.evaluate_recommender import evaluate_panel
     from training.recommender import RecommenderConfig
+    from training.served_lists import ServedFilter
+
+    if channel not in CHANNELS:
+        raise fail(f"--channel {channel!r} is not a channel (one of {', '.join(CHANNELS)})")
 
     try:
         config, overrides = apply_params(RecommenderConfig(), params or [])
     except ValueError as exc:
         raise fail(str(exc)) from None
 
-    with exit_on(DataFormatError, CatalogueError, ValueError, OSError):
-        catalogue = load_catalogue(get_settings().catalogue_path)
+    with exit_on(DataFormatError, CatalogueError, DecisioningError, ValueError, OSError):
+        settings = get_settings()
+        catalogue = load_catalogue(settings.catalogue_path)
+        served = ServedFilter(
+            catalogue,
+            load_decisioning(settings.decisioning_path, catalogue),
+            channel,
+            settings.risk_assessment_validity_days,
+        )
         result = evaluate_panel(
             santander,
             catalogue,
@@ -155,16 +179,25 @@ def recommender(
             config,
             unseen_customers=unseen_customers,
             folds=folds,
+            served=served,
         )
     m = result.evaluation.metrics
+    s = result.served or {}
     if as_json:
-        typer.echo(json.dumps({**m, "customers": int(m["customers"]), "params": overrides}))
+        out = {**m, **s, "customers": int(m["customers"]), "params": overrides}
+        typer.echo(json.dumps(out))
         return
     if overrides:
         typer.echo("params      " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
     who = f"customers (unseen: {folds}-fold cross-fit)" if unseen_customers else "customers"
     typer.echo(f"scored      {int(m['customers'])} {who} who added a product")
     typer.echo(f"MAP@7       {m['map_at_7']:.4f}  (popularity {m['popularity_map_at_7']:.4f})")
+    if s:
+        typer.echo(
+            f"served      MAP@7 {s['served_map_at_7']:.4f} after suitability, eligibility and "
+            f"{s['served_channel']} channel rules; {float(s['served_empty_share']):.1%} "
+            "of customers would be shown nothing"
+        )
     typer.echo(f"NDCG@7      {m['ndcg_at_7']:.4f}")
     typer.echo(f"recall@7    {m['recall_at_7']:.4f}")
     typer.echo(f"coverage    {m['catalogue_coverage']:.2f} of the catalogue recommended")
