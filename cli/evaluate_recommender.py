@@ -84,15 +84,23 @@ def apply_params(config: Config, assignments: Sequence[str]) -> tuple[Config, di
 
 
 def recommender(
-    santander: Annotated[
-        Path, typer.Option("--santander", help="Panel in the Kaggle train_ver2.csv format.")
-    ],
     train_until: Annotated[
         datetime, typer.Option("--train-until", formats=["%Y-%m-%d"], help="Last snapshot seen.")
     ],
     target: Annotated[
         datetime, typer.Option("--target", formats=["%Y-%m-%d"], help="Snapshot scored.")
     ],
+    santander: Annotated[
+        Path | None,
+        typer.Option("--santander", help="Panel in the Kaggle train_ver2.csv format."),
+    ] = None,
+    tables_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--tables",
+            help="Instead of --santander: a table set (e.g. from nbo data generate --out DIR).",
+        ),
+    ] = None,
     unseen_customers: Annotated[
         bool,
         typer.Option(
@@ -139,8 +147,12 @@ def recommender(
     --param NAME=VALUE overrides one field of RecommenderConfig (the names are listed
     when a wrong one is given); the --json output carries them under "params".
 
+    --tables DIR evaluates a table set as it is (a synthetic bank has no panel-end fields).
+
     Example: nbo evaluate recommender --santander ../shared/data/santander/panel_2015-12_to_2016-05.csv.gz --train-until 2016-02-28 --target 2016-03-28 --unseen-customers --param factors=16 --param seed=107 --json
     """  # noqa: E501
+    if (santander is None) == (tables_dir is None):
+        raise fail("give exactly one of --santander PANEL or --tables DIR")
     if train_until >= target:
         raise fail(
             f"--train-until {train_until:%Y-%m-%d} must be before --target {target:%Y-%m-%d}"
@@ -148,7 +160,7 @@ def recommender(
     from core.catalogue import CatalogueError, load_catalogue  # heavy imports: keep --help fast
     from core.decisioning import DecisioningError, load_decisioning
     from core.settings import get_settings
-    from core.tables import CHANNELS
+    from core.tables import CHANNELS, TablesMissingError
     from features.errors import DataFormatError
     from training.evaluate_recommender import evaluate_panel
     from training.recommender import RecommenderConfig
@@ -162,7 +174,8 @@ def recommender(
     except ValueError as exc:
         raise fail(str(exc)) from None
 
-    with exit_on(DataFormatError, CatalogueError, DecisioningError, ValueError, OSError):
+    errors = (DataFormatError, CatalogueError, DecisioningError, TablesMissingError, ValueError)
+    with exit_on(*errors, OSError):
         settings = get_settings()
         catalogue = load_catalogue(settings.catalogue_path)
         served = ServedFilter(
@@ -171,8 +184,12 @@ def recommender(
             channel,
             settings.risk_assessment_validity_days,
         )
-        result = evaluate_panel(
-            santander,
+        source, evaluate = (
+            (santander, evaluate_panel) if santander is not None else (tables_dir, _evaluate_dir)
+        )
+        assert source is not None  # exactly one was given (checked above)
+        result = evaluate(
+            source,
             catalogue,
             train_until.date(),
             target.date(),
@@ -201,3 +218,12 @@ def recommender(
     typer.echo(f"NDCG@7      {m['ndcg_at_7']:.4f}")
     typer.echo(f"recall@7    {m['recall_at_7']:.4f}")
     typer.echo(f"coverage    {m['catalogue_coverage']:.2f} of the catalogue recommended")
+
+
+def _evaluate_dir(directory: Path, catalogue: Any, *args: Any, **kwargs: Any) -> Any:
+    """``evaluate_tables`` on the table set in ``directory`` (same arguments as
+    ``evaluate_panel``)."""
+    from core.tables import read_tables
+    from training.evaluate_recommender import evaluate_tables
+
+    return evaluate_tables(read_tables(directory), catalogue, *args, **kwargs)

@@ -149,3 +149,16 @@ def test_cli_refuses_an_unknown_channel_before_reading_the_panel(
     )
     assert out.exit_code == 2, out.output
     assert "--channel 'fax' is not a channel" in out.output
+
+
+def test_cli_needs_exactly_one_source(tmp_path: Path) -> None:
+    for sources in ([], ["--santander", str(tmp_path / "p.csv"), "--tables", str(tmp_path)]):
+        out = CliRunner().invoke(_app(), [*sources, *ARGS])
+        assert out.exit_code == 2, out.output
+        assert "exactly one of --santander PANEL or --tables DIR" in out.output
+
+
+def test_cli_names_a_missing_table_set(tmp_path: Path) -> None:
+    out = CliRunner().invoke(_app(), ["--tables", str(tmp_path / "nowhere"), *ARGS])
+    assert out.exit_code == 2, out.output
+    assert "nowhere" in out.output and "Traceback" not in out.output
