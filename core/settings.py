@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     shadow_mode: bool = Field(
         False, description="Score the challenger beside the champion for the audit, not shown."
     )
+    control_share: float = Field(
+        0.0,
+        description=(
+            "Share of customers (0-1, a keyed hash of the pseudonym) held out as a control "
+            "group: no proactive cross-sell offer (service treatments still served)."
+        ),
+    )
     # --- decisioning: arbitration, contact policy, events, audit (docs/decisioning.md) ---
     decisioning_path: Path = Field(
         PACKAGE_DIR / "decisioning.yaml",
@@ -211,6 +218,16 @@ class Settings(BaseSettings):
             if repeated:
                 raise ValueError(f"api_keys: {attribute} repeated: {', '.join(repeated)}")
         return keys
+
+    @field_validator("control_share")
+    @classmethod
+    def _valid_control_share(cls, value: float) -> float:
+        # Named by its variable: an operator sets NBO_CONTROL_SHARE, not ``control_share``.
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(
+                f"NBO_CONTROL_SHARE must be between 0 and 1 (a share of customers), got {value}"
+            )
+        return value
 
     @field_validator("redis_url")
     @classmethod

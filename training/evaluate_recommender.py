@@ -43,6 +43,7 @@ from training.recommender import (
     score_rankings,
 )
 from training.recommender_data import Snapshot, align, customer_fold
+from training.served_lists import ServedFilter, ServedPart, rank_served, served_metrics
 
 DEFAULT_FOLDS = 5
 """Customer folds of ``--unseen-customers``: each model trains on 80% of the customers."""
@@ -56,6 +57,8 @@ class PanelResult:
     fitted: FittedRecommender
     evaluation: Evaluation
     train_snapshots: list[pd.Timestamp]
+    # MAP@k of what a customer would be shown (``training.served_lists``), when asked for.
+    served: dict[str, float | str] | None = None
 
 
 PANEL_END_PROFILE = ("segment", "income", "tier", "region", "resident", "employee")
@@ -127,8 +130,13 @@ def evaluate_tables(
     *,
     unseen_customers: bool = False,
     folds: int = DEFAULT_FOLDS,
+    served: ServedFilter | None = None,
 ) -> PanelResult:
-    """Train on ``tables`` up to ``train_until``; evaluate on the additions by ``target``."""
+    """Train on ``tables`` up to ``train_until``; evaluate on the additions by ``target``.
+
+    With ``served``, also MAP@k of the lists after the suitability, eligibility and channel
+    filters, judged as of ``train_until`` (``training.served_lists``), by the same models.
+    """
     config = config or RecommenderConfig()
     if train_until >= target:
         raise DatasetError(
@@ -164,10 +172,18 @@ def evaluate_tables(
             f"no customer added a product between {until:%Y-%m-%d} and {goal:%Y-%m-%d}: "
             "nothing to evaluate"
         )
+    served_parts: list[ServedPart] = []
     if not unseen_customers:
         fitted = fit_recommender(snapshots, product_ids, config)
         evaluation = evaluate(fitted.scorer, scored, config.k)
-        return PanelResult(fitted, evaluation, [p[0] for p in pairs])
+        if served is not None:
+            served_parts.append(rank_served(fitted.scorer, scored, config.k, served, until.date()))
+        return PanelResult(
+            fitted,
+            evaluation,
+            [p[0] for p in pairs],
+            _served(served_parts, config.k, served),
+        )
     train_folds = [customer_fold(s.features.index, folds) for s in snapshots]
     scored_fold = customer_fold(scored.features.index, folds)
     parts: list[Ranked] = []
@@ -177,8 +193,20 @@ def evaluate_tables(
         held_out = _select(scored, scored_fold == fold)
         if held_out.added.any():  # a fold without adders has nothing to rank
             parts.append(rank_adders(fitted.scorer, held_out, config.k))
+            if served is not None:
+                served_parts.append(
+                    rank_served(fitted.scorer, held_out, config.k, served, until.date())
+                )
     evaluation = score_rankings(product_ids, parts, config.k)
-    return PanelResult(fitted, evaluation, [p[0] for p in pairs])
+    return PanelResult(
+        fitted, evaluation, [p[0] for p in pairs], _served(served_parts, config.k, served)
+    )
+
+
+def _served(
+    parts: list[ServedPart], k: int, served: ServedFilter | None
+) -> dict[str, float | str] | None:
+    return served_metrics(parts, k, served.channel) if served is not None else None
 
 
 def _select(snapshot: Snapshot, keep: np.ndarray) -> Snapshot:
@@ -194,6 +222,7 @@ def evaluate_panel(
     *,
     unseen_customers: bool = False,
     folds: int = DEFAULT_FOLDS,
+    served: ServedFilter | None = None,
 ) -> PanelResult:
     """Import a Kaggle-format panel file and run :func:`evaluate_tables` on it, without the
     fields the panel holds only as of its last month (:func:`without_panel_end_profile`).
@@ -211,4 +240,5 @@ def evaluate_panel(
         config,
         unseen_customers=unseen_customers,
         folds=folds,
+        served=served,
     )

@@ -248,12 +248,21 @@ class RecommendationResponse(BaseModel):
         ),
         examples=[None],
     )
-    variant: Literal["champion", "challenger"] = Field(
+    variant: Literal["champion", "challenger", "control"] = Field(
         "champion",
         description=(
             "Which recommender answered: the champion, or the challenger for the share of "
-            "customers (a stable hash of the customer id) assigned to it."
+            "customers (a stable hash of the customer id) assigned to it; control for the "
+            "share held out of proactive offers (NBO_CONTROL_SHARE)."
         ),
+    )
+    withheld_reason: Literal["control_group"] | None = Field(
+        None,
+        description=(
+            "control_group when the customer is in the control group: no cross-sell offer "
+            "is shown (only churn retention or maturity treatments); null otherwise."
+        ),
+        examples=[None],
     )
 
 

@@ -19,12 +19,12 @@ durable files (``nbo audit export``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from service.api.schemas import RecommendationResponse
+from service.api.schemas import OfferOut, RecommendationResponse
 from service.decision.outcome import Decision
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,13 @@ def audit_record(
     features: Mapping[str, Any] | None,
     customer_id: str,
     pseudonym: str,
+    holdout: Sequence[OfferOut] = (),
 ) -> dict[str, Any]:
-    """The audit record of one response (plain JSON types)."""
+    """The audit record of one response (plain JSON types).
+
+    ``holdout``: the offers a control customer would have been shown and was not
+    (``service.decision.variant.hold_out``), kept so uplift against control is measurable.
+    """
     decided_at = decision.decided_at or datetime.now(UTC)
     feature_set = decision.feature_set
     churn = decision.churn_risk
@@ -113,12 +118,14 @@ def audit_record(
             "retention_eligible": decision.retention_eligible,
             "priorities": [p.as_record() for p in decision.priorities],
         },
-        "ranked_out": decision.ranked_out,  # ranked below the top k (with offers and
-        # exclusions: every product of the catalogue)
+        "ranked_out": decision.ranked_out,  # ranked below the top k (with offers, holdout
+        # offers and exclusions: every product of the catalogue)
         "contact": decision.contact,
         "lifecycle_stage": response.lifecycle_stage,
         "tier": response.tier,
         "moments": decision.moments.as_record(),
         "offers": [offer.model_dump(mode="json") for offer in response.offers],
+        "holdout_offers": [offer.model_dump(mode="json") for offer in holdout],
+        "withheld_reason": response.withheld_reason,
         "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)
     }

@@ -54,7 +54,15 @@ from service.decision.contact_policy import (
 )
 from service.decision.moments import churn_triggered, customer_moments
 from service.decision.outcome import Decision, DegradedReason, Offer
-from service.decision.variant import choose, scorer_of, with_shadow
+from service.decision.variant import (
+    CONTROL,
+    CONTROL_REASON,
+    choose,
+    hold_out,
+    in_control,
+    scorer_of,
+    with_shadow,
+)
 from service.infra.feature_fetch import FeatureLookup, fetch_features
 from service.infra.log import fields
 from service.infra.metrics import StageClock
@@ -107,19 +115,28 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
         )
     response = respond(request, request_id, decision, choice.model_versions)
     response.variant = choice.variant.value
+    # Control group: the same decision is made (the audit keeps what would have been
+    # offered), then only the service treatments are shown.
+    held: list[OfferOut] = []
+    if in_control(pseudonym, settings.control_share):
+        response.offers, held = hold_out(response.offers)
+        response.variant = CONTROL
+        response.withheld_reason = CONTROL_REASON
     clock.lap("arbitration")
 
     async def record() -> None:
         """Once the answer is sent: the decision to the audit trail's queue, and its metrics."""
         clock.resume()  # the time the answer took to send is no stage's
         try:
-            entry = audit_record(response, decision, lookup.record, request.customer_id, pseudonym)
+            entry = audit_record(
+                response, decision, lookup.record, request.customer_id, pseudonym, held
+            )
             runtime.audit.submit(request_id, entry)
         except Exception:  # the answer is out: make the gap loud (log + the audit alert)
             log.exception("decision not recorded", extra=fields(request_id=request_id))
             runtime.metrics.observe_audit("failed", 1)
         runtime.metrics.observe_decision(decision)
-        runtime.metrics.observe_variant(choice.variant, decision)
+        runtime.metrics.observe_variant(response.variant, decision)
         clock.lap("recording")
         runtime.metrics.observe_stages(clock.seconds)
 

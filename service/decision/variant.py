@@ -4,6 +4,15 @@ A customer is in the challenger group when a stable hash of the customer id fall
 ``challenger_share``: the same customer always gets the same variant (across requests,
 processes and restarts - Python's ``hash()`` is salted per process, so blake2b is used),
 and raising the share only moves customers from champion to challenger, never back.
+
+The control group (``NBO_CONTROL_SHARE``) is drawn the same way but from the customer's
+pseudonym (a keyed HMAC of the id, ``core.pseudonym``) with its own personalisation, so
+it is independent of the challenger split, cannot be predicted without the pseudonym key,
+and can be recomputed from an audit record (which carries the pseudonym). A control
+customer gets no proactive offer: only service treatments (:data:`SERVICE_TRIGGERS`) are
+shown, and the offers held back are recorded for the audit (:func:`hold_out`), so uplift
+against control can be measured. Why: without a stable hold-out nobody can say whether
+the offers change anything.
 """
 
 from __future__ import annotations
@@ -11,10 +20,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import cast
+from typing import Final, cast
 
 from core.scoring.base import RecommenderScorer
 from registry.client import LoadedModel
+from service.api.schemas import OfferOut
 from service.decision.outcome import Decision
 from service.infra.state import ServingState
 
@@ -26,10 +36,48 @@ class Variant(StrEnum):
     CHALLENGER = "challenger"
 
 
+CONTROL: Final = "control"
+"""The response's ``variant`` for a control customer: whichever recommender decided, the
+answer holds back proactive offers (:func:`in_control`)."""
+
+CONTROL_REASON: Final = "control_group"
+"""``withheld_reason`` of a control customer's response: proactive offers were held back."""
+
+SERVICE_TRIGGERS = frozenset({"churn", "maturity"})
+"""Treatment triggers that are service, not marketing: a control customer still gets a
+churn retention or maturity treatment (withholding it would cost the bank the customer to
+prove a point). Cross-sell and rule-triggered treatments (upgrade, date rules, stage) are
+marketing and held back."""
+
+
 def bucket(customer_id: str) -> int:
     """The customer's bucket in ``[0, 10000)``, the same in every process."""
     digest = hashlib.blake2b(customer_id.encode(), digest_size=8, person=b"nbo-variant").digest()
     return int.from_bytes(digest, "big") % _BUCKETS
+
+
+def control_bucket(pseudonym: str) -> int:
+    """The customer's control bucket in ``[0, 10000)`` from their pseudonym (keyed)."""
+    digest = hashlib.blake2b(pseudonym.encode(), digest_size=8, person=b"nbo-control").digest()
+    return int.from_bytes(digest, "big") % _BUCKETS
+
+
+def in_control(pseudonym: str, control_share: float) -> bool:
+    """True for the stable ``control_share`` of customers held out of proactive offers;
+    raising the share only adds customers to control, never removes any."""
+    return control_share > 0 and control_bucket(pseudonym) < control_share * _BUCKETS
+
+
+def hold_out(offers: list[OfferOut]) -> tuple[list[OfferOut], list[OfferOut]]:
+    """A control customer's offers split into (shown, held back).
+
+    Shown: the service treatments (:data:`SERVICE_TRIGGERS`), ranked again from 1 in
+    their order. Held back: every other offer with its would-be rank, for the audit.
+    """
+    shown = [o for o in offers if o.trigger in SERVICE_TRIGGERS]
+    held = [o for o in offers if o.trigger not in SERVICE_TRIGGERS]
+    ranked = [o.model_copy(update={"rank": rank}) for rank, o in enumerate(shown, start=1)]
+    return ranked, held
 
 
 def assign_variant(customer_id: str, challenger_share: float) -> Variant:

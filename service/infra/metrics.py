@@ -95,6 +95,11 @@ VARIANT_OF_SLOT = {
 """Which variant each serving slot's model is (``service.infra.state.MODEL_SLOTS``)."""
 
 
+RECOMMENDATION_VARIANTS = ("champion", "challenger", "control")
+"""``nbo_recommendations_total{variant}``: who answered (``service.decision.variant.Variant``;
+control = held out of proactive offers); any other raises in ``observe_variant``."""
+
+
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 """``nbo_redis_breaker_state`` values: higher is worse, so the worst worker shows."""
 
@@ -115,6 +120,7 @@ LABEL_DOMAINS: dict[str, dict[str, tuple[str, ...]]] = {
     "nbo_redis_breaker_state": {"breaker": ("redis",)},
     "nbo_recommendations_degraded_total": {"reason": tuple(r.value for r in DegradedReason)},
     "nbo_exclusions_total": {"rule": tuple(r.value for r in Rule)},
+    "nbo_recommendations_total": {"variant": RECOMMENDATION_VARIANTS},
 }
 """The closed label sets: every value the service can emit for these labels, and no other
 (the counting methods refuse others). Alerts match only these values
@@ -234,7 +240,7 @@ class ServiceMetrics:
         )
         self.recommendations = counter(
             "nbo_recommendations",
-            "Recommendations by variant (champion / challenger) and whether degraded.",
+            "Recommendations by variant (champion / challenger / control) and whether degraded.",
             ["variant", "degraded"],
         )
         self.stage_duration = Histogram(
@@ -357,6 +363,7 @@ class ServiceMetrics:
         self._served[gauge] = set(labelsets)
 
     def observe_variant(self, variant: str, decision: Decision) -> None:
+        _check_domain("nbo_recommendations_total", "variant", variant)
         self._child(self.recommendations, variant, "true" if decision.degraded else "false").inc()
 
     def track_feature_set(self, current: Callable[[], FeatureSetInfo | None]) -> None:

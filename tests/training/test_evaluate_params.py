@@ -115,11 +115,14 @@ def test_cli_passes_the_config_and_reports_the_params(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[RecommenderConfig] = []
+    channels: list[str] = []
 
     def fake_evaluate(panel: Path, catalogue: Any, *args: Any, **kwargs: Any) -> Any:
         seen.append(args[2])
+        channels.append(kwargs["served"].channel)
         evaluation = SimpleNamespace(metrics={"customers": 3.0, "map_at_7": 0.5})
-        return SimpleNamespace(evaluation=evaluation)
+        served = {"served_map_at_7": 0.25, "served_empty_share": 0.0, "served_channel": "app"}
+        return SimpleNamespace(evaluation=evaluation, served=served)
 
     monkeypatch.setattr(evaluate_module, "evaluate_panel", fake_evaluate)
     params = ["--param", "factors=16", "--param", "max_leaf_nodes=31", "--param", "seed=107"]
@@ -131,3 +134,31 @@ def test_cli_passes_the_config_and_reports_the_params(
     assert body["params"] == {"factors": 16, "max_leaf_nodes": 31, "seed": 107}
     assert body["customers"] == 3
     assert seen == [RecommenderConfig(factors=16, max_leaf_nodes=31, seed=107)]
+    assert (body["served_map_at_7"], body["served_channel"], channels) == (0.25, "app", ["app"])
+
+
+def test_cli_refuses_an_unknown_channel_before_reading_the_panel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_read(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the panel was read")
+
+    monkeypatch.setattr(evaluate_module, "import_santander", no_read)
+    out = CliRunner().invoke(
+        _app(), ["--santander", str(tmp_path / "p.csv"), *ARGS, "--channel", "fax"]
+    )
+    assert out.exit_code == 2, out.output
+    assert "--channel 'fax' is not a channel" in out.output
+
+
+def test_cli_needs_exactly_one_source(tmp_path: Path) -> None:
+    for sources in ([], ["--santander", str(tmp_path / "p.csv"), "--tables", str(tmp_path)]):
+        out = CliRunner().invoke(_app(), [*sources, *ARGS])
+        assert out.exit_code == 2, out.output
+        assert "exactly one of --santander PANEL or --tables DIR" in out.output
+
+
+def test_cli_names_a_missing_table_set(tmp_path: Path) -> None:
+    out = CliRunner().invoke(_app(), ["--tables", str(tmp_path / "nowhere"), *ARGS])
+    assert out.exit_code == 2, out.output
+    assert "nowhere" in out.output and "Traceback" not in out.output

@@ -18,9 +18,13 @@ from typer.testing import CliRunner
 
 from cli.evaluate_recommender import recommender as evaluate_command
 from core.catalogue import Catalogue
+from core.customer_facts import customer_facts
+from core.decisioning import load_decisioning
 from core.scoring.base import RecommenderScorer
 from core.scoring.boosted import REASON_TEXTS, BoostedRecommender
 from core.scoring.trees import FlatTrees
+from core.settings import Settings
+from core.suitability import exclusion
 from core.tables import Tables
 from features.errors import DataFormatError
 from features.pointintime import compute_features, to_records
@@ -35,6 +39,7 @@ from training.evaluate_recommender import (
     without_panel_end_profile,
 )
 from training.labels import added_products, snapshot_months
+from training.metrics import map_at_k
 from training.pair_ranker import (
     PairLayout,
     PairTraining,
@@ -43,8 +48,10 @@ from training.pair_ranker import (
     fit_pair_model,
     fit_temperature,
 )
+from training.population import training_features
 from training.recommender import RecommenderConfig
 from training.recommender_data import align, customer_fold, frame_inputs
+from training.served_lists import ServedFilter
 from training.tree_export import average_ensembles, export_trees
 
 END_MONTH = date(2025, 12, 31)
@@ -63,7 +70,14 @@ def _dates(bank: Tables) -> tuple[date, date]:
 
 @pytest.fixture(scope="module")
 def result(bank: Tables, catalogue: Catalogue) -> PanelResult:
-    return evaluate_tables(bank, catalogue, *_dates(bank), SMALL)
+    settings = Settings()
+    served = ServedFilter(
+        catalogue,
+        load_decisioning(settings.decisioning_path, catalogue),
+        "app",
+        settings.risk_assessment_validity_days,
+    )
+    return evaluate_tables(bank, catalogue, *_dates(bank), SMALL, served=served)
 
 
 # -- exported trees ---------------------------------------------------------------------------
@@ -148,6 +162,41 @@ def test_beats_popularity_on_a_synthetic_bank(result: PanelResult) -> None:
     assert m["customers"] >= 50
     assert m["map_at_7"] > m["popularity_map_at_7"] + 0.02, m
     assert 0 < m["catalogue_coverage"] <= 1
+
+
+def test_served_lists_are_scored_beside_the_unfiltered_ones(
+    result: PanelResult, bank: Tables, catalogue: Catalogue
+) -> None:
+    """Served MAP@7 recomputed by hand from the same model's scores and the filter."""
+    assert result.served is not None
+    until, target = _dates(bank)
+    ids = [p.id for p in catalogue.holdable]
+    past = cut(bank, pd.Timestamp(until))
+    snapshot = align(
+        training_features(past, until, catalogue),
+        added_products(bank, pd.Timestamp(until), pd.Timestamp(target), ids),
+        ids,
+    )
+    adders = snapshot.added.sum(axis=1) > 0
+    features = snapshot.features[adders]
+    scorer = result.fitted.scorer
+    scores = scorer.score_inputs(frame_inputs(scorer, features))
+    settings = Settings()
+    config = load_decisioning(settings.decisioning_path, catalogue)
+    lists = []
+    for row, (_, record) in enumerate(to_records(features)):
+        facts = customer_facts(record)
+        ok = [
+            i
+            for i, pid in enumerate(ids)
+            if exclusion(catalogue.get(pid), facts, until, settings.risk_assessment_validity_days)
+            is None
+            and config.channel_rule_against("app", catalogue.get(pid)) is None
+        ]
+        lists.append(sorted(ok, key=lambda i: -scores[row, i])[:7])
+    actual = [set(np.flatnonzero(r).tolist()) for r in snapshot.added[adders] > 0]
+    assert result.served["served_map_at_7"] == pytest.approx(map_at_k(actual, lists, 7))
+    assert result.served["served_channel"] == "app"
 
 
 def test_target_month_cannot_change_the_ranking(

@@ -285,3 +285,70 @@ def test_health_and_openapi(live: tuple[TestClient, FeatureSetInfo]) -> None:
     assert request_schema["additionalProperties"] is False
     assert request_schema["properties"]["customer_id"]["description"]
     assert client.get("/docs").status_code == 200
+
+
+# -- control group (NBO_CONTROL_SHARE): held out of cross-sell, service treatments kept --
+
+
+def _answer_and_record(client: TestClient, customer: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    body = ask(client, customer, k=4)
+    assert client.app.state.runtime.audit.flush(timeout=60)  # type: ignore[attr-defined]
+    found = client.get(f"/v1/decisions/{body['request_id']}")
+    assert found.status_code == 200, found.text
+    record: dict[str, Any] = found.json()
+    return body, record
+
+
+def test_control_customers_get_no_cross_sell_but_keep_retention(
+    served: Settings, redis_client: redis.Redis, catalogue: Catalogue
+) -> None:
+    # The same customers without control first: what they would be offered (the oracle).
+    publish_customers(served, redis_client, catalogue)
+    with TestClient(create_app(served), headers=AUTH) as client:
+        normal_rich = ask(client, "C5-RICH", k=4)
+        normal_leaving = ask(client, "C3-LEAVING", k=4)
+    assert normal_rich["variant"] == "champion" and normal_rich["withheld_reason"] is None
+    assert offered(normal_leaving) == [
+        "deposit_rate_bonus",
+        "advisor_callback",
+        "fee_waiver",
+        "pension_plan",
+    ]
+
+    everyone = served.model_copy(update={"control_share": 1.0})
+    with TestClient(create_app(everyone), headers=AUTH) as client:
+        rich, rich_record = _answer_and_record(client, "C5-RICH")
+        leaving, leaving_record = _answer_and_record(client, "C3-LEAVING")
+        metrics = client.get("/metrics").text
+
+    # No proactive cross-sell offer, and the answer says why.
+    assert (rich["variant"], rich["offers"], rich["withheld_reason"]) == (
+        "control",
+        [],
+        "control_group",
+    )
+    assert rich_record["variant"] == "control"
+    assert rich_record["withheld_reason"] == "control_group"
+    assert rich_record["offers"] == []
+    assert [o["product_id"] for o in rich_record["holdout_offers"]] == offered(normal_rich)
+    assert_every_product_accounted_once(rich_record, catalogue)
+
+    # Churn retention (a service treatment) is still served, re-ranked; cross-sell is not.
+    assert leaving["variant"] == "control"
+    assert offered(leaving) == ["deposit_rate_bonus", "advisor_callback", "fee_waiver"]
+    assert [o["rank"] for o in leaving["offers"]] == [1, 2, 3]
+    assert all(o["trigger"] == "churn" for o in leaving["offers"])
+    assert [o["product_id"] for o in leaving_record["holdout_offers"]] == ["pension_plan"]
+    assert leaving_record["holdout_offers"][0]["rank"] == 4
+    assert 'nbo_recommendations_total{degraded="false",variant="control"} 2.0' in metrics
+
+
+def assert_every_product_accounted_once(record: dict[str, Any], catalogue: Catalogue) -> None:
+    """Shown, held back, excluded or ranked out: each product of the catalogue exactly once."""
+    accounted = (
+        [o["product_id"] for o in record["offers"]]
+        + [o["product_id"] for o in record["holdout_offers"]]
+        + [e["product_id"] for e in record["exclusions"]]
+        + record["ranked_out"]
+    )
+    assert sorted(accounted) == sorted(p.id for p in catalogue.products)
