@@ -6,7 +6,8 @@ the decision date (``today``). For each one the candidate re-scores the same rec
 replay reports:
 
 * ``changed``: the top offer the candidate would serve differs from the top offer actually
-  served (retention treatments are not model offers and are skipped). "Would serve" is the
+  served (retention treatments are not model offers and are skipped; for a control-group
+  decision, the top of the offers held back, ``holdout_offers``). "Would serve" is the
   service's arbitration redone with the candidate's propensities: among the candidates the
   record lists (``arbitration.priorities``: they passed suitability, eligibility, channel
   and contact rules), the highest propensity x business value x channel weight x lever x
@@ -69,7 +70,7 @@ def replay(
         if not _has_arbitration(decision):  # an older record: by score alone
             allowed, _ = split_suitable(holdable, facts, today, validity_days)
             arbitrated = _best(allowed, scores)
-        if arbitrated != _served_top(decision.get("offers"), catalogue, known):
+        if arbitrated != _served_top(_would_serve(decision), catalogue, known):
             changed += 1
         offerable = [p for p in holdable if p.active and p.id not in facts.held]
         first_choice = _best(offerable, scores)
@@ -80,6 +81,16 @@ def replay(
                 unsuitable += 1
                 rules[blocked.rule.value] += 1
     return ReplayReport(replayed, skipped, changed, unsuitable, dict(rules))
+
+
+def _would_serve(decision: Mapping[str, Any]) -> object:
+    """The offers the model's answer held: for a control-group decision, the ones shown
+    (service treatments only) and the ones held back (``holdout_offers``) together."""
+    offers = decision.get("offers")
+    held_back = decision.get("holdout_offers")
+    if decision.get("variant") == "control" and isinstance(held_back, list):
+        return [*(offers if isinstance(offers, list) else []), *held_back]
+    return offers
 
 
 def _scores(scorer: RecommenderScorer, features: Mapping[str, Any]) -> dict[str, float]:

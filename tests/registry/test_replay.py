@@ -55,6 +55,19 @@ def test_same_model_changes_nothing(catalogue: Catalogue) -> None:
     assert (report.decisions, report.changed, report.unsuitable) == (1, 0, 0)
 
 
+def test_a_control_decision_is_compared_with_the_offers_held_back(catalogue: Catalogue) -> None:
+    """A control customer was shown only a treatment; the model's answer is in
+    ``holdout_offers``, and the same model serving it again changes nothing."""
+    model = popularity_recommender(catalogue)  # direct_debit first
+    held_back = decision(record(), "direct_debit")["offers"]
+    control = {**decision(record(), "deposit_rate_bonus"), "variant": "control"}
+    same = replay([{**control, "holdout_offers": held_back}], model, catalogue, 730)
+    assert (same.decisions, same.changed) == (1, 0)
+    other = [{"product_id": "credit_card", "rank": 1, "score": None}]
+    moved = replay([{**control, "holdout_offers": other}], model, catalogue, 730)
+    assert moved.changed == 1
+
+
 def test_recent_decisions_reads_the_audit_stream_newest_first(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
