@@ -236,6 +236,7 @@ def train_response(
     progress: Progress | None = None,
     folds: int = 5,
     seed: int = DEFAULT_SEED,
+    algorithms: tuple[str, ...] = ALGORITHMS,
 ) -> TrainResult:
     """CV-select, fit on the whole file, log to MLflow and register ``nbo-response``.
 
@@ -256,7 +257,7 @@ def train_response(
     tags = {"nbo.kind": "response", "nbo.data_fingerprint": data.fingerprint}
     with registry.start_run("response", tags=tags) as run_id:
         registry.log_run_data(run_id, params=params)
-        cv = cross_validate(data, folds, seed, progress=progress)
+        cv = cross_validate(data, folds, seed, algorithms, progress)
         if progress:
             progress(f"fitting {cv['algorithm']} on {len(data):,} rows")
         model = fit_response(data, cv["algorithm"], seed)
