@@ -52,7 +52,9 @@ def response(
         typer.echo(json.dumps({**metrics, "rows": int(metrics["rows"])}))
         return
     typer.echo(f"evaluation  {how}, {int(metrics['rows'])} contacts scored")
-    typer.echo(f"model       {metrics['algorithm']} (CV ROC-AUC: {describe(metrics)})")
+    typer.echo(
+        f"model       {metrics['algorithm']} (CV ROC-AUC on the training file: {describe(metrics)})"
+    )
     typer.echo(f"ROC-AUC     {metrics['roc_auc']:.4f}")
     typer.echo(f"PR-AUC      {metrics['pr_auc']:.4f}")
     typer.echo(f"Brier       {metrics['brier']:.4f}")

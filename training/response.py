@@ -223,11 +223,12 @@ def fit_and_score(
     train: ResponseData, test: ResponseData, folds: int = 5, seed: int = DEFAULT_SEED
 ) -> dict[str, Any]:
     """Choose the algorithm by CV on ``train``, fit it on all of ``train``, score ``test``."""
-    chosen = cross_validate(train, folds, seed)["algorithm"]
-    model = fit_response(train, chosen, seed)
+    cv = cross_validate(train, folds, seed)
+    model = fit_response(train, cv["algorithm"], seed)
     with threadpool_limits(limits=THREADS):
         proba = model.accept_probabilities(test.features)
-    return {**score(test.target, proba), "algorithm": chosen}
+    candidates = {k: v for k, v in cv.items() if k.startswith("roc_auc_")}
+    return {**score(test.target, proba), "algorithm": cv["algorithm"], **candidates}
 
 
 def train_response(

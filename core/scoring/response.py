@@ -43,9 +43,12 @@ class ResponseDesign:
     def fit(
         cls, rows: Sequence[Mapping[str, Any]], numeric: Sequence[str], categorical: Sequence[str]
     ) -> ResponseDesign:
-        """Levels of each categorical feature as seen in ``rows`` (sorted: a stable order)."""
+        """Levels of each categorical feature as seen in ``rows`` (sorted: a stable order);
+        a numeric feature unknown in every row is left out (nothing to learn from it, and
+        scikit-learn's gradient boosting fails on an all-NaN column)."""
+        known = tuple(n for n in numeric if any(isinstance(r[n], int | float) for r in rows))
         return cls(
-            tuple(numeric),
+            known,
             tuple((name, tuple(sorted({str(r[name]) for r in rows}))) for name in categorical),
         )
 

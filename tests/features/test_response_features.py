@@ -160,3 +160,10 @@ def test_unknown_profile_fields_and_levels_are_unknown_not_errors() -> None:
     design = ResponseDesign(("age",), (("channel", ("cellular", "telephone")),))
     row = design.row(online)
     assert np.isnan(row[0]) and row[1:] == [0.0, 0.0]
+
+
+def test_a_numeric_feature_unknown_in_every_training_row_is_left_out() -> None:
+    rows = [bank_marketing_features(bank_row(pdays="999")) for _ in range(3)]
+    design = ResponseDesign.fit(rows, NUMERIC_FEATURES, CATEGORICAL_FEATURES)
+    assert "days_since_previous" not in design.numeric
+    assert "times_shown" in design.numeric

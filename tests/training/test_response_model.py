@@ -19,6 +19,7 @@ from tests.support.shared_data import require_shared_data
 from training.response import (
     BankMarketingError,
     cross_validate,
+    fit_and_score,
     fit_response,
     load_bank_marketing,
     score,
@@ -140,3 +141,15 @@ def test_a_malformed_row_names_file_and_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "response", "--bank-marketing", str(word)])
     assert result.exit_code == 2
     assert "word.csv line 4" in result.output
+
+
+def test_held_out_file_is_scored_by_the_model_fitted_on_the_first(sample: Path) -> None:
+    data = load_bank_marketing(sample)
+    half = np.arange(len(data)) < len(data) // 2
+    train, test = data.subset(np.flatnonzero(half)), data.subset(np.flatnonzero(~half))
+    got = fit_and_score(train, test, folds=2)
+    model = fit_response(train, got["algorithm"])
+    expected = roc_auc_score(test.target, model.accept_probabilities(test.features))
+    assert got["roc_auc"] == pytest.approx(expected)
+    assert got["rows"] == len(test)
+    assert {"roc_auc_gradient_boosting", "roc_auc_logistic_regression"} <= set(got)
