@@ -128,7 +128,7 @@ def promote(
 ) -> None:
     """Point an alias at a version if it is no worse than the champion on the same data.
 
-    The gate compares the primary metric (recommender map_at_7, churn and maturity roc_auc)
+    The gate compares the primary metric (recommender map_at_7; churn, maturity, response roc_auc)
     with the current champion's, evaluated on the same data (data fingerprint and holdout
     date).
     Every promotion is recorded (who, when, why, previous holder): see `nbo registry history`.

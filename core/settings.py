@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     maturity_model_name: str = Field(
         "nbo-maturity", description="Registered model name of the maturity outflow model."
     )
+    response_model_name: str = Field(
+        "nbo-response", description="Registered model name of the offer-response model."
+    )
     serving_alias: str = Field("champion", description="Model alias the service loads.")
     host: str = Field("127.0.0.1", description="Service bind address.")
     port: int = Field(8000, description="Service port.")

@@ -37,6 +37,7 @@ from mlflow.tracking import MlflowClient
 
 from core.scoring.base import ChurnScorer, RecommenderScorer
 from core.scoring.maturity import RegisteredMaturityScorer
+from core.scoring.response import ResponseScorer
 from core.settings import Settings
 from registry.compat import load_scorer
 from registry.history import AliasEvent, current_actor, events_from_tags, now_utc, tag_key
@@ -49,7 +50,7 @@ from registry.pyfunc import (
     quiet_signature_warning,
 )
 
-AnyScorer = RecommenderScorer | ChurnScorer | RegisteredMaturityScorer
+AnyScorer = RecommenderScorer | ChurnScorer | RegisteredMaturityScorer | ResponseScorer
 """Every kind of scorer the registry stores."""
 
 EXPERIMENT_NAME = "nbo"
@@ -461,9 +462,10 @@ def _check_protocol(scorer: object, what: str) -> None:
         "recommender": RecommenderScorer,
         "churn": ChurnScorer,
         "maturity": RegisteredMaturityScorer,
+        "response": ResponseScorer,
     }.get(str(kind))
     if expected is None or not isinstance(scorer, expected):
         raise RegistryError(
             f"{what}: object of type {type(scorer).__name__} (kind={kind!r}) is not a "
-            "RecommenderScorer, a ChurnScorer or a MaturityScorer"
+            "RecommenderScorer, a ChurnScorer, a MaturityScorer or a ResponseScorer"
         )

@@ -1,9 +1,10 @@
 """The promotion gate: a version may take an alias only if it is no worse than the champion.
 
-"No worse" is judged on the model kind's primary offline metric (recommender MAP@7, churn
-and maturity ROC-AUC; higher is better for all) and only when both versions were evaluated on the
-same data: the run tag ``nbo.data_fingerprint`` (hash of the canonical tables) and the
-run param ``holdout_as_of`` (the holdout date) must match. A version evaluated on other
+"No worse" is judged on the model kind's primary offline metric (recommender MAP@7, churn,
+maturity and response ROC-AUC; higher is better for all) and only when both versions were
+evaluated on the same data: the run tag ``nbo.data_fingerprint`` (hash of the canonical
+tables, or of the bank-marketing file for a response model) and the run param
+``holdout_as_of`` (the holdout date, or the CV scheme) must match. A version evaluated on other
 data cannot be compared, so it is refused as well. When a replay of recorded decisions was
 run (``registry.replay``), any unsuitable top offer also refuses the version.
 
@@ -20,7 +21,12 @@ from registry.client import ALLOWED_ALIASES, Registry, RegistryError, VersionInf
 from registry.history import AliasEvent, champion_line
 from registry.replay import ReplayReport
 
-PRIMARY_METRIC = {"recommender": "map_at_7", "churn": "roc_auc", "maturity": "roc_auc"}
+PRIMARY_METRIC = {
+    "recommender": "map_at_7",
+    "churn": "roc_auc",
+    "maturity": "roc_auc",
+    "response": "roc_auc",
+}
 """Model kind (run tag ``nbo.kind``) -> the metric the gate compares."""
 FINGERPRINT_TAG = "nbo.data_fingerprint"
 HOLDOUT_PARAM = "holdout_as_of"

@@ -41,7 +41,8 @@ class ScorerPyfunc(PythonModel):
     Output: for a recommender, one column per product id (propensities); for a churn
     model, one column ``churn_probability``; for a maturity model (each row a record's fields
     plus a ``contract`` column holding one entry of its ``maturities``, and optionally a
-    ``today`` date), one column ``outflow_probability``.
+    ``today`` date), one column ``outflow_probability``; for a response model (each row
+    the features of ``features.response_features``), one column ``accept_probability``.
     """
 
     def load_context(self, context: PythonModelContext) -> None:
@@ -68,6 +69,10 @@ class ScorerPyfunc(PythonModel):
                         for r in records
                     ]
                 }
+            )
+        if scorer.kind == "response":
+            return pd.DataFrame(
+                {"accept_probability": [scorer.accept_probability(r) for r in records]}
             )
         return pd.DataFrame({"churn_probability": [scorer.predict_proba(r) for r in records]})
 

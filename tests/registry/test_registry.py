@@ -138,7 +138,9 @@ def test_version_is_a_loadable_pyfunc(two_versions: Registry) -> None:
 
 
 def test_non_scorer_is_refused_and_nothing_registered(registry: Registry) -> None:
-    with pytest.raises(RegistryError, match="is not a RecommenderScorer, a ChurnScorer or a Mat"):
+    with pytest.raises(
+        RegistryError, match="is not a RecommenderScorer, a ChurnScorer, a MaturityScorer or a Resp"
+    ):
         registry.log_and_register(object(), MODEL)  # type: ignore[arg-type]
     assert registry.model_names() == []
 

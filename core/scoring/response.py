@@ -1,0 +1,93 @@
+"""Offer response at request time: P(accept | customer, offer, channel, contact history).
+
+The model reads the feature mapping of ``features.response_features`` (the same function
+offline and online) and turns it into one row of floats with :class:`ResponseDesign`
+(numbers as they are, ``None`` -> NaN; each categorical level seen in training -> a 0/1
+column, an unseen level -> all zeros). The fitted scikit-learn estimator (a
+``CalibratedClassifierCV`` around gradient boosting or a logistic regression, chosen by
+cross-validation in ``training/response.py``) scores that row. No pandas on this path: one
+numpy row per call. Why a design object: the column order and the levels are frozen with
+the model, so a new job title online cannot shift a column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class ResponseScorer(Protocol):
+    """Calibrated probability that the customer accepts the offer now on this channel."""
+
+    kind: str  # "response"
+    feature_names: list[str]
+
+    def accept_probability(self, features: Mapping[str, Any]) -> float:
+        """P(accept) of one feature mapping (``features.response_features``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ResponseDesign:
+    """Feature mapping -> float row: numeric columns, then one 0/1 column per level."""
+
+    numeric: tuple[str, ...]
+    levels: tuple[tuple[str, tuple[str, ...]], ...]  # (categorical feature, its levels)
+
+    @classmethod
+    def fit(
+        cls, rows: Sequence[Mapping[str, Any]], numeric: Sequence[str], categorical: Sequence[str]
+    ) -> ResponseDesign:
+        """Levels of each categorical feature as seen in ``rows`` (sorted: a stable order);
+        a numeric feature unknown in every row is left out (nothing to learn from it, and
+        scikit-learn's gradient boosting fails on an all-NaN column)."""
+        known = tuple(n for n in numeric if any(isinstance(r[n], int | float) for r in rows))
+        return cls(
+            known,
+            tuple((name, tuple(sorted({str(r[name]) for r in rows}))) for name in categorical),
+        )
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *(f"{name}={level}" for name, lv in self.levels for level in lv)]
+
+    def row(self, features: Mapping[str, Any]) -> list[float]:
+        """One row in :attr:`columns` order; a missing or non-finite number is NaN."""
+        values: list[float] = []
+        for name in self.numeric:
+            value = features.get(name)
+            number = float(value) if isinstance(value, int | float) else math.nan
+            values.append(number if math.isfinite(number) else math.nan)
+        for name, levels in self.levels:
+            value = str(features.get(name))
+            values.extend(1.0 if value == level else 0.0 for level in levels)
+        return values
+
+    def matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return np.array([self.row(r) for r in rows], dtype=np.float64).reshape(
+            len(rows), len(self.columns)
+        )
+
+
+@dataclass
+class ResponseModel:
+    """Implements :class:`ResponseScorer` with a fitted probabilistic classifier."""
+
+    design: ResponseDesign
+    estimator: Any  # fitted; predict_proba(n x columns) -> n x 2
+    algorithm: str
+    kind: str = "response"
+    feature_names: list[str] = field(default_factory=list)
+
+    def accept_probability(self, features: Mapping[str, Any]) -> float:
+        row = np.array([self.design.row(features)], dtype=np.float64)
+        return float(self.estimator.predict_proba(row)[0, 1])
+
+    def accept_probabilities(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Many feature mappings at once (training, evaluation, batch scoring)."""
+        return np.asarray(self.estimator.predict_proba(self.design.matrix(rows))[:, 1])
