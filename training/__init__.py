@@ -4,7 +4,17 @@ Reads canonical tables and features (``features/``), builds the scorers that liv
 ``core/scoring/`` and hands them to ``registry/``. The service never imports this package.
 """
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class _Version(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -17,3 +27,23 @@ class TrainResult:
     metrics: dict[str, float]
     params: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @classmethod
+    def registered(
+        cls,
+        version: _Version,
+        run_id: str,
+        metrics: dict[str, float],
+        params: Mapping[str, object],
+        started: float,
+    ) -> "TrainResult":
+        """The result of a job that registered ``version``; ``started`` is its
+        ``time.perf_counter()`` at the start, params are shown as text."""
+        return cls(
+            model_name=version.name,
+            version=int(version.version),
+            run_id=run_id,
+            metrics=metrics,
+            params={k: str(v) for k, v in params.items()},
+            seconds=time.perf_counter() - started,
+        )

@@ -239,11 +239,4 @@ def train_churn(
                 artifacts={"feature_names": names, "calibration": table_path, "plots": plot},
                 run_id=run_id,
             )
-    return TrainResult(
-        model_name=version.name,
-        version=version.version,
-        run_id=run_id,
-        metrics=metrics,
-        params={k: str(v) for k, v in {**params, **dates}.items()},
-        seconds=time.perf_counter() - started,
-    )
+    return TrainResult.registered(version, run_id, metrics, {**params, **dates}, started)

@@ -468,11 +468,4 @@ def train_recommender(
                 artifacts=artifacts,
                 run_id=run_id,
             )
-    return TrainResult(
-        model_name=version.name,
-        version=version.version,
-        run_id=run_id,
-        metrics=metrics,
-        params={**{k: str(v) for k, v in params.items()}, **{k: str(v) for k, v in dates.items()}},
-        seconds=time.perf_counter() - started,
-    )
+    return TrainResult.registered(version, run_id, metrics, {**params, **dates}, started)

@@ -278,13 +278,8 @@ def train_response(
                 artifacts={"feature_names": names},
                 run_id=run_id,
             )
-    return TrainResult(
-        model_name=version.name,
-        version=version.version,
-        run_id=run_id,
-        metrics=metrics,
-        params={k: str(v) for k, v in {**params, "algorithm": cv["algorithm"]}.items()},
-        seconds=time.perf_counter() - started,
+    return TrainResult.registered(
+        version, run_id, metrics, {**params, "algorithm": cv["algorithm"]}, started
     )
 
 
