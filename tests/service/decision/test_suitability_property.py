@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_args
 
-import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -36,7 +35,7 @@ from service.api.schemas import RecommendationRequest
 from service.decision.outcome import DegradedReason
 from service.decision.recommend import decide, respond
 from service.infra.feature_fetch import FeatureLookup
-from tests.support.decision_cases import ChosenChurn, ChosenScores, eligibility, garbage
+from tests.support.decision_cases import ChosenChurn, ChosenScores, eligibility, garbage, scorers
 
 TODAY = date(2026, 11, 15)
 NOW = datetime(2026, 11, 15, 12, tzinfo=UTC)
@@ -200,16 +199,6 @@ def moments_configs(draw: st.DrawFn, catalogue: Catalogue) -> MomentsConfig:
         rule = {"name": "birthday_month", "anchor": "birth_month", "product": draw(pick)}
         config["date_rules"] = [{**rule, **window, "text": "birthday"}]
     return MomentsConfig.model_validate(config)
-
-
-@st.composite
-def scorers(draw: st.DrawFn, catalogue: Catalogue) -> ChosenScores:
-    holdable = [p.id for p in catalogue.holdable]
-    known = draw(st.permutations(holdable)) if holdable else []
-    known = known[: draw(st.integers(0, len(known)))]
-    values = draw(st.lists(st.floats(allow_nan=True), min_size=len(known), max_size=len(known)))
-    popularity = draw(st.lists(st.floats(0, 1), min_size=len(known), max_size=len(known)))
-    return ChosenScores(list(known), values, np.array(popularity))
 
 
 MODES = ["personal", "no_model", "unknown_customer", "no_feature_set", "store_unavailable"]
