@@ -1,22 +1,15 @@
-"""The boosted recommender: exported trees equal sklearn, no leakage, beats popularity,
-explained offers, and clear errors on bad panels."""
+"""The boosted recommender: no leakage, beats popularity, explained offers, the pair ranker."""
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import typer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from typer.testing import CliRunner
 
-from cli.evaluate_recommender import recommender as evaluate_command
 from core.catalogue import Catalogue
 from core.customer_facts import customer_facts
 from core.decisioning import load_decisioning
@@ -26,7 +19,6 @@ from core.scoring.trees import FlatTrees
 from core.settings import Settings
 from core.suitability import exclusion
 from core.tables import Tables
-from features.errors import DataFormatError
 from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
 from training.datasets import DatasetError
@@ -34,7 +26,6 @@ from training.evaluate_recommender import (
     PANEL_END_PROFILE,
     PanelResult,
     cut,
-    evaluate_panel,
     evaluate_tables,
     without_panel_end_profile,
 )
@@ -52,7 +43,6 @@ from training.population import training_features
 from training.recommender import RecommenderConfig
 from training.recommender_data import align, customer_fold, frame_inputs
 from training.served_lists import ServedFilter
-from training.tree_export import average_ensembles, export_trees
 
 END_MONTH = date(2025, 12, 31)
 SMALL = RecommenderConfig(max_iter=40, max_leaf_nodes=7, min_samples_leaf=20, bags=2)
@@ -78,80 +68,6 @@ def result(bank: Tables, catalogue: Catalogue) -> PanelResult:
         settings.risk_assessment_validity_days,
     )
     return evaluate_tables(bank, catalogue, *_dates(bank), SMALL, served=served)
-
-
-# -- exported trees ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("n_classes", [2, 4])
-def test_exported_trees_equal_sklearn(n_classes: int) -> None:
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(600, 5))
-    x[rng.random(x.shape) < 0.1] = np.nan  # missing values take the learned side
-    y = (np.nan_to_num(x[:, 0]) > 0).astype(int) + (np.nan_to_num(x[:, 1]) > 0.5)
-    y = y % n_classes
-    model = HistGradientBoostingClassifier(max_iter=20, max_leaf_nodes=7, random_state=0)
-    model.fit(x[:300], y[:300])
-    trees = export_trees(model, n_classes)
-    rows = x[300:]
-    raw = trees.raw(rows)
-    expected = model.decision_function(rows)
-    if n_classes == 2:
-        np.testing.assert_allclose(raw[:, 1] - raw[:, 0], expected, rtol=0, atol=1e-9)
-    else:
-        # label 3 never occurs in training: it ranks below every seen product
-        np.testing.assert_allclose(raw[:, model.classes_], expected, rtol=0, atol=1e-9)
-        assert (raw[:, 3] < raw[:, :3].min(axis=1)).all()
-    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
-    proba = shifted / shifted.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(
-        proba[:, model.classes_], model.predict_proba(rows), rtol=0, atol=1e-9
-    )
-    # the numpy walk (no numba) reaches the same leaves
-    np.testing.assert_allclose(trees.raw(rows, compiled=False), raw, rtol=0, atol=1e-12)
-
-
-def test_bagged_trees_score_the_mean_of_the_models_and_walk_the_same_paths() -> None:
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(800, 6))
-    x[rng.random(x.shape) < 0.1] = np.nan
-    y = (np.nan_to_num(x[:, 0]) > 0).astype(int) + 2 * (np.nan_to_num(x[:, 3]) > 0.7)
-    models = [
-        HistGradientBoostingClassifier(
-            max_iter=15, max_leaf_nodes=7 + 4 * seed, max_features=0.5, random_state=seed
-        ).fit(x[:400], y[:400])
-        for seed in range(3)
-    ]
-    bag = average_ensembles([export_trees(m, 4) for m in models])
-    rows = x[400:]
-    mean = np.mean([m.decision_function(rows) for m in models], axis=0)
-    np.testing.assert_allclose(bag.raw(rows)[:, models[0].classes_], mean, rtol=0, atol=1e-9)
-    flat = FlatTrees(bag)
-    for row in rows[:40]:
-        raw, leaves = flat.raw_leaves_row(row)
-        np.testing.assert_allclose(raw, bag.raw(row[None])[0], rtol=0, atol=1e-12)
-        credits = flat.leaf_credits(leaves, np.array([0, 2]), x.shape[1])
-        np.testing.assert_allclose(
-            credits,
-            flat.leaf_credits(leaves, np.array([0, 2]), x.shape[1], compiled=False),
-            rtol=0,
-            atol=1e-12,
-        )
-        bias_plus_credits = flat.bias[[0, 2]] + credits.sum(axis=1)
-        np.testing.assert_allclose(bias_plus_credits, raw[[0, 2]], atol=1e-9)
-
-
-def test_contributions_add_up_to_the_raw_score() -> None:
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(400, 4))
-    y = (x[:, 0] > 0).astype(int) + 2 * (x[:, 2] > 1)
-    model = HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(x, y)
-    trees = export_trees(model, 4)
-    row = x[:1]
-    for c in range(4):
-        per_feature, bias = trees.contributions(row, c)
-        assert bias + per_feature.sum() == pytest.approx(trees.raw(row)[0, c], abs=1e-9)
-    assert abs(trees.contributions(row, 0)[0][3]) < 1e-12  # x3 carries no signal
 
 
 # -- quality and leakage ----------------------------------------------------------------------
@@ -334,82 +250,6 @@ def test_held_before_is_named_when_the_model_learned_it() -> None:
     record = {"dropped__b": 1, "age": 40}
     assert int(np.argmax(fitted.scorer.score(record))) == 1
     assert fitted.scorer.reasons(record, 1)[0].code == "held_before"
-
-
-# -- bad input --------------------------------------------------------------------------------
-
-PANEL_HEADER = (
-    "fecha_dato,ncodpers,ind_empleado,pais_residencia,sexo,age,fecha_alta,ind_nuevo,antiguedad,"
-    "indrel,ult_fec_cli_1t,indrel_1mes,tiprel_1mes,indresi,indext,conyuemp,canal_entrada,indfall,"
-    "tipodom,cod_prov,nomprov,ind_actividad_cliente,renta,segmento"
-)
-
-
-PROFILE = "N,ES,V,35,2010-01-28,0,60,1,,1,A,S,N,,KAT,N,1,28,MADRID,1,50000.0,02 - PARTICULARES"
-
-
-def _panel(tmp_path: Path, catalogue: Catalogue, rows: list[tuple[str, str, list[int]]]) -> Path:
-    codes = list(catalogue.by_santander_code)
-    lines = [PANEL_HEADER + "," + ",".join(codes)]
-    for month, cust, held in rows:
-        profile = f"{month},{cust},{PROFILE}"
-        flags = ["1" if i in held else "0" for i in range(len(codes))]
-        lines.append(profile + "," + ",".join(flags))
-    path = tmp_path / "panel.csv.gz"
-    with gzip.open(path, "wt") as fh:
-        fh.write("\n".join(lines) + "\n")
-    return path
-
-
-def test_panel_without_additions_in_the_target_month_is_refused(
-    tmp_path: Path, catalogue: Catalogue
-) -> None:
-    april = {"1": [2, 5], "2": [2, 7]}  # two different additions in April, none in May
-    rows = [("2016-03-28", c, [2]) for c in april]
-    rows += [(m, c, held) for m in ("2016-04-28", "2016-05-28") for c, held in april.items()]
-    path = _panel(tmp_path, catalogue, rows)
-    with pytest.raises(DatasetError, match="no customer added a product between 2016-04-28"):
-        evaluate_panel(path, catalogue, date(2016, 4, 28), date(2016, 5, 28), SMALL)
-
-
-def test_panel_with_missing_or_unknown_columns_names_them(
-    tmp_path: Path, catalogue: Catalogue
-) -> None:
-    path = _panel(tmp_path, catalogue, [("2016-04-28", "1", [2])])
-    with gzip.open(path, "rt") as fh:
-        text = fh.read()
-    missing = tmp_path / "missing.csv"
-    missing.write_text(text.replace("renta,", "").replace(",50000.0", ""))
-    with pytest.raises(DataFormatError, match="renta"):
-        evaluate_panel(missing, catalogue, date(2016, 4, 28), date(2016, 5, 28), SMALL)
-    unknown = tmp_path / "unknown.csv"
-    unknown.write_text(text.replace("ind_ahor_fin_ult1", "ind_zzzz_fin_ult1"))
-    with pytest.raises(DataFormatError, match="ind_zzzz_fin_ult1"):
-        evaluate_panel(unknown, catalogue, date(2016, 4, 28), date(2016, 5, 28), SMALL)
-    with pytest.raises(DatasetError, match="2016-06-28 is not a snapshot"):
-        evaluate_panel(path, catalogue, date(2016, 4, 28), date(2016, 6, 28), SMALL)
-
-
-def test_cli_refuses_train_until_after_target(tmp_path: Path) -> None:
-    app = typer.Typer()
-    app.command()(evaluate_command)
-    args = ["--santander", str(tmp_path / "none.csv"), "--train-until", "2016-05-28"]
-    out = CliRunner().invoke(app, [*args, "--target", "2016-04-28"])
-    assert out.exit_code == 2
-    assert "must be before --target" in out.output
-    assert "Traceback" not in out.output
-    missing = CliRunner().invoke(
-        app,
-        [
-            "--santander",
-            str(tmp_path / "none.csv"),
-            "--train-until",
-            "2016-04-28",
-            "--target",
-            "2016-05-28",
-        ],
-    )
-    assert missing.exit_code == 2 and "none.csv" in missing.output
 
 
 def test_a_prepared_record_gives_the_scores_and_reasons_of_the_single_calls(
