@@ -206,6 +206,7 @@ def start_embedded_redis(port: int, workdir: Path, *, persist: bool = True) -> s
                 f"embedded Redis did not start on port {port}; see {workdir / 'redis.log'}"
             )
         time.sleep(0.05)
+    _wait_loaded(port)  # listening is not serving: Redis answers LOADING until its data is in
     if switch_to_aof:
         _apply_persistence(port)
     return url
@@ -220,20 +221,28 @@ def _has_aof(workdir: Path) -> bool:
     return (workdir / AOF_FILE).exists() or (workdir / "appendonlydir").is_dir()
 
 
-def _apply_persistence(port: int, timeout: float = 60.0) -> None:
-    """``CONFIG SET`` :data:`REDIS_PERSISTENCE` once the server has loaded its data
-    (turning ``appendonly`` on makes Redis write the file from what it holds)."""
+def _wait_loaded(port: int, timeout: float = 60.0) -> None:
+    """Return once the server on ``port`` has loaded its data (PING stops answering LOADING)."""
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
     deadline = time.monotonic() + timeout
     try:
         while True:
             try:
                 client.ping()
-                break
+                return
             except redis.BusyLoadingError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+    finally:
+        client.close()
+
+
+def _apply_persistence(port: int) -> None:
+    """``CONFIG SET`` :data:`REDIS_PERSISTENCE` (the server has loaded its data: turning
+    ``appendonly`` on makes Redis write the file from what it holds)."""
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    try:
         for name, value in REDIS_PERSISTENCE.items():
             client.config_set(name, value)
     finally:
