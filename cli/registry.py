@@ -215,6 +215,32 @@ def replay_cmd(
     _print_replay(report, model, version)
 
 
+@app.command("check-portable")
+def check_portable(
+    model: str = typer.Argument(..., help="Registered model name."),
+    version: int = typer.Argument(..., min=1, help="Version to check."),
+) -> None:
+    """Load a version where only its declared requirements are installed, and score its
+    input example there.
+
+    Creates a fresh virtual environment in a temporary folder, installs the version's
+    requirements.txt from the package index (minutes), loads the model with MLflow alone
+    and prints the prediction. Exit code 1 with pip's or Python's error if it fails.
+
+    Example: nbo registry check-portable nbo-churn 2
+    """
+    from registry.portability import check_version  # creates a venv: keep --help fast
+
+    settings = get_settings()
+    with exit_on(*_EXPECTED):
+        try:
+            out = check_version(settings, model, version)
+        except RuntimeError as exc:
+            typer.echo(f"{model} version {version} does not load on its own:\n{exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"{model} version {version} loads with its own requirements; prediction {out}")
+
+
 # -- helpers ------------------------------------------------------------------------------
 
 

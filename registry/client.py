@@ -7,7 +7,7 @@ never write into each other's store.
 
 A model version is an MLflow pyfunc model whose single artifact is the pickled scorer
 (``artifacts/scorer.pkl``). ``Registry.load`` unpickles that file directly (the service does
-not need the pyfunc wrapper), through :mod:`registry.compat` so versions pickled before a
+not need the pyfunc wrapper), through :mod:`core.scoring.compat` so versions pickled before a
 class moved still load; ``mlflow.pyfunc.load_model(version.source)`` also works for
 anyone exploring a version in a notebook. Unpickling runs code from the artifact store, so
 the store must be as trusted as the code base (it is written only by our training jobs).
@@ -36,18 +36,17 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 
 from core.scoring.base import ChurnScorer, RecommenderScorer
+from core.scoring.compat import load_scorer
 from core.scoring.maturity import RegisteredMaturityScorer
 from core.scoring.response import ResponseScorer
 from core.settings import Settings
-from registry.compat import load_scorer
+from registry import model_package
 from registry.history import AliasEvent, current_actor, events_from_tags, now_utc, tag_key
 from registry.pyfunc import (
     MODEL_CODE,
     SCORER_ARTIFACT,
     SCORER_FILE,
     ScorerPyfunc,  # noqa: F401 - older versions' model code imports it from here
-    pip_requirements,
-    quiet_signature_warning,
 )
 
 AnyScorer = RecommenderScorer | ChurnScorer | RegisteredMaturityScorer | ResponseScorer
@@ -188,8 +187,12 @@ class Registry:
         tags: Mapping[str, str] | None = None,
         artifacts: Mapping[str, Path] | None = None,
         run_id: str | None = None,
+        example: Mapping[Any, Any] | None = None,
     ) -> VersionInfo:
         """Log run data and the scorer as a pyfunc model, then register a new version of ``name``.
+
+        ``example`` is one training record: the model's input example is cut from it
+        (``registry.model_package``); without one the example holds nulls.
 
         With ``run_id`` the data goes to that (open) run; without, a run is opened and closed
         here. Registration is the last step: if anything before it fails no version exists,
@@ -200,15 +203,17 @@ class Registry:
         if run_id is None:
             with self.start_run(f"{name}-register") as own_run:
                 return self.log_and_register(
-                    scorer, name, params, metrics, tags, artifacts, run_id=own_run
+                    scorer, name, params, metrics, tags, artifacts, own_run, example
                 )
         self.log_run_data(run_id, params, metrics, tags)
         for artifact in (artifacts or {}).values():
             self.client.log_artifact(run_id, str(artifact))
-        logged = self._log_pyfunc(scorer, run_id, name)
+        logged = self._log_pyfunc(scorer, run_id, name, example)
         return self._register(name, logged, run_id)
 
-    def _log_pyfunc(self, scorer: AnyScorer, run_id: str, name: str) -> mlflow.entities.LoggedModel:
+    def _log_pyfunc(
+        self, scorer: AnyScorer, run_id: str, name: str, example: Mapping[Any, Any] | None
+    ) -> mlflow.entities.LoggedModel:
         """The client-side equivalent of ``mlflow.pyfunc.log_model(name=...)``.
 
         ``log_model`` resolves the process-global tracking URI; the same steps on our bound
@@ -224,23 +229,26 @@ class Registry:
         try:
             with tempfile.TemporaryDirectory(prefix="nbo-model-") as tmp:
                 pickled = Path(tmp) / SCORER_FILE
-                pickled.write_bytes(pickle.dumps(scorer, protocol=pickle.HIGHEST_PROTOCOL))
+                data = pickle.dumps(scorer, protocol=pickle.HIGHEST_PROTOCOL)
+                pickled.write_bytes(data)
                 code = Path(tmp) / "scorer_model.py"
                 code.write_text(MODEL_CODE)
                 local = Path(tmp) / MODEL_ARTIFACT
-                with quiet_signature_warning():
-                    mlflow.pyfunc.save_model(
-                        path=str(local),
-                        python_model=str(code),
-                        artifacts={SCORER_ARTIFACT: str(pickled)},
-                        pip_requirements=pip_requirements(),
-                        mlflow_model=Model(
-                            artifact_path=logged.artifact_location,
-                            run_id=run_id,
-                            model_id=logged.model_id,
-                            model_uuid=logged.model_id,
-                        ),
-                    )
+                mlflow.pyfunc.save_model(
+                    path=str(local),
+                    python_model=str(code),
+                    artifacts={SCORER_ARTIFACT: str(pickled)},
+                    code_paths=model_package.write_code(Path(tmp) / "code"),
+                    signature=model_package.signature(scorer),
+                    input_example=model_package.input_example(scorer, example),
+                    pip_requirements=model_package.requirements(data),
+                    mlflow_model=Model(
+                        artifact_path=logged.artifact_location,
+                        run_id=run_id,
+                        model_id=logged.model_id,
+                        model_uuid=logged.model_id,
+                    ),
+                )
                 self.client.log_model_artifacts(logged.model_id, str(local))
             self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         except BaseException:

@@ -238,5 +238,6 @@ def train_churn(
                 tags={"nbo.feature_names": ",".join(model.feature_names)},
                 artifacts={"feature_names": names, "calibration": table_path, "plots": plot},
                 run_id=run_id,
+                example=split.holdout.features.iloc[0].to_dict(),
             )
     return TrainResult.registered(version, run_id, metrics, {**params, **dates}, started)

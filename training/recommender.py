@@ -467,5 +467,6 @@ def train_recommender(
                 tags={"nbo.feature_names": ",".join(fitted.scorer.feature_names)},
                 artifacts=artifacts,
                 run_id=run_id,
+                example=holdout.features.iloc[0].to_dict(),
             )
     return TrainResult.registered(version, run_id, metrics, {**params, **dates}, started)

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from registry.client import LoadedModel
-from registry.compat import loads_scorer
+from core.scoring.compat import loads_scorer
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 import pandas as pd
 import pytest
 
@@ -100,5 +101,15 @@ def test_a_registered_version_is_a_pyfunc(tmp_path: Path) -> None:
     info = Registry(settings).log_and_register(model, "nbo-maturity", tags={"nbo.kind": "maturity"})
     assert info.source is not None
     pyfunc = mlflow.pyfunc.load_model(info.source)
-    out = pyfunc.predict(pd.DataFrame([{"balance": 1_000.0, "contract": CONTRACT}]))
+    row = {name: None for name in model.feature_names} | {"balance": 1_000.0, "contract": CONTRACT}
+    out = pyfunc.predict(pd.DataFrame([row]))
     assert out["outflow_probability"].tolist() == [pytest.approx(1 / (1 + math.exp(-1.0)))]
+    assert pyfunc.predict([row, row])["outflow_probability"].tolist() == 2 * out[
+        "outflow_probability"
+    ].tolist()  # records as a list of dicts, a column the model does not read ignored
+    one = pyfunc.predict(row)  # one record as a dict: its contract does not spread
+    assert one["outflow_probability"].tolist() == out["outflow_probability"].tolist()
+    with pytest.raises(ValueError, match="one contract"):
+        pyfunc.predict([row | {"contract": "term_deposit"}])
+    with pytest.raises(MlflowException, match="missing inputs"):
+        pyfunc.predict({"balance": 1_000.0, "contract": CONTRACT})

@@ -1,5 +1,5 @@
 """Registered models survive the move of their classes: pickles that name the old class paths
-(``core.scoring.recommender.*``) load through ``registry.compat`` into the classes of today,
+(``core.scoring.recommender.*``) load through ``core.scoring.compat`` into the classes of today,
 with the same scores and reasons, from a file, from a real MLflow registry and from the
 service's last-known-good cache."""
 
@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue
 from core.scoring.boosted import BoostedRecommender
+from core.scoring.compat import MOVED, loads_scorer
 from core.scoring.design import TabularDesign
 from core.scoring.legacy import TwoStageRecommender
 from core.scoring.trees import FlatTrees, TreeEnsemble
@@ -31,7 +32,6 @@ from core.settings import Settings
 from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
 from registry.client import SCORER_FILE, LoadedModel, Registry
-from registry.compat import MOVED, loads_scorer
 from service.app import create_app
 from service.infra import model_cache
 from tests.support.auth import AUTH
