@@ -31,6 +31,11 @@ class ResponseScorer(Protocol):
         """P(accept) of one feature mapping (``features.response_features``)."""
         ...
 
+    def accept_probabilities(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """P(accept) of many feature mappings in one call (the service scores every
+        candidate of a request at once: one ``predict_proba``, not one per product)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ResponseDesign:
@@ -89,5 +94,6 @@ class ResponseModel:
         return float(self.estimator.predict_proba(row)[0, 1])
 
     def accept_probabilities(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Many feature mappings at once (training, evaluation, batch scoring)."""
+        """Many feature mappings in one ``predict_proba`` call (training, evaluation, the
+        service's candidates of one request)."""
         return np.asarray(self.estimator.predict_proba(self.design.matrix(rows))[:, 1])
