@@ -128,7 +128,8 @@ class OfferOut(BaseModel):
         None,
         description=(
             "Arbitration priority: propensity x business value x channel weight x lever "
-            "(x retention boost); offers are sorted by it."
+            "(x retention boost), x P(accept) x channel affinity when the offer-response "
+            "model is loaded; offers are sorted by it."
         ),
         examples=[0.62],
     )

@@ -61,7 +61,7 @@ file's 11%); it only matters relative to the customer's own counts."""
 PRIOR_STRENGTH = 4.0
 """Weight of the prior, in contacts. A channel with ``n`` showings and no acceptance has
 affinity ``S / (n + S)``: 4 ignored showings halve it. One acceptance in 2 showings on push
-and none in 6 on sms: push 2.09, sms 0.4."""
+and none in 6 on sms: push 2.10, sms 0.40."""
 FROM_RESPONSES = "responses"
 FROM_RECORD = "record"
 
