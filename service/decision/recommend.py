@@ -199,7 +199,8 @@ def decide(
     arbitration factors; the preferred channel is derived with or without it.
 
     ``clock`` (optional) gets a lap per stage: ``scoring`` (model scores, churn risk, the
-    moments and the shown offers' model reasons), ``filtering`` and ``arbitration``.
+    moments, P(accept) and the shown offers' model reasons), ``filtering`` and
+    ``arbitration``.
     """
     clock = clock or StageClock()
     record = lookup.record

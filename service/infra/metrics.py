@@ -247,7 +247,8 @@ class ServiceMetrics:
         self.stage_duration = Histogram(
             "nbo_request_stage_duration_seconds",
             "Time of each stage of a recommendation: feature_fetch, scoring (model scores, "
-            "churn risk, reasons), filtering, arbitration (and the response), recording.",
+            "churn risk, P(accept), reasons), filtering, arbitration (and the response), "
+            "recording.",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=self.registry,
