@@ -5,7 +5,7 @@
 * **P(accept)** - the response model (``nbo-response``, ``core.scoring.response``) scores
   every candidate with ``features.response_features.contact_features`` for (record,
   product, request channel, the customer's contact entries, now), all candidates in one
-  ``predict_proba`` call. The model reads the product's contact history (times shown since
+  batch (``accept_probabilities``). The model reads the product's contact history (times shown since
   the last outcome, earlier outcome, days since it), so a product shown again and again
   scores lower than a fresh one (contact fatigue).
 * **channel affinity** - the customer's own responsiveness on the request channel, which
@@ -29,8 +29,8 @@ is logged and ignored for that request (the answer is made as without a model).
 Pure apart from that log line: the entries are the ``ContactState`` the request already
 read in its one Redis round trip. The model runs with one OpenMP thread
 (:func:`one_openmp_thread`): scikit-learn's gradient boosting otherwise starts a thread per
-core for a 20-row prediction, and on a busy two-core machine one call took about 100 ms
-instead of 6.
+core for a 15-row prediction, and on a busy two-core machine one such call took 103 ms
+instead of 6 (one measurement).
 """
 
 from __future__ import annotations
