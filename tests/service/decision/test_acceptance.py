@@ -257,3 +257,20 @@ def test_the_acceptance_history_is_read_from_the_entries_alone() -> None:
         (1 + PRIOR_STRENGTH * PRIOR_RATE) / (1 + PRIOR_STRENGTH)
     )
     assert response.affinity("branch") > 1 == response.affinity("app")
+
+
+def test_no_factor_makes_an_unsuitable_product_a_candidate(catalogue: Catalogue) -> None:
+    """A C1 customer, a recommender and a response model both sure of the mortgage (R3),
+    and a channel the customer always answers on: still only R1 products."""
+    history = [entry("shown", "taxes", "app", 3), entry("accepted", "taxes", "app", 2)]
+    decision = run(
+        catalogue,
+        history,
+        model=ConstantResponse(1.0),
+        overrides={"mortgage": 1.0, "funds": 1.0},
+        record=adult(risk_level=1),
+    )
+    assert decision.offers and all(o.product.risk_level == 1 for o in decision.offers)
+    excluded = {e.product_id: e.rule.value for e in decision.exclusions}
+    assert excluded["mortgage"] == excluded["funds"] == "suitability"
+    assert all(p.product.risk_level == 1 for p in decision.priorities)
