@@ -11,8 +11,9 @@ replay reports:
   service's arbitration redone with the candidate's propensities: among the candidates the
   record lists (``arbitration.priorities``: they passed suitability, eligibility, channel
   and contact rules), the highest propensity x business value x channel weight x lever x
-  boost. A record without them: the best-scored product that passes ``core.suitability``
-  as of the recorded date;
+  boost, times the recorded P(accept) and channel affinity when the response model was
+  used (``p_accept``, ``channel_affinity``; absent or null: 1). A record without candidates:
+  the best-scored product that passes ``core.suitability`` as of the recorded date;
 * ``unsuitable``: the candidate's own first choice - its best-scored product among those
   the customer does not hold and that are on sale - fails ``core.suitability`` (risk level
   above the customer's, no valid assessment, age, residency, income, assets). The service
@@ -119,7 +120,8 @@ def _arbitrated_top(
 
     The service's arbitration (``service.decision.arbitration``) redone: the recorded
     candidates (they passed every filter of that request) ranked by the candidate's
-    propensity times their recorded business value, channel weight, lever and boost;
+    propensity times their recorded business value, channel weight, lever and boost (and
+    P(accept) and channel affinity, when recorded: they do not depend on the recommender);
     retention treatments keep their recorded priority (the churn model's, not the
     recommender's). Of the top ``len(offers)``, the first that is not a retention
     treatment; None when there is none (only treatments were shown) or the record holds no
@@ -143,12 +145,24 @@ def _arbitrated_top(
         factors = [entry.get(k) for k in ("business_value", "context_weight", "lever", "boost")]
         score = scores.get(pid, math.nan)
         if all(isinstance(f, int | float) for f in factors) and math.isfinite(score):
-            ranked.append((score * math.prod(float(f) for f in factors), order, pid))  # type: ignore[arg-type]
+            # The service's order of multiplication, so that recorded ties stay ties.
+            priority = score * _taken(entry)
+            for f in factors:
+                priority *= float(f)  # type: ignore[arg-type]
+            ranked.append((priority, order, pid))
     ranked.sort(key=lambda item: (-item[0], item[1]))  # ties: the recorded order
     for _, _, pid in ranked[: len(offers)]:
         if not catalogue.get(pid).retention:
             return pid
     return None
+
+
+def _taken(entry: Mapping[str, Any]) -> float:
+    """P(accept) x channel affinity as recorded; 1 when the response model was not used."""
+    p_accept, affinity = entry.get("p_accept"), entry.get("channel_affinity")
+    if isinstance(p_accept, int | float) and isinstance(affinity, int | float):
+        return float(p_accept) * float(affinity)
+    return 1.0
 
 
 def _has_arbitration(decision: Mapping[str, Any]) -> bool:

@@ -17,7 +17,7 @@ router = APIRouter(tags=["operations"])
 class ReloadOut(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    slot: str = Field(description="recommender, churn, challenger or maturity.")
+    slot: str = Field(description="recommender, churn, challenger, maturity or response.")
     model: str
     alias: str
     outcome: str = Field(description="unchanged, swapped, refused, removed or error.")

@@ -128,7 +128,8 @@ class OfferOut(BaseModel):
         None,
         description=(
             "Arbitration priority: propensity x business value x channel weight x lever "
-            "(x retention boost); offers are sorted by it."
+            "(x retention boost), x P(accept) x channel affinity when the offer-response "
+            "model is loaded; offers are sorted by it."
         ),
         examples=[0.62],
     )
@@ -174,6 +175,29 @@ class FeatureSetOut(BaseModel):
     as_of: date = Field(description="Data cut-off of the features.", examples=["2026-10-31"])
 
 
+class PreferredChannelOut(BaseModel):
+    """Where to reach the customer (an outbound campaign picks its channel from this)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel = Field(examples=["push"])
+    source: Literal["responses", "record"] = Field(
+        description=(
+            "responses: the channel with the highest smoothed acceptance rate in the "
+            "customer's recent contact history (they accepted an offer in it); record: the "
+            "customer record's preferred_channel (no acceptance in the history)."
+        ),
+        examples=["responses"],
+    )
+    accept_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="The smoothed acceptance rate on that channel (responses only).",
+        examples=[0.34],
+    )
+
+
 class RecommendationResponse(BaseModel):
     """The decision for one request."""
 
@@ -209,6 +233,11 @@ class RecommendationResponse(BaseModel):
                     "tier": "mass",
                     "degraded": False,
                     "degraded_reason": None,
+                    "preferred_channel": {
+                        "channel": "push",
+                        "source": "responses",
+                        "accept_rate": 0.34,
+                    },
                 }
             ]
         },
@@ -263,6 +292,13 @@ class RecommendationResponse(BaseModel):
             "is shown (only churn retention or maturity treatments); null otherwise."
         ),
         examples=[None],
+    )
+    preferred_channel: PreferredChannelOut | None = Field(
+        None,
+        description=(
+            "The customer's preferred channel and how it was derived; null when neither "
+            "the contact history nor the record says."
+        ),
     )
 
 

@@ -1,10 +1,15 @@
 """Arbitration: order the suitable candidates by one priority (Pega-style).
 
-    priority = propensity x business value x context weight (channel) x lever
+    priority = propensity x P(accept) x channel affinity x business value
+               x context weight (channel) x lever
 
 * propensity - the recommender's score for a cross-sell product (popularity in the fallback,
   1 when the fallback has no model at all); for a retention treatment, the customer's churn
   probability;
+* P(accept), channel affinity - ``service.decision.acceptance``: the response model's
+  probability that this offer is taken now on this channel (contact fatigue included) and
+  the customer's smoothed responsiveness on the channel; both 1 (recorded as ``None``)
+  without a response model, so the priority is then the four other factors' alone;
 * business value - the catalogue's value of one acceptance to the bank;
 * context weight - ``decisioning.yaml`` ``channels.<channel>``: its weight times the factor
   of the product's category on that channel;
@@ -31,8 +36,12 @@ from core.catalogue import Product
 from core.decisioning import DecisioningConfig
 from core.scoring.base import Reason
 from core.suitability import Exclusion, Rule, partition
+from service.decision.acceptance import Acceptance
 from service.decision.churn_risk import ChurnRisk
 from service.decision.moments import Moments, Treatment, churn_triggered
+
+NO_ACCEPTANCE = Acceptance()
+"""No response model: no factors."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,8 @@ class Priority:
     boost: float  # the trigger's boost; 1 for cross-sell
     priority: float
     trigger: str | None = None  # what made a treatment a candidate; None for cross-sell
+    p_accept: float | None = None  # None: no response model (a factor of 1)
+    channel_affinity: float | None = None  # None: no response model (a factor of 1)
 
     def as_record(self) -> dict[str, object]:
         return {
@@ -58,6 +69,8 @@ class Priority:
             "boost": self.boost,
             "priority": self.priority,
             "trigger": self.trigger,
+            "p_accept": self.p_accept,
+            "channel_affinity": self.channel_affinity,
         }
 
 
@@ -87,10 +100,12 @@ def arbitrate(
     moments: Moments,
     channel: str,
     config: DecisioningConfig,
+    acceptance: Acceptance | None = None,
 ) -> list[Priority]:
     """Priorities of ``allowed``, highest first.
 
-    A cross-sell product without a finite propensity (unknown to the model) is left out:
+    A cross-sell product without a finite propensity (unknown to the model), or any
+    candidate without a finite P(accept) when a response model is used, is left out:
     nothing is offered that arbitration could not place. A treatment is placed only when a
     trigger of ``moments`` made it a candidate (the caller normally leaves it out of
     ``allowed`` otherwise).
@@ -108,11 +123,15 @@ def arbitrate(
             if not math.isfinite(value):
                 continue
             propensity, boost = value, 1.0
+        p_accept, affinity = (acceptance or NO_ACCEPTANCE).factors(product.id)
+        if p_accept is not None and not math.isfinite(p_accept):
+            continue
         context = config.context_weight(channel, product)
         lever = config.levers.lever_for(product) * moments.stage_lever(product)
         # Finite factors can still overflow (a huge score x boosts): held at the largest
         # float, the candidate stays placed, first, with a finite priority.
-        priority = propensity * product.business_value * context * lever * boost
+        taken = p_accept * affinity if p_accept is not None and affinity is not None else 1.0
+        priority = propensity * taken * product.business_value * context * lever * boost
         priority = max(min(priority, sys.float_info.max), -sys.float_info.max)
         priorities.append(
             Priority(
@@ -124,6 +143,8 @@ def arbitrate(
                 boost,
                 priority,
                 trigger,
+                p_accept,
+                affinity,
             )
         )
     priorities.sort(key=lambda p: -p.priority)
@@ -144,6 +165,10 @@ def arbitration_reasons(item: Priority, treatment: Treatment | None, channel: st
         f" x value {item.business_value:g} x channel {channel} {item.context_weight:g}"
         f" x lever {item.lever:g}"
     )
+    if item.p_accept is not None and item.channel_affinity is not None:
+        formula += (
+            f" x P(accept) {item.p_accept:.3g} x channel affinity {item.channel_affinity:.3g}"
+        )
     if item.boost != 1.0:
         formula += f" x {boost.replace('_', ' ')} boost {item.boost:g}"
     reasons.append(Reason("arbitration", formula))

@@ -4,7 +4,8 @@
 One record per response (see ``docs/decisioning.md`` for every field): request id, time,
 pseudonymous customer id, channel, model versions and variant, catalogue and decisioning
 versions, the feature set and its age, the feature record used (for replays), candidate
-scores, every exclusion with its rule, the arbitration inputs and contact state, the
+scores, every exclusion with its rule, the arbitration inputs (P(accept) and channel
+affinity included) and contact state, the
 customer's moments (lifecycle stage, tier, the treatments their triggers proposed), the
 offers. The raw customer id is not in it: fields that name or identify a customer are
 dropped from the feature record (:func:`without_identifiers`).
@@ -121,6 +122,7 @@ def audit_record(
         "ranked_out": decision.ranked_out,  # ranked below the top k (with offers, holdout
         # offers and exclusions: every product of the catalogue)
         "contact": decision.contact,
+        "acceptance": decision.acceptance.as_record(),
         "lifecycle_stage": response.lifecycle_stage,
         "tier": response.tier,
         "moments": decision.moments.as_record(),

@@ -14,6 +14,7 @@ from core.catalogue import Product
 from core.scoring.base import Reason
 from core.suitability import Exclusion
 from features.online_store import FeatureSetInfo
+from service.decision.acceptance import Acceptance
 from service.decision.arbitration import Priority
 from service.decision.churn_risk import ChurnRisk
 from service.decision.moments import Moments
@@ -58,6 +59,8 @@ class Decision:
     contact: dict[str, object] = field(default_factory=dict)  # ContactState.summary
     decided_at: datetime | None = None
     moments: Moments = field(default_factory=Moments)  # stage, tier, triggered treatments
+    # P(accept) and channel affinity used (``service.decision.acceptance``), preferred channel:
+    acceptance: Acceptance = field(default_factory=Acceptance)
     # Shadow mode: the challenger's offers for the same request, recorded, never shown
     # ({"model", "version", "offers": [{product_id, rank, score}]}; ``service.decision.variant``).
     shadow: dict[str, object] | None = None

@@ -3,7 +3,8 @@
 ``recommend`` is the whole path, top to bottom: fetch features and contact state (one
 Redis round trip) -> :func:`decide` (score -> churn risk -> moments: triggered treatments,
 stage, tier -> filter: suitability and eligibility, channel rules, tier channels, contact
-policy -> arbitrate -> top k within the daily cap -> reasons) -> respond; once the answer
+policy -> acceptance: P(accept) and channel affinity -> arbitrate -> top k within the
+daily cap -> reasons) -> respond; once the answer
 is sent, ``record`` hands the decision to the audit trail's write-behind queue
 (``service.infra.audit_writer``: written in batches off the request path, so the read
 stays the request's only Redis round trip) and counts it (:class:`Answer`).
@@ -25,16 +26,19 @@ from core.decisioning import DecisioningConfig
 from core.pseudonym import pseudonymiser
 from core.scoring.base import ChurnScorer, PreparedRecord, Reason, RecommenderScorer
 from core.scoring.maturity import MaturityScorer
+from core.scoring.response import ResponseScorer
 from core.settings import Settings
 from core.suitability import CustomerFacts, Exclusion, Rule, split_suitable
 from service.api.schemas import (
     ChurnRiskOut,
     FeatureSetOut,
     OfferOut,
+    PreferredChannelOut,
     ReasonOut,
     RecommendationRequest,
     RecommendationResponse,
 )
+from service.decision.acceptance import assess_acceptance
 from service.decision.arbitration import (
     Priority,
     arbitrate,
@@ -101,6 +105,8 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
         # The optional maturity slot (``service.infra.state``); none loaded -> no maturity
         # treatment.
         maturity_model=state.maturity_scorer,
+        # The optional response slot: none loaded -> no P(accept) or channel affinity.
+        response_model=state.response_scorer,
         k=request.k,
         now=now,
         settings=settings,
@@ -174,6 +180,7 @@ def decide(
     decisioning: DecisioningConfig,
     clock: StageClock | None = None,
     maturity_model: MaturityScorer | None = None,
+    response_model: ResponseScorer | None = None,
 ) -> Decision:
     """Score, assess churn risk, filter, arbitrate and explain: the pure part of the path.
 
@@ -187,8 +194,13 @@ def decide(
     rule, the lifecycle stage) and pass the same filters; the customer's tier sets the
     channels and caps of the contact policy.
 
+    With ``response_model``, every candidate left after the filters gets P(accept) on
+    ``channel`` and the customer's channel affinity (``service.decision.acceptance``) as
+    arbitration factors; the preferred channel is derived with or without it.
+
     ``clock`` (optional) gets a lap per stage: ``scoring`` (model scores, churn risk, the
-    moments and the shown offers' model reasons), ``filtering`` and ``arbitration``.
+    moments, P(accept) and the shown offers' model reasons), ``filtering`` and
+    ``arbitration``.
     """
     clock = clock or StageClock()
     record = lookup.record
@@ -232,9 +244,14 @@ def decide(
     allowed, off_tier = split_by_tier_channel(allowed, decisioning.moments, moments.tier, channel)
     allowed, contacted = split_by_contact_policy(allowed, lookup.contact, now, limits)
     clock.lap("filtering")
+    # Will they take it now, here? All candidates in one batch of the response model.
+    acceptance = assess_acceptance(
+        response_model, record, allowed, channel, lookup.contact.entries, now
+    )
+    clock.lap("scoring")
 
     # Arbitrate, keep the top k the channel's daily cap allows, and say why each is there.
-    priorities = arbitrate(allowed, scores, moments, channel, decisioning)
+    priorities = arbitrate(allowed, scores, moments, channel, decisioning, acceptance)
     unscored = unscored_products(allowed, priorities)
     capacity = daily_capacity(lookup.contact, channel, now, limits)
     shown, cut = top_offers(priorities, k, capacity, channel, limits.channel_daily_cap)
@@ -285,6 +302,7 @@ def decide(
         contact={**lookup.contact.summary(now, limits, channel), "daily_capacity": capacity},
         decided_at=now,
         moments=moments,
+        acceptance=acceptance,
     )
 
 
@@ -295,7 +313,7 @@ def unscored_products(
     so that the audit trail accounts for every product of the catalogue."""
     placed = {item.product.id for item in priorities}
     return [
-        Exclusion(p.id, Rule.NO_SCORE, "no finite propensity from the model")
+        Exclusion(p.id, Rule.NO_SCORE, "no finite propensity (or P(accept)) from the model")
         for p in allowed
         if p.id not in placed
     ]
@@ -363,6 +381,15 @@ def respond(
         ),
         degraded=decision.degraded,
         degraded_reason=decision.degraded_reason.value if decision.degraded_reason else None,
+        preferred_channel=(
+            PreferredChannelOut(
+                channel=preferred.channel,  # type: ignore[arg-type]  # one of CHANNELS
+                source=preferred.source,  # type: ignore[arg-type]
+                accept_rate=preferred.accept_rate,
+            )
+            if (preferred := decision.acceptance.preferred) is not None
+            else None
+        ),
     )
 
 

@@ -91,6 +91,7 @@ VARIANT_OF_SLOT = {
     "churn": "champion",
     "challenger": "challenger",
     "maturity": "champion",
+    "response": "champion",
 }
 """Which variant each serving slot's model is (``service.infra.state.MODEL_SLOTS``)."""
 
@@ -246,7 +247,8 @@ class ServiceMetrics:
         self.stage_duration = Histogram(
             "nbo_request_stage_duration_seconds",
             "Time of each stage of a recommendation: feature_fetch, scoring (model scores, "
-            "churn risk, reasons), filtering, arbitration (and the response), recording.",
+            "churn risk, P(accept), reasons), filtering, arbitration (and the response), "
+            "recording.",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=self.registry,
@@ -332,7 +334,9 @@ class ServiceMetrics:
 
     def set_serving(self, state: ServingState) -> None:
         """Model versions and sources of a serving state (startup and every hot swap)."""
-        self.set_models(state.recommender, state.churn, state.challenger, state.maturity)
+        self.set_models(
+            state.recommender, state.churn, state.challenger, state.maturity, state.response
+        )
         variants: list[tuple[str, ...]] = []
         sources: list[tuple[str, ...]] = []
         for slot, variant in VARIANT_OF_SLOT.items():

@@ -1,8 +1,9 @@
 """Load and validate the serving models: at startup, and for every hot reload.
 
-Four slots: ``recommender``, ``churn`` and ``maturity`` (the ``serving_alias``, champion by
-default; the maturity outflow model is optional: without one the service answers as
-before) and ``challenger`` (the recommender's ``challenger`` alias, loaded only when
+Five slots: ``recommender``, ``churn``, ``maturity`` and ``response`` (the ``serving_alias``,
+champion by default; the maturity outflow and offer-response models are optional: without
+them the service answers as it does without them, see ``service.decision.acceptance``) and
+``challenger`` (the recommender's ``challenger`` alias, loaded only when
 challenger traffic or shadow mode is configured).
 
 Startup: if the registry cannot be reached, hangs (requests are bounded by
@@ -14,8 +15,10 @@ answers, ``/readyz`` 503 for the recommender). A challenger is never loaded from
 when its alias is gone.
 
 Validation (``validate``) is what a new version must pass before it serves: the right
-kind, consistent shapes, every input feature present in the live feature set, and finite
-scores of the right shape for fixed smoke inputs.
+kind, consistent shapes, every input feature present in the live feature set (for a
+response model: every input one that ``features.response_features.contact_features``
+computes - its record inputs are optional), and finite scores of the right shape for fixed
+smoke inputs.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ import logging
 import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
 
 from core.settings import Settings
+from features.response_features import FEATURE_NAMES as RESPONSE_FEATURES
+from features.response_features import contact_features
 from registry.client import LoadedModel, ModelNotFoundError, Registry
+from service.decision.contact_policy import ContactEntry
 from service.infra import model_cache
 from service.infra.log import fields
 
@@ -44,7 +50,7 @@ SOURCE_CACHE = "cache"
 class Slot:
     """One model the service serves: which state field, registered name, alias, kind."""
 
-    key: str  # ServingState field: recommender | churn | challenger | maturity
+    key: str  # ServingState field: recommender | churn | challenger | maturity | response
     name: str
     alias: str
     kind: str
@@ -67,6 +73,13 @@ def serving_slots(settings: Settings) -> list[Slot]:
             settings.maturity_model_name,
             settings.serving_alias,
             "maturity",
+            optional=True,
+        ),
+        Slot(
+            "response",
+            settings.response_model_name,
+            settings.serving_alias,
+            "response",
             optional=True,
         ),
     ]
@@ -106,7 +119,7 @@ def load_at_startup(settings: Settings, slot: Slot) -> Loaded:
         # path - is no reason to start a champion without a model while a last-known-good
         # copy exists (the watcher likewise keeps a champion whose alias goes away). A
         # challenger without its alias is retired, so it is not loaded from the cache.
-        # An optional model (maturity) that was never registered is normal: info, not warning.
+        # An optional model (maturity, response) never registered is normal: info, not warning.
         level = logging.INFO if slot.optional else logging.WARNING
         log.log(level, "model not loaded", extra=fields(**ctx, error=str(exc)))
         if slot.key == "challenger":
@@ -187,7 +200,11 @@ def validate(loaded: LoadedModel, kind: str, feature_names: list[str] | None) ->
     if scorer.kind != kind:
         return f"expected a {kind} scorer, got kind {scorer.kind!r}"
     inputs = list(getattr(scorer, "feature_names", []))
-    if feature_names is not None:
+    if kind == "response":  # computed per request from the record and the contact entries
+        unknown = sorted(set(inputs) - set(RESPONSE_FEATURES))
+        if unknown:
+            return f"{len(unknown)} inputs the service does not compute: {', '.join(unknown[:5])}"
+    elif feature_names is not None:
         missing = sorted(set(inputs) - set(feature_names))
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -216,9 +233,29 @@ SMOKE_CONTRACT: dict[str, Any] = {
 }
 """A typical maturing deposit (an entry of the ``maturities`` field) for the smoke inputs."""
 SMOKE_TODAY = date(2025, 4, 10)
+SMOKE_NOW = datetime(2025, 4, 10, 10, tzinfo=UTC).timestamp()
+
+
+SMOKE_HISTORY = (
+    ContactEntry("shown", "credit_card", "app", SMOKE_NOW - 9 * 86_400.0),
+    ContactEntry("declined", "credit_card", "app", SMOKE_NOW - 8 * 86_400.0),
+    ContactEntry("shown", "credit_card", "push", SMOKE_NOW - 2 * 86_400.0),
+)
+"""A contact history for the response model's smoke inputs: shown, declined, shown again."""
 
 
 def _smoke(scorer: Any, kind: str, record: dict[str, Any]) -> str | None:
+    if kind == "response":
+        rows = [
+            contact_features(record, product, "app", SMOKE_HISTORY, SMOKE_NOW)
+            for product in ("credit_card", "funds")
+        ]
+        values = np.asarray(scorer.accept_probabilities(rows), dtype=np.float64)
+        if values.shape != (len(rows),):
+            return f"accept probabilities of shape {values.shape}, expected ({len(rows)},)"
+        if not (np.isfinite(values).all() and ((values >= 0) & (values <= 1)).all()):
+            return f"accept probabilities {values.tolist()} outside [0, 1]"
+        return None
     if kind == "maturity":
         probability = float(scorer.outflow_probability(record, SMOKE_CONTRACT, SMOKE_TODAY))
         if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):

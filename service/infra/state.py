@@ -18,10 +18,11 @@ from core.catalogue import Catalogue
 from core.decisioning import DecisioningConfig
 from core.scoring.base import ChurnScorer
 from core.scoring.maturity import MaturityScorer
+from core.scoring.response import ResponseScorer
 from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
 
-MODEL_SLOTS = ("recommender", "churn", "challenger", "maturity")
+MODEL_SLOTS = ("recommender", "churn", "challenger", "maturity", "response")
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,10 @@ class ServingState:
 
     ``challenger`` is the recommender behind the ``challenger`` alias (served to a share
     of customers or scored in shadow, ``service.decision.variant``); ``maturity`` is the
-    optional maturity outflow model (``core.scoring.maturity``); ``model_sources`` says per
-    loaded slot (``recommender``, ``churn``, ``challenger``, ``maturity``) whether it came
-    from the registry or the last-known-good cache.
+    optional maturity outflow model (``core.scoring.maturity``); ``response`` the optional
+    offer-response model (``core.scoring.response``); ``model_sources`` says per loaded
+    slot (``recommender``, ``churn``, ``challenger``, ``maturity``, ``response``) whether it
+    came from the registry or the last-known-good cache.
     """
 
     catalogue: Catalogue
@@ -42,6 +44,7 @@ class ServingState:
     feature_set: FeatureSetInfo | None = None
     challenger: LoadedModel | None = None
     maturity: LoadedModel | None = None
+    response: LoadedModel | None = None
     model_sources: dict[str, str] = field(default_factory=dict)
 
     # The kinds were checked when the models were loaded (``service.infra.model_loading``).
@@ -55,16 +58,22 @@ class ServingState:
         return cast(MaturityScorer, self.maturity.scorer) if self.maturity else None
 
     @property
+    def response_scorer(self) -> ResponseScorer | None:
+        """The offer-response model, or None when none is loaded (it is optional)."""
+        return cast(ResponseScorer, self.response.scorer) if self.response else None
+
+    @property
     def model_versions(self) -> dict[str, str]:
         """Registered model name -> version of every loaded model."""
-        loaded = (m for m in (self.recommender, self.churn, self.maturity) if m is not None)
+        models = (self.recommender, self.churn, self.maturity, self.response)
+        loaded = (m for m in models if m is not None)
         return {m.name: str(m.version) for m in loaded}
 
     def with_feature_set(self, feature_set: FeatureSetInfo | None) -> ServingState:
         return replace(self, feature_set=feature_set)
 
     def with_model(self, slot: str, model: LoadedModel | None, source: str | None) -> ServingState:
-        """A copy with ``slot`` (recommender, churn, challenger or maturity) replaced."""
+        """A copy with ``slot`` (one of :data:`MODEL_SLOTS`) replaced."""
         if slot not in MODEL_SLOTS:
             raise ValueError(f"unknown model slot {slot!r} (one of {', '.join(MODEL_SLOTS)})")
         sources = {k: v for k, v in self.model_sources.items() if k != slot}
