@@ -11,12 +11,14 @@ from mlflow.exceptions import MlflowException
 from rich.console import Console
 
 from cli.errors import exit_on
+from cli.params import apply_params
 from cli.progress import spinner
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
 from core.settings import Settings, get_settings
 from core.tables import Tables, TablesMissingError, read_tables
 from registry.client import RegistryError
 from training import TrainResult
+from training.tracking import RunOptions
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -36,9 +38,54 @@ def _inputs() -> tuple[Tables, Catalogue, Settings]:
     return read_tables(settings.data_dir), catalogue, settings
 
 
-def _run(job: Callable[..., TrainResult], what: str) -> TrainResult:
+Params = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        help="NAME=VALUE: override one field of the model's config (repeatable); a wrong "
+        "name lists the valid ones.",
+    ),
+]
+Experiment = Annotated[
+    str | None,
+    typer.Option("--experiment", help="MLflow experiment for the run (default: nbo)."),
+]
+RunName = Annotated[
+    str | None,
+    typer.Option("--run-name", help="Run name (default: '<model> <date> <data folder>')."),
+]
+NoRegister = Annotated[
+    bool,
+    typer.Option(
+        "--no-register",
+        help="Log the run and its model but make no version of the production model.",
+    ),
+]
+Description = Annotated[
+    str | None, typer.Option("--description", help="The run's description (MLflow note).")
+]
+
+
+def _options(
+    experiment: str | None, run_name: str | None, no_register: bool, description: str | None
+) -> RunOptions:
+    return RunOptions(experiment, run_name, not no_register, description)
+
+
+def _run(
+    job: Callable[..., TrainResult],
+    what: str,
+    config: object | None = None,
+    params: list[str] | None = None,
+    options: RunOptions | None = None,
+) -> TrainResult:
     console = Console(stderr=True)
     with exit_on(*_EXPECTED_ERRORS):
+        overrides: dict[str, object] = {}
+        if config is not None:
+            config, overrides = apply_params(config, params or [])
+        elif params:
+            raise ValueError(f"--param is not supported by nbo train {what}")
         tables, catalogue, settings = _inputs()
         bar = spinner(console)
         with bar:
@@ -48,23 +95,43 @@ def _run(job: Callable[..., TrainResult], what: str) -> TrainResult:
                 catalogue,
                 settings,
                 progress=lambda msg: bar.update(task, description=f"{what}: {msg}"),
+                config=config,
+                options=options,
             )
-    typer.echo(f"model      {result.model_name} version {result.version}")
+    if result.version is None:
+        typer.echo(f"model      {result.model_name}: logged, not registered (--no-register)")
+    else:
+        typer.echo(f"model      {result.model_name} version {result.version}")
     typer.echo(f"run        {result.run_id}")
+    if overrides:
+        typer.echo("params     " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
     typer.echo(f"holdout    {result.params.get('holdout_as_of', '?')}")
     typer.echo(f"elapsed    {result.seconds:.1f} s")
     return result
 
 
 @app.command("recommender")
-def recommender() -> None:
+def recommender(
+    param: Params = None,
+    experiment: Experiment = None,
+    run_name: RunName = None,
+    no_register: NoRegister = False,
+    description: Description = None,
+) -> None:
     """Train the two-stage recommender, report MAP@7 against popularity, register a version.
 
-    Example: nbo train recommender
-    """
-    from training.recommender import train_recommender  # heavy imports: keep --help fast
+    --param overrides a field of training.recommender.RecommenderConfig; with
+    --experiment and --no-register a trial leaves the production model alone.
 
-    result = _run(train_recommender, "recommender")
+    Example: nbo train recommender --param max_iter=30 --experiment trials --no-register
+    """
+    from training.recommender import (  # heavy imports: keep --help fast
+        RecommenderConfig,
+        train_recommender,
+    )
+
+    options = _options(experiment, run_name, no_register, description)
+    result = _run(train_recommender, "recommender", RecommenderConfig(), param, options)
     m = result.metrics
     typer.echo(
         f"MAP@7      {m['map_at_7']:.4f}  (popularity baseline {m['popularity_map_at_7']:.4f}, "
@@ -75,14 +142,24 @@ def recommender() -> None:
 
 
 @app.command("churn")
-def churn() -> None:
+def churn(
+    param: Params = None,
+    experiment: Experiment = None,
+    run_name: RunName = None,
+    no_register: NoRegister = False,
+    description: Description = None,
+) -> None:
     """Train the calibrated churn model, report ROC-AUC / PR-AUC / Brier, register a version.
 
-    Example: nbo train churn
-    """
-    from training.churn import train_churn  # heavy imports: keep --help fast
+    --param overrides a field of training.churn.ChurnConfig; with --experiment and
+    --no-register a trial leaves the production model alone.
 
-    result = _run(train_churn, "churn")
+    Example: nbo train churn --param max_train_snapshots=3 --run-name "churn 3 snapshots"
+    """
+    from training.churn import ChurnConfig, train_churn  # heavy imports: keep --help fast
+
+    options = _options(experiment, run_name, no_register, description)
+    result = _run(train_churn, "churn", ChurnConfig(), param, options)
     m = result.metrics
     typer.echo(f"ROC-AUC    {m['roc_auc']:.4f}")
     typer.echo(f"PR-AUC     {m['pr_auc']:.4f}  (holdout churn rate {m['holdout_churn_rate']:.4f})")
@@ -91,17 +168,30 @@ def churn() -> None:
 
 
 @app.command("maturity")
-def maturity() -> None:
+def maturity(
+    param: Params = None,
+    experiment: Experiment = None,
+    run_name: RunName = None,
+    no_register: NoRegister = False,
+    description: Description = None,
+) -> None:
     """Train the maturity outflow model (does a maturing deposit's money leave the bank within
     30 days?), report ROC-AUC / PR-AUC / Brier on the time holdout, register a version.
 
     Needs a contracts table (the synthetic bank has one; the Santander import leaves it empty).
 
-    Example: nbo train maturity
-    """
-    from training.maturity import train_maturity  # heavy imports: keep --help fast
+    --param overrides a field of training.maturity.MaturityConfig; --experiment,
+    --run-name, --no-register and --description as for the other models.
 
-    result = _run(train_maturity, "maturity")
+    Example: nbo train maturity --experiment trials --no-register
+    """
+    from training.maturity import (  # heavy imports: keep --help fast
+        MaturityConfig,
+        train_maturity,
+    )
+
+    options = _options(experiment, run_name, no_register, description)
+    result = _run(train_maturity, "maturity", MaturityConfig(), param, options)
     m = result.metrics
     typer.echo(f"ROC-AUC    {m['roc_auc']:.4f}")
     typer.echo(

@@ -16,8 +16,10 @@ the store must be as trusted as the code base (it is written only by our trainin
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pickle
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -34,13 +36,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
+from mlflow.utils import mlflow_tags
 
 from core.scoring.base import ChurnScorer, RecommenderScorer
 from core.scoring.compat import load_scorer
 from core.scoring.maturity import RegisteredMaturityScorer
 from core.scoring.response import ResponseScorer
 from core.settings import Settings
-from registry import model_package
+from registry import lineage, model_package
 from registry.history import AliasEvent, current_actor, events_from_tags, now_utc, tag_key
 from registry.pyfunc import (
     MODEL_CODE,
@@ -113,8 +116,11 @@ def _not_found(exc: MlflowException) -> bool:
 class Registry:
     """Models <-> MLflow. Knows MLflow, not Redis."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, experiment: str | None = None) -> None:
+        """``experiment`` names the MLflow experiment runs go to (default ``nbo``): trials
+        in another experiment stay out of the production one's history."""
         self.settings = settings
+        self.experiment_name = experiment or EXPERIMENT_NAME
         self.tracking_uri = settings.tracking_uri
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
@@ -133,22 +139,37 @@ class Registry:
         NBO home, so artifacts never land in a ``./mlruns`` of whatever folder a job runs in.
         """
         if self._experiment_id is None:
-            found = self.client.get_experiment_by_name(EXPERIMENT_NAME)
+            found = self.client.get_experiment_by_name(self.experiment_name)
             if found is not None:
                 self._experiment_id = found.experiment_id
             else:
                 scheme = self.tracking_uri.split(":", 1)[0] if ":" in self.tracking_uri else ""
                 location = self.settings.artifact_root if scheme in _LOCAL_SCHEMES else None
+                if location is not None and self.experiment_name != EXPERIMENT_NAME:
+                    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", self.experiment_name)
+                    location = f"{location.rstrip('/')}/experiments/{slug}"
                 self._experiment_id = self.client.create_experiment(
-                    EXPERIMENT_NAME, artifact_location=location
+                    self.experiment_name, artifact_location=location
                 )
         return self._experiment_id
 
     @contextmanager
-    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[str]:
+    def start_run(
+        self,
+        run_name: str,
+        tags: Mapping[str, str] | None = None,
+        description: str | None = None,
+    ) -> Iterator[str]:
         """Open a run and yield its id; FINISHED on success, FAILED if the body raises
-        (KILLED on Ctrl-C)."""
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags or {}))
+        (KILLED on Ctrl-C). The run gets MLflow's user, source and git commit tags
+        (``registry.lineage``) besides ``tags``; ``description`` is the run's note (the
+        Description field of the MLflow UI)."""
+        system = lineage.source_tags()
+        if description:
+            system[mlflow_tags.MLFLOW_RUN_NOTE] = description
+        run = self.client.create_run(
+            self.experiment_id, run_name=run_name, tags={**system, **(tags or {})}
+        )
         run_id = run.info.run_id
         try:
             yield run_id
@@ -205,11 +226,32 @@ class Registry:
                 return self.log_and_register(
                     scorer, name, params, metrics, tags, artifacts, own_run, example
                 )
+        logged = self.log_model(scorer, name, params, metrics, tags, artifacts, run_id, example)
+        return self._register(name, logged, run_id)
+
+    def log_model(
+        self,
+        scorer: AnyScorer,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifacts: Mapping[str, Path] | None = None,
+        run_id: str | None = None,
+        example: Mapping[Any, Any] | None = None,
+    ) -> mlflow.entities.LoggedModel:
+        """:meth:`log_and_register` without the registration: the run and its logged model
+        (loadable as ``models:/<model_id>``), no version of ``name`` (a trial)."""
+        _check_protocol(scorer, name)
+        if run_id is None:
+            with self.start_run(f"{name}-log") as own_run:
+                return self.log_model(
+                    scorer, name, params, metrics, tags, artifacts, own_run, example
+                )
         self.log_run_data(run_id, params, metrics, tags)
         for artifact in (artifacts or {}).values():
             self.client.log_artifact(run_id, str(artifact))
-        logged = self._log_pyfunc(scorer, run_id, name, example)
-        return self._register(name, logged, run_id)
+        return self._log_pyfunc(scorer, run_id, name, example)
 
     def _log_pyfunc(
         self, scorer: AnyScorer, run_id: str, name: str, example: Mapping[Any, Any] | None
@@ -272,10 +314,21 @@ class Registry:
         )
         try:
             version = self._wait_ready(version)
+            self._link(logged, version)
         except BaseException:
             self.client.delete_model_version(name, version.version)
             raise
         return self._info(version)
+
+    def _link(self, logged: mlflow.entities.LoggedModel, version: ModelVersion) -> None:
+        """Tag the logged model with its version, as ``mlflow.register_model`` does: the UI's
+        logged-model page then shows it registered (not a "Register model" button that
+        would make a duplicate version)."""
+        listed = json.loads(logged.tags.get(mlflow_tags.MLFLOW_MODEL_VERSIONS) or "[]")
+        listed.append({"name": version.name, "version": version.version})
+        self.client.set_logged_model_tags(
+            logged.model_id, {mlflow_tags.MLFLOW_MODEL_VERSIONS: json.dumps(listed)}
+        )
 
     def _wait_ready(self, version: ModelVersion) -> ModelVersion:
         deadline = time.monotonic() + _READY_TIMEOUT_SECONDS

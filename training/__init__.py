@@ -19,10 +19,11 @@ class _Version(Protocol):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a training job produced: the registered version and how it scored."""
+    """What a training job produced: the registered version (None when the job only
+    logged its model: ``--no-register``) and how it scored."""
 
     model_name: str
-    version: int
+    version: int | None
     run_id: str
     metrics: dict[str, float]
     params: dict[str, str] = field(default_factory=dict)
@@ -31,17 +32,19 @@ class TrainResult:
     @classmethod
     def registered(
         cls,
-        version: _Version,
+        version: _Version | None,
         run_id: str,
         metrics: dict[str, float],
         params: Mapping[str, object],
         started: float,
+        model_name: str = "",
     ) -> "TrainResult":
-        """The result of a job that registered ``version``; ``started`` is its
-        ``time.perf_counter()`` at the start, params are shown as text."""
+        """The result of a job that registered ``version`` (None: a trial that only logged
+        its model for ``model_name``); ``started`` is its ``time.perf_counter()`` at the
+        start, params are shown as text."""
         return cls(
-            model_name=version.name,
-            version=int(version.version),
+            model_name=version.name if version is not None else model_name,
+            version=int(version.version) if version is not None else None,
             run_id=run_id,
             metrics=metrics,
             params={k: str(v) for k, v in params.items()},

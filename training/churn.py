@@ -33,7 +33,6 @@ from core.moments import load_moments
 from core.scoring.churn import LinearChurnModel, TabularDesign
 from core.settings import Settings
 from core.tables import TIERS, Tables
-from registry.client import Registry
 from training import TrainResult
 from training.datasets import (
     DatasetError,
@@ -42,6 +41,7 @@ from training.datasets import (
     churn_split,
     data_fingerprint,
 )
+from training.tracking import RunOptions, finish, log_frames
 
 CHURN_FEATURES = (
     "months_since_login",
@@ -180,13 +180,16 @@ def train_churn(
     settings: Settings,
     progress: Progress | None = None,
     config: ChurnConfig | None = None,
+    options: RunOptions | None = None,
 ) -> TrainResult:
-    """Fit, evaluate on the time-based holdout, log to MLflow and register a new version.
+    """Fit, evaluate on the time-based holdout, log to MLflow and register a new version
+    (``options``: experiment, run name, description, or no version at all).
 
     As for the recommender, a failure after the run opens leaves a FAILED run and no version.
     """
     config = config or ChurnConfig()
-    registry = Registry(settings)
+    options = options or RunOptions()
+    registry = options.registry(settings)
     started = time.perf_counter()
     horizon = settings.churn_horizon_months
     params: dict[str, object] = {f"config.{k}": v for k, v in dataclasses.asdict(config).items()}
@@ -196,8 +199,11 @@ def train_churn(
         catalogue_version=catalogue.version,
         moments_version=moments.version,
     )
-    tags = {"nbo.kind": "churn", "nbo.data_fingerprint": data_fingerprint(tables)}
-    with registry.start_run("churn", tags=tags) as run_id:
+    fingerprint = data_fingerprint(tables)
+    tags = {"nbo.kind": "churn", "nbo.data_fingerprint": fingerprint}
+    with registry.start_run(
+        options.name_for("churn", settings), tags=tags, description=options.description
+    ) as run_id:
         registry.log_run_data(run_id, params=params)
         split = churn_split(
             tables,
@@ -230,14 +236,32 @@ def train_churn(
             plot = calibration_plot(table, metrics["brier"], Path(tmp) / "calibration.png")
             if progress:
                 progress("registering")
-            version = registry.log_and_register(
+            log_frames(
+                registry,
+                run_id,
+                {
+                    "training": pd.concat([s.features for s in split.train]),
+                    "holdout": split.holdout.features,
+                },
+                kind="churn",
+                fingerprint=fingerprint,
+                source=settings.data_dir,
+                as_of={
+                    "training": str(dates["train_as_of"]),
+                    "holdout": str(dates["holdout_as_of"]),
+                },
+            )
+            version = finish(
+                registry,
+                options,
                 model,
                 settings.churn_model_name,
                 params=dates,
                 metrics=metrics,
-                tags={"nbo.feature_names": ",".join(model.feature_names)},
                 artifacts={"feature_names": names, "calibration": table_path, "plots": plot},
                 run_id=run_id,
                 example=split.holdout.features.iloc[0].to_dict(),
             )
-    return TrainResult.registered(version, run_id, metrics, {**params, **dates}, started)
+    return TrainResult.registered(
+        version, run_id, metrics, {**params, **dates}, started, settings.churn_model_name
+    )

@@ -56,11 +56,11 @@ from core.settings import Settings
 from core.tables import Tables
 from features.contract_features import contract_key
 from features.pointintime import compute_features, to_records
-from registry.client import Registry
 from training import TrainResult
 from training.churn import calibration_table
 from training.datasets import DatasetError, Progress, data_fingerprint
 from training.labels import data_end, snapshot_months
+from training.tracking import RunOptions, finish, log_frames
 
 
 @dataclass(frozen=True)
@@ -275,18 +275,24 @@ def train_maturity(
     settings: Settings,
     progress: Progress | None = None,
     config: MaturityConfig | None = None,
+    options: RunOptions | None = None,
 ) -> TrainResult:
-    """Fit, evaluate on the time holdout, log to MLflow and register a new version.
+    """Fit, evaluate on the time holdout, log to MLflow and register a new version
+    (``options``: experiment, run name, description, or no version at all).
 
     A failure after the run opens leaves a FAILED run and no version (as for churn).
     """
     config = config or MaturityConfig()
-    registry = Registry(settings)
+    options = options or RunOptions()
+    registry = options.registry(settings)
     started = time.perf_counter()
     params: dict[str, object] = {f"config.{k}": v for k, v in dataclasses.asdict(config).items()}
     params.update(outflow_window_days=OUTFLOW_WINDOW_DAYS, catalogue_version=catalogue.version)
-    tags = {"nbo.kind": "maturity", "nbo.data_fingerprint": contracts_fingerprint(tables)}
-    with registry.start_run("maturity", tags=tags) as run_id:
+    fingerprint = contracts_fingerprint(tables)
+    tags = {"nbo.kind": "maturity", "nbo.data_fingerprint": fingerprint}
+    with registry.start_run(
+        options.name_for("maturity", settings), tags=tags, description=options.description
+    ) as run_id:
         registry.log_run_data(run_id, params=params)
         model, split, metrics = fit_and_evaluate(tables, catalogue, config, progress)
         metrics["train_seconds"] = time.perf_counter() - started
@@ -304,13 +310,28 @@ def train_maturity(
             table.to_csv(table_path, index=False)
             if progress:
                 progress("registering")
-            version = registry.log_and_register(
+            log_frames(
+                registry,
+                run_id,
+                {
+                    "training": pd.DataFrame(split.train.inputs, columns=list(INPUT_NAMES)),
+                    "holdout": pd.DataFrame(split.holdout.inputs, columns=list(INPUT_NAMES)),
+                },
+                kind="maturity",
+                fingerprint=fingerprint,
+                source=settings.data_dir,
+                as_of={"training": dates["train_as_of"], "holdout": dates["holdout_as_of"]},
+            )
+            version = finish(
+                registry,
+                options,
                 model,
                 settings.maturity_model_name,
                 params=dates,
                 metrics=metrics,
-                tags={"nbo.feature_names": ",".join(model.feature_names)},
                 artifacts={"input_names": names, "calibration": table_path},
                 run_id=run_id,
             )
-    return TrainResult.registered(version, run_id, metrics, {**params, **dates}, started)
+    return TrainResult.registered(
+        version, run_id, metrics, {**params, **dates}, started, settings.maturity_model_name
+    )

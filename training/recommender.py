@@ -35,7 +35,6 @@ from core.scoring.boosted import BoostedRecommender
 from core.scoring.trees import TreeEnsemble
 from core.settings import Settings
 from core.tables import TIERS, Tables
-from registry.client import Registry
 from training import TrainResult
 from training.datasets import DatasetError, Progress, data_fingerprint, recommender_split
 from training.metrics import map_at_k, mean_metric
@@ -49,6 +48,7 @@ from training.pair_ranker import (
     pair_training_rows,
 )
 from training.recommender_data import Snapshot, align, examples, frame_inputs, held_matrix
+from training.tracking import RunOptions, finish, log_frames
 from training.tree_export import average_ensembles, export_trees, split_gains
 
 SEGMENT_LEVELS = 6
@@ -411,14 +411,17 @@ def train_recommender(
     settings: Settings,
     progress: Progress | None = None,
     config: RecommenderConfig | None = None,
+    options: RunOptions | None = None,
 ) -> TrainResult:
-    """Fit, evaluate on the time-based holdout, log to MLflow and register a new version.
+    """Fit, evaluate on the time-based holdout, log to MLflow and register a new version
+    (``options``: experiment, run name, description, or no version at all).
 
     The MLflow run opens before the data is read, so a failure at any step leaves a FAILED
     run (with the data fingerprint) and no model version.
     """
     config = config or RecommenderConfig()
-    registry = Registry(settings)
+    options = options or RunOptions()
+    registry = options.registry(settings)
     started = time.perf_counter()
     fingerprint = data_fingerprint(tables)
     params = {f"config.{k}": v for k, v in dataclasses.asdict(config).items()}
@@ -427,7 +430,9 @@ def train_recommender(
     params["moments_version"] = moments.version
     product_ids = [p.id for p in catalogue.holdable]
     with registry.start_run(
-        "recommender", tags={"nbo.kind": "recommender", "nbo.data_fingerprint": fingerprint}
+        options.name_for("recommender", settings),
+        tags={"nbo.kind": "recommender", "nbo.data_fingerprint": fingerprint},
+        description=options.description,
     ) as run_id:
         registry.log_run_data(run_id, params=params)
         split = recommender_split(
@@ -459,14 +464,32 @@ def train_recommender(
             artifacts = write_artifacts(fitted, evaluation, Path(tmp))
             if progress:
                 progress("registering")
-            version = registry.log_and_register(
+            log_frames(
+                registry,
+                run_id,
+                {
+                    "training": pd.concat([t.features for t in train]),
+                    "holdout": holdout.features,
+                },
+                kind="recommender",
+                fingerprint=fingerprint,
+                source=settings.data_dir,
+                as_of={
+                    "training": str(dates["train_as_of"]),
+                    "holdout": str(dates["holdout_as_of"]),
+                },
+            )
+            version = finish(
+                registry,
+                options,
                 fitted.scorer,
                 settings.recommender_model_name,
                 params=dates,
                 metrics=metrics,
-                tags={"nbo.feature_names": ",".join(fitted.scorer.feature_names)},
                 artifacts=artifacts,
                 run_id=run_id,
                 example=holdout.features.iloc[0].to_dict(),
             )
-    return TrainResult.registered(version, run_id, metrics, {**params, **dates}, started)
+    return TrainResult.registered(
+        version, run_id, metrics, {**params, **dates}, started, settings.recommender_model_name
+    )

@@ -22,8 +22,8 @@ import pickle
 import tempfile
 from pathlib import Path
 
-from registry.client import LoadedModel
 from core.scoring.compat import loads_scorer
+from registry.client import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from datetime import date
 from pathlib import Path
 
 import mlflow
-from mlflow.exceptions import MlflowException
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 
 from core.scoring.maturity import (
     INPUT_NAMES,
@@ -104,9 +104,10 @@ def test_a_registered_version_is_a_pyfunc(tmp_path: Path) -> None:
     row = {name: None for name in model.feature_names} | {"balance": 1_000.0, "contract": CONTRACT}
     out = pyfunc.predict(pd.DataFrame([row]))
     assert out["outflow_probability"].tolist() == [pytest.approx(1 / (1 + math.exp(-1.0)))]
-    assert pyfunc.predict([row, row])["outflow_probability"].tolist() == 2 * out[
-        "outflow_probability"
-    ].tolist()  # records as a list of dicts, a column the model does not read ignored
+    assert (
+        pyfunc.predict([row, row])["outflow_probability"].tolist()
+        == 2 * out["outflow_probability"].tolist()
+    )  # records as a list of dicts, a column the model does not read ignored
     one = pyfunc.predict(row)  # one record as a dict: its contract does not spread
     assert one["outflow_probability"].tolist() == out["outflow_probability"].tolist()
     with pytest.raises(ValueError, match="one contract"):
