@@ -35,6 +35,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"({retrained['algorithm']}, CV ROC-AUC {retrained['cv_roc_auc']}), "
         + ("promoted to champion" if retrained["promoted"] else "refused by the gate: ")
         + "; ".join(retrained["gate"]),
+        "hot reload: "
+        + (
+            f"{retrained['model']} served from the days after retraining"
+            if retrained["served"]
+            else f"this service build has no {retrained['model']} slot, so the days after "
+            "retraining are served by the same policy as before"
+        ),
         "",
         f"{'period':<18} {'variant':<10} {'decisions':>9} {'shown':>6} {'accepted':>8} "
         f"{'acceptance':>10} {'took up':>12} {'take-up':>8}",

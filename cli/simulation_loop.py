@@ -129,15 +129,15 @@ def _last_month_end(day: date) -> date:
 
 def run_settings(base: Settings, redis_url: str, plan: SimulationPlan, run_id: str) -> Settings:
     """The settings of one run: its own folder, Redis prefixes and control share."""
-    prefix = f"sim:{run_id}"
+    tail = f":sim-{run_id}"
     return base.model_copy(
         update={
             "home": base.home / "simulations" / run_id,
             "redis_url": redis_url,
-            "feature_prefix": f"{prefix}:fs",
-            "contact_prefix": f"{prefix}:contact",
-            "events_prefix": f"{prefix}:events",
-            "audit_prefix": f"{prefix}:audit",
+            "feature_prefix": base.feature_prefix + tail,
+            "contact_prefix": base.contact_prefix + tail,
+            "events_prefix": base.events_prefix + tail,
+            "audit_prefix": base.audit_prefix + tail,
             "control_share": plan.control_share,
             "challenger_share": 0.0,
             "shadow_mode": False,
@@ -375,7 +375,11 @@ def retrain(
     else:
         outcome |= {"promoted": True, "gate": []}
     reload = client.post("/admin/reload")
-    outcome["reload"] = reload.json().get("results") if reload.status_code == 200 else None
+    results = reload.json().get("results") if reload.status_code == 200 else None
+    outcome["reload"] = results
+    # Whether the service has a slot for the response model: if not, the days after
+    # retraining are served by the same policy, and the report says so.
+    outcome["served"] = any(r.get("model") == name for r in results or [])
     progress(
         f"{name} version {result.version} (CV ROC-AUC {outcome['cv_roc_auc']}): "
         + ("promoted to champion" if outcome["promoted"] else "refused by the gate")

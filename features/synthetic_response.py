@@ -34,7 +34,7 @@ import pandas as pd
 from core.catalogue import Catalogue
 from core.tables import CHANNELS
 from features.synthetic import WARM_UP_MONTHS, month_ends
-from features.synthetic_population import draw_population
+from features.synthetic_population import Population, draw_population
 from features.synthetic_products import product_rules
 
 Answer = Literal["accepted", "declined"] | None
@@ -63,6 +63,13 @@ class ResponseRules:
 
 
 _VISIT, _ANSWER, _ORGANIC = 1, 2, 3
+
+
+def bank_population(customers: int, months: int, seed: int, end_month: date) -> Population:
+    """The population ``features.synthetic.generate_bank`` drew first for these arguments
+    (its customers' hidden archetypes included)."""
+    steps = month_ends(end_month, months + WARM_UP_MONTHS)
+    return draw_population(np.random.default_rng(seed), customers, steps, WARM_UP_MONTHS)
 
 
 class HiddenBehaviour:
@@ -109,10 +116,7 @@ class HiddenBehaviour:
         """The behaviour of the bank ``generate_bank(len(customers), months, seed, catalogue,
         end_month)`` made: its archetypes are drawn again from the same seed (the population
         is the generator's first draw)."""
-        steps = month_ends(end_month, months + WARM_UP_MONTHS)
-        population = draw_population(
-            np.random.default_rng(seed), len(customers), steps, WARM_UP_MONTHS
-        )
+        population = bank_population(len(customers), months, seed, end_month)
         product = product_rules(catalogue.holdable)
         return cls(customers, population.archetype, product.add, product.ids, seed, rules)
 
