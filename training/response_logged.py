@@ -41,7 +41,7 @@ from features.pointintime import compute_features, to_records
 from features.response_features import Features, contact_features
 from training import TrainResult
 from training.datasets import Progress
-from training.response import DEFAULT_SEED, ResponseData, register_response
+from training.response import ALGORITHMS, DEFAULT_SEED, ResponseData, register_response
 
 CONTACT_KINDS = ("shown", "declined", "accepted")
 EVENT_COLUMNS = ("type", "customer", "product_id", "request_id", "timestamp")
@@ -254,6 +254,7 @@ def train_response_logged(
     progress: Progress | None = None,
     folds: int = 5,
     seed: int = DEFAULT_SEED,
+    algorithms: tuple[str, ...] = ALGORITHMS,
 ) -> TrainResult:
     """Train and register ``nbo-response`` on the exports in ``directory``
     (``decisions.jsonl`` or ``decisions.parquet``, and ``events.parquet``), the same way
@@ -280,4 +281,6 @@ def train_response_logged(
         "data_source": "logged decisions and events",
         "window_days": window_days,
     }
-    return register_response(data, source, settings, progress, folds, seed, started=started)
+    return register_response(
+        data, source, settings, progress, folds, seed, algorithms, started=started
+    )
