@@ -133,6 +133,9 @@ def run_settings(base: Settings, redis_url: str, plan: SimulationPlan, run_id: s
     return base.model_copy(
         update={
             "home": base.home / "simulations" / run_id,
+            # A registry of the run's own: the simulation's champions must never replace
+            # those of a registry NBO_MLFLOW_TRACKING_URI names.
+            "mlflow_tracking_uri": None,
             "redis_url": redis_url,
             "feature_prefix": base.feature_prefix + tail,
             "contact_prefix": base.contact_prefix + tail,
@@ -177,9 +180,7 @@ def prepare(settings: Settings, plan: SimulationPlan, today: date, progress: Pro
     ):
         progress(f"training and promoting {name}")
         try:
-            result = job(
-                tables, catalogue, settings, progress=lambda m, n=name: progress(f"{n}: {m}")
-            )
+            result = job(tables, catalogue, settings, progress=_labelled(progress, name))
         except DatasetError as exc:
             if name == settings.recommender_model_name:
                 raise
@@ -202,6 +203,10 @@ def prepare(settings: Settings, plan: SimulationPlan, today: date, progress: Pro
     )
     first_day = end_month + timedelta(days=1)
     return Bank(settings, tables, catalogue, behaviour, first_day, versions)
+
+
+def _labelled(progress: Progress, label: str) -> Progress:
+    return lambda message: progress(f"{label}: {message}")
 
 
 def _free_port() -> int:
@@ -355,7 +360,7 @@ def retrain(
         bank.tables,
         bank.catalogue,
         window_days=plan.days,
-        progress=lambda m: progress(f"nbo-response: {m}"),
+        progress=_labelled(progress, "nbo-response"),
     )
     name = settings.response_model_name
     outcome: dict[str, Any] = {

@@ -18,7 +18,7 @@ DAYS, VISITS = 4, 30
 def _env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBO_HOME", str(settings.home))
     monkeypatch.setenv("NBO_REDIS_URL", settings.redis_url or "")
-    monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", settings.tracking_uri)
+    monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", settings.tracking_uri)  # not used: below
     for name in ("feature", "contact", "events", "audit"):  # cleaned up by the fixture
         monkeypatch.setenv(f"NBO_{name.upper()}_PREFIX", getattr(settings, f"{name}_prefix"))
 
@@ -42,7 +42,10 @@ def test_simulate_runs_the_loop_registers_promotes_and_reports(
     # Retrained from the first half's logs, registered, promoted through the gate.
     assert retrained["decisions_exported"] == DAYS // 2 * VISITS
     assert retrained["promoted"] is True and retrained["gate"] == []
-    registry = Registry(settings)
+    # The run's own registry, never the one NBO_MLFLOW_TRACKING_URI names.
+    assert not (tmp_path / "mlflow.db").exists()  # the fixture's NBO_MLFLOW_TRACKING_URI
+    registry = Registry(Settings(home=Path(run["home"]), mlflow_tracking_uri=None))
+    assert registry.alias_version("nbo-recommender", "champion") == 1
     assert registry.alias_version("nbo-response", "champion") == retrained["version"]
     assert registry.run_data(registry.version("nbo-response", retrained["version"]).run_id).params[
         "data_source"
