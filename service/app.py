@@ -42,7 +42,7 @@ from service.infra.model_loading import bound_registry_requests, load_serving_mo
 from service.infra.model_watcher import ModelWatcher
 from service.infra.redis_guard import connect_guarded, connect_guarded_async
 from service.infra.state import ServingState, StateHolder
-from service.runtime import Runtime
+from service.runtime import Runtime, system_clock
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def _start(
             on_error=partial(metrics.observe_redis_error, "audit_write"),
         ),
         watcher=ModelWatcher(settings, holder, metrics),
-        **({"clock": clock} if clock is not None else {}),
+        clock=clock or system_clock,
     )
     metrics.track_feature_set(lambda: holder.current.feature_set)
     feature_set = refresh_feature_pointer(runtime)

@@ -24,6 +24,10 @@ from service.infra.model_watcher import ModelWatcher
 from service.infra.state import StateHolder
 
 
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
@@ -36,7 +40,7 @@ class Runtime:
     watcher: ModelWatcher  # hot reload of the model aliases (started by the lifespan)
     # The decision and event time. Production keeps the system clock; ``nbo simulate``
     # builds its own app with a simulated clock to run days in minutes.
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Callable[[], datetime] = system_clock
 
 
 def get_runtime(request: Request) -> Runtime:
