@@ -68,7 +68,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def simulate(
     customers: int = typer.Option(2000, help="Synthetic customers of the bank."),
     days: int = typer.Option(14, help="Simulated days; nbo-response is retrained at half."),
-    visits_per_day: int = typer.Option(200, help="Customers visiting per day (a sample)."),
+    visits_per_day: int | None = typer.Option(
+        None, help="Customers visiting per day (a sample); default a tenth of --customers."
+    ),
     months: int = typer.Option(8, help="Monthly snapshots of the bank before day 1."),
     seed: int = typer.Option(7, help="Seed of the bank and of its customers' behaviour."),
     k: int = typer.Option(3, help="Offers asked per visit."),
@@ -94,7 +96,8 @@ def simulate(
     from cli.simulation_loop import simulate as run
 
     with exit_on(SimulationError):
-        plan = SimulationPlan(customers, days, months, seed, visits_per_day, k, control_share)
+        visits = visits_per_day if visits_per_day is not None else max(1, customers // 10)
+        plan = SimulationPlan(customers, days, months, seed, visits, k, control_share)
     from mlflow.exceptions import MlflowException
 
     from core.catalogue import CatalogueError
