@@ -9,7 +9,8 @@ decision that a ``shown`` event cites (request id + product) - with:
   record's ``features``; when the customer had none, the row of the feature tables as of
   the decision's feature set, if tables are given, else an empty record), the customer's
   contact history before the decision (that customer's ``shown`` / ``declined`` /
-  ``accepted`` events dated before ``decided_at``, except those citing this decision),
+  ``accepted`` events dated before ``decided_at``, except those citing this decision,
+  within the contact policy's horizon: what the service's contact read returns),
   the decision's channel and its time ``decided_at``;
 * label: 1 when an ``accepted`` event cites this decision and product at most
   ``window_days`` after ``decided_at``, else 0.
@@ -21,6 +22,7 @@ only versions trained on the same logs.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +41,7 @@ from core.settings import Settings
 from core.tables import Tables
 from features.pointintime import compute_features, to_records
 from features.response_features import Features, contact_features
+from service.decision.contact_policy import ContactLimits
 from training import TrainResult
 from training.datasets import Progress
 from training.response import ALGORITHMS, DEFAULT_SEED, ResponseData, register_response
@@ -125,9 +128,13 @@ def logged_examples(
     events: list[dict[str, Any]],
     window_days: int = DEFAULT_WINDOW_DAYS,
     records: RecordLookup | None = None,
+    horizon_seconds: float | None = None,
 ) -> tuple[list[Features], list[int]]:
     """The feature rows and labels of every offer shown (see the module docstring),
-    in the order of the decisions and, within one, of its offers."""
+    in the order of the decisions and, within one, of its offers.
+
+    ``horizon_seconds``: history older than this before a decision is left out, as the
+    service's contact read leaves it out (``ContactLimits.horizon_seconds``)."""
     history: dict[str, list[LoggedContact]] = defaultdict(list)
     shown: set[tuple[str, str]] = set()
     accepted: dict[tuple[str, str], datetime] = {}
@@ -153,7 +160,12 @@ def logged_examples(
         decided = _when(record["decided_at"], f"decision {request_id} field decided_at")
         now = decided.timestamp()
         customer = str(record["customer"])
-        before = [e for e in history.get(customer, ()) if e.at < now and e.request_id != request_id]
+        oldest = now - horizon_seconds if horizon_seconds is not None else -math.inf
+        before = [
+            e
+            for e in history.get(customer, ())
+            if oldest <= e.at < now and e.request_id != request_id
+        ]
         offered = [o.get("product_id") for o in record.get("offers") or []]
         for product in offered:
             if (request_id, str(product)) not in shown:
@@ -202,13 +214,14 @@ def load_logged(
     events_file: Path,
     window_days: int = DEFAULT_WINDOW_DAYS,
     records: RecordLookup | None = None,
+    horizon_seconds: float | None = None,
 ) -> ResponseData:
     """The training data of the two exports; :class:`LoggedDataError` when unusable."""
     if window_days < 1:
         raise LoggedDataError(f"--window-days {window_days} must be at least 1")
     decisions = read_decisions_file(decisions_file)
     events = read_events_file(events_file)
-    features, labels = logged_examples(decisions, events, window_days, records)
+    features, labels = logged_examples(decisions, events, window_days, records, horizon_seconds)
     if not features:
         raise LoggedDataError(
             f"{decisions_file} + {events_file}: no offer of a recorded decision has a "
@@ -269,7 +282,8 @@ def train_response_logged(
     )
     if progress:
         progress("building rows from the logs")
-    data = load_logged(decisions_file, directory / EVENTS_NAME, window_days, records)
+    horizon = ContactLimits.from_settings(settings).horizon_seconds
+    data = load_logged(decisions_file, directory / EVENTS_NAME, window_days, records, horizon)
     fewest = int(min(data.target.sum(), len(data) - data.target.sum()))
     if fewest < folds:
         raise LoggedDataError(

@@ -117,6 +117,11 @@ def test_each_shown_offer_gets_the_services_features_and_its_acceptance() -> Non
     assert longer == rows
     no_tables, _ = logged_examples(DECISIONS, EVENTS, 30)
     assert no_tables[3]["age"] is None
+    # The service reads contact state only within the policy's horizon; so do the rows.
+    week = 7 * 86_400
+    short, _ = logged_examples(DECISIONS, EVENTS, 30, records, horizon_seconds=week)
+    assert {k: short[2][k] for k in fresh} == fresh
+    assert short[:2] == rows[:2]
 
 
 def _contacts(events: list[dict[str, Any]]) -> list[Any]:
