@@ -92,8 +92,9 @@ def simulate(
     Example: nbo simulate --customers 2000 --days 14
     """
     from cli.errors import exit_on
-    from cli.simulation_loop import SimulationError, SimulationPlan, write_report
+    from cli.simulation_bank import SimulationError, SimulationPlan
     from cli.simulation_loop import simulate as run
+    from cli.simulation_loop import write_report
 
     with exit_on(SimulationError):
         visits = visits_per_day if visits_per_day is not None else max(1, customers // 10)

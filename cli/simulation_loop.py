@@ -1,11 +1,7 @@
 """The closed loop of ``nbo simulate``: a synthetic bank, the real service, simulated days.
 
-1. ``prepare``: generate a bank whose last snapshot ends before the simulated days, train
-   and promote the recommender and churn models, materialize the features - into a run
-   folder of its own (``NBO_HOME/simulations/<run>``: tables, MLflow registry) and Redis
-   key prefixes of its own (``sim:<run>:...``), so runs never mix.
-2. ``serving``: the real app (``service.app.create_app``) under uvicorn on a free local
-   port, with a :class:`SimClock` as its clock: the simulator moves time forward.
+1. ``prepare`` (``cli.simulation_bank``): the run's bank, models and features.
+2. ``serving`` (``cli.simulation_service``): the real app with a simulated clock.
 3. ``run_days``: each day a sample of customers visits on a channel of their habits
    (``features.synthetic_response``), asks ``POST /v1/recommendations``; every offer shown
    is sent as a ``shown`` event and, by the hidden behaviour, ``accepted`` / ``declined``.
@@ -18,12 +14,8 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,82 +25,12 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from core.catalogue import Catalogue
+from cli.simulation_bank import Bank, Progress, SimulationPlan, labelled, prepare, run_settings
+from cli.simulation_service import SimClock, post, serving
 from core.settings import Settings
-from core.tables import Tables
-from features.synthetic_response import HiddenBehaviour
 
-Progress = Callable[[str], None]
 DAY_START_HOUR = 8
 DAY_HOURS = 12
-
-
-class SimulationError(ValueError):
-    """Bad simulation input or a failed step; the message names what is wrong."""
-
-
-@dataclass(frozen=True)
-class SimulationPlan:
-    """What to simulate. ``visits_per_day`` customers (a seeded sample) visit each day."""
-
-    customers: int = 2000
-    days: int = 14
-    months: int = 8
-    seed: int = 7
-    visits_per_day: int = 200
-    k: int = 3
-    control_share: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.customers < 100:
-            raise SimulationError(f"--customers {self.customers} must be at least 100")
-        if self.days < 2:
-            raise SimulationError(
-                f"--days {self.days} must be at least 2 (half before retraining, half after)"
-            )
-        if self.months < 6:
-            raise SimulationError(f"--months {self.months} must be at least 6")
-        if not 1 <= self.visits_per_day <= self.customers:
-            raise SimulationError(
-                f"--visits-per-day {self.visits_per_day} must be between 1 and --customers "
-                f"({self.customers})"
-            )
-        if not 1 <= self.k <= 10:
-            raise SimulationError(f"--k {self.k} must be between 1 and 10")
-        if not 0.0 <= self.control_share < 1.0:
-            raise SimulationError(f"--control-share {self.control_share} must be in [0, 1)")
-
-    @property
-    def retrain_after(self) -> int:
-        """Days before retraining (the first half)."""
-        return self.days // 2
-
-
-class SimClock:
-    """The service's clock during a simulation: set by the simulator, never backwards."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        return self._now
-
-    def advance_to(self, when: datetime) -> None:
-        with self._lock:
-            self._now = max(self._now, when)
-
-
-@dataclass
-class Bank:
-    """The prepared bank of one run."""
-
-    settings: Settings
-    tables: Tables
-    catalogue: Catalogue
-    behaviour: HiddenBehaviour
-    first_day: date
-    versions: dict[str, int]
 
 
 @dataclass
@@ -121,138 +43,6 @@ class Tally:
     answers: Counter[str] = field(default_factory=Counter)
     shown_before: Counter[tuple[str, str]] = field(default_factory=Counter)
     accepted: set[tuple[str, str]] = field(default_factory=set)
-
-
-def _last_month_end(day: date) -> date:
-    return day.replace(day=1) - timedelta(days=1)
-
-
-def run_settings(base: Settings, redis_url: str, plan: SimulationPlan, run_id: str) -> Settings:
-    """The settings of one run: its own folder, Redis prefixes and control share."""
-    tail = f":sim-{run_id}"
-    return base.model_copy(
-        update={
-            "home": base.home / "simulations" / run_id,
-            # A registry of the run's own: the simulation's champions must never replace
-            # those of a registry NBO_MLFLOW_TRACKING_URI names.
-            "mlflow_tracking_uri": None,
-            "redis_url": redis_url,
-            "feature_prefix": base.feature_prefix + tail,
-            "contact_prefix": base.contact_prefix + tail,
-            "events_prefix": base.events_prefix + tail,
-            "audit_prefix": base.audit_prefix + tail,
-            "control_share": plan.control_share,
-            "challenger_share": 0.0,
-            "shadow_mode": False,
-            "log_level": "warning",  # the service's per-request log would drown the progress
-        }
-    )
-
-
-def prepare(settings: Settings, plan: SimulationPlan, today: date, progress: Progress) -> Bank:
-    """Generate, train, promote and materialize the run's bank (step 1)."""
-    from core.catalogue import load_catalogue
-    from core.moments import load_moments
-    from core.redis_server import connect
-    from core.tables import contract_products, write_tables
-    from features.materialize import materialize
-    from features.online_store import OnlineStore
-    from features.synthetic import generate_bank
-    from registry.client import Registry
-    from training.churn import train_churn
-    from training.datasets import DatasetError
-    from training.recommender import train_recommender
-
-    catalogue = load_catalogue(settings.catalogue_path)
-    # The simulated days lie in the past of the real clock: the audit and event streams
-    # are read from stream ids of real time, which must not precede the simulated ones.
-    end_month = _last_month_end(today - timedelta(days=plan.days))
-    progress(f"generating {plan.customers:,} customers, {plan.months} months to {end_month}")
-    tables = generate_bank(plan.customers, plan.months, plan.seed, catalogue, end_month)
-    write_tables(
-        tables, settings.data_dir, [p.id for p in catalogue.holdable], contract_products(catalogue)
-    )
-    registry = Registry(settings)
-    versions = {}
-    for job, name in (
-        (train_recommender, settings.recommender_model_name),
-        (train_churn, settings.churn_model_name),
-    ):
-        progress(f"training and promoting {name}")
-        try:
-            result = job(tables, catalogue, settings, progress=_labelled(progress, name))
-        except DatasetError as exc:
-            if name == settings.recommender_model_name:
-                raise
-            progress(f"{name} not trained ({exc}); the service runs without it")
-            continue
-        registry.promote(name, result.version, "champion")
-        versions[name] = result.version
-    progress(f"materializing features as of {end_month}")
-    store = OnlineStore.for_settings(connect(settings), settings)
-    materialize(
-        tables,
-        end_month,
-        catalogue,
-        store,
-        keep_versions=settings.feature_versions_kept,
-        moments=load_moments(settings.moments_path),
-    )
-    behaviour = HiddenBehaviour.for_bank(
-        tables.customers, plan.months, plan.seed, catalogue, end_month
-    )
-    first_day = end_month + timedelta(days=1)
-    return Bank(settings, tables, catalogue, behaviour, first_day, versions)
-
-
-def _labelled(progress: Progress, label: str) -> Progress:
-    return lambda message: progress(f"{label}: {message}")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def serving(settings: Settings, clock: SimClock) -> Iterator[tuple[httpx.Client, Any]]:
-    """The real app with ``clock``, under uvicorn in a thread; yields a client with an
-    all-scope key (development mode, this run only) and the app."""
-    import uvicorn
-
-    from cli.demo import _with_demo_key
-    from service.app import create_app
-
-    key, served = _with_demo_key(settings)
-    app = create_app(served, clock=clock)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="nbo-simulate-service", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise SimulationError("the service did not start (see the log above)")
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60) as client:
-            yield client, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
-def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(path, json=body)
-    if response.status_code >= 300:
-        raise SimulationError(f"POST {path} answered {response.status_code}: {response.text}")
-    answer: dict[str, Any] = response.json()
-    return answer
 
 
 def run_days(
@@ -279,7 +69,7 @@ def run_days(
             clock.advance_to(at)
             channel = bank.behaviour.visit_channel(str(customer), day)
             body = {"customer_id": str(customer), "channel": channel, "k": plan.k}
-            answer = _post(client, "/v1/recommendations", body)
+            answer = post(client, "/v1/recommendations", body)
             app.state.runtime.audit.flush()  # findable before its events cite it
             tally.decisions += 1
             tally.control_decisions += answer.get("variant") == "control"
@@ -294,7 +84,7 @@ def run_days(
                     "channel": channel,
                 }
                 shown_at = at + spacing / 10
-                _post(
+                post(
                     client,
                     "/v1/events",
                     event
@@ -309,7 +99,7 @@ def run_days(
                 kind = bank.behaviour.answer(str(customer), product, channel, seen, day)
                 if kind is None:
                     continue
-                _post(
+                post(
                     client,
                     "/v1/events",
                     event
@@ -360,7 +150,7 @@ def retrain(
         bank.tables,
         bank.catalogue,
         window_days=plan.days,
-        progress=_labelled(progress, "nbo-response"),
+        progress=labelled(progress, "nbo-response"),
     )
     name = settings.response_model_name
     outcome: dict[str, Any] = {
