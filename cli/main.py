@@ -20,6 +20,7 @@ from cli import (
     report,
     score,
     serve,
+    simulate,
     train,
 )
 from loadtests import cli as loadtest_cli
@@ -54,6 +55,7 @@ app.add_typer(
 )
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)
+app.command(name="simulate")(simulate.simulate)
 app.command(name="loadtest")(loadtest_cli.loadtest)
 
 if __name__ == "__main__":

@@ -205,33 +205,68 @@ def maturity(
 @app.command("response")
 def response(
     bank_marketing: Annotated[
-        Path, typer.Option("--bank-marketing", help="Bank Marketing CSV (';') to train on.")
-    ],
+        Path | None, typer.Option("--bank-marketing", help="Bank Marketing CSV (';') to train on.")
+    ] = None,
+    logged: Annotated[
+        Path | None,
+        typer.Option(
+            "--logged",
+            help="Folder with the service's exports: decisions.jsonl (or .parquet) from "
+            "nbo audit export and events.parquet from nbo events export.",
+        ),
+    ] = None,
+    window_days: Annotated[
+        int,
+        typer.Option("--window-days", help="With --logged: an acceptance counts within N days."),
+    ] = 30,
 ) -> None:
-    """Train the calibrated offer-response model on a Bank Marketing file (algorithm chosen
-    by 5-fold CV), report the CV ROC-AUC, register a version of nbo-response.
+    """Train the calibrated offer-response model (algorithm chosen by 5-fold CV), report the
+    CV ROC-AUC, register a version of nbo-response.
 
-    A bad file (missing column, malformed line) exits with code 2 and registers nothing.
+    Data: a Bank Marketing file (--bank-marketing), or the service's own logged decisions
+    and events (--logged DIR): one row per offer shown, its features computed by the
+    service's own function from the record the decision read, the contact history before
+    it, the channel and the time; label = accepted within --window-days. A bad file exits
+    with code 2 and registers nothing.
 
     Example: nbo train response --bank-marketing bank_marketing/bank_marketing_dev.csv
+
+    Example: nbo train response --logged logs   (logs/decisions.jsonl, logs/events.parquet)
     """
     from training.response import (  # heavy imports: keep --help fast
         BankMarketingError,
         describe,
         train_response,
     )
+    from training.response_logged import LoggedDataError, train_response_logged
 
+    if (bank_marketing is None) == (logged is None):
+        typer.echo("error: give exactly one of --bank-marketing FILE or --logged DIR", err=True)
+        raise typer.Exit(2)
     console = Console(stderr=True)
-    with exit_on(BankMarketingError, RegistryError, MlflowException, OSError):
+    with exit_on(
+        BankMarketingError, LoggedDataError, CatalogueError, RegistryError, MlflowException, OSError
+    ):
         settings = get_settings()
         bar = spinner(console)
         with bar:
-            task = bar.add_task("response: reading the file", total=None)
-            result = train_response(
-                bank_marketing,
-                settings,
-                progress=lambda msg: bar.update(task, description=f"response: {msg}"),
-            )
+            task = bar.add_task("response: reading the data", total=None)
+
+            def progress(msg: str) -> None:
+                bar.update(task, description=f"response: {msg}")
+
+            if logged is not None:
+                catalogue = load_catalogue(settings.catalogue_path)
+                try:  # the tables only fill in decisions that recorded no feature record
+                    tables: Tables | None = read_tables(settings.data_dir)
+                except TablesMissingError:
+                    tables = None
+                result = train_response_logged(
+                    logged, settings, tables, catalogue, window_days, progress=progress
+                )
+            else:
+                assert bank_marketing is not None
+                result = train_response(bank_marketing, settings, progress=progress)
     m = result.metrics
     typer.echo(f"model      {result.model_name} version {result.version}")
     typer.echo(f"run        {result.run_id}")

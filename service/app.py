@@ -17,7 +17,8 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from functools import partial
 
 from fastapi import FastAPI
@@ -41,13 +42,16 @@ from service.infra.model_loading import bound_registry_requests, load_serving_mo
 from service.infra.model_watcher import ModelWatcher
 from service.infra.redis_guard import connect_guarded, connect_guarded_async
 from service.infra.state import ServingState, StateHolder
-from service.runtime import Runtime
+from service.runtime import Runtime, system_clock
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new service app; ``settings`` default to the environment (``NBO_*``).
+def create_app(
+    settings: Settings | None = None, clock: Callable[[], datetime] | None = None
+) -> FastAPI:
+    """A new service app; ``settings`` default to the environment (``NBO_*``); ``clock``
+    (decision and event time) to the system clock: only ``nbo simulate`` passes its own.
 
     Raises ``core.settings.UnsafeSettingsError`` (one line per problem) for settings that
     are unsafe outside ``NBO_ENVIRONMENT=development``.
@@ -62,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await asyncio.to_thread(_start, settings, metrics)
+        runtime = await asyncio.to_thread(_start, settings, metrics, clock)
         app.state.runtime = runtime
         freeze_startup_objects()
         watcher = runtime.watcher
@@ -128,7 +132,9 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
+def _start(
+    settings: Settings, metrics: ServiceMetrics, clock: Callable[[], datetime] | None = None
+) -> Runtime:
     """Blocking startup work (run off the event loop)."""
     client = connect_guarded(settings, metrics)  # short timeouts + circuit breaker
     catalogue = load_catalogue(settings.catalogue_path)
@@ -153,6 +159,7 @@ def _start(settings: Settings, metrics: ServiceMetrics) -> Runtime:
             on_error=partial(metrics.observe_redis_error, "audit_write"),
         ),
         watcher=ModelWatcher(settings, holder, metrics),
+        clock=clock or system_clock,
     )
     metrics.track_feature_set(lambda: holder.current.feature_set)
     feature_set = refresh_feature_pointer(runtime)

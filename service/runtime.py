@@ -7,7 +7,9 @@ dependency solving off its path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -22,6 +24,10 @@ from service.infra.model_watcher import ModelWatcher
 from service.infra.state import StateHolder
 
 
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
@@ -32,6 +38,9 @@ class Runtime:
     metrics: ServiceMetrics
     audit: AuditWriter  # write-behind of the decision audit trail (started by the lifespan)
     watcher: ModelWatcher  # hot reload of the model aliases (started by the lifespan)
+    # The decision and event time. Production keeps the system clock; ``nbo simulate``
+    # builds its own app with a simulated clock to run days in minutes.
+    clock: Callable[[], datetime] = system_clock
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -247,9 +247,28 @@ def train_response(
     """
     started = time.perf_counter()
     data = load_bank_marketing(path)
+    return register_response(
+        data, {"data_file": path.name}, settings, progress, folds, seed, algorithms, started
+    )
+
+
+def register_response(
+    data: ResponseData,
+    data_params: Mapping[str, object],
+    settings: Settings,
+    progress: Progress | None = None,
+    folds: int = 5,
+    seed: int = DEFAULT_SEED,
+    algorithms: tuple[str, ...] = ALGORITHMS,
+    started: float | None = None,
+) -> TrainResult:
+    """CV-select, fit on every row of ``data``, log to MLflow and register ``nbo-response``
+    (run tags ``nbo.kind=response`` and ``nbo.data_fingerprint`` = ``data.fingerprint``;
+    ``data_params`` say where the rows came from)."""
+    started = time.perf_counter() if started is None else started
     registry = Registry(settings)
     params: dict[str, object] = {
-        "data_file": path.name,
+        **data_params,
         "folds": folds,
         "seed": seed,
         "calibration": f"isotonic, {CALIBRATION_FOLDS} inner folds",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -111,7 +110,7 @@ async def post_event(body: EventIn, request: Request) -> Response:
 def accept_event(body: EventIn, request_id: str, runtime: Runtime) -> Response:
     """The blocking part of :func:`post_event`: checks, then two Redis round trips (read
     the cited decision, store the event)."""
-    now = datetime.now(UTC)
+    now = runtime.clock()
     settings = runtime.settings
     tolerance = settings.event_future_tolerance_seconds
     try:

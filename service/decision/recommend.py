@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 
 from core.catalogue import Catalogue, Product
@@ -79,7 +79,7 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
     """Answer one recommendation request (see the module docstring)."""
     state = runtime.state.current  # one snapshot for the whole request
     settings = runtime.settings
-    now = datetime.now(UTC)
+    now = runtime.clock()
     pseudonym = pseudonymiser(settings)(request.customer_id)
     limits = ContactLimits.from_settings(settings)
     clock = StageClock()
