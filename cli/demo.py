@@ -100,10 +100,9 @@ def demo(
             console.print(f"  {name} not trained ({skipped}); the service runs without it")
             continue
         shown = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith(("_at_7", "auc"))}
-        assert result.version is not None  # the demo registers every model it trains
         console.print(f"  {name} version {result.version}: {shown}")
         with _step(f"nbo registry promote {name} {result.version} --alias champion"):
-            registry.promote(name, result.version, "champion")
+            registry.promote(name, result.registered_version, "champion")
 
     as_of = tables.holdings["month"].max().date()
     with _step(f"nbo features materialize --as-of {as_of:%Y-%m-%d}") as p:

@@ -21,12 +21,20 @@ def churn(
     ] = None,
     folds: Annotated[int, typer.Option("--folds", min=2, help="CV folds without --test.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log", help="Record the evaluation as an MLflow run (experiment nbo-evaluations)."
+        ),
+    ] = False,
 ) -> None:
     """ROC-AUC, PR-AUC, Brier score and top-decile lift of the churn blend.
 
     With --test: fit on --churn-modelling, score --test (unseen customers). Without:
     stratified k-fold cross-validation on --churn-modelling. RowNumber, CustomerId and
-    Surname are dropped on load and never used.
+    Surname are dropped on load and never used. With --log the figures are recorded as
+    an MLflow run that says which model they belong to (this blend, fitted here: not the
+    registered nbo-churn, which reads the bank's own feature records).
 
     Example: nbo evaluate churn --churn-modelling ../shared/data/bank_churn/Churn_Modelling_dev.csv
     """
@@ -43,6 +51,16 @@ def churn(
             metrics, how = cross_validate(train, folds=folds), f"{folds}-fold stratified CV"
         else:
             metrics, how = fit_and_score(train, load_churn_modelling(test)), f"held out {test}"
+    if log:
+        from core.settings import get_settings
+        from training.evaluation_log import Evaluated, log_evaluation
+
+        evaluated = Evaluated(
+            "churn blend of training/churn_modelling.py on the Churn_Modelling columns, "
+            "fitted by this evaluation; not the registered nbo-churn (other features)"
+        )
+        run = log_evaluation(get_settings(), "churn", churn_modelling, metrics, evaluated, how)
+        typer.echo(f"logged      run {run} (experiment nbo-evaluations)", err=True)
     if as_json:
         typer.echo(json.dumps({**metrics, "rows": int(metrics["rows"])}))
         return

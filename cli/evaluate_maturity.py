@@ -14,13 +14,17 @@ def maturity(
         3, "--holdout-snapshots", min=1, help="Last snapshots with maturing contracts held out."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    log: bool = typer.Option(
+        False, "--log", help="Record the evaluation as an MLflow run (experiment nbo-evaluations)."
+    ),
 ) -> None:
     """ROC-AUC, PR-AUC, Brier score, top-decile lift and rows of the maturity outflow model.
 
     Fits on the earlier snapshots of the canonical tables in the data folder and scores the
     contracts maturing after the last --holdout-snapshots snapshots (features as of the
     snapshot before each maturity, label: the money left within 30 days after it). Nothing
-    is registered (that is `nbo train maturity`).
+    is registered (that is `nbo train maturity`); with --log the figures and the fitted
+    model are recorded as an MLflow run.
 
     Example: nbo evaluate maturity --json
     """
@@ -34,7 +38,23 @@ def maturity(
         catalogue = load_catalogue(settings.catalogue_path)
         tables = read_tables(settings.data_dir)
         config = MaturityConfig(holdout_snapshots=holdout_snapshots)
-        _, split, metrics = fit_and_evaluate(tables, catalogue, config)
+        model, split, metrics = fit_and_evaluate(tables, catalogue, config)
+        if log:
+            from training.evaluation_log import Evaluated, log_evaluation
+
+            dates = ", ".join(f"{d:%Y-%m-%d}" for d in split.holdout_dates)
+            how = f"time holdout: contracts maturing after {dates}"
+            evaluated = Evaluated(
+                "maturity outflow model of training/maturity.py fitted on the earlier "
+                "snapshots (the run's model)",
+                same_code_as="nbo train maturity",
+                scorer=model,
+            )
+            params = {"holdout_snapshots": holdout_snapshots}
+            run = log_evaluation(
+                settings, "maturity", settings.data_dir, metrics, evaluated, how, params
+            )
+            typer.echo(f"logged      run {run} (experiment nbo-evaluations)", err=True)
     shown = {k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "top_decile_lift")}
     shown["rows"] = int(metrics["rows"])
     if as_json:

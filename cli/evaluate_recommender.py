@@ -61,6 +61,12 @@ def recommender(
         ),
     ] = "app",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log", help="Record the evaluation as an MLflow run (experiment nbo-evaluations)."
+        ),
+    ] = False,
 ) -> None:
     """MAP@7, NDCG@7, recall@7 and coverage of the recommender against popularity.
 
@@ -78,6 +84,9 @@ def recommender(
     when a wrong one is given); the --json output carries them under "params".
 
     --tables DIR evaluates a table set as it is (a synthetic bank has no panel-end fields).
+
+    --log records the figures as an MLflow run whose logged model is the recommender this
+    evaluation fitted (the last fold's with --unseen-customers).
 
     Example: nbo evaluate recommender --santander ../shared/data/santander/panel_2015-12_to_2016-05.csv.gz --train-until 2016-02-28 --target 2016-03-28 --unseen-customers --param factors=16 --param seed=107 --json
     """  # noqa: E501
@@ -130,6 +139,23 @@ def recommender(
         )
     m = result.evaluation.metrics
     s = result.served or {}
+    if log:
+        from training.evaluation_log import Evaluated, log_evaluation
+
+        who = f"unseen customers, {folds}-fold cross-fit" if unseen_customers else "customers"
+        how = f"trained until {train_until:%Y-%m-%d}, {who} adding by {target:%Y-%m-%d}"
+        evaluated = Evaluated(
+            "recommender of training/recommender.py fitted by this evaluation on the file "
+            + ("(the last fold's model is the run's)" if unseen_customers else "(the run's model)"),
+            same_code_as="nbo train recommender",
+            scorer=result.fitted.scorer,
+        )
+        logged = {**overrides, "channel": channel}
+        with exit_on(OSError, ValueError):
+            run = log_evaluation(
+                settings, "recommender", source, {**m, **s}, evaluated, how, logged
+            )
+        typer.echo(f"logged      run {run} (experiment nbo-evaluations)", err=True)
     if as_json:
         out = {**m, **s, "customers": int(m["customers"]), "params": overrides}
         typer.echo(json.dumps(out))

@@ -22,13 +22,22 @@ def response(
     folds: Annotated[int, typer.Option("--folds", min=2, help="CV folds.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fold split and models.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log", help="Record the evaluation as an MLflow run (experiment nbo-evaluations)."
+        ),
+    ] = False,
 ) -> None:
     """ROC-AUC, PR-AUC, Brier score and top-decile lift of the calibrated response model.
 
     Without --test: stratified, seeded k-fold CV on --bank-marketing (gradient boosting and
     logistic regression; the better by ROC-AUC is reported). With --test: the algorithm is
     chosen by CV on --bank-marketing, fitted on all of it and scored on --test. The file's
-    rows go through the service's own feature function; `duration` is never read.
+    rows go through the service's own feature function; `duration` is never read. With
+    --log the figures are recorded as an MLflow run, with the chosen model fitted on the
+    whole --bank-marketing file as the run's logged model (what `nbo train response` would
+    register).
 
     Example: nbo evaluate response --bank-marketing bank_marketing/bank_marketing_dev.csv
     """
@@ -37,6 +46,7 @@ def response(
         cross_validate,
         describe,
         fit_and_score,
+        fit_response,
         load_bank_marketing,
     )
 
@@ -48,6 +58,21 @@ def response(
         else:
             metrics = fit_and_score(train, load_bank_marketing(test), folds=folds, seed=seed)
             how = f"held out {test}"
+        if log:
+            from core.settings import get_settings
+            from training.evaluation_log import Evaluated, log_evaluation
+
+            evaluated = Evaluated(
+                f"calibrated {metrics['algorithm']} of training/response.py, fitted on all "
+                f"of {bank_marketing.name} (the run's model); figures: {how}",
+                same_code_as="nbo train response --bank-marketing",
+                scorer=fit_response(train, str(metrics["algorithm"]), seed),
+            )
+            params = {"folds": folds, "seed": seed}
+            run = log_evaluation(
+                get_settings(), "response", bank_marketing, metrics, evaluated, how, params
+            )
+            typer.echo(f"logged      run {run} (experiment nbo-evaluations)", err=True)
     if as_json:
         typer.echo(json.dumps({**metrics, "rows": int(metrics["rows"])}))
         return

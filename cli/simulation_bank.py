@@ -138,8 +138,8 @@ def prepare(settings: Settings, plan: SimulationPlan, today: date, progress: Pro
                 raise
             progress(f"{name} not trained ({exc}); the service runs without it")
             continue
-        registry.promote(name, result.version, "champion")
-        versions[name] = result.version
+        registry.promote(name, result.registered_version, "champion")
+        versions[name] = result.registered_version
     progress(f"materializing features as of {end_month}")
     store = OnlineStore.for_settings(connect(settings), settings)
     materialize(

@@ -164,7 +164,7 @@ def retrain(
         "algorithm": result.params["algorithm"],
     }
     try:
-        promote(Registry(settings), name, result.version, "champion")
+        promote(Registry(settings), name, result.registered_version, "champion")
     except PromotionRefused as refused:
         outcome |= {"promoted": False, "gate": refused.problems}
     else:

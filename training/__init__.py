@@ -29,6 +29,13 @@ class TrainResult:
     params: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
+    @property
+    def registered_version(self) -> int:
+        """The version this job registered; ``ValueError`` for a job that only logged."""
+        if self.version is None:
+            raise ValueError(f"{self.model_name}: the job registered no version (a trial)")
+        return self.version
+
     @classmethod
     def registered(
         cls,
