@@ -37,6 +37,13 @@ class UnsafeSettingsError(ValueError):
         )
 
 
+def contact_horizon_seconds(window_days: int, suppression_days: int) -> int:
+    """How far back any contact rule looks (the impression window or the decline pause):
+    the service reads and keeps no older contact history, and offline jobs that rebuild
+    that history (``training.response_logged``) cut it at the same point."""
+    return max(window_days, suppression_days, 1) * 86_400
+
+
 class Settings(BaseSettings):
     """Configuration read from ``NBO_*`` environment variables (or a ``.env`` file).
 
@@ -298,6 +305,11 @@ class Settings(BaseSettings):
         problems = self.production_problems()
         if problems:
             raise UnsafeSettingsError(problems)
+
+    @property
+    def contact_horizon_seconds(self) -> int:
+        """:func:`contact_horizon_seconds` of the configured window and decline pause."""
+        return contact_horizon_seconds(self.contact_window_days, self.decline_suppression_days)
 
     @property
     def data_dir(self) -> Path:

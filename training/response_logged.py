@@ -41,7 +41,6 @@ from core.settings import Settings
 from core.tables import Tables
 from features.pointintime import compute_features, to_records
 from features.response_features import Features, contact_features
-from service.decision.contact_policy import ContactLimits
 from training import TrainResult
 from training.datasets import Progress
 from training.response import ALGORITHMS, DEFAULT_SEED, ResponseData, register_response
@@ -134,7 +133,7 @@ def logged_examples(
     in the order of the decisions and, within one, of its offers.
 
     ``horizon_seconds``: history older than this before a decision is left out, as the
-    service's contact read leaves it out (``ContactLimits.horizon_seconds``)."""
+    service's contact read leaves it out (``Settings.contact_horizon_seconds``)."""
     history: dict[str, list[LoggedContact]] = defaultdict(list)
     shown: set[tuple[str, str]] = set()
     accepted: dict[tuple[str, str], datetime] = {}
@@ -282,7 +281,7 @@ def train_response_logged(
     )
     if progress:
         progress("building rows from the logs")
-    horizon = ContactLimits.from_settings(settings).horizon_seconds
+    horizon = settings.contact_horizon_seconds
     data = load_logged(decisions_file, directory / EVENTS_NAME, window_days, records, horizon)
     fewest = int(min(data.target.sum(), len(data) - data.target.sum()))
     if fewest < folds:

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from core.catalogue import Product
 from core.decisioning import MomentsConfig
 from core.redis_keys import contact_key
-from core.settings import Settings
+from core.settings import Settings, contact_horizon_seconds
 from core.suitability import Exclusion, Rule, partition
 
 DAY_SECONDS = 86_400
@@ -83,7 +83,7 @@ class ContactLimits:
     @property
     def horizon_seconds(self) -> int:
         """How far back any rule looks: older entries are never needed (and get trimmed)."""
-        return max(self.window_days, self.suppression_days, 1) * DAY_SECONDS
+        return contact_horizon_seconds(self.window_days, self.suppression_days)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from core.settings import Settings
+from tests.support.churn_files import fake_churn_modelling
 from tests.support.scorers import tiny_churn_model
-from tests.training.test_churn_modelling import fake_churn_modelling
 from training.evaluation_log import (
     EVALUATION_EXPERIMENT,
     Evaluated,
