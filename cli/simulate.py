@@ -62,6 +62,32 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 else f"{v['estimate']:+.1%} [{v['low']:+.1%}, {v['high']:+.1%}]"
             )
             lines.append(f"{period:<18} uplift of {u['group']['variant']} vs control: {what}")
+    comparison = report.get("learned_vs_baseline")
+    if comparison:
+        after = comparison["after_retraining"]
+        lines += [
+            "",
+            f"learned policy vs baseline arm (never retrained), {after['since']} to "
+            f"{after['until']}, champion group:",
+        ]
+        for what in ("acceptance", "take_up"):
+            figures = after[what]
+            rate = {
+                arm: figures[arm]["successes"] / figures[arm]["trials"]
+                if figures[arm]["trials"]
+                else float("nan")
+                for arm in ("learned", "baseline")
+            }
+            d = figures["difference"]
+            interval = (
+                "-" if d is None else f"{d['estimate']:+.1%} [{d['low']:+.1%}, {d['high']:+.1%}]"
+            )
+            lines.append(
+                f"  {what:<10} learned {rate['learned']:.1%} "
+                f"({figures['learned']['successes']}/{figures['learned']['trials']}), baseline "
+                f"{rate['baseline']:.1%} ({figures['baseline']['successes']}/"
+                f"{figures['baseline']['trials']}): {interval}"
+            )
     return lines
 
 
@@ -77,6 +103,12 @@ def simulate(
     control_share: float = typer.Option(
         0.2, help="Share of customers in the control group (NBO_CONTROL_SHARE of the run)."
     ),
+    baseline: bool = typer.Option(
+        True,
+        "--baseline/--no-baseline",
+        help="Also run the baseline arm (same bank and days, never retrained) to compare "
+        "the learned policy with (doubles the run time).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the machine-readable report."),
     out: Path | None = typer.Option(None, "--out", help="Also write the JSON report here."),
 ) -> None:
@@ -87,7 +119,9 @@ def simulate(
     behaviour (channel preference, fatigue, product fit). After half the days nbo-response
     is trained from the logged decisions and events, promoted through the gate and hot
     reloaded. Prints acceptance and take-up by variant before and after retraining, and
-    uplift against control. Simulated uplift proves the mechanics, not the business effect.
+    uplift against control, and (unless --no-baseline) the learned policy against a baseline
+    arm served the same days without retraining. Simulated uplift proves the mechanics, not
+    the business effect.
 
     Example: nbo simulate --customers 2000 --days 14
     """
@@ -98,7 +132,7 @@ def simulate(
 
     with exit_on(SimulationError):
         visits = visits_per_day if visits_per_day is not None else max(1, customers // 10)
-        plan = SimulationPlan(customers, days, months, seed, visits, k, control_share)
+        plan = SimulationPlan(customers, days, months, seed, visits, k, control_share, baseline)
     from mlflow.exceptions import MlflowException
 
     from core.catalogue import CatalogueError

@@ -37,6 +37,8 @@ class SimulationPlan:
     visits_per_day: int = 200
     k: int = 3
     control_share: float = 0.2
+    baseline: bool = True
+    """Also run the baseline arm: the same bank and days, never retrained."""
 
     def __post_init__(self) -> None:
         if self.customers < 100:

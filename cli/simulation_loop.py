@@ -10,6 +10,13 @@
 5. ``outcomes``: ``features.outcomes`` over the days before and after retraining, with a
    holdings snapshot at the end of the run (what was held, plus accepted offers, plus
    organic adds at the bank's own rates, control included).
+6. ``learned_vs_baseline``: the baseline arm is the same bank (same seed: same customers,
+   models and hidden behaviour) served the same days with no retraining, in keys and a
+   registry of its own; after the retraining day the learned policy's acceptance and
+   take-up are compared with the baseline's over the same days (difference with a 95%
+   Newcombe interval). Why a second arm: before and after retraining differ in time too
+   (the same customers grow tired of repeated offers), so "after vs before" alone would
+   credit or blame the model for fatigue.
 """
 
 from __future__ import annotations
@@ -234,27 +241,77 @@ def outcomes(bank: Bank, plan: SimulationPlan, tally: Tally) -> dict[str, Any]:
     }
 
 
-def simulate(
-    settings: Settings, plan: SimulationPlan, today: date, progress: Progress
-) -> dict[str, Any]:
-    """The whole loop (steps 1-5); the run's report (plain JSON types)."""
-    from core.redis_server import resolve_redis_url
-
-    started = time.perf_counter()
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    sim = run_settings(settings, resolve_redis_url(settings), plan, run_id)
+def run_arm(
+    sim: Settings, plan: SimulationPlan, today: date, progress: Progress, learn: bool
+) -> tuple[Bank, Tally, dict[str, Any] | None]:
+    """Steps 1-4 for one arm: with ``learn`` retrained after half the days, else never."""
     bank = prepare(sim, plan, today, progress)
     clock = SimClock(datetime.combine(bank.first_day, datetime.min.time(), UTC))
     tally = Tally()
+    retrained = None
     with serving(sim, clock) as (client, app):
         run_days(client, app, bank, plan, clock, range(plan.retrain_after), tally, progress)
-        retrained = retrain(client, bank, plan, progress)
+        if learn:
+            retrained = retrain(client, bank, plan, progress)
         run_days(
             client, app, bank, plan, clock, range(plan.retrain_after, plan.days), tally, progress
         )
         app.state.runtime.audit.flush()
+    return bank, tally, retrained
+
+
+def champion_of(report: dict[str, Any]) -> dict[str, Any]:
+    """The champion (served, not control) group of one period's outcomes report."""
+    return next(g for g in report["groups"] if g["group"].get("variant") == "champion")
+
+
+def learned_vs_baseline(learned: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """Acceptance and take-up of the learned policy minus the baseline's, same days."""
+    from features.outcome_stats import newcombe_difference
+
+    a, b = champion_of(learned), champion_of(baseline)
+    out: dict[str, Any] = {"since": learned["since"], "until": learned["until"]}
+    for what, hits, trials in (
+        ("acceptance", "accepted", "offers_shown"),
+        ("take_up", "customers_took_up", "customers_with_offers"),
+    ):
+        diff = newcombe_difference(a[hits], a[trials], b[hits], b[trials])
+        out[what] = {
+            "learned": {"successes": a[hits], "trials": a[trials]},
+            "baseline": {"successes": b[hits], "trials": b[trials]},
+            "difference": diff.as_record() if diff else None,
+        }
+    return out
+
+
+def simulate(
+    settings: Settings, plan: SimulationPlan, today: date, progress: Progress
+) -> dict[str, Any]:
+    """The whole loop (steps 1-6); the run's report (plain JSON types)."""
+    from core.redis_server import resolve_redis_url
+
+    started = time.perf_counter()
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    url = resolve_redis_url(settings)
+    sim = run_settings(settings, url, plan, run_id)
+    bank, tally, retrained = run_arm(sim, plan, today, progress, learn=True)
     progress("outcomes report")
     reports = outcomes(bank, plan, tally)
+    comparison: dict[str, Any] | None = None
+    if plan.baseline:
+        progress("baseline arm: the same bank and days, never retrained")
+        base_sim = run_settings(settings, url, plan, f"{run_id}-baseline")
+        base_bank, base_tally, _ = run_arm(base_sim, plan, today, progress, learn=False)
+        base_reports = outcomes(base_bank, plan, base_tally)
+        comparison = {
+            "home": str(base_sim.home),
+            "decisions": base_tally.decisions,
+            "offers_shown": base_tally.offers_shown,
+            "accepted": base_tally.answers["accepted"],
+            "after_retraining": learned_vs_baseline(
+                reports["after_retraining"], base_reports["after_retraining"]
+            ),
+        }
     return {
         "run": {
             "id": run_id,
@@ -276,6 +333,7 @@ def simulate(
         },
         "retraining": retrained,
         "periods": reports,
+        "learned_vs_baseline": comparison,
     }
 
 

@@ -60,6 +60,17 @@ def test_simulate_runs_the_loop_registers_promotes_and_reports(
     assert sum(g["decisions"] for g in whole.values()) == run["decisions"]
     assert whole["champion"]["accepted"] == run["accepted"]
     assert periods["before_retraining"]["until"] < periods["after_retraining"]["since"]
+    # The baseline arm: the same bank and days, never retrained, compared after retraining.
+    comparison = report["learned_vs_baseline"]
+    assert comparison["decisions"] == run["decisions"]
+    assert comparison["home"] != run["home"]
+    after = comparison["after_retraining"]
+    learned = {g["group"]["variant"]: g for g in periods["after_retraining"]["groups"]}
+    assert after["acceptance"]["learned"] == {
+        "successes": learned["champion"]["accepted"],
+        "trials": learned["champion"]["offers_shown"],
+    }
+    assert after["acceptance"]["difference"] is not None
 
 
 @pytest.mark.parametrize(
