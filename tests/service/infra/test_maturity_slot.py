@@ -3,7 +3,6 @@ like churn, hot reload, refusal of a broken version, last-known-good cache, metr
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -20,6 +19,7 @@ from registry.client import Registry
 from service.app import create_app
 from tests.support.auth import AUTH
 from tests.support.lifecycle import CHURN, REC, lifecycle_settings
+from tests.support.paths import unreachable_mlflow
 from tests.support.records import publish_records
 from tests.support.scorers import popularity_recommender
 from tests.support.served import AS_OF, CUSTOMERS, ask, record
@@ -138,12 +138,6 @@ def test_without_a_maturity_model_the_slot_is_empty(
         assert reload(client)["maturity"]["outcome"] == "unchanged"
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_last_known_good_copy_serves_when_mlflow_is_down(
     served: Settings,
     redis_client: redis.Redis,
@@ -154,11 +148,7 @@ def test_last_known_good_copy_serves_when_mlflow_is_down(
     with TestClient(create_app(served), headers=AUTH):
         pass  # first start: the cache gets the champions
     assert (served.model_cache_dir / f"{MAT}@champion.json").is_file()
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    offline = served.model_copy(
-        update={"mlflow_tracking_uri": f"http://127.0.0.1:{_closed_port()}"}
-    )
+    offline = unreachable_mlflow(served, monkeypatch)
     with TestClient(create_app(offline), headers=AUTH) as client:
         ready = client.get("/readyz").json()
         probability = scorer_of(client).outflow_probability({}, CONTRACT, TODAY)

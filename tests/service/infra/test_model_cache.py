@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from service.app import create_app
 from service.infra import model_cache
 from tests.support.auth import AUTH
 from tests.support.lifecycle import CHURN, REC, lifecycle_settings, publish_full
+from tests.support.paths import unreachable_mlflow
 from tests.support.scorers import login_churn_model
 from tests.support.served import ask
 
@@ -39,12 +39,6 @@ def test_round_trip_and_damage_is_detected(tmp_path: Path) -> None:
         model_cache.load(tmp_path, REC, "champion")
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_service_starts_from_the_cache_when_mlflow_is_unreachable(
     settings: Settings,
     tmp_path: Path,
@@ -60,11 +54,7 @@ def test_service_starts_from_the_cache_when_mlflow_is_unreachable(
     assert (online.model_cache_dir / f"{REC}@champion.json").is_file()
 
     # MLflow "down": a tracking server on a port nobody listens on, no retries.
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    offline = online.model_copy(
-        update={"mlflow_tracking_uri": f"http://127.0.0.1:{_closed_port()}"}
-    )
+    offline = unreachable_mlflow(online, monkeypatch)
     with TestClient(create_app(offline), headers=AUTH) as client:
         ready = client.get("/readyz")
         body = ask(client)

@@ -6,7 +6,6 @@ of a broken version, last-known-good cache, metrics."""
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,9 +23,11 @@ from registry.client import Registry
 from service.api.schemas import EventIn
 from service.app import create_app
 from service.infra.event_store import store_event
+from service.infra.redis_guard import REQUEST_CONNECTION_NAME
 from tests.support.auth import AUTH
 from tests.support.lifecycle import CHURN, REC, lifecycle_settings, publish_full
-from tests.support.redis_monitor import monitored
+from tests.support.paths import unreachable_mlflow
+from tests.support.redis_monitor import client_names, monitored, sent_by
 from tests.support.response_models import fatigue_model
 from tests.support.served import ask
 
@@ -125,15 +126,17 @@ def test_the_served_model_lowers_a_tired_offer_and_learns_the_channel(
     event(served, redis_client, 4, "accepted", "taxes", "push", 11)
 
     answers: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
     with redis.Redis.from_url(redis_url) as watcher:
-        seen = monitored(watcher, lambda: answers.append(ask(app_client, CUSTOMER, k=20)))
-    reads = [
-        c["command"].split()[0]
-        for c in seen
-        if c["client_type"] != "lua"
-        and key_prefix in c["command"]
-        and served.audit_prefix not in c["command"]
-    ]
+
+        def answer() -> None:
+            answers.append(ask(app_client, CUSTOMER, k=20))
+            names.update(client_names(watcher))
+
+        seen = monitored(watcher, answer)
+    # What the request's own connection sent (background reloads and the audit writer have
+    # connections of their own; other tests may share this Redis).
+    reads = [c["command"].split()[0] for c in sent_by(seen, names, REQUEST_CONNECTION_NAME)]
     assert reads == ["EVAL"], reads  # record + contact state: still one round trip
     tired = answers[0]
     assert tired["preferred_channel"]["channel"] == "push"
@@ -190,12 +193,6 @@ def test_without_a_response_model_the_slot_is_empty(
         assert reload(client)["response"]["outcome"] == "unchanged"
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_last_known_good_copy_serves_when_mlflow_is_down(
     served: Settings,
     redis_client: redis.Redis,
@@ -206,11 +203,7 @@ def test_last_known_good_copy_serves_when_mlflow_is_down(
     with TestClient(create_app(served), headers=AUTH):
         pass  # first start: the cache gets the champions
     assert (served.model_cache_dir / f"{RESP}@champion.json").is_file()
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    offline = served.model_copy(
-        update={"mlflow_tracking_uri": f"http://127.0.0.1:{_closed_port()}"}
-    )
+    offline = unreachable_mlflow(served, monkeypatch)
     with TestClient(create_app(offline), headers=AUTH) as client:
         ready = client.get("/readyz").json()
         body = ask(client, CUSTOMER)
