@@ -1,24 +1,40 @@
-"""The promotion gate: a version may take an alias only if it is no worse than the champion.
+"""The promotion gate: a version may take an alias only if it is not worse than the champion
+by more than a margin, with 95% confidence.
 
-"No worse" is judged on the model kind's primary offline metric (recommender MAP@7, churn,
+"Not worse" is judged on the model kind's primary offline metric (recommender MAP@7, churn,
 maturity and response ROC-AUC; higher is better for all) and only when both versions were
 evaluated on the same data: the run tag ``nbo.data_fingerprint`` (hash of the canonical
 tables, or of the bank-marketing file for a response model) and the run param
 ``holdout_as_of`` (the holdout date, or the CV scheme) must match. A version evaluated on other
-data cannot be compared, so it is refused as well. When a replay of recorded decisions was
-run (``registry.replay``), any unsuitable top offer also refuses the version.
+data cannot be compared, so it is refused as well.
 
-``--force`` overrides every refusal, but only with a reason; the reason and the fact that
-the gate was overridden are recorded in the alias history.
+Why a margin and an interval: a holdout of a few hundred customers moves MAP@7 in the third
+decimal from sampling alone, so "candidate >= champion" to the fourth decimal refuses an
+equally good (or cheaper) model by chance. The gate instead bootstraps the difference
+``candidate - champion`` over the holdout rows both versions scored
+(``registry.bootstrap``, on the per-row values of ``registry.holdout``) and passes the
+version when the lower bound of the 95% interval is above ``-margin``
+(``NBO_PROMOTION_MARGIN``, in metric units): non-inferior. When either version has no
+per-row values (trained before they were logged, or a response model, evaluated by
+cross-validation), the gate falls back to the logged metrics: passes when
+``candidate - champion >= -margin``; the finding says which rule was used.
+
+When a replay of recorded decisions was run (``registry.replay``), any unsuitable top offer
+also refuses the version. A refusal is recorded in the alias history (outcome ``refused``,
+with the gate's reasons). ``--force`` overrides every refusal, but only with a reason; the
+reason and the fact that the gate was overridden are recorded.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from registry.bootstrap import NotPaired, paired_difference
 from registry.client import ALLOWED_ALIASES, Registry, RegistryError, VersionInfo
 from registry.history import AliasEvent, champion_line
+from registry.holdout import ARTIFACT_FILE, HoldoutValues, HoldoutValuesError
 from registry.replay import ReplayReport
 
 PRIMARY_METRIC = {
@@ -41,7 +57,7 @@ class PromotionRefused(RegistryError):
         super().__init__(
             f"{name} version {version} not promoted to {alias}: "
             + "; ".join(problems)
-            + " (use --force --reason TEXT to override)"
+            + " (recorded in the alias history; use --force --reason TEXT to override)"
         )
 
 
@@ -55,6 +71,7 @@ class Evaluation:
     value: float | None
     fingerprint: str | None
     holdout_as_of: str | None
+    run_id: str | None = None
 
     @property
     def data(self) -> tuple[str | None, str | None]:
@@ -62,14 +79,68 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Difference:
+    """``candidate - reference`` on the primary metric, judged against the margin.
+
+    With ``low``/``high`` it is a paired bootstrap interval over ``rows`` holdout rows;
+    without, the raw difference of the logged metrics (``fallback`` says why).
+    """
+
+    metric: str
+    candidate: float
+    reference: float
+    diff: float
+    margin: float
+    low: float | None = None
+    high: float | None = None
+    rows: int | None = None
+    resamples: int | None = None
+    fallback: str = ""
+
+    @property
+    def method(self) -> str:
+        return "paired bootstrap" if self.low is not None else "raw"
+
+    @property
+    def non_inferior(self) -> bool:
+        if self.low is not None:
+            return self.low > -self.margin
+        return self.diff >= -self.margin
+
+    def describe(self) -> str:
+        """One line: the difference, its interval (or why none), the margin, the verdict."""
+        verdict = "non-inferior" if self.non_inferior else "worse beyond the margin"
+        if self.low is not None and self.high is not None:
+            how = (
+                f"95% interval [{self.low:+.4f}, {self.high:+.4f}], paired bootstrap over "
+                f"{self.rows} holdout rows, {self.resamples} resamples"
+            )
+        else:
+            how = f"no interval: {self.fallback}"
+        return f"{self.metric} diff {self.diff:+.4f} ({how}), margin {self.margin:.4f}: {verdict}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "method": self.method, "non_inferior": self.non_inferior}
+
+
+@dataclass(frozen=True)
 class Verdict:
     candidate: Evaluation
     champion: Evaluation | None
     problems: list[str] = field(default_factory=list)
+    difference: Difference | None = None
 
     @property
     def allowed(self) -> bool:
         return not self.problems
+
+    def describe(self) -> str:
+        """What the history records about the gate: its reasons, else the difference found."""
+        if self.problems:
+            return "; ".join(self.problems)
+        if self.difference is not None:
+            return self.difference.describe()
+        return "no champion to compare with" if self.champion is None else ""
 
 
 def evaluation(registry: Registry, info: VersionInfo) -> Evaluation:
@@ -84,59 +155,153 @@ def evaluation(registry: Registry, info: VersionInfo) -> Evaluation:
         value=value,
         fingerprint=run.tags.get(FINGERPRINT_TAG),
         holdout_as_of=run.params.get(HOLDOUT_PARAM),
+        run_id=info.run_id,
     )
 
 
-def judge(
-    candidate: Evaluation, champion: Evaluation | None, replay: ReplayReport | None = None
-) -> Verdict:
-    """The gate's decision, without touching the registry (pure, so tests can drive it)."""
-    problems: list[str] = []
+def own_problem(candidate: Evaluation) -> str | None:
+    """Why the version has no primary metric to judge (``None`` when it has one)."""
     if candidate.metric is None:
-        problems.append(
+        return (
             f"version {candidate.version} has no known model kind (run tag {KIND_TAG}="
             f"{candidate.kind!r}), so it has no primary metric"
         )
-    elif candidate.value is None or not math.isfinite(candidate.value):
-        problems.append(f"version {candidate.version} has no {candidate.metric} metric")
-    if champion is not None and champion.version != candidate.version and not problems:
-        if None in candidate.data or candidate.data != champion.data:
+    if candidate.value is None or not math.isfinite(candidate.value):
+        return f"version {candidate.version} has no {candidate.metric} metric"
+    return None
+
+
+def comparability(
+    candidate: Evaluation, reference: Evaluation, reference_name: str = ""
+) -> str | None:
+    """Why the two versions' primary metrics cannot be compared (``None`` when they can).
+    ``reference_name`` names the reference in the sentence (default "version N")."""
+    ref = reference_name or f"version {reference.version}"
+    problem = own_problem(candidate)
+    if problem is not None:
+        return problem
+    if None in candidate.data or candidate.data != reference.data:
+        return (
+            f"evaluation data differs from {ref}'s "
+            f"(version {candidate.version}: fingerprint {candidate.fingerprint}, holdout "
+            f"{candidate.holdout_as_of}; {ref} (version {reference.version}): fingerprint "
+            f"{reference.fingerprint}, holdout {reference.holdout_as_of}), so the "
+            f"{candidate.metric} values cannot be compared"
+        )
+    if reference.kind != candidate.kind:
+        return (
+            f"version {candidate.version} is a {candidate.kind} model, {ref} "
+            f"(version {reference.version}) a {reference.kind} model"
+        )
+    if reference.value is None or not math.isfinite(reference.value):
+        return f"{ref} (version {reference.version}) has no {candidate.metric} to compare with"
+    return None
+
+
+def difference(
+    registry: Registry, candidate: Evaluation, reference: Evaluation, margin: float
+) -> Difference:
+    """The paired bootstrap of ``candidate - reference`` when both logged per-row holdout
+    values for the same rows, else the raw difference of the logged metrics.
+
+    Call only for comparable versions (:func:`comparability` is ``None``).
+    """
+    assert candidate.metric is not None and candidate.value is not None
+    assert reference.value is not None
+    raw = Difference(
+        candidate.metric,
+        candidate.value,
+        reference.value,
+        candidate.value - reference.value,
+        margin,
+    )
+    values: list[HoldoutValues] = []
+    for version in (candidate, reference):
+        found = holdout_values(registry, version)
+        if isinstance(found, str):
+            return _replace(raw, fallback=found)
+        values.append(found)
+    try:
+        interval = paired_difference(values[0], values[1])
+    except NotPaired as exc:
+        return _replace(raw, fallback=str(exc))
+    return _replace(
+        raw,
+        diff=interval.diff,
+        low=interval.low,
+        high=interval.high,
+        rows=interval.rows,
+        resamples=interval.resamples,
+    )
+
+
+def holdout_values(registry: Registry, version: Evaluation) -> HoldoutValues | str:
+    """The version's per-row holdout values, or a sentence saying why there are none."""
+    raw = registry.run_artifact(version.run_id, ARTIFACT_FILE)
+    if raw is None:
+        return f"version {version.version} has no per-row holdout values ({ARTIFACT_FILE})"
+    try:
+        values = HoldoutValues.from_bytes(raw)
+    except HoldoutValuesError as exc:
+        return f"version {version.version}: {exc}"
+    if values.metric != version.metric:
+        return (
+            f"version {version.version}'s holdout values are of {values.metric}, "
+            f"not {version.metric}"
+        )
+    return values
+
+
+def _replace(base: Difference, **changes: Any) -> Difference:
+    return Difference(**{**asdict(base), **changes})
+
+
+def judge(
+    candidate: Evaluation,
+    champion: Evaluation | None,
+    found: Difference | None = None,
+    replay: ReplayReport | None = None,
+) -> Verdict:
+    """The gate's decision, without touching the registry (pure, so tests can drive it).
+
+    ``found`` is the difference to the champion (:func:`difference`), needed when the
+    champion is another, comparable version.
+    """
+    problems: list[str] = []
+    own = own_problem(candidate)
+    if own is not None:
+        problems.append(own)
+    elif champion is not None and champion.version != candidate.version:
+        problem = comparability(candidate, champion, "the champion")
+        if problem is not None:
+            problems.append(problem)
+        elif found is None:
+            raise ValueError("judge needs the difference to a comparable champion")
+        elif not found.non_inferior:
             problems.append(
-                "evaluation data differs from the champion's "
-                f"(version {candidate.version}: fingerprint {candidate.fingerprint}, holdout "
-                f"{candidate.holdout_as_of}; champion version {champion.version}: fingerprint "
-                f"{champion.fingerprint}, holdout {champion.holdout_as_of}), so the "
-                f"{candidate.metric} values cannot be compared"
-            )
-        elif champion.kind != candidate.kind:
-            problems.append(
-                f"version {candidate.version} is a {candidate.kind} model, the champion "
-                f"(version {champion.version}) a {champion.kind} model"
-            )
-        elif champion.value is not None and candidate.value is not None:
-            if candidate.value < champion.value:
-                problems.append(
-                    f"{candidate.metric} {candidate.value:.4f} is worse than the champion's "
-                    f"(version {champion.version}) {champion.value:.4f}"
-                )
-        else:
-            problems.append(
-                f"the champion (version {champion.version}) has no {candidate.metric} to "
-                "compare with"
+                f"{candidate.metric} {candidate.value:.4f} is worse than the champion's "
+                f"(version {champion.version}) {champion.value:.4f} beyond the margin: "
+                + found.describe()
             )
     if replay is not None and replay.unsuitable:
         problems.append(
             f"replay of {replay.decisions} recorded decisions: {replay.unsuitable} top offers "
             "would be unsuitable"
         )
-    return Verdict(candidate, champion, problems)
+    return Verdict(candidate, champion, problems, found)
 
 
 def check(
-    registry: Registry, name: str, version: int, replay: ReplayReport | None = None
+    registry: Registry,
+    name: str,
+    version: int,
+    replay: ReplayReport | None = None,
+    margin: float | None = None,
 ) -> Verdict:
     """Judge ``version`` of ``name`` against the current champion (unknown model/version
-    -> :class:`registry.client.ModelNotFoundError`)."""
+    -> :class:`registry.client.ModelNotFoundError`). ``margin`` defaults to
+    ``NBO_PROMOTION_MARGIN``."""
+    margin = registry.settings.promotion_margin if margin is None else margin
     candidate = evaluation(registry, registry.version(name, version))
     champion_version = registry.alias_version(name, "champion")
     champion = (
@@ -144,7 +309,14 @@ def check(
         if champion_version is not None
         else None
     )
-    return judge(candidate, champion, replay)
+    found = None
+    if (
+        champion is not None
+        and champion.version != candidate.version
+        and comparability(candidate, champion) is None
+    ):
+        found = difference(registry, candidate, champion, margin)
+    return judge(candidate, champion, found, replay)
 
 
 def promote(
@@ -157,8 +329,10 @@ def promote(
     reason: str = "",
     actor: str | None = None,
     replay: ReplayReport | None = None,
+    margin: float | None = None,
 ) -> tuple[VersionInfo, Verdict]:
-    """Gate, then move ``alias``; :class:`PromotionRefused` (alias unchanged) on a refusal.
+    """Gate, then move ``alias``; on a refusal the alias is unchanged, the refusal is
+    recorded in the history and :class:`PromotionRefused` is raised.
 
     ``force`` needs a non-empty ``reason``. The gate runs for the challenger alias too: a
     challenger gets real customers, so it must clear the same bar (or be forced).
@@ -169,8 +343,11 @@ def promote(
         )
     if force and not reason.strip():
         raise RegistryError("--force needs --reason TEXT: say why the gate is overridden")
-    verdict = check(registry, name, version, replay)
+    verdict = check(registry, name, version, replay, margin)
     if not verdict.allowed and not force:
+        registry.record_refusal(
+            name, version, alias, gate=verdict.describe(), reason=reason.strip(), actor=actor
+        )
         raise PromotionRefused(name, version, alias, verdict.problems)
     info = registry.promote(
         name,
@@ -180,6 +357,7 @@ def promote(
         actor=actor,
         action="promote",
         forced=force and not verdict.allowed,
+        gate=verdict.describe(),
     )
     return info, verdict
 

@@ -34,6 +34,7 @@ from core.scoring.churn import LinearChurnModel, TabularDesign
 from core.settings import Settings
 from core.tables import TIERS, Tables
 from registry.client import Registry
+from registry.holdout import HoldoutValues
 from training import TrainResult
 from training.datasets import (
     DatasetError,
@@ -221,13 +222,17 @@ def train_churn(
             "n_features": len(model.feature_names),
         }
         holdout_target = split.holdout.labels["churned"].to_numpy()
-        table = calibration_table(holdout_target, model.predict_frame(split.holdout.features))
+        holdout_proba = model.predict_frame(split.holdout.features)
+        table = calibration_table(holdout_target, holdout_proba)
         with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
             names = Path(tmp) / "feature_names.json"
             names.write_text(json.dumps(model.feature_names, indent=1))
             table_path = Path(tmp) / "calibration.csv"
             table.to_csv(table_path, index=False)
             plot = calibration_plot(table, metrics["brier"], Path(tmp) / "calibration.png")
+            per_row = HoldoutValues.auc(
+                "roc_auc", holdout_target, holdout_proba, split.holdout.features.index
+            ).write(Path(tmp))
             if progress:
                 progress("registering")
             version = registry.log_and_register(
@@ -236,7 +241,12 @@ def train_churn(
                 params=dates,
                 metrics=metrics,
                 tags={"nbo.feature_names": ",".join(model.feature_names)},
-                artifacts={"feature_names": names, "calibration": table_path, "plots": plot},
+                artifacts={
+                    "feature_names": names,
+                    "calibration": table_path,
+                    "plots": plot,
+                    "holdout_values": per_row,
+                },
                 run_id=run_id,
             )
     return TrainResult.registered(version, run_id, metrics, {**params, **dates}, started)
