@@ -96,7 +96,7 @@ def test_artifact_round_trip_keeps_no_keys_and_bad_bytes_are_named() -> None:
     assert back.scores is not None and back.scores.tolist() == [0.1, 0.8, 0.4]
     with np.load(io.BytesIO(raw)) as stored:  # customer ids never reach the artifact store
         assert set(stored.files) == {"metric", "form", "rows_digest", "labels", "scores"}
-    with pytest.raises(HoldoutValuesError, match="holdout_values.npz is not readable"):
+    with pytest.raises(HoldoutValuesError, match=r"holdout_values\.npz is not readable"):
         HoldoutValues.from_bytes(b"not an npz")
     with pytest.raises(HoldoutValuesError, match="labels but"):
         HoldoutValues("roc_auc", "roc_auc", "x", labels=np.zeros(2), scores=np.zeros(3))
