@@ -107,9 +107,8 @@ class Difference:
             return self.low > -self.margin
         return self.diff >= -self.margin
 
-    def describe(self) -> str:
-        """One line: the difference, its interval (or why none), the margin, the verdict."""
-        verdict = "non-inferior" if self.non_inferior else "worse beyond the margin"
+    def evidence(self) -> str:
+        """The difference and its interval (or why there is none)."""
         if self.low is not None and self.high is not None:
             how = (
                 f"95% interval [{self.low:+.4f}, {self.high:+.4f}], paired bootstrap over "
@@ -117,7 +116,12 @@ class Difference:
             )
         else:
             how = f"no interval: {self.fallback}"
-        return f"{self.metric} diff {self.diff:+.4f} ({how}), margin {self.margin:.4f}: {verdict}"
+        return f"diff {self.diff:+.4f} ({how})"
+
+    def describe(self) -> str:
+        """One line: the difference, its interval (or why none), the margin, the verdict."""
+        verdict = "non-inferior" if self.non_inferior else "worse beyond the margin"
+        return f"{self.metric} {self.evidence()}, margin {self.margin:.4f}: {verdict}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "method": self.method, "non_inferior": self.non_inferior}
@@ -280,8 +284,8 @@ def judge(
         elif not found.non_inferior:
             problems.append(
                 f"{candidate.metric} {candidate.value:.4f} is worse than the champion's "
-                f"(version {champion.version}) {champion.value:.4f} beyond the margin: "
-                + found.describe()
+                f"(version {champion.version}) {champion.value:.4f} beyond the margin "
+                f"{found.margin:.4f}: {found.evidence()}"
             )
     if replay is not None and replay.unsuitable:
         problems.append(
