@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="Log level of the service.")
     # --- model lifecycle: hot reload, challenger traffic, last-known-good (docs/lifecycle.md) ---
     promotion_margin: float = Field(
-        0.01,
+        0.02,
         ge=0,
         le=0.5,
         description=(

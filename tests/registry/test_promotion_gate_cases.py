@@ -94,8 +94,8 @@ def gated(settings: Settings, tmp_path: Path, catalogue: Catalogue) -> Iterator[
 
 def test_the_recommender_is_gated_on_map_at_7(gated: Settings, catalogue: Catalogue) -> None:
     registry = Registry(gated)
-    worse = register_recommender(registry, popularity_recommender(catalogue), 0.28, roc_auc=0.99)
-    with pytest.raises(PromotionRefused, match=r"map_at_7 0.2800 is worse .* 0.3000"):
+    worse = register_recommender(registry, popularity_recommender(catalogue), 0.25, roc_auc=0.99)
+    with pytest.raises(PromotionRefused, match=r"map_at_7 0.2500 is worse .* 0.3000"):
         promotion.promote(registry, REC, worse.version)
     equal = register_recommender(registry, popularity_recommender(catalogue), 0.30, roc_auc=0.1)
     assert promotion.promote(registry, REC, equal.version)[1].allowed

@@ -52,9 +52,14 @@ def planted(registry: Registry, scores: np.ndarray, keys: list[str] = KEYS) -> i
     return register_churn(registry, MODEL, auc, per_row=values).version
 
 
+MARGIN = 0.01
+"""Tighter than the default, so the planted cases sit well inside or outside it."""
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return registry_settings(tmp_path, seeded_store())
+    seeded = registry_settings(tmp_path, seeded_store())
+    return seeded.model_copy(update={"promotion_margin": MARGIN})
 
 
 @pytest.fixture
@@ -86,7 +91,7 @@ def test_lower_but_equal_within_the_margin_is_promoted(registry: Registry) -> No
     _, verdict = promotion.promote(registry, MODEL, candidate)
     found = verdict.difference
     assert found is not None and found.low is not None and found.high is not None
-    assert -0.01 < found.low < found.diff < 0 < found.high
+    assert -MARGIN < found.low < found.diff < 0 < found.high
     assert registry.alias_version(MODEL, "champion") == candidate
     # Back to the old champion: +0.0016 but its lower bound (about -0.0015) is below a
     # margin of -0.001, so that move is refused.
@@ -144,6 +149,7 @@ def cli(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunn
     monkeypatch.setenv("NBO_HOME", str(registry.settings.home))
     monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", registry.settings.tracking_uri)
     monkeypatch.setenv("NBO_ACTOR", "risk-officer")
+    monkeypatch.setenv("NBO_PROMOTION_MARGIN", str(MARGIN))
     monkeypatch.setenv("COLUMNS", "250")
     get_settings.cache_clear()
     yield CliRunner()

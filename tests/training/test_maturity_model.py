@@ -125,7 +125,7 @@ def test_train_registers_and_the_gate_compares_roc_auc(
     promotion.promote(registry, "nbo-maturity", 1, reason="first")
     loaded = registry.load("nbo-maturity", "champion")
     assert loaded.scorer.kind == "maturity"
-    # Same data, ROC-AUC worse by more than the margin (0.01), no per-row values: refused.
+    # Same data, ROC-AUC worse by more than the margin (0.02), no per-row values: refused.
     worse = registry.log_and_register(
         loaded.scorer,
         "nbo-maturity",
