@@ -6,9 +6,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from registry import promotion
 from registry.client import Registry
-from registry.promotion import FINGERPRINT_TAG, KIND_TAG, Difference
+from registry.noninferiority import (
+    FINGERPRINT_TAG,
+    KIND_TAG,
+    Difference,
+    comparability,
+    difference,
+    evaluation,
+)
 
 LINEAGE_TAGS = (KIND_TAG, FINGERPRINT_TAG)
 """Run tags shown in the lineage section (what the version was trained on)."""
@@ -80,9 +86,9 @@ def compare(
         )
     for key in sorted(run_a.params.keys() | run_b.params.keys()):
         rows.append(Row("param", key, run_a.params.get(key, ""), run_b.params.get(key, "")))
-    reference, candidate = promotion.evaluation(registry, a), promotion.evaluation(registry, b)
-    problem = promotion.comparability(candidate, reference)
-    gate = None if problem else promotion.difference(registry, candidate, reference, margin)
+    reference, candidate = evaluation(registry, a), evaluation(registry, b)
+    problem = comparability(candidate, reference)
+    gate = None if problem else difference(registry, candidate, reference, margin)
     return Comparison(name, left, right, rows, gate, problem)
 
 
