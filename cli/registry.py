@@ -1,4 +1,5 @@
-"""``nbo registry``: list, compare, promote (gated), roll back, audit and replay model versions."""
+"""``nbo registry``: list, compare, promote (gated), roll back, unset an alias, audit and replay
+model versions."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.table import Table
 
-from cli.errors import exit_on
+from cli.errors import exit_on, fail
 from core.redis_keys import decisions_key
 from core.redis_server import RedisClient
 from core.settings import Settings, get_settings
@@ -87,17 +88,24 @@ def list_versions(
 @app.command("compare")
 def compare(
     model: str = typer.Argument(..., help="Registered model name."),
-    left: int = typer.Argument(..., min=1, help="First version."),
-    right: int = typer.Argument(..., min=1, help="Second version."),
+    left: int = typer.Argument(..., min=1, help="First version (the reference, e.g. champion)."),
+    right: int = typer.Argument(..., min=1, help="Second version (the candidate)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Metrics, params and training-data lineage of two versions side by side.
+    """Metrics, params and training-data lineage of two versions side by side, and the
+    promotion gate's finding for RIGHT against LEFT.
 
-    Rows that differ are marked with *.
+    Rows that differ are marked with *. The gate line gives RIGHT - LEFT on the primary
+    metric, its 95% paired bootstrap interval over the holdout rows (or why there is none),
+    the margin (NBO_PROMOTION_MARGIN) and the verdict.
 
-    Example: nbo registry compare nbo-recommender 2 3
+    Example: nbo registry compare nbo-recommender 2 3 --json
     """
     with exit_on(*_EXPECTED):
         result = compare_versions(Registry(get_settings()), model, left, right)
+    if as_json:
+        typer.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
     table = Table(title=f"{model}: version {left} vs {right}", title_justify="left")
     table.add_column("")
     table.add_column("key")
@@ -106,7 +114,10 @@ def compare(
     table.add_column("")
     for row in result.rows:
         table.add_row(row.section, row.key, row.left, row.right, "*" if row.differs else "")
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    gate = result.gate.describe() if result.gate else f"not comparable: {result.gate_problem}"
+    console.print(f"gate, v{right} against v{left}: {gate}", markup=False, highlight=False)
 
 
 @app.command("promote")
@@ -126,12 +137,14 @@ def promote(
         "unsuitable top offer refuses the version.",
     ),
 ) -> None:
-    """Point an alias at a version if it is no worse than the champion on the same data.
+    """Point an alias at a version if it is not worse than the champion beyond the margin.
 
-    The gate compares the primary metric (recommender map_at_7; churn, maturity, response roc_auc)
-    with the current champion's, evaluated on the same data (data fingerprint and holdout
-    date).
-    Every promotion is recorded (who, when, why, previous holder): see `nbo registry history`.
+    The gate compares the primary metric (recommender map_at_7; churn, maturity, response
+    roc_auc) with the current champion's, evaluated on the same data (data fingerprint and
+    holdout date): the lower bound of the 95% paired bootstrap interval of (version -
+    champion) must be above -NBO_PROMOTION_MARGIN (without per-row holdout values: the
+    logged difference). A refusal exits with code 2 and is recorded too. Every promotion
+    is recorded (who, when, why, previous holder, gate): see `nbo registry history`.
 
     Example: nbo registry promote nbo-recommender 3 --reason "retrained on October data"
     """
@@ -147,6 +160,8 @@ def promote(
         )
     if verdict.problems:
         typer.echo("gate overridden (--force): " + "; ".join(verdict.problems), err=True)
+    elif verdict.difference is not None:
+        typer.echo(f"gate: {verdict.difference.describe()}")
     typer.echo(
         f"{info.name} version {info.version} is now {alias} (aliases: {', '.join(info.aliases)})"
     )
@@ -164,6 +179,35 @@ def rollback(
     with exit_on(*_EXPECTED):
         info, event = promotion.rollback(Registry(get_settings()), model, reason=reason)
     typer.echo(f"{info.name} champion rolled back from version {event.previous} to {event.version}")
+
+
+@app.command("unset-alias")
+def unset_alias(
+    model: str = typer.Argument(..., help="Registered model name."),
+    alias: str = typer.Argument(..., help="Alias to remove, e.g. challenger."),
+    reason: str = typer.Option("", "--reason", help="Why (required): recorded in the history."),
+    yes: bool = typer.Option(
+        False, "--yes", help="Needed to remove champion: services could not start without it."
+    ),
+) -> None:
+    """Remove an alias from a model and record it in the alias history.
+
+    A reason is always required. Removing `champion` also needs --yes: running services keep
+    the version they loaded, but a service that starts (or restarts) without a champion has
+    no model to serve. Removing `challenger` retires the challenger at the next alias check.
+
+    Example: nbo registry unset-alias nbo-recommender challenger --reason "test finished"
+    """
+    if not reason.strip():
+        raise fail("unset-alias needs --reason TEXT: say why the alias is removed")
+    if alias == "champion" and not yes:
+        raise fail(
+            f"removing champion from {model} leaves services that start without a model to "
+            "serve; add --yes if that is intended (or promote another version instead)"
+        )
+    with exit_on(*_EXPECTED):
+        event = Registry(get_settings()).unset_alias(model, alias, reason=reason.strip())
+    typer.echo(f"{model}: alias {alias} removed (it pointed at version {event.version})")
 
 
 @app.command("history")
@@ -246,10 +290,13 @@ def check_portable(
 
 def _history_table(model: str, events: list[AliasEvent]) -> Table:
     table = Table(title=f"{model}: alias history", title_justify="left")
-    for column in ("#", "when (UTC)", "alias", "version", "previous", "action", "who", "why"):
+    columns = ("#", "when (UTC)", "alias", "version", "previous", "action", "who", "why", "gate")
+    for column in columns:
         table.add_column(column, justify="right" if column in ("#", "version") else "left")
     for e in events:
-        action = e.action + (" (forced)" if e.forced else "")
+        action = (
+            e.action + (" (forced)" if e.forced else "") + ("" if e.moved else f" ({e.outcome})")
+        )
         table.add_row(
             str(e.seq),
             f"{e.at:%Y-%m-%d %H:%M:%S}",
@@ -259,6 +306,7 @@ def _history_table(model: str, events: list[AliasEvent]) -> Table:
             action,
             e.actor,
             e.reason,
+            e.gate,
         )
     return table
 

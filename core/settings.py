@@ -127,6 +127,16 @@ class Settings(BaseSettings):
     workers: int = Field(1, description="Uvicorn worker processes.")
     log_level: str = Field("info", description="Log level of the service.")
     # --- model lifecycle: hot reload, challenger traffic, last-known-good (docs/lifecycle.md) ---
+    promotion_margin: float = Field(
+        0.02,
+        ge=0,
+        le=0.5,
+        description=(
+            "Non-inferiority margin of the promotion gate, in units of the primary metric: a "
+            "version passes when the lower bound of the 95% interval of (version - champion) "
+            "is above -margin."
+        ),
+    )
     model_poll_seconds: float = Field(
         30.0, ge=0, description="How often the service checks the model aliases for a new version."
     )

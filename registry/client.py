@@ -44,7 +44,16 @@ from core.scoring.maturity import RegisteredMaturityScorer
 from core.scoring.response import ResponseScorer
 from core.settings import Settings
 from registry import lineage, model_package
-from registry.history import AliasEvent, current_actor, events_from_tags, now_utc, tag_key
+from registry.history import (
+    MOVED,
+    REFUSED,
+    UNSET,
+    AliasEvent,
+    current_actor,
+    events_from_tags,
+    now_utc,
+    tag_key,
+)
 from registry.pyfunc import (
     MODEL_CODE,
     SCORER_ARTIFACT,
@@ -407,6 +416,7 @@ class Registry:
         actor: str | None = None,
         action: str = "promote",
         forced: bool = False,
+        gate: str = "",
     ) -> VersionInfo:
         """Point ``alias`` (champion or challenger) at ``version`` and record the move.
 
@@ -415,26 +425,14 @@ class Registry:
         any error. The move and its history event are written one after the other; if
         the event cannot be written the alias is put back, so no move goes unrecorded.
         """
-        if alias not in ALLOWED_ALIASES:
-            raise RegistryError(
-                f"alias {alias!r} is not allowed (use one of {', '.join(ALLOWED_ALIASES)})"
-            )
+        _check_alias(alias)
         target = self.version(name, version)
         if target.status != "READY":
             raise RegistryError(f"model {name!r} version {version} is {target.status}, not READY")
         model = self._require_model(name)
         previous = model.aliases.get(alias)
-        events = events_from_tags(model.tags)
-        event = AliasEvent(
-            seq=(events[-1].seq + 1) if events else 1,
-            alias=alias,
-            version=int(version),
-            previous=int(previous) if previous is not None else None,
-            actor=actor or current_actor(),
-            at=now_utc(),
-            reason=reason,
-            action=action,
-            forced=forced,
+        event = self._event(
+            model, alias, version, previous, reason, actor, action, forced=forced, gate=gate
         )
         self.client.set_registered_model_alias(name, alias, str(version))
         try:
@@ -446,6 +444,102 @@ class Registry:
                 self.client.set_registered_model_alias(name, alias, str(previous))
             raise
         return self.version(name, version)
+
+    def record_refusal(
+        self,
+        name: str,
+        version: int,
+        alias: str,
+        *,
+        gate: str,
+        reason: str = "",
+        actor: str | None = None,
+    ) -> AliasEvent:
+        """Record that the gate refused ``version`` for ``alias`` (the alias does not move)."""
+        _check_alias(alias)
+        self.version(name, version)
+        model = self._require_model(name)
+        event = self._event(
+            model,
+            alias,
+            version,
+            model.aliases.get(alias),
+            reason,
+            actor,
+            "promote",
+            outcome=REFUSED,
+            gate=gate,
+        )
+        self.client.set_registered_model_tag(name, tag_key(event.seq), event.to_json())
+        return event
+
+    def unset_alias(
+        self, name: str, alias: str, *, reason: str, actor: str | None = None
+    ) -> AliasEvent:
+        """Remove ``alias`` from ``name`` and record it (``action`` ``unset``, ``version`` the
+        version it pointed at). Any alias that is set can be removed, also one set outside
+        ``nbo``; an unset one is :class:`ModelNotFoundError`. If the event cannot be
+        written the alias is put back."""
+        model = self._require_model(name)
+        if alias not in model.aliases:
+            held = ", ".join(sorted(model.aliases)) or "none"
+            raise ModelNotFoundError(f"model {name!r} has no alias {alias!r} (aliases: {held})")
+        holder = int(model.aliases[alias])
+        event = self._event(model, alias, holder, holder, reason, actor, UNSET)
+        self.client.delete_registered_model_alias(name, alias)
+        try:
+            self.client.set_registered_model_tag(name, tag_key(event.seq), event.to_json())
+        except BaseException:
+            self.client.set_registered_model_alias(name, alias, str(holder))
+            raise
+        return event
+
+    def _event(
+        self,
+        model: RegisteredModel,
+        alias: str,
+        version: int,
+        previous: str | int | None,
+        reason: str,
+        actor: str | None,
+        action: str,
+        *,
+        forced: bool = False,
+        outcome: str = MOVED,
+        gate: str = "",
+    ) -> AliasEvent:
+        """The next history event of ``model`` (sequence number after the last recorded)."""
+        events = events_from_tags(model.tags)
+        return AliasEvent(
+            seq=(events[-1].seq + 1) if events else 1,
+            alias=alias,
+            version=int(version),
+            previous=int(previous) if previous is not None else None,
+            actor=actor or current_actor(),
+            at=now_utc(),
+            reason=reason,
+            action=action,
+            forced=forced,
+            outcome=outcome,
+            gate=gate,
+        )
+
+    def run_artifact(self, run_id: str | None, path: str) -> bytes | None:
+        """The bytes of one artifact of a run, ``None`` when the run or the file is absent
+        (versions trained before the file was logged)."""
+        if not run_id:
+            return None
+        with tempfile.TemporaryDirectory(prefix="nbo-artifact-") as tmp:
+            try:
+                local = self.client.download_artifacts(run_id, path, tmp)
+            except MlflowException as exc:
+                if _not_found(exc) or "No such file" in str(exc):
+                    return None
+                raise
+            except OSError:
+                return None
+            file = Path(local)
+            return file.read_bytes() if file.is_file() else None
 
     def load(self, name: str, alias: str) -> LoadedModel:
         """Download and unpickle the scorer that ``alias`` points at; check its protocol."""
@@ -510,6 +604,13 @@ class Registry:
             status=mv.status,
             source=mv.source,
             tags=dict(mv.tags),
+        )
+
+
+def _check_alias(alias: str) -> None:
+    if alias not in ALLOWED_ALIASES:
+        raise RegistryError(
+            f"alias {alias!r} is not allowed (use one of {', '.join(ALLOWED_ALIASES)})"
         )
 
 

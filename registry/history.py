@@ -7,6 +7,10 @@ event, stored in the registry itself as a registered-model tag
 event as JSON. The history therefore lives wherever the registry lives, survives restarts
 and is visible in the MLflow UI next to the model.
 
+Refused promotions are events too (``outcome`` ``refused``: the alias did not move, the
+gate's reasons are in ``gate``), and so is an alias removed with ``nbo registry
+unset-alias`` (``action`` ``unset``, ``version`` the version it was removed from).
+
 This module is the pure part (event format, "who held the alias at time T", the champion
 line used by rollback); reading and writing the tags is ``Registry``'s job.
 """
@@ -21,12 +25,17 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 HISTORY_TAG_PREFIX = "nbo.alias_history."
+MOVED = "moved"
+REFUSED = "refused"
+UNSET = "unset"
 _SEQ_DIGITS = 6
 
 
 @dataclass(frozen=True)
 class AliasEvent:
-    """One move of an alias. ``previous`` is the version that held it before (or None)."""
+    """One move (or refused move) of an alias. ``previous`` is the version that held it
+    before (or None); ``gate`` is the promotion gate's finding (difference, interval,
+    margin, or the reasons of a refusal)."""
 
     seq: int
     alias: str
@@ -35,8 +44,14 @@ class AliasEvent:
     actor: str
     at: datetime  # UTC
     reason: str
-    action: str  # "promote" | "rollback"
+    action: str  # "promote" | "rollback" | "unset"
     forced: bool = False
+    outcome: str = MOVED  # MOVED | REFUSED
+    gate: str = ""
+
+    @property
+    def moved(self) -> bool:
+        return self.outcome == MOVED
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -56,6 +71,8 @@ class AliasEvent:
             reason=str(data.get("reason", "")),
             action=str(data.get("action", "promote")),
             forced=bool(data.get("forced", False)),
+            outcome=str(data.get("outcome", MOVED)),
+            gate=str(data.get("gate", "")),
         )
 
 
@@ -88,7 +105,12 @@ def holders_at(events: Iterable[AliasEvent], at: datetime) -> dict[str, int]:
     for event in sorted(events, key=lambda e: e.seq):
         if event.at > at:
             break
-        holders[event.alias] = event.version
+        if not event.moved:
+            continue
+        if event.action == UNSET:
+            holders.pop(event.alias, None)
+        else:
+            holders[event.alias] = event.version
     return holders
 
 
@@ -98,11 +120,16 @@ def champion_line(events: Iterable[AliasEvent], alias: str = "champion") -> list
     A promotion pushes its version, a rollback pops the current one, so rolling back twice
     from v3 (after v1 -> v2 -> v3) gives v2 and then v1 - never a flip-flop between two.
     When history starts while the alias already pointed somewhere, the first event's
-    ``previous`` seeds the line.
+    ``previous`` seeds the line. Refused promotions change nothing; removing the alias
+    (``unset``) pops its holder, like a rollback that puts nothing back.
     """
     line: list[int] = []
     for event in sorted(events, key=lambda e: e.seq):
-        if event.alias != alias:
+        if event.alias != alias or not event.moved:
+            continue
+        if event.action == UNSET:
+            if line and line[-1] == event.version:
+                line.pop()
             continue
         if event.action == "rollback":
             if line:

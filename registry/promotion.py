@@ -1,36 +1,53 @@
-"""The promotion gate: a version may take an alias only if it is no worse than the champion.
+"""The promotion gate: a version may take an alias only if it is not worse than the champion
+by more than a margin, with 95% confidence.
 
-"No worse" is judged on the model kind's primary offline metric (recommender MAP@7, churn,
+"Not worse" is judged on the model kind's primary offline metric (recommender MAP@7, churn,
 maturity and response ROC-AUC; higher is better for all) and only when both versions were
 evaluated on the same data: the run tag ``nbo.data_fingerprint`` (hash of the canonical
 tables, or of the bank-marketing file for a response model) and the run param
 ``holdout_as_of`` (the holdout date, or the CV scheme) must match. A version evaluated on other
-data cannot be compared, so it is refused as well. When a replay of recorded decisions was
-run (``registry.replay``), any unsuitable top offer also refuses the version.
+data cannot be compared, so it is refused as well. The comparison itself - the paired
+bootstrap interval of ``version - champion`` against ``NBO_PROMOTION_MARGIN``, or the
+logged metrics when there are no per-row values - is ``registry.noninferiority``.
 
-``--force`` overrides every refusal, but only with a reason; the reason and the fact that
-the gate was overridden are recorded in the alias history.
+When a replay of recorded decisions was run (``registry.replay``), any unsuitable top offer
+also refuses the version. A refusal is recorded in the alias history (outcome ``refused``,
+with the gate's reasons). ``--force`` overrides every refusal, but only with a reason; the
+reason and the fact that the gate was overridden are recorded.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from registry.client import ALLOWED_ALIASES, Registry, RegistryError, VersionInfo
 from registry.history import AliasEvent, champion_line
+from registry.noninferiority import (
+    FINGERPRINT_TAG,
+    HOLDOUT_PARAM,
+    KIND_TAG,
+    PRIMARY_METRIC,
+    Difference,
+    Evaluation,
+    comparability,
+    difference,
+    evaluation,
+    own_problem,
+)
 from registry.replay import ReplayReport
 
-PRIMARY_METRIC = {
-    "recommender": "map_at_7",
-    "churn": "roc_auc",
-    "maturity": "roc_auc",
-    "response": "roc_auc",
-}
-"""Model kind (run tag ``nbo.kind``) -> the metric the gate compares."""
-FINGERPRINT_TAG = "nbo.data_fingerprint"
-HOLDOUT_PARAM = "holdout_as_of"
-KIND_TAG = "nbo.kind"
+__all__ = [
+    "FINGERPRINT_TAG",
+    "HOLDOUT_PARAM",
+    "KIND_TAG",
+    "PRIMARY_METRIC",
+    "PromotionRefused",
+    "Verdict",
+    "check",
+    "judge",
+    "promote",
+    "rollback",
+]
 
 
 class PromotionRefused(RegistryError):
@@ -41,24 +58,8 @@ class PromotionRefused(RegistryError):
         super().__init__(
             f"{name} version {version} not promoted to {alias}: "
             + "; ".join(problems)
-            + " (use --force --reason TEXT to override)"
+            + " (recorded in the alias history; use --force --reason TEXT to override)"
         )
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """What the gate needs to know about one version's offline evaluation."""
-
-    version: int
-    kind: str | None
-    metric: str | None
-    value: float | None
-    fingerprint: str | None
-    holdout_as_of: str | None
-
-    @property
-    def data(self) -> tuple[str | None, str | None]:
-        return self.fingerprint, self.holdout_as_of
 
 
 @dataclass(frozen=True)
@@ -66,77 +67,67 @@ class Verdict:
     candidate: Evaluation
     champion: Evaluation | None
     problems: list[str] = field(default_factory=list)
+    difference: Difference | None = None
 
     @property
     def allowed(self) -> bool:
         return not self.problems
 
-
-def evaluation(registry: Registry, info: VersionInfo) -> Evaluation:
-    run = registry.run_data(info.run_id)
-    kind = run.tags.get(KIND_TAG) or info.tags.get(KIND_TAG)
-    metric = PRIMARY_METRIC.get(kind or "")
-    value = run.metrics.get(metric) if metric else None
-    return Evaluation(
-        version=info.version,
-        kind=kind,
-        metric=metric,
-        value=value,
-        fingerprint=run.tags.get(FINGERPRINT_TAG),
-        holdout_as_of=run.params.get(HOLDOUT_PARAM),
-    )
+    def describe(self) -> str:
+        """What the history records about the gate: its reasons, else the difference found."""
+        if self.problems:
+            return "; ".join(self.problems)
+        if self.difference is not None:
+            return self.difference.describe()
+        return "no champion to compare with" if self.champion is None else ""
 
 
 def judge(
-    candidate: Evaluation, champion: Evaluation | None, replay: ReplayReport | None = None
+    candidate: Evaluation,
+    champion: Evaluation | None,
+    found: Difference | None = None,
+    replay: ReplayReport | None = None,
 ) -> Verdict:
-    """The gate's decision, without touching the registry (pure, so tests can drive it)."""
+    """The gate's decision, without touching the registry (pure, so tests can drive it).
+
+    ``found`` is the difference to the champion (:func:`difference`), needed when the
+    champion is another, comparable version.
+    """
     problems: list[str] = []
-    if candidate.metric is None:
-        problems.append(
-            f"version {candidate.version} has no known model kind (run tag {KIND_TAG}="
-            f"{candidate.kind!r}), so it has no primary metric"
-        )
-    elif candidate.value is None or not math.isfinite(candidate.value):
-        problems.append(f"version {candidate.version} has no {candidate.metric} metric")
-    if champion is not None and champion.version != candidate.version and not problems:
-        if None in candidate.data or candidate.data != champion.data:
+    own = own_problem(candidate)
+    if own is not None:
+        problems.append(own)
+    elif champion is not None and champion.version != candidate.version:
+        problem = comparability(candidate, champion, "the champion")
+        if problem is not None:
+            problems.append(problem)
+        elif found is None:
+            raise ValueError("judge needs the difference to a comparable champion")
+        elif not found.non_inferior:
             problems.append(
-                "evaluation data differs from the champion's "
-                f"(version {candidate.version}: fingerprint {candidate.fingerprint}, holdout "
-                f"{candidate.holdout_as_of}; champion version {champion.version}: fingerprint "
-                f"{champion.fingerprint}, holdout {champion.holdout_as_of}), so the "
-                f"{candidate.metric} values cannot be compared"
-            )
-        elif champion.kind != candidate.kind:
-            problems.append(
-                f"version {candidate.version} is a {candidate.kind} model, the champion "
-                f"(version {champion.version}) a {champion.kind} model"
-            )
-        elif champion.value is not None and candidate.value is not None:
-            if candidate.value < champion.value:
-                problems.append(
-                    f"{candidate.metric} {candidate.value:.4f} is worse than the champion's "
-                    f"(version {champion.version}) {champion.value:.4f}"
-                )
-        else:
-            problems.append(
-                f"the champion (version {champion.version}) has no {candidate.metric} to "
-                "compare with"
+                f"{candidate.metric} {candidate.value:.4f} is worse than the champion's "
+                f"(version {champion.version}) {champion.value:.4f} beyond the margin "
+                f"{found.margin:.4f}: {found.evidence()}"
             )
     if replay is not None and replay.unsuitable:
         problems.append(
             f"replay of {replay.decisions} recorded decisions: {replay.unsuitable} top offers "
             "would be unsuitable"
         )
-    return Verdict(candidate, champion, problems)
+    return Verdict(candidate, champion, problems, found)
 
 
 def check(
-    registry: Registry, name: str, version: int, replay: ReplayReport | None = None
+    registry: Registry,
+    name: str,
+    version: int,
+    replay: ReplayReport | None = None,
+    margin: float | None = None,
 ) -> Verdict:
     """Judge ``version`` of ``name`` against the current champion (unknown model/version
-    -> :class:`registry.client.ModelNotFoundError`)."""
+    -> :class:`registry.client.ModelNotFoundError`). ``margin`` defaults to
+    ``NBO_PROMOTION_MARGIN``."""
+    margin = registry.settings.promotion_margin if margin is None else margin
     candidate = evaluation(registry, registry.version(name, version))
     champion_version = registry.alias_version(name, "champion")
     champion = (
@@ -144,7 +135,14 @@ def check(
         if champion_version is not None
         else None
     )
-    return judge(candidate, champion, replay)
+    found = None
+    if (
+        champion is not None
+        and champion.version != candidate.version
+        and comparability(candidate, champion) is None
+    ):
+        found = difference(registry, candidate, champion, margin)
+    return judge(candidate, champion, found, replay)
 
 
 def promote(
@@ -157,8 +155,10 @@ def promote(
     reason: str = "",
     actor: str | None = None,
     replay: ReplayReport | None = None,
+    margin: float | None = None,
 ) -> tuple[VersionInfo, Verdict]:
-    """Gate, then move ``alias``; :class:`PromotionRefused` (alias unchanged) on a refusal.
+    """Gate, then move ``alias``; on a refusal the alias is unchanged, the refusal is
+    recorded in the history and :class:`PromotionRefused` is raised.
 
     ``force`` needs a non-empty ``reason``. The gate runs for the challenger alias too: a
     challenger gets real customers, so it must clear the same bar (or be forced).
@@ -169,8 +169,11 @@ def promote(
         )
     if force and not reason.strip():
         raise RegistryError("--force needs --reason TEXT: say why the gate is overridden")
-    verdict = check(registry, name, version, replay)
+    verdict = check(registry, name, version, replay, margin)
     if not verdict.allowed and not force:
+        registry.record_refusal(
+            name, version, alias, gate=verdict.describe(), reason=reason.strip(), actor=actor
+        )
         raise PromotionRefused(name, version, alias, verdict.problems)
     info = registry.promote(
         name,
@@ -180,6 +183,7 @@ def promote(
         actor=actor,
         action="promote",
         forced=force and not verdict.allowed,
+        gate=verdict.describe(),
     )
     return info, verdict
 

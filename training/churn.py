@@ -33,6 +33,7 @@ from core.moments import load_moments
 from core.scoring.churn import LinearChurnModel, TabularDesign
 from core.settings import Settings
 from core.tables import TIERS, Tables
+from registry.holdout import HoldoutValues
 from training import TrainResult
 from training.datasets import (
     DatasetError,
@@ -227,13 +228,17 @@ def train_churn(
             "n_features": len(model.feature_names),
         }
         holdout_target = split.holdout.labels["churned"].to_numpy()
-        table = calibration_table(holdout_target, model.predict_frame(split.holdout.features))
+        holdout_proba = model.predict_frame(split.holdout.features)
+        table = calibration_table(holdout_target, holdout_proba)
         with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
             names = Path(tmp) / "feature_names.json"
             names.write_text(json.dumps(model.feature_names, indent=1))
             table_path = Path(tmp) / "calibration.csv"
             table.to_csv(table_path, index=False)
             plot = calibration_plot(table, metrics["brier"], Path(tmp) / "calibration.png")
+            per_row = HoldoutValues.auc(
+                "roc_auc", holdout_target, holdout_proba, split.holdout.features.index
+            ).write(Path(tmp))
             if progress:
                 progress("registering")
             log_frames(
@@ -258,7 +263,12 @@ def train_churn(
                 settings.churn_model_name,
                 params=dates,
                 metrics=metrics,
-                artifacts={"feature_names": names, "calibration": table_path, "plots": plot},
+                artifacts={
+                    "feature_names": names,
+                    "calibration": table_path,
+                    "plots": plot,
+                    "holdout_values": per_row,
+                },
                 run_id=run_id,
                 example=split.holdout.features.iloc[0].to_dict(),
             )

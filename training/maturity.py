@@ -56,6 +56,7 @@ from core.settings import Settings
 from core.tables import Tables
 from features.contract_features import contract_key
 from features.pointintime import compute_features, to_records
+from registry.holdout import HoldoutValues
 from training import TrainResult
 from training.churn import calibration_table
 from training.datasets import DatasetError, Progress, data_fingerprint
@@ -301,13 +302,17 @@ def train_maturity(
             "holdout_as_of": ",".join(f"{d:%Y-%m-%d}" for d in split.holdout_dates),
             "n_features": len(INPUT_NAMES),
         }
-        table = calibration_table(split.holdout.labels, predict(model, split.holdout))
+        holdout_proba = predict(model, split.holdout)
+        table = calibration_table(split.holdout.labels, holdout_proba)
         table = table.rename(columns={"customers": "contracts"})
         with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
             names = Path(tmp) / "input_names.json"
             names.write_text(json.dumps(list(INPUT_NAMES), indent=1))
             table_path = Path(tmp) / "calibration.csv"
             table.to_csv(table_path, index=False)
+            # Contracts carry no id here: the rows are keyed by snapshot date and label.
+            keys = zip(split.holdout.as_of.tolist(), split.holdout.labels.tolist(), strict=True)
+            per_row = HoldoutValues.auc("roc_auc", split.holdout.labels, holdout_proba, keys)
             if progress:
                 progress("registering")
             log_frames(
@@ -329,7 +334,11 @@ def train_maturity(
                 settings.maturity_model_name,
                 params=dates,
                 metrics=metrics,
-                artifacts={"input_names": names, "calibration": table_path},
+                artifacts={
+                    "input_names": names,
+                    "calibration": table_path,
+                    "holdout_values": per_row.write(Path(tmp)),
+                },
                 run_id=run_id,
             )
     return TrainResult.registered(

@@ -35,9 +35,10 @@ from core.scoring.boosted import BoostedRecommender
 from core.scoring.trees import TreeEnsemble
 from core.settings import Settings
 from core.tables import TIERS, Tables
+from registry.holdout import HoldoutValues
 from training import TrainResult
 from training.datasets import DatasetError, Progress, data_fingerprint, recommender_split
-from training.metrics import map_at_k, mean_metric
+from training.metrics import average_precision_at_k, map_at_k, mean_metric
 from training.pair_ranker import (
     PairLayout,
     adder_inputs,
@@ -292,6 +293,9 @@ class Evaluation:
     customers: pd.Index  # customers who added something (the scored population)
     ranking: np.ndarray  # (customers, k) product indices, best first
     per_product: pd.DataFrame  # recommended / hits / precision / added / recall per product
+    average_precision: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
+    """AP@k of each customer in ``customers`` (their mean is MAP@k; the promotion gate
+    bootstraps over them, ``registry.holdout``)."""
 
 
 def evaluate(scorer: BoostedRecommender, snapshot: Snapshot, k: int) -> Evaluation:
@@ -334,6 +338,9 @@ def score_rankings(product_ids: Sequence[str], parts: Sequence[Ranked], k: int) 
     customers = parts[0].customers.append([p.customers for p in parts[1:]])
     actual = [set(np.flatnonzero(row).tolist()) for row in added]
     model_lists = [row.tolist() for row in ranking]
+    average_precision = np.array(
+        [average_precision_at_k(a, p, k) for a, p in zip(actual, model_lists, strict=True)]
+    )
     metrics = {
         f"map_at_{k}": map_at_k(actual, model_lists, k),
         f"ndcg_at_{k}": mean_metric("ndcg", actual, model_lists, k),
@@ -342,7 +349,8 @@ def score_rankings(product_ids: Sequence[str], parts: Sequence[Ranked], k: int) 
         "catalogue_coverage": len(np.unique(ranking)) / len(product_ids),
         "customers": float(len(customers)),
     }
-    return Evaluation(metrics, customers, ranking, per_product_table(product_ids, ranking, added))
+    per_product = per_product_table(product_ids, ranking, added)
+    return Evaluation(metrics, customers, ranking, per_product, average_precision)
 
 
 def per_product_table(
@@ -462,6 +470,9 @@ def train_recommender(
         }
         with tempfile.TemporaryDirectory(prefix="nbo-train-") as tmp:
             artifacts = write_artifacts(fitted, evaluation, Path(tmp))
+            artifacts["holdout_values"] = HoldoutValues.mean(
+                f"map_at_{config.k}", evaluation.average_precision, evaluation.customers
+            ).write(Path(tmp))
             if progress:
                 progress("registering")
             log_frames(

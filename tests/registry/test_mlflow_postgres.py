@@ -29,7 +29,10 @@ from core.settings import Settings
 from features.materialize import materialize
 from features.online_store import OnlineStore
 from features.synthetic import generate_bank
+from registry import promotion
 from registry.client import Registry
+from registry.compare import compare
+from registry.holdout import ARTIFACT_FILE
 from service.app import create_app
 from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import free_port
@@ -156,3 +159,23 @@ def test_train_register_promote_and_serve_through_postgres_backed_mlflow(
     assert body["model_versions"][settings.recommender_model_name] == str(result.version)
     assert body["feature_set"]["version"] == info.version
     assert body["offers"]
+
+    # The gate's per-row holdout values and every kind of history entry go through the
+    # server too: the paired bootstrap reads the values back, a missing artifact reads as
+    # absent; a refusal, a promotion and an unset alias are recorded.
+    name = settings.recommender_model_name
+    assert registry.run_artifact(result.run_id, ARTIFACT_FILE) is not None
+    assert registry.run_artifact(result.run_id, "no-such-file.npz") is None
+    gate = compare(registry, name, result.version, result.version).gate
+    assert gate is not None and gate.method == "paired bootstrap" and gate.diff == 0.0
+    registry.record_refusal(name, result.version, "challenger", gate="planted", reason="check")
+    promotion.promote(registry, name, result.version, "challenger", reason="a/b")
+    registry.unset_alias(name, "challenger", reason="done")
+    history = Registry(settings).history(name)
+    assert [(e.alias, e.action, e.outcome) for e in history] == [
+        ("champion", "promote", "moved"),
+        ("challenger", "promote", "refused"),
+        ("challenger", "promote", "moved"),
+        ("challenger", "unset", "moved"),
+    ]
+    assert history[1].gate == "planted" and history[3].reason == "done"

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from core.settings import Settings, get_settings
 from registry import promotion
 from registry.client import ModelNotFoundError, Registry, RegistryError
+from registry.history import champion_line
 from registry.promotion import PromotionRefused
 from registry.replay import ReplayReport
 from tests.support.registry import SEEDED_MODEL, registry_settings, seeded_store
@@ -42,15 +43,24 @@ def test_better_version_is_promoted_and_recorded(registry: Registry) -> None:
     assert last.forced is False
 
 
-def test_worse_version_is_refused_and_alias_unchanged(registry: Registry) -> None:
-    with pytest.raises(PromotionRefused, match=r"roc_auc 0.7900 is worse .* 0.8000"):
-        promotion.promote(registry, MODEL, 3)
+def test_worse_version_is_refused_recorded_and_alias_unchanged(registry: Registry) -> None:
+    """Version 3 (0.75) is 0.05 below the champion (0.80), beyond the default margin 0.02;
+    neither has per-row holdout values, so the logged metrics are compared."""
+    with pytest.raises(PromotionRefused, match=r"roc_auc 0.7500 is worse .* 0.8000"):
+        promotion.promote(registry, MODEL, 3, reason="cheaper", actor="ana")
     assert registry.alias_version(MODEL, "champion") == 1
-    assert len(registry.history(MODEL)) == 1
+    refused = registry.history(MODEL)[-1]
+    assert (refused.seq, refused.alias, refused.version, refused.previous) == (2, "champion", 3, 1)
+    assert (refused.outcome, refused.actor, refused.reason) == ("refused", "ana", "cheaper")
+    assert "diff -0.0500" in refused.gate and "margin 0.0200" in refused.gate
+    assert "no per-row holdout values" in refused.gate
     # The challenger must clear the same bar.
     with pytest.raises(PromotionRefused):
         promotion.promote(registry, MODEL, 3, alias="challenger")
     assert registry.alias_version(MODEL, "challenger") is None
+    assert [e.outcome for e in registry.history(MODEL)] == ["moved", "refused", "refused"]
+    # Refusals never count as holders: rollback and "who held it then" ignore them.
+    assert champion_line(registry.history(MODEL)) == [1]
 
 
 def test_different_evaluation_data_is_refused_even_if_better(registry: Registry) -> None:
@@ -58,6 +68,7 @@ def test_different_evaluation_data_is_refused_even_if_better(registry: Registry)
         with pytest.raises(PromotionRefused, match="evaluation data differs"):
             promotion.promote(registry, MODEL, version)
     assert registry.alias_version(MODEL, "champion") == 1
+    assert "evaluation data differs" in registry.history(MODEL)[-1].gate
 
 
 def test_missing_metric_is_refused(registry: Registry) -> None:
@@ -134,6 +145,7 @@ def test_cli_promote_gate_force_and_history(registry: Registry, cli: CliRunner) 
 
     refused = cli.invoke(app, ["promote", MODEL, "8"])
     assert refused.exit_code == 2 and "worse than the champion" in refused.output
+    assert "recorded in the alias history" in refused.output
     assert "Traceback" not in refused.output
     no_reason = cli.invoke(app, ["promote", MODEL, "8", "--force"])
     assert no_reason.exit_code == 2 and "--force needs --reason" in no_reason.output
@@ -143,6 +155,7 @@ def test_cli_promote_gate_force_and_history(registry: Registry, cli: CliRunner) 
     history = cli.invoke(app, ["history", MODEL])
     assert history.exit_code == 0
     assert "risk-officer" in history.output and "promote (forced)" in history.output
+    assert "promote (refused)" in history.output
     rolled = cli.invoke(app, ["rollback", MODEL, "--reason", "undo"])
     assert rolled.exit_code == 0 and "from version 8 to 1" in rolled.output
     assert registry.alias_version(MODEL, "champion") == 1

@@ -1,8 +1,8 @@
-"""The gate at its edges: an equal metric, the recommender's MAP@7, and ``--replay-last``
-over decisions the service actually recorded (not a hand-built report).
+"""The gate at its edges: margin 0 without per-row values, the recommender's MAP@7, and
+``--replay-last`` over decisions the service actually recorded (not a hand-built report).
 
-The rule (registry.promotion): a version may take the alias when its primary metric is
-no worse than the champion's on the same data - equal is promoted.
+The rule (registry.promotion) without per-row holdout values: a version may take the alias
+when its primary metric is at most ``margin`` below the champion's on the same data.
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ from tests.support.served import CUSTOMERS, ask, publish_customers
 REC = "nbo-recommender"
 
 
-def test_an_equal_metric_is_promoted(tmp_path: Path) -> None:
-    """Champion (version 1) has roc_auc 0.80; a new version with exactly 0.80 is no worse."""
+def test_margin_zero_promotes_an_equal_metric_and_refuses_anything_below(tmp_path: Path) -> None:
+    """Champion (version 1) has roc_auc 0.80; with margin 0 a new version with exactly 0.80
+    is no worse, one a hair below is refused."""
     registry = Registry(registry_settings(tmp_path, seeded_store()))
     equal = register_churn(registry, SEEDED_MODEL, 0.80)
-    info, verdict = promotion.promote(registry, SEEDED_MODEL, equal.version)
+    info, verdict = promotion.promote(registry, SEEDED_MODEL, equal.version, margin=0.0)
     assert verdict.allowed and info.aliases == ["champion"]
     just_below = register_churn(registry, SEEDED_MODEL, np.nextafter(0.80, 0.0))
     with pytest.raises(PromotionRefused, match="worse than the champion"):
-        promotion.promote(registry, SEEDED_MODEL, just_below.version)
+        promotion.promote(registry, SEEDED_MODEL, just_below.version, margin=0.0)
     assert registry.alias_version(SEEDED_MODEL, "champion") == equal.version
 
 
@@ -93,8 +94,8 @@ def gated(settings: Settings, tmp_path: Path, catalogue: Catalogue) -> Iterator[
 
 def test_the_recommender_is_gated_on_map_at_7(gated: Settings, catalogue: Catalogue) -> None:
     registry = Registry(gated)
-    worse = register_recommender(registry, popularity_recommender(catalogue), 0.29, roc_auc=0.99)
-    with pytest.raises(PromotionRefused, match=r"map_at_7 0.2900 is worse .* 0.3000"):
+    worse = register_recommender(registry, popularity_recommender(catalogue), 0.25, roc_auc=0.99)
+    with pytest.raises(PromotionRefused, match=r"map_at_7 0.2500 is worse .* 0.3000"):
         promotion.promote(registry, REC, worse.version)
     equal = register_recommender(registry, popularity_recommender(catalogue), 0.30, roc_auc=0.1)
     assert promotion.promote(registry, REC, equal.version)[1].allowed

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from core.settings import Settings
 from registry import promotion
 from registry.client import Registry, VersionInfo
+from registry.holdout import HoldoutValues
 from tests.support.scorers import tiny_churn_model
 
 HOLDOUT = "2026-06-30"
@@ -22,7 +23,7 @@ SEEDED = {
     # version: (roc_auc, data fingerprint, holdout date); version 1 is the champion
     1: (0.80, FINGERPRINT, HOLDOUT),
     2: (0.85, FINGERPRINT, HOLDOUT),
-    3: (0.79, FINGERPRINT, HOLDOUT),
+    3: (0.75, FINGERPRINT, HOLDOUT),
     4: (0.99, "fp-other", HOLDOUT),
     5: (0.99, FINGERPRINT, "2026-07-31"),
     6: (0.99, None, HOLDOUT),
@@ -70,15 +71,21 @@ def register_churn(
     fingerprint: str | None = FINGERPRINT,
     holdout: str | None = HOLDOUT,
     weight: float = 1.0,
+    per_row: HoldoutValues | None = None,
 ) -> VersionInfo:
-    """A churn version evaluated on (fingerprint, holdout) with the given ROC-AUC."""
+    """A churn version evaluated on (fingerprint, holdout) with the given ROC-AUC and, with
+    ``per_row``, the per-row holdout values the gate bootstraps over (logged as training
+    logs them)."""
     tags = {"nbo.kind": "churn"}
     if fingerprint is not None:
         tags["nbo.data_fingerprint"] = fingerprint
-    return registry.log_and_register(
-        tiny_churn_model(weight),
-        name,
-        params={"holdout_as_of": holdout} if holdout is not None else {},
-        metrics={"roc_auc": roc_auc} if roc_auc is not None else {},
-        tags=tags,
-    )
+    with tempfile.TemporaryDirectory(prefix="nbo-per-row-") as tmp:
+        artifacts = {"holdout_values": per_row.write(Path(tmp))} if per_row else {}
+        return registry.log_and_register(
+            tiny_churn_model(weight),
+            name,
+            params={"holdout_as_of": holdout} if holdout is not None else {},
+            metrics={"roc_auc": roc_auc} if roc_auc is not None else {},
+            tags=tags,
+            artifacts=artifacts,
+        )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from core.catalogue import Catalogue
 from core.scoring.maturity import DEPOSIT_PRODUCTS, INPUT_NAMES, MaturityScorer, contract_inputs
@@ -16,6 +17,7 @@ from core.tables import Tables
 from features.synthetic import generate_bank
 from registry import promotion
 from registry.client import Registry
+from registry.holdout import ARTIFACT_FILE, HoldoutValues
 from training.datasets import DatasetError
 from training.maturity import (
     MaturityConfig,
@@ -112,15 +114,23 @@ def test_train_registers_and_the_gate_compares_roc_auc(
     assert run.metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
     artifacts = {a.path for a in registry.client.list_artifacts(result.run_id)}
     assert "calibration.csv" in artifacts
+    raw = registry.run_artifact(result.run_id, ARTIFACT_FILE)  # the gate's per-row values
+    assert raw is not None
+    per_row = HoldoutValues.from_bytes(raw)
+    assert per_row.labels is not None and per_row.scores is not None
+    assert per_row.rows == result.metrics["rows"]
+    assert roc_auc_score(per_row.labels, per_row.scores) == pytest.approx(
+        result.metrics["roc_auc"], abs=1e-12
+    )
     promotion.promote(registry, "nbo-maturity", 1, reason="first")
     loaded = registry.load("nbo-maturity", "champion")
     assert loaded.scorer.kind == "maturity"
-    # Same data, worse ROC-AUC: refused by the gate.
+    # Same data, ROC-AUC worse by more than the margin (0.02), no per-row values: refused.
     worse = registry.log_and_register(
         loaded.scorer,
         "nbo-maturity",
         params={"holdout_as_of": run.params["holdout_as_of"]},
-        metrics={"roc_auc": result.metrics["roc_auc"] - 0.01},
+        metrics={"roc_auc": result.metrics["roc_auc"] - 0.05},
         tags={"nbo.kind": "maturity", "nbo.data_fingerprint": run.tags["nbo.data_fingerprint"]},
     )
     with pytest.raises(promotion.PromotionRefused, match="roc_auc"):

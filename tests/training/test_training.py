@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
 
 from core.catalogue import Catalogue
 from core.moments import load_moments
@@ -27,9 +28,11 @@ from core.tables import Tables
 from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
 from registry.client import Registry
+from registry.compare import compare
+from registry.holdout import ARTIFACT_FILE, HoldoutValues
 from tests.support.tables import customer, holding, make_tables
 from training import TrainResult
-from training.churn import train_churn
+from training.churn import ChurnConfig, train_churn
 from training.datasets import DatasetError, churn_split, recommender_split
 from training.labels import added_products, churned_within, horizon_end
 from training.recommender import RecommenderConfig, train_recommender
@@ -180,6 +183,13 @@ def test_recommender_registers_a_version_with_metrics(
         client.download_artifacts(recommender_run.run_id, "per_product_precision.csv")
     )
     assert set(table.columns) >= {"product_id", "recommended", "hits", "precision", "recall"}
+    # Each scored customer's AP@7, for the promotion gate's bootstrap: their mean is MAP@7.
+    per_row = HoldoutValues.from_bytes(
+        Path(client.download_artifacts(recommender_run.run_id, ARTIFACT_FILE)).read_bytes()
+    )
+    assert per_row.metric == "map_at_7" and per_row.values is not None
+    assert per_row.rows == run.data.metrics["holdout_customers"]
+    assert per_row.values.mean() == pytest.approx(run.data.metrics["map_at_7"], abs=1e-12)
 
 
 def test_recommender_beats_popularity(recommender_run: TrainResult) -> None:
@@ -297,6 +307,29 @@ def test_churn_logs_calibration_plot_and_table(
     assert table["customers"].sum() == churn_run.metrics["holdout_customers"]
     assert np.all(np.diff(table["predicted"]) >= 0)
     assert client.get_run(churn_run.run_id).data.metrics["brier"] == churn_run.metrics["brier"]
+
+
+def test_churn_logs_per_row_holdout_values_the_gate_pairs(
+    churn_run: TrainResult, train_settings: Settings, bank: Tables, catalogue: Catalogue
+) -> None:
+    """The labels and scores of every holdout customer reproduce the logged ROC-AUC, and a
+    second version trained on the same data is compared on the paired bootstrap."""
+    registry = Registry(train_settings)
+    raw = registry.run_artifact(churn_run.run_id, ARTIFACT_FILE)
+    assert raw is not None
+    per_row = HoldoutValues.from_bytes(raw)
+    assert per_row.labels is not None and per_row.scores is not None
+    assert per_row.rows == churn_run.metrics["holdout_customers"]
+    assert roc_auc_score(per_row.labels, per_row.scores) == pytest.approx(
+        churn_run.metrics["roc_auc"], abs=1e-12
+    )
+    settings = train_settings.model_copy(update={"churn_model_name": "nbo-churn-paired"})
+    first = train_churn(bank, catalogue, settings)
+    second = train_churn(bank, catalogue, settings, config=ChurnConfig(c=0.05))
+    found = compare(registry, "nbo-churn-paired", first.version, second.version).gate
+    assert found is not None and found.method == "paired bootstrap", found
+    assert found.rows == per_row.rows
+    assert found.diff == pytest.approx(second.metrics["roc_auc"] - first.metrics["roc_auc"])
 
 
 def test_failed_training_registers_nothing(
