@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import typer
@@ -56,6 +56,16 @@ def server_argv(settings: Settings, host: str, port: int, python: str) -> list[s
     return [*argv, "--host", host, "--port", str(port), "--workers", "1"]
 
 
+def server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment: ``environ`` with MLflow's job runner off unless asked for.
+
+    The runner (a pool of background consumer processes for GenAI jobs: trace rollups,
+    judges) has nothing to do for this project's models and would take its share of a
+    small machine; ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true`` turns it back on.
+    """
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **environ}
+
+
 def ui_url(host: str, port: int) -> str:
     """Where a browser on this machine reaches the UI (``0.0.0.0`` binds every interface)."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
@@ -88,9 +98,9 @@ def ui(
         )
     typer.echo(f"MLflow UI on {settings.tracking_uri}: {ui_url(host, port)} (Ctrl-C stops it)")
     sys.stdout.flush()
-    _exec(argv)
+    _exec(argv, server_env(os.environ))
 
 
-def _exec(argv: Sequence[str]) -> None:
+def _exec(argv: Sequence[str], env: Mapping[str, str]) -> None:
     """Become the server process, so Ctrl-C and a kill reach it directly."""
-    os.execv(argv[0], list(argv))
+    os.execve(argv[0], list(argv), dict(env))

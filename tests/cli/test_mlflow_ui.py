@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.mlflow_ui import AlreadyAServerError, server_argv, ui_url
+from cli.mlflow_ui import AlreadyAServerError, server_argv, server_env, ui_url
 from core.settings import Settings
 
 
@@ -48,3 +48,12 @@ def test_url_a_browser_can_open() -> None:
     assert ui_url("127.0.0.1", 5000) == "http://127.0.0.1:5000"
     assert ui_url("0.0.0.0", 8080) == "http://127.0.0.1:8080"
     assert ui_url("::1", 5000) == "http://[::1]:5000"
+
+
+def test_job_runner_is_off_unless_asked_for() -> None:
+    assert server_env({"PATH": "/bin"}) == {
+        "PATH": "/bin",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    asked = server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
+    assert asked["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
