@@ -43,6 +43,9 @@ localStorage.setItem("mlflow.workflowType_v1", '"machine_learning"');
 localStorage.setItem("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true");
 """
 
+# Expanding the schema scrolls the page's inner panel; back to its top for the header.
+_SCROLL_TO_TOP = "document.querySelectorAll('*').forEach(e => { e.scrollTop = 0; })"
+
 
 @contextmanager
 def mlflow_ui(home: Path, port: int) -> Iterator[str]:
@@ -89,15 +92,22 @@ def champion(home: Path, model: str) -> dict[str, str]:
     uri = Settings(home=home).tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version_by_alias(model, "champion")
-    if not version.run_id or not version.model_id:
-        raise SystemExit(f"{model} version {version.version} has no run or no logged model")
+    if not version.run_id:
+        raise SystemExit(f"{model} version {version.version} has no run")
     run = client.get_run(version.run_id)
+    # The version's logged model is its run's model output (the store may not return the
+    # version's own model_id).
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if not outputs:
+        raise SystemExit(
+            f"run {version.run_id} of {model} version {version.version} logged no model"
+        )
     return {
         "model": model,
         "version": str(version.version),
         "run": version.run_id,
         "experiment": run.info.experiment_id,
-        "logged_model": version.model_id,
+        "logged_model": version.model_id or outputs[0].model_id,
     }
 
 
@@ -131,12 +141,15 @@ def shoot(url: str, ids: dict[str, str], out: Path, browser_path: str) -> list[P
             saved.append(out / "mlflow-run.png")
             page.screenshot(path=str(saved[-1]))
 
-            page.set_viewport_size({"width": WIDTH, "height": 1050})
+            # Tall enough for the header and every input and output of a churn model.
+            page.set_viewport_size({"width": WIDTH, "height": 1820})
             page.goto(f"{url}/#/models/{ids['model']}/versions/{ids['version']}")
             _settle(page, "Schema")
             for part in ("Inputs (", "Outputs ("):
                 page.get_by_text(part).first.click()
-            _settle(page, "churn_probability" if "churn" in ids["model"] else "Outputs (")
+            _settle(page, "(required)")
+            page.evaluate(_SCROLL_TO_TOP)
+            page.wait_for_timeout(500)
             saved.append(out / "mlflow-model-version.png")
             page.screenshot(path=str(saved[-1]))
 
