@@ -1,12 +1,14 @@
 """Take the MLflow UI screenshots of docs/data-science.md (a doc tool, not a test).
 
-It starts ``nbo mlflow ui`` on an NBO home, opens three pages of the champion version of
-a model in a headless Chromium (Playwright driving the system's browser: no browser
+It starts ``nbo mlflow ui`` on an NBO home, opens the pages of the champion version of a
+model in a headless Chromium (Playwright driving the system's browser: no browser
 download) and saves them as PNGs 1200 px wide:
 
 - ``mlflow-run.png``: the run that trained the version (datasets, tags, metrics);
 - ``mlflow-model-version.png``: the registered version with its schema (inputs, outputs);
-- ``mlflow-logged-model.png``: the logged model, showing the version it is registered as.
+- ``mlflow-logged-model.png``: the logged model, showing the version it is registered as;
+- ``mlflow-compare-runs.png``: the champion's run beside the runs of the ``trials``
+  experiment (skipped when there is none).
 
 Prepare a home first (the guide's own commands), then run it from the repository root::
 
@@ -14,6 +16,10 @@ Prepare a home first (the guide's own commands), then run it from the repository
     nbo data generate --customers 3000 --months 8 --seed 7
     nbo train churn --description "default config on the 3,000-customer bank"
     nbo registry promote nbo-churn 1 --reason "first version"
+    nbo train churn --experiment trials --no-register --param c=0.05 \\
+        --param max_train_snapshots=3 --run-name "churn C=0.05" --description "stronger L2"
+    nbo train churn --experiment trials --no-register --param c=4.0 \\
+        --run-name "churn C=4" --description "weaker L2"
     python docs/img/take_screenshots.py --home /tmp/dsg
 
 Needs ``pip install playwright`` and a Chromium at ``--browser`` (Debian: ``apt-get
@@ -23,6 +29,7 @@ install chromium``). The server is stopped at the end, also on failure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -81,8 +88,9 @@ def mlflow_ui(home: Path, port: int) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def champion(home: Path, model: str) -> dict[str, str]:
-    """Ids of the model's champion version: its run, experiment and logged model."""
+def champion(home: Path, model: str, compare_with: str) -> dict[str, str]:
+    """Ids of the model's champion version (its run, experiment and logged model) and of
+    the runs of the experiment ``compare_with`` (a data scientist's trials)."""
     os.environ["NBO_HOME"] = str(home)
     sys.path.insert(0, str(ROOT))
     from mlflow.tracking import MlflowClient
@@ -102,12 +110,20 @@ def champion(home: Path, model: str) -> dict[str, str]:
         raise SystemExit(
             f"run {version.run_id} of {model} version {version.version} logged no model"
         )
+    trials = client.get_experiment_by_name(compare_with)
+    trial_runs = (
+        [r.info.run_id for r in client.search_runs([trials.experiment_id], max_results=4)]
+        if trials is not None
+        else []
+    )
     return {
         "model": model,
         "version": str(version.version),
         "run": version.run_id,
         "experiment": run.info.experiment_id,
         "logged_model": version.model_id or outputs[0].model_id,
+        "trials_experiment": trials.experiment_id if trials is not None else "",
+        "trial_runs": ",".join(trial_runs),
     }
 
 
@@ -158,6 +174,15 @@ def shoot(url: str, ids: dict[str, str], out: Path, browser_path: str) -> list[P
             _settle(page, "Model versions")
             saved.append(out / "mlflow-logged-model.png")
             page.screenshot(path=str(saved[-1]))
+
+            if ids["trial_runs"]:
+                runs = json.dumps([ids["run"], *ids["trial_runs"].split(",")])
+                experiments = json.dumps([ids["experiment"], ids["trials_experiment"]])
+                page.set_viewport_size({"width": WIDTH, "height": 1000})
+                page.goto(f"{url}/#/compare-runs?runs={runs}&experiments={experiments}")
+                _settle(page, "Parallel Coordinates Plot")
+                saved.append(out / "mlflow-compare-runs.png")
+                page.screenshot(path=str(saved[-1]))
         finally:
             browser.close()
     return saved
@@ -167,12 +192,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("NBO_HOME", "var")))
     parser.add_argument("--model", default="nbo-churn", help="registered model (its champion)")
+    parser.add_argument(
+        "--compare-with",
+        default="trials",
+        help="experiment whose runs the champion's is compared with",
+    )
     parser.add_argument("--port", type=int, default=5055)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--browser", default="/usr/bin/chromium")
     args = parser.parse_args()
     home = args.home.resolve()
-    ids = champion(home, args.model)
+    ids = champion(home, args.model, args.compare_with)
     with mlflow_ui(home, args.port) as url:
         for path in shoot(url, ids, args.out, args.browser):
             print(f"wrote {path}")
