@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from cli.main import app
 from cli.mlflow_ui import AlreadyAServerError, server_argv, server_env, ui_url
-from core.settings import Settings
+from core.settings import Settings, get_settings
 
 
 def _option(argv: list[str], name: str) -> str:
@@ -57,3 +59,14 @@ def test_job_runner_is_off_unless_asked_for() -> None:
     }
     asked = server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
     assert asked["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
+
+
+def test_cli_refuses_a_tracking_server_with_exit_code_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["mlflow", "ui"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "already an MLflow server (http://mlflow:5000)" in result.output
