@@ -9,7 +9,7 @@ DEMO_MONTHS ?= 12
 DEMO_SEED ?= 7
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format bench loadtest clean
+.PHONY: install demo test lint format bench loadtest mlflow-ui clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import sys; assert sys.version_info >= (3, 11), sys.version" || { echo "need Python 3.11+ (make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -42,6 +42,11 @@ bench: $(STAMP) ## recommender training time and per-request scoring latency
 
 loadtest: $(STAMP) ## fixed-rate load against a running service and the bare baseline (see docs/operations.md)
 	$(BIN)/nbo loadtest --url http://127.0.0.1:8000 --customers var/demo_customers.txt --baseline --json
+
+MLFLOW_UI_PORT ?= 5000
+
+mlflow-ui: $(STAMP) ## the MLflow UI on the project's runs and registry (docs/data-science.md)
+	$(BIN)/nbo mlflow ui --port $(MLFLOW_UI_PORT)
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache

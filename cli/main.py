@@ -15,6 +15,7 @@ from cli import (
     events,
     features,
     keys,
+    mlflow_ui,
     redis_cmd,
     registry,
     report,
@@ -39,6 +40,7 @@ app.add_typer(data.app, name="data", help="Import or generate the canonical tabl
 app.add_typer(features.app, name="features", help="Compute and materialize features.")
 app.add_typer(train.app, name="train", help="Train models and register them in MLflow.")
 app.add_typer(registry.app, name="registry", help="List and promote registered models.")
+app.add_typer(mlflow_ui.app, name="mlflow", help="Open the MLflow UI on the project's registry.")
 app.add_typer(evaluate.app, name="evaluate", help="Evaluate models on public data sets.")
 app.add_typer(report.app, name="report", help="Reports: offer outcomes against control.")
 app.add_typer(score.app, name="score", help="Batch scoring jobs (the retention list).")

@@ -5,7 +5,8 @@ on the rest (split by customer, so a customer's rows never sit on both sides); b
 exported into :class:`core.scoring.churn.LinearChurnModel`. Evaluation on the time-based
 holdout reports what the retention team relies on: ranking (ROC-AUC, PR-AUC, churn rate in
 the top decile) and calibration (Brier score, and a calibration plot and table of predicted
-vs observed churn in bins, logged as MLflow artifacts next to the model).
+vs observed churn in bins, logged as MLflow artifacts next to the model, with a plot of the
+largest standardized coefficients).
 
 "Products maturing soon" is a churn signal banks use (a retention offer about 7 days before
 a deposit matures); the churn model does not read it: whether a maturing deposit's money
@@ -42,6 +43,7 @@ from training.datasets import (
     churn_split,
     data_fingerprint,
 )
+from training.importance_plots import coefficient_plot
 from training.tracking import RunOptions, finish, log_frames
 
 CHURN_FEATURES = (
@@ -239,6 +241,12 @@ def train_churn(
             per_row = HoldoutValues.auc(
                 "roc_auc", holdout_target, holdout_proba, split.holdout.features.index
             ).write(Path(tmp))
+            importance = coefficient_plot(
+                model.design.columns,
+                model.weights,
+                Path(tmp) / "feature_importance.png",
+                "Churn model: largest standardized coefficients",
+            )
             if progress:
                 progress("registering")
             log_frames(
@@ -268,6 +276,7 @@ def train_churn(
                     "calibration": table_path,
                     "plots": plot,
                     "holdout_values": per_row,
+                    "feature_importance": importance,
                 },
                 run_id=run_id,
                 example=split.holdout.features.iloc[0].to_dict(),

@@ -38,6 +38,7 @@ from core.tables import TIERS, Tables
 from registry.holdout import HoldoutValues
 from training import TrainResult
 from training.datasets import DatasetError, Progress, data_fingerprint, recommender_split
+from training.importance_plots import TOP, gain_plot
 from training.metrics import average_precision_at_k, map_at_k, mean_metric
 from training.pair_ranker import (
     PairLayout,
@@ -378,8 +379,8 @@ def per_product_table(
 def write_artifacts(
     fitted: FittedRecommender, evaluation: Evaluation, folder: Path
 ) -> dict[str, Path]:
-    """Feature importances (and the pair ranker's), the per-product precision table and its
-    plot, feature names."""
+    """Feature importances with their plot (and the pair ranker's), the per-product
+    precision table and its plot, feature names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -387,12 +388,18 @@ def write_artifacts(
 
     paths = {
         "feature_importances": folder / "feature_importances.csv",
+        "feature_importances_plot": folder / "feature_importances.png",
         "per_product_precision": folder / "per_product_precision.csv",
         "per_product_precision_plot": folder / "per_product_precision.png",
         "feature_names": folder / "feature_names.json",
     }
     fitted.importances.rename("split_gain").to_csv(
         paths["feature_importances"], index_label="input"
+    )
+    gain_plot(
+        fitted.importances,
+        paths["feature_importances_plot"],
+        f"Recommender: top {TOP} inputs by split gain",
     )
     table = evaluation.per_product
     table.to_csv(paths["per_product_precision"])

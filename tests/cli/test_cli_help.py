@@ -49,6 +49,7 @@ def test_expected_commands_exist() -> None:
         "events export",
         "audit export",
         "audit why",
+        "mlflow ui",
     ):
         assert expected in names
 

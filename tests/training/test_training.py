@@ -83,6 +83,13 @@ def recommender(recommender_run: TrainResult, train_settings: Settings) -> Boost
     return scorer
 
 
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's header (fails on anything that is not a PNG)."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", head
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
 # -- labels and splits ------------------------------------------------------------------------
 
 
@@ -175,10 +182,13 @@ def test_recommender_registers_a_version_with_metrics(
     logged = {a.path for a in client.list_artifacts(recommender_run.run_id)}
     assert {
         "feature_importances.csv",
+        "feature_importances.png",
         "per_product_precision.csv",
         "per_product_precision.png",
         "feature_names.json",
     } <= logged
+    plot = Path(client.download_artifacts(recommender_run.run_id, "feature_importances.png"))
+    assert _png_size(plot) == (800, 695)  # 25 bars: the plot keeps the top 25 inputs
     table = pd.read_csv(
         client.download_artifacts(recommender_run.run_id, "per_product_precision.csv")
     )
@@ -300,7 +310,10 @@ def test_churn_logs_calibration_plot_and_table(
 ) -> None:
     client = MlflowClient(train_settings.tracking_uri)
     logged = {a.path for a in client.list_artifacts(churn_run.run_id)}
-    assert {"calibration.png", "calibration.csv"} <= logged, logged
+    assert {"calibration.png", "calibration.csv", "feature_importance.png"} <= logged, logged
+    plot = Path(client.download_artifacts(churn_run.run_id, "feature_importance.png"))
+    width, height = _png_size(plot)
+    assert width == 800 and 300 < height < 700, (width, height)
     local = Path(client.download_artifacts(churn_run.run_id, "calibration.csv"))
     table = pd.read_csv(local)
     assert list(table.columns) == ["customers", "predicted", "observed"]
