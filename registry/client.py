@@ -54,6 +54,7 @@ from registry.history import (
     now_utc,
     tag_key,
 )
+from registry.metric_groups import grouped, plain
 from registry.pyfunc import (
     MODEL_CODE,
     SCORER_ARTIFACT,
@@ -197,11 +198,12 @@ class Registry:
         metrics: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Log params (stringified), metrics and tags to a run in one batch."""
+        """Log params (stringified), metrics (grouped by prefix: ``registry.metric_groups``)
+        and tags to a run in one batch."""
         now = int(time.time() * 1000)
         self.client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+            metrics=[Metric(grouped(k), float(v), now, 0) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)) for k, v in (params or {}).items()],
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
@@ -400,7 +402,7 @@ class Registry:
             if _not_found(exc):
                 return RunData({}, {}, {})
             raise
-        return RunData(dict(data.params), dict(data.metrics), dict(data.tags))
+        return RunData(dict(data.params), plain(data.metrics), dict(data.tags))
 
     def history(self, name: str) -> list[AliasEvent]:
         """Every recorded alias move of ``name``, oldest first (see ``registry.history``)."""
@@ -590,7 +592,7 @@ class Registry:
         metrics: dict[str, float] = {}
         if mv.run_id:
             try:
-                metrics = dict(self.client.get_run(mv.run_id).data.metrics)
+                metrics = plain(self.client.get_run(mv.run_id).data.metrics)
             except MlflowException as exc:
                 if not _not_found(exc):
                     raise

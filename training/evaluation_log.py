@@ -34,8 +34,6 @@ from registry import lineage
 from registry.client import AnyScorer, Registry
 
 EVALUATION_EXPERIMENT = "nbo-evaluations"
-QUALITY = "quality/"
-DATA = "data/"
 
 
 @dataclass(frozen=True)
@@ -57,13 +55,13 @@ def file_digest(path: Path) -> str:
 
 
 def metric_names(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Numeric metrics under ``quality/``, the row count under ``data/rows``."""
-    out: dict[str, float] = {}
-    for name, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        out[(DATA if name in ("rows", "customers") else QUALITY) + name] = float(value)
-    return out
+    """The numeric results (text results such as the algorithm are params); the registry
+    logs them grouped (``quality/roc_auc``, ``data/rows``: ``registry.metric_groups``)."""
+    return {
+        name: float(value)
+        for name, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
 
 
 def log_evaluation(

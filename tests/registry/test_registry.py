@@ -72,7 +72,7 @@ def test_register_creates_ready_versions_with_run_metrics(
     run = client.get_run(versions[1].run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["weight"] == "1.0"
-    assert run.data.metrics["roc_auc"] == pytest.approx(0.8)
+    assert run.data.metrics["quality/roc_auc"] == pytest.approx(0.8)
     # Artifacts land under NBO home, never in a ./mlruns of the working directory.
     experiment = client.get_experiment_by_name("nbo")
     assert experiment is not None

@@ -173,7 +173,7 @@ def test_recommender_registers_a_version_with_metrics(
     run = client.get_run(recommender_run.run_id)
     assert run.info.status == "FINISHED"
     for key in ("map_at_7", "ndcg_at_7", "recall_at_7", "popularity_map_at_7"):
-        assert 0.0 <= run.data.metrics[key] <= 1.0
+        assert 0.0 <= run.data.metrics[f"quality/{key}"] <= 1.0  # grouped in the UI
     assert len(run.data.tags["nbo.data_fingerprint"]) == 16
     names = Path(client.download_artifacts(recommender_run.run_id, "feature_names.json"))
     assert "held__credit_card" in json.loads(names.read_text())
@@ -198,8 +198,8 @@ def test_recommender_registers_a_version_with_metrics(
         Path(client.download_artifacts(recommender_run.run_id, ARTIFACT_FILE)).read_bytes()
     )
     assert per_row.metric == "map_at_7" and per_row.values is not None
-    assert per_row.rows == run.data.metrics["holdout_customers"]
-    assert per_row.values.mean() == pytest.approx(run.data.metrics["map_at_7"], abs=1e-12)
+    assert per_row.rows == run.data.metrics["data/holdout_customers"]
+    assert per_row.values.mean() == pytest.approx(run.data.metrics["quality/map_at_7"], abs=1e-12)
 
 
 def test_recommender_beats_popularity(recommender_run: TrainResult) -> None:
@@ -319,7 +319,9 @@ def test_churn_logs_calibration_plot_and_table(
     assert list(table.columns) == ["customers", "predicted", "observed"]
     assert table["customers"].sum() == churn_run.metrics["holdout_customers"]
     assert np.all(np.diff(table["predicted"]) >= 0)
-    assert client.get_run(churn_run.run_id).data.metrics["brier"] == churn_run.metrics["brier"]
+    logged = client.get_run(churn_run.run_id).data.metrics
+    assert logged["quality/brier"] == churn_run.metrics["brier"]
+    assert {"time/train_seconds", "data/holdout_customers"} <= set(logged)
 
 
 def test_churn_logs_per_row_holdout_values_the_gate_pairs(
