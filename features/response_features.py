@@ -39,9 +39,11 @@ NUMERIC_FEATURES = (
     "cons_conf_idx",
     "euribor3m",
     "nr_employed",
+    "euribor_x_confidence",
 )
 """Numeric features (``None`` = unknown). The five economic indicators are the bank file's
-macro columns; online they come from ``macro`` (the bank's own figures) or stay unknown."""
+macro columns; online they come from ``macro`` (the bank's own figures) or stay unknown.
+``euribor_x_confidence`` is derived from two of them (:func:`macro_interaction`)."""
 CATEGORICAL_FEATURES = (
     "job",
     "marital",
@@ -112,6 +114,19 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) and value else UNKNOWN
 
 
+def macro_interaction(features: Mapping[str, float | str | None]) -> float | None:
+    """``euribor3m`` x ``cons_conf_idx`` (``None`` when either is unknown).
+
+    Why: the product orders the economic periods differently from either figure alone,
+    and the boosting, which splits one column at a time, gains from it: 5-fold CV ROC-AUC
+    +0.0024 on the Bank Marketing dev file (folds of seeds 1 and 2, docs/response.md).
+    """
+    rate, confidence = features.get("euribor3m"), features.get("cons_conf_idx")
+    if isinstance(rate, float) and isinstance(confidence, float):
+        return rate * confidence
+    return None
+
+
 def history_features(
     history: Iterable[ContactEvent], product_id: str, now: float
 ) -> dict[str, float | str | None]:
@@ -161,6 +176,7 @@ def contact_features(
     features.update(history_features(history, product_id, now))
     for name in MACRO_COLUMNS.values():
         features[name] = _number((macro or {}).get(name))
+    features["euribor_x_confidence"] = macro_interaction(features)
     for name in PROFILE_FIELDS:
         features[name] = _text(record.get(name))
     features["housing"] = _yes_no(record.get(f"held__{HOUSING_PRODUCT}"))
@@ -200,6 +216,7 @@ def bank_marketing_features(row: Mapping[str, str]) -> Features:
     }
     for column, name in MACRO_COLUMNS.items():
         features[name] = number(column)
+    features["euribor_x_confidence"] = macro_interaction(features)
     for name in ("job", "marital", "education", "default", "housing", "loan"):
         features[name] = _text(row[name])
     return {name: features[name] for name in FEATURE_NAMES}

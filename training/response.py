@@ -4,8 +4,9 @@ P(accept | customer, offer, channel, contact history) learned from real offer-re
 data: the UCI Bank Marketing file, each row mapped by ``features.response_features`` onto
 the features the service computes from a record and its contact state (the same code, no
 separate notebook model). Two candidates are fitted on the same features, a histogram
-gradient boosting and a logistic regression, each calibrated with scikit-learn's
-``CalibratedClassifierCV`` (isotonic, on inner folds); the one with the higher ROC-AUC in
+gradient boosting (the soft vote of :data:`BAG` boosted models with different seeds) and a
+logistic regression, each calibrated with scikit-learn's ``CalibratedClassifierCV``
+(sigmoid, on inner folds); the one with the higher ROC-AUC in
 stratified, seeded k-fold cross-validation on the training file is chosen. Why CV only on
 the training file: a ``--test`` file stays unseen until it is scored. ``duration`` is
 never read (known only after the call).
@@ -18,14 +19,14 @@ import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
@@ -70,6 +71,26 @@ REQUIRED_COLUMNS = (
 ALGORITHMS = ("gradient_boosting", "logistic_regression")
 DEFAULT_SEED = 0
 CALIBRATION_FOLDS = 3
+CALIBRATION = "sigmoid"
+"""Why sigmoid, not isotonic: isotonic steps tie many probabilities, and ties cost ranking
+(5-fold CV ROC-AUC 0.8005 isotonic vs 0.8010 sigmoid, folds of seeds 1 and 2)."""
+BAG = 2
+"""Boosted models per calibration fold, averaged (soft vote), each with its own seed: its own
+early-stopping split and feature samples. Averaging steadies the trees; 2 per fold x 3 folds
+= 6 models, as accurate as 6 uncalibrated ones and 3x faster than 6 per fold."""
+BOOSTING: dict[str, Any] = {
+    "learning_rate": 0.05,
+    "max_iter": 300,
+    "max_features": 0.5,
+    "early_stopping": True,
+}
+"""Chosen on CV folds of seeds 1 and 2 (not the reported seed 0). Early stopping on a 10%
+validation split (scikit-learn's default above 10,000 rows, here also below: a small file
+stops after tens of trees instead of 300). Each split sees half of the columns: more
+diverse bag members."""
+DECREASING = ("times_shown",)
+"""Monotone non-increasing: one more showing of the offer in the same run never raises
+P(accept) (contact fatigue). Costs nothing in CV ROC-AUC (+0.0002 to +0.0004)."""
 THREADS = 1
 """OpenMP threads of one fit. Why: the gradient boosting's per-tree thread pool costs more
 than it gains on these few thousand rows, and on a busy shared machine a fit took ten times
@@ -145,10 +166,26 @@ def load_bank_marketing(path: Path) -> ResponseData:
     return ResponseData(features, y, path, hashlib.sha256(data).hexdigest()[:16])
 
 
-def estimator(algorithm: str, seed: int = DEFAULT_SEED) -> Any:
-    """The calibrated candidate ``algorithm`` (one of :data:`ALGORITHMS`)."""
+def boosting(seed: int, columns: Sequence[str] = ()) -> VotingClassifier:
+    """The soft vote of :data:`BAG` gradient boostings, :data:`DECREASING` columns monotone."""
+    monotone = [-1 if c in DECREASING else 0 for c in columns] or None
+    members = [
+        (
+            f"boosting_{k}",
+            HistGradientBoostingClassifier(
+                **BOOSTING, monotonic_cst=monotone, random_state=seed * BAG + k
+            ),
+        )
+        for k in range(BAG)
+    ]
+    return VotingClassifier(members, voting="soft")
+
+
+def estimator(algorithm: str, seed: int = DEFAULT_SEED, columns: Sequence[str] = ()) -> Any:
+    """The calibrated candidate ``algorithm`` (one of :data:`ALGORITHMS`); ``columns`` are
+    the design's columns (to place the monotone constraints)."""
     if algorithm == "gradient_boosting":
-        base: Any = HistGradientBoostingClassifier(random_state=seed)
+        base: Any = boosting(seed, columns)
     elif algorithm == "logistic_regression":
         base = make_pipeline(
             SimpleImputer(strategy="median", add_indicator=True),
@@ -160,13 +197,13 @@ def estimator(algorithm: str, seed: int = DEFAULT_SEED) -> Any:
     # Shuffled inner folds: the file is in time order, and unshuffled folds would fit each
     # calibrated copy on other periods than it calibrates on (CV ROC-AUC 0.72 instead of 0.79).
     inner = StratifiedKFold(n_splits=CALIBRATION_FOLDS, shuffle=True, random_state=seed)
-    return CalibratedClassifierCV(base, method="isotonic", cv=inner)
+    return CalibratedClassifierCV(base, method=CALIBRATION, cv=inner)
 
 
 def fit_response(data: ResponseData, algorithm: str, seed: int = DEFAULT_SEED) -> ResponseModel:
     """Fit the calibrated ``algorithm`` on every row of ``data``."""
     design = ResponseDesign.fit(data.features, NUMERIC_FEATURES, CATEGORICAL_FEATURES)
-    model = estimator(algorithm, seed)
+    model = estimator(algorithm, seed, design.columns)
     with threadpool_limits(limits=THREADS):
         model.fit(design.matrix(data.features), data.target)
     return ResponseModel(design, model, algorithm, feature_names=list(FEATURE_NAMES))
@@ -271,7 +308,7 @@ def register_response(
         **data_params,
         "folds": folds,
         "seed": seed,
-        "calibration": f"isotonic, {CALIBRATION_FOLDS} inner folds",
+        "calibration": f"{CALIBRATION}, {CALIBRATION_FOLDS} inner folds",
         "holdout_as_of": f"{folds}-fold stratified CV, seed {seed}",
     }
     tags = {"nbo.kind": "response", "nbo.data_fingerprint": data.fingerprint}

@@ -114,6 +114,7 @@ def test_bank_row_maps_999_to_never_and_ignores_duration() -> None:
     assert first["times_shown"] == 3.0
     assert bank_marketing_features(bank_row(duration="1")) == bank_marketing_features(bank_row())
     assert list(first) == list(FEATURE_NAMES)
+    assert first["euribor_x_confidence"] == 1.299 * -46.2  # euribor3m x cons.conf.idx
 
 
 def test_offline_and_online_give_the_same_features_and_the_same_probability() -> None:
@@ -157,6 +158,9 @@ def test_unknown_profile_fields_and_levels_are_unknown_not_errors() -> None:
     online = contact_features({}, "funds", "app", [], NOW)
     assert online["job"] == online["housing"] == "unknown"
     assert online["age"] is None and online["euribor3m"] is None
+    assert online["euribor_x_confidence"] is None  # no macro figures: the product is unknown
+    half = contact_features({}, "funds", "app", [], NOW, {"euribor3m": 1.299})
+    assert half["euribor3m"] == 1.299 and half["euribor_x_confidence"] is None
     design = ResponseDesign(("age",), (("channel", ("cellular", "telephone")),))
     row = design.row(online)
     assert np.isnan(row[0]) and row[1:] == [0.0, 0.0]
