@@ -52,11 +52,15 @@ CATEGORICAL_FEATURES = (
     "housing",
     "loan",
     "channel",
+    "offer",
     "previous_outcome",
     "month",
     "day_of_week",
 )
-"""Categorical features (strings; ``"unknown"`` when the record does not say)."""
+"""Categorical features (strings; ``"unknown"`` when the record does not say). ``offer`` is
+the product offered: one level in the Bank Marketing file (its calls sold term deposits,
+:data:`BANK_MARKETING_OFFER`), every offered product in the service's own logs, where the
+model learns which offers a customer takes."""
 FEATURE_NAMES = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
 MACRO_COLUMNS = {
     "emp.var.rate": "emp_var_rate",
@@ -66,6 +70,8 @@ MACRO_COLUMNS = {
     "nr.employed": "nr_employed",
 }
 """Bank-marketing column -> feature name of the economic indicators."""
+BANK_MARKETING_OFFER = "term_deposit"
+"""What the Bank Marketing campaign offered (the file's ``y``: subscribed a term deposit)."""
 NEVER = 999
 """The bank file's ``pdays`` code for "never contacted before"."""
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -182,6 +188,7 @@ def contact_features(
     features["housing"] = _yes_no(record.get(f"held__{HOUSING_PRODUCT}"))
     features["loan"] = _yes_no(record.get(f"held__{LOAN_PRODUCT}"))
     features["channel"] = channel or UNKNOWN
+    features["offer"] = product_id or UNKNOWN
     features["month"] = MONTHS[when.month - 1]
     features["day_of_week"] = WEEKDAYS[when.weekday()]
     return {name: features[name] for name in FEATURE_NAMES}
@@ -211,6 +218,7 @@ def bank_marketing_features(row: Mapping[str, str]) -> Features:
         "never_contacted": 1.0 if pdays == NEVER else 0.0,
         "previous_outcome": _text(row["poutcome"]),
         "channel": _text(row["contact"]),
+        "offer": BANK_MARKETING_OFFER,
         "month": _text(row["month"]),
         "day_of_week": _text(row["day_of_week"]),
     }

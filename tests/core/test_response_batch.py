@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.scoring.response import isotonic_average
+from core.scoring.response import calibrated_average
 from features.response_features import contact_features
 from tests.support.records import adult
 from tests.support.response_models import fatigue_model
@@ -52,7 +52,7 @@ def test_the_lean_path_gives_predict_probas_numbers(data: ResponseData, algorith
     model = fit_response(data, algorithm, seed=1)
     probe = contacts(40, seed=9).features
     matrix = model.design.matrix(probe)
-    lean = isotonic_average(model.estimator, matrix)
+    lean = calibrated_average(model.estimator, matrix)
     assert lean is not None  # both candidates take the lean path
     expected = model.estimator.predict_proba(matrix)[:, 1]
     np.testing.assert_allclose(lean, expected, rtol=0, atol=1e-12)
@@ -63,6 +63,6 @@ def test_the_lean_path_gives_predict_probas_numbers(data: ResponseData, algorith
 def test_another_estimator_falls_back_to_predict_proba() -> None:
     model = fatigue_model()  # a plain pipeline, not a calibrated ensemble
     rows = [contact_features(adult(), "funds", "app", [], 1.8e9)]
-    assert isotonic_average(model.estimator, model.design.matrix(rows)) is None
+    assert calibrated_average(model.estimator, model.design.matrix(rows)) is None
     expected = model.estimator.predict_proba(model.design.matrix(rows))[:, 1]
     assert model.accept_probabilities(rows).tolist() == expected.tolist()
