@@ -219,6 +219,11 @@ def response(
         int,
         typer.Option("--window-days", help="With --logged: an acceptance counts within N days."),
     ] = 30,
+    param: Params = None,
+    experiment: Experiment = None,
+    run_name: RunName = None,
+    no_register: NoRegister = False,
+    description: Description = None,
 ) -> None:
     """Train the calibrated offer-response model (algorithm chosen by 5-fold CV), report the
     CV ROC-AUC, register a version of nbo-response.
@@ -235,6 +240,7 @@ def response(
     """
     from training.response import (  # heavy imports: keep --help fast
         BankMarketingError,
+        ResponseConfig,
         describe,
         train_response,
     )
@@ -244,9 +250,17 @@ def response(
         typer.echo("error: give exactly one of --bank-marketing FILE or --logged DIR", err=True)
         raise typer.Exit(2)
     console = Console(stderr=True)
+    options = _options(experiment, run_name, no_register, description)
     with exit_on(
-        BankMarketingError, LoggedDataError, CatalogueError, RegistryError, MlflowException, OSError
+        BankMarketingError,
+        LoggedDataError,
+        CatalogueError,
+        RegistryError,
+        MlflowException,
+        OSError,
+        ValueError,
     ):
+        config, _ = apply_params(ResponseConfig(), param or [])
         settings = get_settings()
         bar = spinner(console)
         with bar:
@@ -262,13 +276,33 @@ def response(
                 except TablesMissingError:
                     tables = None
                 result = train_response_logged(
-                    logged, settings, tables, catalogue, window_days, progress=progress
+                    logged,
+                    settings,
+                    tables,
+                    catalogue,
+                    window_days,
+                    progress=progress,
+                    folds=config.folds,
+                    seed=config.seed,
+                    algorithms=config.algorithms,
+                    options=options,
                 )
             else:
                 assert bank_marketing is not None
-                result = train_response(bank_marketing, settings, progress=progress)
+                result = train_response(
+                    bank_marketing,
+                    settings,
+                    progress=progress,
+                    folds=config.folds,
+                    seed=config.seed,
+                    algorithms=config.algorithms,
+                    options=options,
+                )
     m = result.metrics
-    typer.echo(f"model      {result.model_name} version {result.version}")
+    if result.version is None:
+        typer.echo(f"model      {result.model_name}: logged, not registered (--no-register)")
+    else:
+        typer.echo(f"model      {result.model_name} version {result.version}")
     typer.echo(f"run        {result.run_id}")
     typer.echo(f"algorithm  {result.params['algorithm']} (CV ROC-AUC: {describe(m)})")
     typer.echo(f"ROC-AUC    {m['roc_auc']:.4f}  ({result.params['holdout_as_of']})")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
 from sklearn.impute import SimpleImputer
@@ -45,9 +46,10 @@ from features.response_features import (
     Features,
     bank_marketing_features,
 )
-from registry.client import Registry
+from registry import lineage
 from training import TrainResult
 from training.datasets import Progress
+from training.tracking import RunOptions, finish, log_frames
 
 REQUIRED_COLUMNS = (
     "age",
@@ -95,6 +97,24 @@ THREADS = 1
 """OpenMP threads of one fit. Why: the gradient boosting's per-tree thread pool costs more
 than it gains on these few thousand rows, and on a busy shared machine a fit took ten times
 longer with every core than with one."""
+
+
+@dataclass(frozen=True)
+class ResponseConfig:
+    """What ``nbo train response --param`` can set: the CV scheme and the candidates."""
+
+    folds: int = 5
+    seed: int = DEFAULT_SEED
+    algorithms: tuple[str, ...] = ALGORITHMS
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.algorithms if a not in ALGORITHMS]
+        if unknown or not self.algorithms:
+            raise ValueError(
+                f"algorithms {list(self.algorithms)}: choose from {', '.join(ALGORITHMS)}"
+            )
+        if self.folds < 2:
+            raise ValueError(f"folds {self.folds}: at least 2")
 
 
 class BankMarketingError(ValueError):
@@ -275,8 +295,10 @@ def train_response(
     folds: int = 5,
     seed: int = DEFAULT_SEED,
     algorithms: tuple[str, ...] = ALGORITHMS,
+    options: RunOptions | None = None,
 ) -> TrainResult:
-    """CV-select, fit on the whole file, log to MLflow and register ``nbo-response``.
+    """CV-select, fit on the whole file, log to MLflow and register ``nbo-response``
+    (``options``: experiment, run name, description, or no version at all).
 
     The file is read and checked before any run opens: a bad file registers nothing.
     The gate (``registry.promotion``) compares ``roc_auc`` between versions with the same
@@ -285,7 +307,15 @@ def train_response(
     started = time.perf_counter()
     data = load_bank_marketing(path)
     return register_response(
-        data, {"data_file": path.name}, settings, progress, folds, seed, algorithms, started
+        data,
+        {"data_file": path.name},
+        settings,
+        progress,
+        folds,
+        seed,
+        algorithms,
+        started,
+        options,
     )
 
 
@@ -298,12 +328,14 @@ def register_response(
     seed: int = DEFAULT_SEED,
     algorithms: tuple[str, ...] = ALGORITHMS,
     started: float | None = None,
+    options: RunOptions | None = None,
 ) -> TrainResult:
     """CV-select, fit on every row of ``data``, log to MLflow and register ``nbo-response``
     (run tags ``nbo.kind=response`` and ``nbo.data_fingerprint`` = ``data.fingerprint``;
     ``data_params`` say where the rows came from)."""
     started = time.perf_counter() if started is None else started
-    registry = Registry(settings)
+    options = options or RunOptions()
+    registry = options.registry(settings)
     params: dict[str, object] = {
         **data_params,
         "folds": folds,
@@ -312,7 +344,11 @@ def register_response(
         "holdout_as_of": f"{folds}-fold stratified CV, seed {seed}",
     }
     tags = {"nbo.kind": "response", "nbo.data_fingerprint": data.fingerprint}
-    with registry.start_run("response", tags=tags) as run_id:
+    with registry.start_run(
+        options.run_name or lineage.run_name("response", data.path.name),
+        tags=tags,
+        description=options.description,
+    ) as run_id:
         registry.log_run_data(run_id, params=params)
         cv = cross_validate(data, folds, seed, algorithms, progress)
         if progress:
@@ -325,17 +361,33 @@ def register_response(
             names.write_text(json.dumps(model.design.columns, indent=1))
             if progress:
                 progress("registering")
-            version = registry.log_and_register(
+            log_frames(
+                registry,
+                run_id,
+                {"training": pd.DataFrame(data.features)},
+                kind="response",
+                fingerprint=data.fingerprint,
+                source=data.path,
+                as_of={"training": params["holdout_as_of"]},
+            )
+            version = finish(
+                registry,
+                options,
                 model,
                 settings.response_model_name,
                 params={"algorithm": cv["algorithm"]},
                 metrics=metrics,
-                tags={"nbo.feature_names": ",".join(model.feature_names)},
                 artifacts={"feature_names": names},
                 run_id=run_id,
+                example=data.features[0],
             )
     return TrainResult.registered(
-        version, run_id, metrics, {**params, "algorithm": cv["algorithm"]}, started
+        version,
+        run_id,
+        metrics,
+        {**params, "algorithm": cv["algorithm"]},
+        started,
+        settings.response_model_name,
     )
 
 

@@ -44,6 +44,7 @@ from features.response_features import Features, contact_features
 from training import TrainResult
 from training.datasets import Progress
 from training.response import ALGORITHMS, DEFAULT_SEED, ResponseData, register_response
+from training.tracking import RunOptions
 
 CONTACT_KINDS = ("shown", "declined", "accepted")
 EVENT_COLUMNS = ("type", "customer", "product_id", "request_id", "timestamp")
@@ -267,6 +268,7 @@ def train_response_logged(
     folds: int = 5,
     seed: int = DEFAULT_SEED,
     algorithms: tuple[str, ...] = ALGORITHMS,
+    options: RunOptions | None = None,
 ) -> TrainResult:
     """Train and register ``nbo-response`` on the exports in ``directory``
     (``decisions.jsonl`` or ``decisions.parquet``, and ``events.parquet``), the same way
@@ -295,5 +297,5 @@ def train_response_logged(
         "window_days": window_days,
     }
     return register_response(
-        data, source, settings, progress, folds, seed, algorithms, started=started
+        data, source, settings, progress, folds, seed, algorithms, started, options
     )

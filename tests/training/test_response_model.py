@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from core.scoring.response import ResponseScorer
+from core.settings import Settings
 from registry import promotion
 from registry.client import Registry
 from tests.support.registry import migrate, registry_settings
@@ -181,3 +182,29 @@ def test_cv_roc_auc_on_the_whole_dev_file() -> None:
     got = cross_validate(data, folds=5, seed=0, algorithms=("gradient_boosting",))
     assert got["rows"] == 20_634
     assert got["roc_auc"] >= 0.797  # the isotonic single boosting it replaced: 0.7941
+
+
+def test_cli_trial_with_params_makes_no_version_and_refuses_unknown_params(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBO_HOME", str(tmp_path / "home"))
+    args = ["train", "response", "--bank-marketing", str(sample)]
+    bad = CliRunner().invoke(app, [*args, "--param", "learning_rate=0.1"])
+    assert bad.exit_code == 2 and "valid: folds, seed, algorithms" in bad.output
+    bad = CliRunner().invoke(app, [*args, "--param", "algorithms=forest"])
+    assert bad.exit_code == 2 and "choose from gradient_boosting" in bad.output
+    trial = [*args, "--param", "folds=3", "--param", "algorithms=logistic_regression"]
+    trial += ["--experiment", "trials", "--no-register", "--run-name", "lr only"]
+    result = CliRunner().invoke(app, trial)
+    assert result.exit_code == 0, result.output
+    assert "logged, not registered" in result.output
+    settings = Settings(home=tmp_path / "home")
+    registry = Registry(settings)
+    assert registry.model_names() == []
+    experiment = registry.client.get_experiment_by_name("trials")
+    assert experiment is not None
+    (run,) = registry.client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "lr only"
+    assert run.data.params["holdout_as_of"] == "3-fold stratified CV, seed 0"
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.digest == load_bank_marketing(sample).fingerprint
