@@ -240,6 +240,35 @@ class Registry:
         logged = self.log_model(scorer, name, params, metrics, tags, artifacts, run_id, example)
         return self._register(name, logged, run_id)
 
+    def _link_metrics(
+        self, logged: mlflow.entities.LoggedModel, run_id: str, metrics: Mapping[str, float]
+    ) -> None:
+        """Log the quality metrics once more, attached to the logged model and to the data
+        they were measured on (the run's holdout or evaluation dataset input): the logged
+        model's page then shows its metrics and "Datasets used"."""
+        run = self.client.get_run(run_id)
+        measured_on = None
+        for item in run.inputs.dataset_inputs if run.inputs else []:
+            context = {t.key: t.value for t in item.tags}.get(lineage.DATASET_CONTEXT)
+            if context in ("holdout", "evaluation") or measured_on is None:
+                measured_on = item.dataset
+        now = int(time.time() * 1000)
+        quality = [
+            Metric(
+                grouped(k),
+                float(v),
+                now,
+                0,
+                model_id=logged.model_id,
+                dataset_name=measured_on.name if measured_on else None,
+                dataset_digest=measured_on.digest if measured_on else None,
+            )
+            for k, v in metrics.items()
+            if grouped(k).startswith("quality/")
+        ]
+        if quality:
+            self.client.log_batch(run_id, metrics=quality)
+
     def log_model(
         self,
         scorer: AnyScorer,
@@ -262,7 +291,9 @@ class Registry:
         self.log_run_data(run_id, params, metrics, tags)
         for artifact in (artifacts or {}).values():
             self.client.log_artifact(run_id, str(artifact))
-        return self._log_pyfunc(scorer, run_id, name, example)
+        logged = self._log_pyfunc(scorer, run_id, name, example)
+        self._link_metrics(logged, run_id, metrics or {})
+        return logged
 
     def _log_pyfunc(
         self, scorer: AnyScorer, run_id: str, name: str, example: Mapping[Any, Any] | None
@@ -276,7 +307,7 @@ class Registry:
             self.experiment_id,
             name=MODEL_ARTIFACT,
             source_run_id=run_id,
-            tags={"nbo.model_name": name, "nbo.kind": scorer.kind},
+            tags={**lineage.source_tags(), "nbo.model_name": name, "nbo.kind": scorer.kind},
             model_type=scorer.kind,
         )
         try:

@@ -100,9 +100,12 @@ def log_evaluation(
             ],
         )
         text = {k: v for k, v in metrics.items() if isinstance(v, str)}
-        registry.log_run_data(run, params={**text, **(params or {})}, metrics=metric_names(metrics))
-        if evaluated.scorer is not None:
-            registry.log_model(evaluated.scorer, f"{kind}-evaluated", run_id=run)
+        numbers = metric_names(metrics)
+        registry.log_run_data(run, params={**text, **(params or {})})
+        if evaluated.scorer is None:
+            registry.log_run_data(run, metrics=numbers)
+        else:  # the figures are attached to the model too (its page lists them)
+            registry.log_model(evaluated.scorer, f"{kind}-evaluated", metrics=numbers, run_id=run)
     return run
 
 

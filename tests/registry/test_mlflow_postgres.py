@@ -10,6 +10,7 @@ with the reason only when the variable is unset and nothing listens on 127.0.0.1
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
+import mlflow
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -179,3 +181,27 @@ def test_train_register_promote_and_serve_through_postgres_backed_mlflow(
         ("challenger", "unset", "moved"),
     ]
     assert history[1].gate == "planted" and history[3].reason == "done"
+
+    # What a data scientist sees, through the server too: the version's signature and
+    # input example, its logged model linked to it, the run's lineage and grouped metrics.
+    version = registry.version(name, result.registered_version)
+    assert version.source is not None
+    model_dir = Path(
+        mlflow.artifacts.download_artifacts(
+            version.source, dst_path=str(tmp_path / "model"), tracking_uri=settings.tracking_uri
+        )
+    )
+    model = mlflow.models.Model.load(str(model_dir / "MLmodel"))
+    assert model.signature is not None and model.saved_input_example_info is not None
+    assert (model_dir / "code" / "core" / "scoring").is_dir()
+    run = registry.client.get_run(result.run_id)
+    assert {"quality/map_at_7", "time/train_seconds"} <= set(run.data.metrics)
+    assert run.inputs is not None
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {
+        "recommender-training",
+        "recommender-holdout",
+    }
+    (logged,) = registry.client.search_logged_models([run.info.experiment_id])
+    assert json.loads(logged.tags["mlflow.modelVersions"]) == [
+        {"name": name, "version": result.registered_version}
+    ]

@@ -89,6 +89,13 @@ def test_a_production_run_is_named_linked_and_has_lineage(
     logged = client.search_logged_models([run.info.experiment_id])
     linked = [json.loads(m.tags[mlflow_tags.MLFLOW_MODEL_VERSIONS]) for m in logged]
     assert linked == [[{"name": settings.churn_model_name, "version": production.version}]]
+    # Its page: who and from where, and its quality metrics on the holdout dataset.
+    (model,) = logged
+    assert model.tags[mlflow_tags.MLFLOW_USER] == tags[mlflow_tags.MLFLOW_USER]
+    metrics = {m.key: m for m in model.metrics or []}
+    assert metrics["quality/roc_auc"].value == production.metrics["roc_auc"]
+    assert metrics["quality/roc_auc"].dataset_name == "churn-holdout"
+    assert not any(k.startswith(("time/", "data/")) for k in metrics)
 
 
 def test_cli_param_errors_name_the_valid_fields(
