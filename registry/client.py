@@ -367,7 +367,7 @@ class Registry:
         logged-model page then shows it registered (not a "Register model" button that
         would make a duplicate version)."""
         listed = json.loads(logged.tags.get(mlflow_tags.MLFLOW_MODEL_VERSIONS) or "[]")
-        listed.append({"name": version.name, "version": version.version})
+        listed.append({"name": version.name, "version": int(version.version)})
         self.client.set_logged_model_tags(
             logged.model_id, {mlflow_tags.MLFLOW_MODEL_VERSIONS: json.dumps(listed)}
         )
