@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 REDIS_PERSISTENCE: dict[str, str] = {
     "appendonly": "yes",
@@ -109,7 +111,13 @@ def embedded_status(port: int) -> EmbeddedStatus:
     """Ask whatever listens on ``127.0.0.1:port`` who it is (one short connection)."""
     if not _listening(port):
         return EmbeddedStatus(port, listening=False)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=1,
+        socket_connect_timeout=1,
+        retry=Retry(NoBackoff(), 0),  # something that does not answer is not retried
+    )
     try:
         reported = str(client.config_get("dir")["dir"])
         pid = int(client.info("server")["process_id"])
