@@ -242,6 +242,7 @@ def test_run_against_the_baseline_app_counts_every_request(
     assert cpu["ms_per_request"] == pytest.approx(cpu["cpu_seconds"] * 1000 / 40, abs=1e-3)
 
 
+@pytest.mark.slow  # 13 s (two rounds of two servers); pytest -m slow
 def test_rounds_alternate_service_and_baseline_and_report_the_median(
     redis_url: str,
     redis_client: redis.Redis,

@@ -293,6 +293,7 @@ def test_a_model_pickled_before_the_deeper_history_reads_its_old_fields(
     assert "acquisition_channel" not in old.feature_names
 
 
+@pytest.mark.slow  # 9 s (a recommender fitted with a categorical input); pytest -m slow
 def test_the_acquisition_channel_becomes_one_hot_inputs(bank: Tables, catalogue: Catalogue) -> None:
     config = replace(SMALL, max_iter=5, categorical_inputs=("acquisition_channel", "region"))
     scorer = evaluate_tables(bank, catalogue, *_dates(bank), config).fitted.scorer
