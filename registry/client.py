@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import LoggedModelOutput, Metric, Param, RunTag
+from mlflow.entities import LoggedModelOutput, Metric, Param, Run, RunTag
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
@@ -241,12 +241,11 @@ class Registry:
         return self._register(name, logged, run_id)
 
     def _link_metrics(
-        self, logged: mlflow.entities.LoggedModel, run_id: str, metrics: Mapping[str, float]
+        self, logged: mlflow.entities.LoggedModel, run: Run, metrics: Mapping[str, float]
     ) -> None:
         """Log the quality metrics once more, attached to the logged model and to the data
         they were measured on (the run's holdout or evaluation dataset input): the logged
         model's page then shows its metrics and "Datasets used"."""
-        run = self.client.get_run(run_id)
         measured_on = None
         for item in run.inputs.dataset_inputs if run.inputs else []:
             context = {t.key: t.value for t in item.tags}.get(lineage.DATASET_CONTEXT)
@@ -267,7 +266,7 @@ class Registry:
             if grouped(k).startswith("quality/")
         ]
         if quality:
-            self.client.log_batch(run_id, metrics=quality)
+            self.client.log_batch(run.info.run_id, metrics=quality)
 
     def log_model(
         self,
@@ -291,23 +290,27 @@ class Registry:
         self.log_run_data(run_id, params, metrics, tags)
         for artifact in (artifacts or {}).values():
             self.client.log_artifact(run_id, str(artifact))
-        logged = self._log_pyfunc(scorer, run_id, name, example)
-        self._link_metrics(logged, run_id, metrics or {})
+        run = self.client.get_run(run_id)
+        logged = self._log_pyfunc(scorer, run, name, example)
+        self._link_metrics(logged, run, metrics or {})
         return logged
 
     def _log_pyfunc(
-        self, scorer: AnyScorer, run_id: str, name: str, example: Mapping[Any, Any] | None
+        self, scorer: AnyScorer, run: Run, name: str, example: Mapping[Any, Any] | None
     ) -> mlflow.entities.LoggedModel:
         """The client-side equivalent of ``mlflow.pyfunc.log_model(name=...)``.
 
         ``log_model`` resolves the process-global tracking URI; the same steps on our bound
         client are: create the LoggedModel, save the pyfunc folder, upload, link to the run.
+        The logged model carries its run's lineage tags (who, which command, which commit).
         """
+        run_id = run.info.run_id
+        lineage_tags = {k: v for k, v in run.data.tags.items() if k in lineage.SOURCE_TAGS}
         logged = self.client.create_logged_model(
             self.experiment_id,
             name=MODEL_ARTIFACT,
             source_run_id=run_id,
-            tags={**lineage.source_tags(), "nbo.model_name": name, "nbo.kind": scorer.kind},
+            tags={**lineage_tags, "nbo.model_name": name, "nbo.kind": scorer.kind},
             model_type=scorer.kind,
         )
         try:

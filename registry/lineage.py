@@ -54,6 +54,19 @@ def git_commit(root: Path = PROJECT_ROOT) -> tuple[str, bool] | None:
     return head.stdout.strip(), bool(status.stdout.strip())
 
 
+GIT_DIRTY = "nbo.git_dirty"
+SOURCE_TAGS = frozenset(
+    {
+        mlflow_tags.MLFLOW_USER,
+        mlflow_tags.MLFLOW_SOURCE_NAME,
+        mlflow_tags.MLFLOW_SOURCE_TYPE,
+        mlflow_tags.MLFLOW_GIT_COMMIT,
+        GIT_DIRTY,
+    }
+)
+"""The tags :func:`source_tags` sets (a logged model copies them from its run)."""
+
+
 def source_tags(command: str | None = None) -> dict[str, str]:
     """MLflow's system tags of a run started by this process (``command`` names it)."""
     tags = {
@@ -64,7 +77,7 @@ def source_tags(command: str | None = None) -> dict[str, str]:
     commit = git_commit()
     if commit is not None:
         tags[mlflow_tags.MLFLOW_GIT_COMMIT] = commit[0]
-        tags["nbo.git_dirty"] = str(commit[1]).lower()
+        tags[GIT_DIRTY] = str(commit[1]).lower()
     return tags
 
 
