@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import exit_on
+from cli.evaluation_log import LogRun, record
 
 
 def churn(
@@ -21,12 +22,7 @@ def churn(
     ] = None,
     folds: Annotated[int, typer.Option("--folds", min=2, help="CV folds without --test.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    log: Annotated[
-        bool,
-        typer.Option(
-            "--log", help="Record the evaluation as an MLflow run (experiment nbo-evaluations)."
-        ),
-    ] = False,
+    log: LogRun = False,
 ) -> None:
     """ROC-AUC, PR-AUC, Brier score and top-decile lift of the churn blend.
 
@@ -53,14 +49,13 @@ def churn(
             metrics, how = fit_and_score(train, load_churn_modelling(test)), f"held out {test}"
     if log:
         from core.settings import get_settings
-        from training.evaluation_log import Evaluated, log_evaluation
+        from training.evaluation_log import Evaluated
 
         evaluated = Evaluated(
             "churn blend of training/churn_modelling.py on the Churn_Modelling columns, "
             "fitted by this evaluation; not the registered nbo-churn (other features)"
         )
-        run = log_evaluation(get_settings(), "churn", churn_modelling, metrics, evaluated, how)
-        typer.echo(f"logged      run {run} (experiment nbo-evaluations)", err=True)
+        record(get_settings(), "churn", churn_modelling, metrics, evaluated, how)
     if as_json:
         typer.echo(json.dumps({**metrics, "rows": int(metrics["rows"])}))
         return

@@ -7,6 +7,7 @@ import json
 import typer
 
 from cli.errors import exit_on
+from cli.evaluation_log import LogRun, record
 
 
 def maturity(
@@ -14,9 +15,7 @@ def maturity(
         3, "--holdout-snapshots", min=1, help="Last snapshots with maturing contracts held out."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    log: bool = typer.Option(
-        False, "--log", help="Record the evaluation as an MLflow run (experiment nbo-evaluations)."
-    ),
+    log: LogRun = False,
 ) -> None:
     """ROC-AUC, PR-AUC, Brier score, top-decile lift and rows of the maturity outflow model.
 
@@ -40,7 +39,7 @@ def maturity(
         config = MaturityConfig(holdout_snapshots=holdout_snapshots)
         model, split, metrics = fit_and_evaluate(tables, catalogue, config)
         if log:
-            from training.evaluation_log import Evaluated, log_evaluation
+            from training.evaluation_log import Evaluated
 
             dates = ", ".join(f"{d:%Y-%m-%d}" for d in split.holdout_dates)
             how = f"time holdout: contracts maturing after {dates}"
@@ -51,10 +50,7 @@ def maturity(
                 scorer=model,
             )
             params = {"holdout_snapshots": holdout_snapshots}
-            run = log_evaluation(
-                settings, "maturity", settings.data_dir, metrics, evaluated, how, params
-            )
-            typer.echo(f"logged      run {run} (experiment nbo-evaluations)", err=True)
+            record(settings, "maturity", settings.data_dir, metrics, evaluated, how, params)
     shown = {k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "top_decile_lift")}
     shown["rows"] = int(metrics["rows"])
     if as_json:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.errors import exit_on, fail
+from cli.evaluation_log import LogRun, record
 from cli.params import apply_params
 
 
@@ -61,12 +62,7 @@ def recommender(
         ),
     ] = "app",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    log: Annotated[
-        bool,
-        typer.Option(
-            "--log", help="Record the evaluation as an MLflow run (experiment nbo-evaluations)."
-        ),
-    ] = False,
+    log: LogRun = False,
 ) -> None:
     """MAP@7, NDCG@7, recall@7 and coverage of the recommender against popularity.
 
@@ -140,7 +136,7 @@ def recommender(
     m = result.evaluation.metrics
     s = result.served or {}
     if log:
-        from training.evaluation_log import Evaluated, log_evaluation
+        from training.evaluation_log import Evaluated
 
         who = f"unseen customers, {folds}-fold cross-fit" if unseen_customers else "customers"
         how = f"trained until {train_until:%Y-%m-%d}, {who} adding by {target:%Y-%m-%d}"
@@ -152,10 +148,7 @@ def recommender(
         )
         logged = {**overrides, "channel": channel}
         with exit_on(OSError, ValueError):
-            run = log_evaluation(
-                settings, "recommender", source, {**m, **s}, evaluated, how, logged
-            )
-        typer.echo(f"logged      run {run} (experiment nbo-evaluations)", err=True)
+            record(settings, "recommender", source, {**m, **s}, evaluated, how, logged)
     if as_json:
         out = {**m, **s, "customers": int(m["customers"]), "params": overrides}
         typer.echo(json.dumps(out))

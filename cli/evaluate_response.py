@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import exit_on
+from cli.evaluation_log import LogRun, record
 
 
 def response(
@@ -22,12 +23,7 @@ def response(
     folds: Annotated[int, typer.Option("--folds", min=2, help="CV folds.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fold split and models.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    log: Annotated[
-        bool,
-        typer.Option(
-            "--log", help="Record the evaluation as an MLflow run (experiment nbo-evaluations)."
-        ),
-    ] = False,
+    log: LogRun = False,
 ) -> None:
     """ROC-AUC, PR-AUC, Brier score and top-decile lift of the calibrated response model.
 
@@ -60,7 +56,7 @@ def response(
             how = f"held out {test}"
         if log:
             from core.settings import get_settings
-            from training.evaluation_log import Evaluated, log_evaluation
+            from training.evaluation_log import Evaluated
 
             evaluated = Evaluated(
                 f"calibrated {metrics['algorithm']} of training/response.py, fitted on all "
@@ -69,10 +65,7 @@ def response(
                 scorer=fit_response(train, str(metrics["algorithm"]), seed),
             )
             params = {"folds": folds, "seed": seed}
-            run = log_evaluation(
-                get_settings(), "response", bank_marketing, metrics, evaluated, how, params
-            )
-            typer.echo(f"logged      run {run} (experiment nbo-evaluations)", err=True)
+            record(get_settings(), "response", bank_marketing, metrics, evaluated, how, params)
     if as_json:
         typer.echo(json.dumps({**metrics, "rows": int(metrics["rows"])}))
         return

@@ -75,17 +75,13 @@ def _options(
 def _run(
     job: Callable[..., TrainResult],
     what: str,
-    config: object | None = None,
-    params: list[str] | None = None,
-    options: RunOptions | None = None,
+    config: object,
+    params: list[str] | None,
+    options: RunOptions,
 ) -> TrainResult:
     console = Console(stderr=True)
     with exit_on(*_EXPECTED_ERRORS):
-        overrides: dict[str, object] = {}
-        if config is not None:
-            config, overrides = apply_params(config, params or [])
-        elif params:
-            raise ValueError(f"--param is not supported by nbo train {what}")
+        config, overrides = apply_params(config, params or [])
         tables, catalogue, settings = _inputs()
         bar = spinner(console)
         with bar:
