@@ -16,9 +16,7 @@ the store must be as trusted as the code base (it is written only by our trainin
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import pickle
 import re
 import tempfile
 import time
@@ -30,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import LoggedModelOutput, Metric, Param, Run, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils import mlflow_tags
@@ -43,7 +40,7 @@ from core.scoring.compat import load_scorer
 from core.scoring.maturity import RegisteredMaturityScorer
 from core.scoring.response import ResponseScorer
 from core.settings import Settings
-from registry import lineage, model_package
+from registry import lineage, logged_model
 from registry.history import (
     MOVED,
     REFUSED,
@@ -56,8 +53,6 @@ from registry.history import (
 )
 from registry.metric_groups import grouped, plain
 from registry.pyfunc import (
-    MODEL_CODE,
-    SCORER_ARTIFACT,
     SCORER_FILE,
     ScorerPyfunc,  # noqa: F401 - older versions' model code imports it from here
 )
@@ -66,7 +61,6 @@ AnyScorer = RecommenderScorer | ChurnScorer | RegisteredMaturityScorer | Respons
 """Every kind of scorer the registry stores."""
 
 EXPERIMENT_NAME = "nbo"
-MODEL_ARTIFACT = "model"
 ALLOWED_ALIASES = ("champion", "challenger")
 _READY_TIMEOUT_SECONDS = 120.0
 _LOCAL_SCHEMES = ("sqlite", "file", "")  # stores whose artifacts we place under NBO home
@@ -240,34 +234,6 @@ class Registry:
         logged = self.log_model(scorer, name, params, metrics, tags, artifacts, run_id, example)
         return self._register(name, logged, run_id)
 
-    def _link_metrics(
-        self, logged: mlflow.entities.LoggedModel, run: Run, metrics: Mapping[str, float]
-    ) -> None:
-        """Log the quality metrics once more, attached to the logged model and to the data
-        they were measured on (the run's holdout or evaluation dataset input): the logged
-        model's page then shows its metrics and "Datasets used"."""
-        measured_on = None
-        for item in run.inputs.dataset_inputs if run.inputs else []:
-            context = {t.key: t.value for t in item.tags}.get(lineage.DATASET_CONTEXT)
-            if context in ("holdout", "evaluation") or measured_on is None:
-                measured_on = item.dataset
-        now = int(time.time() * 1000)
-        quality = [
-            Metric(
-                grouped(k),
-                float(v),
-                now,
-                0,
-                model_id=logged.model_id,
-                dataset_name=measured_on.name if measured_on else None,
-                dataset_digest=measured_on.digest if measured_on else None,
-            )
-            for k, v in metrics.items()
-            if grouped(k).startswith("quality/")
-        ]
-        if quality:
-            self.client.log_batch(run.info.run_id, metrics=quality)
-
     def log_model(
         self,
         scorer: AnyScorer,
@@ -291,57 +257,11 @@ class Registry:
         for artifact in (artifacts or {}).values():
             self.client.log_artifact(run_id, str(artifact))
         run = self.client.get_run(run_id)
-        logged = self._log_pyfunc(scorer, run, name, example)
-        self._link_metrics(logged, run, metrics or {})
-        return logged
-
-    def _log_pyfunc(
-        self, scorer: AnyScorer, run: Run, name: str, example: Mapping[Any, Any] | None
-    ) -> mlflow.entities.LoggedModel:
-        """The client-side equivalent of ``mlflow.pyfunc.log_model(name=...)``.
-
-        ``log_model`` resolves the process-global tracking URI; the same steps on our bound
-        client are: create the LoggedModel, save the pyfunc folder, upload, link to the run.
-        The logged model carries its run's lineage tags (who, which command, which commit).
-        """
-        run_id = run.info.run_id
-        lineage_tags = {k: v for k, v in run.data.tags.items() if k in lineage.SOURCE_TAGS}
-        logged = self.client.create_logged_model(
-            self.experiment_id,
-            name=MODEL_ARTIFACT,
-            source_run_id=run_id,
-            tags={**lineage_tags, "nbo.model_name": name, "nbo.kind": scorer.kind},
-            model_type=scorer.kind,
+        logged = logged_model.log_pyfunc(
+            self.client, self.experiment_id, scorer, run, name, example
         )
-        try:
-            with tempfile.TemporaryDirectory(prefix="nbo-model-") as tmp:
-                pickled = Path(tmp) / SCORER_FILE
-                data = pickle.dumps(scorer, protocol=pickle.HIGHEST_PROTOCOL)
-                pickled.write_bytes(data)
-                code = Path(tmp) / "scorer_model.py"
-                code.write_text(MODEL_CODE)
-                local = Path(tmp) / MODEL_ARTIFACT
-                mlflow.pyfunc.save_model(
-                    path=str(local),
-                    python_model=str(code),
-                    artifacts={SCORER_ARTIFACT: str(pickled)},
-                    code_paths=model_package.write_code(Path(tmp) / "code"),
-                    signature=model_package.signature(scorer),
-                    input_example=model_package.input_example(scorer, example),
-                    pip_requirements=model_package.requirements(data),
-                    mlflow_model=Model(
-                        artifact_path=logged.artifact_location,
-                        run_id=run_id,
-                        model_id=logged.model_id,
-                        model_uuid=logged.model_id,
-                    ),
-                )
-                self.client.log_model_artifacts(logged.model_id, str(local))
-            self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
-        except BaseException:
-            self.client.finalize_logged_model(logged.model_id, "FAILED")
-            raise
-        return self.client.finalize_logged_model(logged.model_id, "READY")
+        logged_model.link_metrics(self.client, logged, run, metrics or {})
+        return logged
 
     def _register(self, name: str, logged: mlflow.entities.LoggedModel, run_id: str) -> VersionInfo:
         try:
@@ -359,21 +279,11 @@ class Registry:
         )
         try:
             version = self._wait_ready(version)
-            self._link(logged, version)
+            logged_model.link_version(self.client, logged, version)
         except BaseException:
             self.client.delete_model_version(name, version.version)
             raise
         return self._info(version)
-
-    def _link(self, logged: mlflow.entities.LoggedModel, version: ModelVersion) -> None:
-        """Tag the logged model with its version, as ``mlflow.register_model`` does: the UI's
-        logged-model page then shows it registered (not a "Register model" button that
-        would make a duplicate version)."""
-        listed = json.loads(logged.tags.get(mlflow_tags.MLFLOW_MODEL_VERSIONS) or "[]")
-        listed.append({"name": version.name, "version": int(version.version)})
-        self.client.set_logged_model_tags(
-            logged.model_id, {mlflow_tags.MLFLOW_MODEL_VERSIONS: json.dumps(listed)}
-        )
 
     def _wait_ready(self, version: ModelVersion) -> ModelVersion:
         deadline = time.monotonic() + _READY_TIMEOUT_SECONDS

@@ -186,7 +186,7 @@ def test_a_version_registered_with_old_class_paths_loads_from_mlflow(
 ) -> None:
     registry = Registry(settings)
     name = "nbo-recommender-old"
-    monkeypatch.setattr("registry.client.MODEL_CODE", OLD_MODEL_CODE)
+    monkeypatch.setattr("registry.logged_model.MODEL_CODE", OLD_MODEL_CODE)
     with old_class_paths():  # what the registry logged under the old paths
         info = registry.log_and_register(boosted, name, tags={"nbo.kind": "recommender"})
     monkeypatch.undo()
