@@ -44,7 +44,7 @@ from training.datasets import (
     data_fingerprint,
 )
 from training.importance_plots import coefficient_plot
-from training.tracking import RunOptions, finish, log_frames
+from training.tracking import RunOptions, finish, log_time_split
 
 CHURN_FEATURES = (
     "months_since_login",
@@ -249,20 +249,16 @@ def train_churn(
             )
             if progress:
                 progress("registering")
-            log_frames(
+            training = pd.concat([s.features for s in split.train])
+            log_time_split(
                 registry,
                 run_id,
-                {
-                    "training": pd.concat([s.features for s in split.train]),
-                    "holdout": split.holdout.features,
-                },
-                kind="churn",
-                fingerprint=fingerprint,
-                source=settings.data_dir,
-                as_of={
-                    "training": str(dates["train_as_of"]),
-                    "holdout": str(dates["holdout_as_of"]),
-                },
+                "churn",
+                fingerprint,
+                settings.data_dir,
+                dates,
+                training,
+                split.holdout.features,
             )
             version = finish(
                 registry,

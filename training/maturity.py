@@ -61,7 +61,7 @@ from training import TrainResult
 from training.churn import calibration_table
 from training.datasets import DatasetError, Progress, data_fingerprint
 from training.labels import data_end, snapshot_months
-from training.tracking import RunOptions, finish, log_frames
+from training.tracking import RunOptions, finish, log_time_split
 
 
 @dataclass(frozen=True)
@@ -315,17 +315,15 @@ def train_maturity(
             per_row = HoldoutValues.auc("roc_auc", split.holdout.labels, holdout_proba, keys)
             if progress:
                 progress("registering")
-            log_frames(
+            log_time_split(
                 registry,
                 run_id,
-                {
-                    "training": pd.DataFrame(split.train.inputs, columns=list(INPUT_NAMES)),
-                    "holdout": pd.DataFrame(split.holdout.inputs, columns=list(INPUT_NAMES)),
-                },
-                kind="maturity",
-                fingerprint=fingerprint,
-                source=settings.data_dir,
-                as_of={"training": dates["train_as_of"], "holdout": dates["holdout_as_of"]},
+                "maturity",
+                fingerprint,
+                settings.data_dir,
+                dates,
+                pd.DataFrame(split.train.inputs, columns=list(INPUT_NAMES)),
+                pd.DataFrame(split.holdout.inputs, columns=list(INPUT_NAMES)),
             )
             version = finish(
                 registry,

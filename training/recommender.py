@@ -15,7 +15,6 @@ serving.
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,7 +37,6 @@ from core.tables import TIERS, Tables
 from registry.holdout import HoldoutValues
 from training import TrainResult
 from training.datasets import DatasetError, Progress, data_fingerprint, recommender_split
-from training.importance_plots import TOP, gain_plot
 from training.metrics import average_precision_at_k, map_at_k, mean_metric
 from training.pair_ranker import (
     PairLayout,
@@ -49,8 +47,9 @@ from training.pair_ranker import (
     pair_importances,
     pair_training_rows,
 )
+from training.recommender_artifacts import write_artifacts
 from training.recommender_data import Snapshot, align, examples, frame_inputs, held_matrix
-from training.tracking import RunOptions, finish, log_frames
+from training.tracking import RunOptions, finish, log_time_split
 from training.tree_export import average_ensembles, export_trees, split_gains
 
 SEGMENT_LEVELS = 6
@@ -376,50 +375,6 @@ def per_product_table(
     )
 
 
-def write_artifacts(
-    fitted: FittedRecommender, evaluation: Evaluation, folder: Path
-) -> dict[str, Path]:
-    """Feature importances with their plot (and the pair ranker's), the per-product
-    precision table and its plot, feature names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = {
-        "feature_importances": folder / "feature_importances.csv",
-        "feature_importances_plot": folder / "feature_importances.png",
-        "per_product_precision": folder / "per_product_precision.csv",
-        "per_product_precision_plot": folder / "per_product_precision.png",
-        "feature_names": folder / "feature_names.json",
-    }
-    fitted.importances.rename("split_gain").to_csv(
-        paths["feature_importances"], index_label="input"
-    )
-    gain_plot(
-        fitted.importances,
-        paths["feature_importances_plot"],
-        f"Recommender: top {TOP} inputs by split gain",
-    )
-    table = evaluation.per_product
-    table.to_csv(paths["per_product_precision"])
-    fig, ax = plt.subplots(figsize=(8, 6))
-    ordered = table.sort_values("recommended")
-    ax.barh(ordered.index, ordered["precision"], color="#3b6ea5")
-    ax.set_xlabel(f"precision of top-{evaluation.ranking.shape[1]} recommendations (holdout)")
-    ax.set_title("Per-product precision")
-    fig.tight_layout()
-    fig.savefig(paths["per_product_precision_plot"], dpi=100)
-    plt.close(fig)
-    paths["feature_names"].write_text(json.dumps(fitted.scorer.feature_names, indent=1))
-    if fitted.pair_importances is not None:
-        paths["pair_feature_importances"] = folder / "pair_feature_importances.csv"
-        fitted.pair_importances.rename("split_gain").to_csv(
-            paths["pair_feature_importances"], index_label="input"
-        )
-    return paths
-
-
 def train_recommender(
     tables: Tables,
     catalogue: Catalogue,
@@ -482,20 +437,15 @@ def train_recommender(
             ).write(Path(tmp))
             if progress:
                 progress("registering")
-            log_frames(
+            log_time_split(
                 registry,
                 run_id,
-                {
-                    "training": pd.concat([t.features for t in train]),
-                    "holdout": holdout.features,
-                },
-                kind="recommender",
-                fingerprint=fingerprint,
-                source=settings.data_dir,
-                as_of={
-                    "training": str(dates["train_as_of"]),
-                    "holdout": str(dates["holdout_as_of"]),
-                },
+                "recommender",
+                fingerprint,
+                settings.data_dir,
+                dates,
+                pd.concat([t.features for t in train]),
+                holdout.features,
             )
             version = finish(
                 registry,

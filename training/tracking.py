@@ -74,6 +74,29 @@ def log_frames(
         )
 
 
+def log_time_split(
+    registry: Registry,
+    run_id: str,
+    kind: str,
+    fingerprint: str,
+    source: Path,
+    dates: Mapping[str, object],
+    training: pd.DataFrame,
+    holdout: pd.DataFrame,
+) -> None:
+    """:func:`log_frames` of a job fitted on earlier snapshots and scored on a later one:
+    ``dates`` holds the job's ``train_as_of`` and ``holdout_as_of``."""
+    log_frames(
+        registry,
+        run_id,
+        {"training": training, "holdout": holdout},
+        kind=kind,
+        fingerprint=fingerprint,
+        source=source,
+        as_of={"training": dates["train_as_of"], "holdout": dates["holdout_as_of"]},
+    )
+
+
 def finish(
     registry: Registry,
     options: RunOptions,
