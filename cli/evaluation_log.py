@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.errors import exit_on
+
 if TYPE_CHECKING:
     from core.settings import Settings
     from training.evaluation_log import Evaluated
@@ -29,8 +31,13 @@ def record(
     how: str,
     params: Mapping[str, object] | None = None,
 ) -> None:
-    """``training.evaluation_log.log_evaluation``, then say which run it made (stderr)."""
+    """``training.evaluation_log.log_evaluation``, then say which run it made (stderr). A
+    tracking store that cannot be reached or written exits with code 2 and its message."""
+    from mlflow.exceptions import MlflowException
+
+    from registry.client import RegistryError
     from training.evaluation_log import EVALUATION_EXPERIMENT, log_evaluation
 
-    run = log_evaluation(settings, kind, data, metrics, evaluated, how, params)
+    with exit_on(MlflowException, RegistryError, OSError):
+        run = log_evaluation(settings, kind, data, metrics, evaluated, how, params)
     typer.echo(f"logged      run {run} (experiment {EVALUATION_EXPERIMENT})", err=True)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from core.settings import Settings
 from tests.support.churn_files import fake_churn_modelling
+from tests.support.paths import unreachable_mlflow
 from tests.support.scorers import tiny_churn_model
 from training.evaluation_log import (
     EVALUATION_EXPERIMENT,
@@ -75,3 +76,18 @@ def test_a_fitted_scorer_is_the_runs_model_and_no_version(tmp_path: Path) -> Non
     models = client.search_logged_models([run.info.experiment_id])
     assert [m.source_run_id for m in models] == [run_id]
     assert not client.search_registered_models()  # an evaluation never makes a version
+
+
+def test_an_unreachable_tracking_store_exits_2_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "churn.csv"
+    fake_churn_modelling(300).to_csv(data, index=False)
+    monkeypatch.setenv("NBO_HOME", str(tmp_path / "home"))
+    offline = unreachable_mlflow(Settings(home=tmp_path / "home"), monkeypatch)
+    monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", str(offline.mlflow_tracking_uri))
+    out = CliRunner().invoke(
+        app, ["evaluate", "churn", "--churn-modelling", str(data), "--folds", "2", "--log"]
+    )
+    assert out.exit_code == 2, out.output
+    assert "Traceback" not in out.output and "error:" in out.output
