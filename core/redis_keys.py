@@ -10,8 +10,11 @@ Who writes (W) and who reads (R) each key (prefixes are settings: ``feature_pref
     {contact_prefix}:{<pseudonym>}                contact events     W/R service
     {audit_prefix}:{decisions}                    decisions stream   W service   R features, cli
     {audit_prefix}:{decisions}:req:{request_id}   one decision's id  W/R service
+    {audit_prefix}:{decisions}:cust:{pseudonym}   a customer's ids   W service   R console
     {events_prefix}:{stream}                      feedback stream    W service   R features
     {events_prefix}:{stream}:seen:{event_id}      one event's id     W/R service
+    {events_prefix}:{stream}:cust:{pseudonym}     a customer's ids   W service   R console
+    {console_prefix}:session:{sha256 of its id}   console session    W/R service (console)
 
 Braces are literal Redis Cluster hash tags: a customer's feature record and contact state
 share the ``{<pseudonym>}`` tag (one slot, so the request path reads both with one script),
@@ -75,6 +78,12 @@ def decision_index_key(audit_prefix: str, request_id: str) -> str:
     return f"{decisions_key(audit_prefix)}:req:{request_id}"
 
 
+def customer_decisions_key(audit_prefix: str, pseudonym: str) -> str:
+    """One customer's decisions: sorted set of stream entry ids scored by their milliseconds
+    (the console's timeline; tagged like the stream, so written in the same script)."""
+    return f"{decisions_key(audit_prefix)}:cust:{pseudonym}"
+
+
 def events_key(events_prefix: str) -> str:
     """The feedback events stream."""
     return f"{events_prefix}:{{stream}}"
@@ -84,6 +93,18 @@ def event_seen_key(events_prefix: str, event_id: str) -> str:
     """The stream entry id and content fingerprint of one event (idempotence by
     ``event_id``, with a TTL; ``service.infra.event_store``)."""
     return f"{events_key(events_prefix)}:seen:{event_id}"
+
+
+def customer_events_key(events_prefix: str, pseudonym: str) -> str:
+    """One customer's feedback events: sorted set of stream entry ids scored by their
+    milliseconds (tagged like the events stream)."""
+    return f"{events_key(events_prefix)}:cust:{pseudonym}"
+
+
+def console_session_key(console_prefix: str, session_digest: str) -> str:
+    """A web-console session, keyed by the SHA-256 of its cookie value (a Redis dump holds
+    no usable session id)."""
+    return f"{console_prefix}:session:{session_digest}"
 
 
 def glob_escape(text: str) -> str:

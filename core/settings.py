@@ -229,6 +229,18 @@ class Settings(BaseSettings):
         65536, ge=1024, description="Larger request bodies are refused with 413."
     )
 
+    # --- the web console (/console, docs/console.md) ---
+    console_prefix: str = Field(
+        "nbo:console", description="Redis key prefix of the web console's sessions."
+    )
+    console_session_seconds: int = Field(
+        8 * 3600, ge=60, description="A console session ends this long after its login."
+    )
+    mlflow_ui_url: str = Field(
+        "http://127.0.0.1:5000",
+        description="Where the MLflow UI answers (`nbo mlflow ui`): the console links runs there.",
+    )
+
     @field_validator("api_keys")
     @classmethod
     def _unique_keys(cls, keys: list[ApiKeyEntry]) -> list[ApiKeyEntry]:

@@ -5,7 +5,8 @@ recommendation, and the latency budget allows exactly one - the read of the cust
 features and contact state. So the request thread only serializes its record and hands
 it over (:meth:`AuditWriter.submit`, no I/O); one writer thread per process collects
 what arrives within ``NBO_AUDIT_FLUSH_MS`` and appends the whole batch with ONE Lua
-script call (stream entries + request-id index keys, all or nothing per batch).
+script call (stream entries + request-id index keys + each customer's index, all or
+nothing per batch).
 
 What this trades, stated plainly:
 
@@ -30,24 +31,36 @@ from collections.abc import Callable
 import orjson
 import redis
 
-from core.redis_keys import decision_index_key, decisions_key
+from core.redis_keys import customer_decisions_key, decision_index_key, decisions_key
 from core.redis_server import RedisClient
 from core.settings import Settings
 from service.infra.log import fields
 
 log = logging.getLogger(__name__)
 
-# KEYS: the stream, then one index key per record. ARGV: max stream length, index TTL,
-# then one serialized record per index key, in the same order. Every key carries the
-# stream's hash tag ({decisions}, features.streams), so on a Redis Cluster the whole batch
-# is one slot: one call to one node, whatever the request ids.
+# KEYS: the stream, then per record its request-id index key and its customer's index key.
+# ARGV: max stream length, index TTL, max entries of a customer index, then one serialized
+# record per record, in the same order. Every key carries the stream's hash tag ({decisions},
+# features.streams), so on a Redis Cluster the whole batch is one slot: one call to one
+# node, whatever the request ids and customers. The customer index (a sorted set of entry
+# ids scored by their milliseconds) is what lets the console page through one customer's
+# decisions without scanning the stream; ids of entries trimmed since are skipped on read.
 _APPEND_BATCH = """
-for i = 2, #KEYS do
-  local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[i + 1])
-  redis.call('SET', KEYS[i], entry, 'EX', ARGV[2])
+local records = (#KEYS - 1) / 2
+for i = 1, records do
+  local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[i + 3])
+  redis.call('SET', KEYS[2 * i], entry, 'EX', ARGV[2])
+  local customer = KEYS[2 * i + 1]
+  redis.call('ZADD', customer, tonumber(string.match(entry, '^(%d+)')), entry)
+  redis.call('ZREMRANGEBYRANK', customer, 0, -(tonumber(ARGV[3]) + 1))
+  redis.call('EXPIRE', customer, ARGV[2])
 end
-return #KEYS - 1
+return records
 """
+
+CUSTOMER_INDEX_MAX = 10_000
+"""Newest decisions kept in one customer's index (bounds its memory; older ones stay in
+the stream and the exports, found by ``nbo audit why``)."""
 
 MAX_BATCH = 500
 """Records per script call: bounds the time one call holds Redis (~XADD+SET each)."""
@@ -86,7 +99,7 @@ class AuditWriter:
         self._on_error = on_error or (lambda exc: None)
         self._can_write = can_write or (lambda: True)
         self._script = client.register_script(_APPEND_BATCH)
-        self._queue: deque[tuple[str, bytes]] = deque()
+        self._queue: deque[tuple[str, str, bytes]] = deque()
         self._cond = threading.Condition()
         self._submitted = 0  # records accepted so far
         self._done = 0  # records written or given up on so far
@@ -99,12 +112,13 @@ class AuditWriter:
     def submit(self, request_id: str, record: dict[str, object]) -> bool:
         """Queue one decision; False (and counted) when the queue is full."""
         payload = orjson.dumps(record)
+        customer = str(record.get("customer") or "")
         with self._cond:
             if len(self._queue) >= self._capacity:
                 dropped = True
             else:
                 dropped = False
-                self._queue.append((request_id, payload))
+                self._queue.append((request_id, customer, payload))
                 self._submitted += 1
                 if len(self._queue) == 1 or len(self._queue) >= MAX_BATCH:
                     self._cond.notify()
@@ -198,11 +212,14 @@ class AuditWriter:
         if not self._can_write():
             return False
         keys = [decisions_key(self._prefix)]
-        keys += [decision_index_key(self._prefix, request_id) for request_id, _ in batch]
+        for request_id, customer, _ in batch:
+            keys.append(decision_index_key(self._prefix, request_id))
+            keys.append(customer_decisions_key(self._prefix, customer))
         args: list[bytes | str | int | float] = [
             self._retention,
             self._ttl,
-            *(payload for _, payload in batch),
+            CUSTOMER_INDEX_MAX,
+            *(payload for _, _, payload in batch),
         ]
         try:
             self._script(keys=keys, args=args)

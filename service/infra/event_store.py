@@ -13,7 +13,8 @@ half of it done):
    content a ``conflict`` (nothing written; the caller answers 409). A marker written
    before fingerprints were kept (entry id only) counts as a duplicate.
 2. ``XADD`` to the events stream (``MAXLEN ~ events_retention``), mark the event id seen
-   (entry id + fingerprint) with a TTL, and for ``shown`` / ``declined`` / ``accepted``
+   (entry id + fingerprint) with a TTL, index the entry under the customer (read by the
+   console, ``core.redis_keys.customer_events_key``), and for ``shown`` / ``declined`` / ``accepted``
    add it to the customer's contact-state sorted set (trimmed to the policy horizon, TTL
    refreshed).
 
@@ -42,7 +43,7 @@ from typing import Literal
 
 from redis.cluster import RedisCluster
 
-from core.redis_keys import contact_key, event_seen_key, events_key
+from core.redis_keys import contact_key, customer_events_key, event_seen_key, events_key
 from core.redis_server import RedisClient
 from core.settings import Settings
 from service.api.schemas import EventIn
@@ -61,13 +62,26 @@ if seen then
 end
 """
 
-# KEYS: seen, stream, contact. ARGV: fingerprint, dedupe TTL, retention, contact member
-# ('' = none), its score, trim below, contact TTL, then the event's field/value pairs.
+# Index the new entry (KEYS[n]) under its customer: a sorted set of entry ids scored by
+# their milliseconds, capped, with a TTL (what the console reads per customer).
+_INDEX = """
+local index = KEYS[{key}]
+redis.call('ZADD', index, tonumber(string.match(entry, '^(%d+)')), entry)
+redis.call('ZREMRANGEBYRANK', index, 0, -(tonumber(ARGV[{cap}]) + 1))
+redis.call('EXPIRE', index, ARGV[{ttl}])
+"""
+
+# KEYS: seen, stream, contact, customer index. ARGV: fingerprint, dedupe TTL, retention,
+# contact member ('' = none), its score, trim below, contact TTL, index TTL, index cap,
+# then the event's field/value pairs.
 _STORE = (
     _SEEN
     + """
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 8))
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 10))
 redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
+"""
+    + _INDEX.format(key=4, ttl=8, cap=9)
+    + """
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
@@ -77,16 +91,22 @@ return {'stored', entry}
 """
 )
 
-# Redis Cluster, step a. KEYS: seen, stream. ARGV: fingerprint, dedupe TTL, retention,
-# then the event's field/value pairs.
+# Redis Cluster, step a. KEYS: seen, stream, customer index. ARGV: fingerprint, dedupe
+# TTL, retention, index TTL, index cap, then the event's field/value pairs.
 _APPEND_ONCE = (
     _SEEN
     + """
-local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
 redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
+"""
+    + _INDEX.format(key=3, ttl=4, cap=5)
+    + """
 return {'stored', entry}
 """
 )
+
+CUSTOMER_INDEX_MAX = 10_000
+"""Newest events kept in one customer's index (older ones stay in the stream)."""
 
 # Redis Cluster, step b. KEYS: the customer's contact key. ARGV: member, score, trim
 # below, TTL.
@@ -182,15 +202,20 @@ def store_event(
         settings.event_dedupe_ttl_seconds,
         settings.events_retention,
     ]
+    index = customer_events_key(settings.events_prefix, pseudonym)
+    indexing: list[str | float] = [settings.audit_index_ttl_seconds, CUSTOMER_INDEX_MAX]
     if not isinstance(client, RedisCluster):
         script = client.register_script(_STORE)
         reply = script(
-            keys=[seen, stream, contact], args=[*dedupe, contact_change, *contact_args, *fields]
+            keys=[seen, stream, contact, index],
+            args=[*dedupe, contact_change, *contact_args, *indexing, *fields],
         )
         return _decoded(reply)
     # Redis Cluster: steps a and b of the module docstring, one slot each.
     stored = _decoded(
-        client.register_script(_APPEND_ONCE)(keys=[seen, stream], args=[*dedupe, *fields])
+        client.register_script(_APPEND_ONCE)(
+            keys=[seen, stream, index], args=[*dedupe, *indexing, *fields]
+        )
     )
     if contact_change and stored.status != "conflict":
         client.register_script(_ADD_CONTACT)(keys=[contact], args=[contact_change, *contact_args])
