@@ -49,7 +49,7 @@ def _png(figure: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _weekly_plot(weekly: list[dict[str, Any]]) -> str:
+def weekly_plot(weekly: list[dict[str, Any]]) -> str:
     figure, axes = _pyplot().subplots(figsize=(7, 3.2))
     for variant in sorted({w["variant"] for w in weekly}):
         points = [w for w in weekly if w["variant"] == variant and w["take_up_rate"]]
@@ -66,7 +66,7 @@ def _weekly_plot(weekly: list[dict[str, Any]]) -> str:
     return _png(figure)
 
 
-def _channel_plot(by_channel: list[dict[str, Any]]) -> str:
+def channel_plot(by_channel: list[dict[str, Any]]) -> str:
     channels = sorted({c["channel"] for c in by_channel})
     variants = sorted({c["variant"] for c in by_channel})
     figure, axes = _pyplot().subplots(figsize=(7, 3.2))
@@ -128,9 +128,9 @@ Rates with their 95% Wilson interval; uplift with Newcombe's interval.</p>
 <table><tr><th>group</th><th>uplift (take-up difference)</th><th>note</th></tr>
 {"".join(uplift)}</table>
 <h2>Take-up over time</h2><img alt="take-up by variant per week"
-src="data:image/png;base64,{_weekly_plot(report["weekly"])}">
+src="data:image/png;base64,{weekly_plot(report["weekly"])}">
 <h2>Take-up by channel</h2><img alt="take-up by channel and variant"
-src="data:image/png;base64,{_channel_plot(report["by_channel"])}">
+src="data:image/png;base64,{channel_plot(report["by_channel"])}">
 </body></html>
 """
 

@@ -34,6 +34,7 @@ from service.api.events import document_product_ids
 from service.api.guards import install_guards
 from service.api.middleware import RequestObservation, RouteTemplates
 from service.api.routes import router
+from service.console.mount import install_console
 from service.infra.audit_writer import AuditWriter
 from service.infra.feature_pointer import keep_feature_pointer_fresh, refresh_feature_pointer
 from service.infra.log import configure_logging, fields
@@ -105,6 +106,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     install_docs_pages(app)
+    install_console(app)  # /console: its own session login (service/console/session.py)
     install_guards(app, settings)
     document_product_ids(app, load_catalogue(settings.catalogue_path))
     app.add_middleware(UnexpectedErrors)  # a 500 of our own, never re-raised to the server

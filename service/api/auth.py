@@ -33,6 +33,7 @@ from core.settings import Settings
 from service.api.docs_pages import ASSETS_URL, PAGES
 from service.api.errors import error_body, openapi_error
 from service.api.middleware import template_pattern
+from service.console.urls import CONSOLE_URL
 from service.infra.log import fields
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class AccessPolicy:
     """SHA-256 digest of a key -> its configuration."""
     open_paths: frozenset[str]
     open_prefixes: tuple[str, ...]
-    """Paths under these are open too (the docs pages' scripts and styles)."""
+    """Paths under these are open too (the docs pages' scripts and styles; the console,
+    which refuses every page but its login form without its own session)."""
     path_scopes: Mapping[tuple[str, str], ApiScope]
     """(method, path) of a route without path parameters -> the scope it needs."""
     pattern_scopes: tuple[tuple[str, re.Pattern[str], ApiScope], ...]
@@ -82,7 +84,8 @@ class AccessPolicy:
         The scopes are read from the app's OpenAPI document (built here, not cached), so
         what ``/docs`` shows is exactly what is enforced.
         """
-        docs = (app.docs_url, app.openapi_url, app.redoc_url, *PAGES)
+        # The console's pages check their own session (service/console/session.py).
+        docs = (app.docs_url, app.openapi_url, app.redoc_url, *PAGES, CONSOLE_URL)
         open_paths = {path for path in docs if path}
         if settings.auth_open_operations:
             open_paths.update(OPERATIONS_PATHS)
@@ -100,7 +103,7 @@ class AccessPolicy:
         return cls(
             keys={bytes.fromhex(entry.sha256): entry for entry in settings.api_keys},
             open_paths=frozenset(open_paths),
-            open_prefixes=(f"{ASSETS_URL}/",),
+            open_prefixes=(f"{ASSETS_URL}/", f"{CONSOLE_URL}/"),
             path_scopes=path_scopes,
             pattern_scopes=tuple(pattern_scopes),
         )

@@ -14,9 +14,9 @@ half of it done):
    before fingerprints were kept (entry id only) counts as a duplicate.
 2. ``XADD`` to the events stream (``MAXLEN ~ events_retention``), mark the event id seen
    (entry id + fingerprint) with a TTL, index the entry under the customer (read by the
-   console, ``core.redis_keys.customer_events_key``), and for ``shown`` / ``declined`` / ``accepted``
-   add it to the customer's contact-state sorted set (trimmed to the policy horizon, TTL
-   refreshed).
+   console, ``core.redis_keys.customer_events_key``), and for ``shown`` / ``declined`` /
+   ``accepted`` add it to the customer's contact-state sorted set (trimmed to the policy
+   horizon, TTL refreshed).
 
 On a Redis Cluster the stream's and the customer's keys live in two slots, and a script
 may only touch one, so the same steps take two calls, each confined to one slot:
