@@ -9,7 +9,7 @@ DEMO_MONTHS ?= 12
 DEMO_SEED ?= 7
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format bench loadtest mlflow-ui clean
+.PHONY: install demo test browser lint format bench loadtest mlflow-ui screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import sys; assert sys.version_info >= (3, 11), sys.version" || { echo "need Python 3.11+ (make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -25,8 +25,15 @@ demo: $(STAMP) ## generate data, train, register, promote, materialize, then ser
 
 PACKAGES := core features training registry service cli loadtests
 
-test: lint ## lint and type-check, then every test (real Redis and a real MLflow registry)
+test: lint browser ## lint and type-check, then every test (real Redis and a real MLflow registry)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The console's browser tests drive Debian's Chromium through Playwright (never a browser
+# download); without a way to install it they skip, naming what is missing.
+browser: ## install Chromium for the console's browser tests when missing (apt-get)
+	@[ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 \
+	  || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	  || echo "make: could not install chromium; the console's browser tests will skip"
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
@@ -44,6 +51,9 @@ loadtest: $(STAMP) ## fixed-rate load against a running service and the bare bas
 	$(BIN)/nbo loadtest --url http://127.0.0.1:8000 --customers var/demo_customers.txt --baseline --json
 
 MLFLOW_UI_PORT ?= 5000
+
+screenshots: $(STAMP) browser ## the console's screenshots in docs/img (docs/console.md)
+	$(BIN)/python docs/img/take_console_screenshots.py
 
 mlflow-ui: $(STAMP) ## the MLflow UI on the project's runs and registry (docs/data-science.md)
 	$(BIN)/nbo mlflow ui --port $(MLFLOW_UI_PORT)

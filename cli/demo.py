@@ -133,7 +133,11 @@ def demo(
         f"\nThe key '{DEMO_KEY_NAME}' (every scope) works for this demo server only; "
         "`nbo keys new` makes lasting ones (README: Authentication and rate limiting)."
     )
-    console.print(f"\nAPI docs: {base}/docs   metrics: {base}/metrics")
+    console.print(
+        f"\nWeb console: {base}/console - log in with the key above, look up customer "
+        f"{sample} (docs/console.md)"
+    )
+    console.print(f"API docs: {base}/docs   metrics: {base}/metrics")
     console.print(f"Customer ids for load tests: {ids_file}\n")
     if serve:
         import uvicorn

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.support.browser as browser
 import tests.support.postgres as postgres
 import tests.support.redis_cluster as redis_cluster
 from tests.support.paths import REPO_ROOT
@@ -76,3 +77,20 @@ def test_postgres_skips_only_when_unset_and_nothing_listens(
         assert postgres.postgres_url({}) == postgres.DEFAULT_POSTGRES_URL
     with pytest.raises(pytest.skip.Exception, match="unset and nothing listens"):
         postgres.postgres_url({})
+
+
+def test_the_browser_tests_find_chromium_where_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = tmp_path / "chromium"
+    binary.write_text("#!/bin/sh\n")
+    assert browser.chromium_binary({browser.CHROMIUM_ENV: str(binary)}) == str(binary)
+
+
+def test_the_browser_tests_skip_only_without_a_chromium_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(browser, "DEBIAN_CHROMIUM", str(tmp_path / "absent"))
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    assert browser.chromium_binary({browser.CHROMIUM_ENV: str(tmp_path / "nothing")}) is None
+    assert "no Chromium binary" in browser.MISSING
