@@ -8,11 +8,13 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 
-from core.redis_keys import decisions_key
+from core.redis_keys import customer_decisions_key, decisions_key
 from core.settings import Settings
 from features.audit_export import read_decision
+from service.infra import audit_writer
 from service.infra.audit_writer import AuditWriter
 from tests.support.fault_redis import DurableRedis
 from tests.support.paths import free_port
@@ -49,6 +51,35 @@ def test_batches_land_whole_and_findable(settings: Settings, redis_client: redis
     for request_id in (ids[0], ids[150], ids[-1]):
         found = read_decision(redis_client, settings, request_id)
         assert found is not None and found["request_id"] == request_id
+
+
+def test_each_customer_s_decisions_are_indexed_newest_last_capped_with_a_ttl(
+    settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_writer, "CUSTOMER_INDEX_MAX", 5)
+    writer = AuditWriter(redis_client, settings)
+    for number in range(8):
+        customer = "a" * 64 if number % 2 == 0 else "b" * 64
+        writer.submit(f"{number:032x}", {**record(f"{number:032x}"), "customer": customer})
+    assert writer.flush(timeout=5)
+    index = customer_decisions_key(settings.audit_prefix, "a" * 64)
+    entries = [e.decode() for e in redis_client.zrange(index, 0, -1)]
+    assert len(entries) == 4
+    stream = decisions_key(settings.audit_prefix)
+    names = [
+        orjson.loads(redis_client.xrange(stream, e, e)[0][1][b"d"])["request_id"] for e in entries
+    ]
+    assert names == [f"{n:032x}" for n in (0, 2, 4, 6)]
+    assert 0 < redis_client.ttl(index) <= settings.audit_index_ttl_seconds
+    for number in range(8, 16):  # beyond the cap: the oldest entries leave the index
+        writer.submit(f"{number:032x}", {**record(f"{number:032x}"), "customer": "a" * 64})
+    assert writer.flush(timeout=5)
+    newest = redis_client.zrange(index, 0, -1)
+    assert len(newest) == 5
+    assert (
+        orjson.loads(redis_client.xrange(stream, newest[0], newest[0])[0][1][b"d"])["request_id"]
+        == f"{11:032x}"
+    )
 
 
 def test_a_full_queue_drops_and_counts_never_blocks(
