@@ -5,8 +5,9 @@ real request path (``POST /v1/recommendations`` in process: the real audit write
 records are full-size and indexed per customer), plus a feedback event for every tenth,
 then logs in to the console and times each page ``--repeats`` times: the customer page
 (first, middle and last page of the timeline), one decision, the look-up form's redirect,
-the models page and, when canonical tables exist, the outcomes report. Prints the median
-and the slowest time per page.
+the models page and, when canonical tables exist, the outcomes page of today (as served:
+its report reused from the last minute; its weekly plot; and with the report computed
+afresh). Prints the median and the slowest time per page.
 
 The customer's feature record is copied from the live feature set of ``NBO_HOME`` when
 there is one (after ``make demo``), else a hand-made record is used. Everything goes to
@@ -39,6 +40,7 @@ from core.redis_server import RedisClient, connect
 from core.settings import Environment, Settings, get_settings
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from service.app import create_app
+from service.console import outcomes_view
 
 CUSTOMER = "BENCH-CONSOLE-1"
 BUDGET_MS = 300.0
@@ -213,6 +215,15 @@ def main() -> None:
                 pages["outcomes (today's decisions)"] = lambda: client.get(
                     "/console/outcomes", params=window
                 )
+                pages["outcomes, weekly plot"] = lambda: client.get(
+                    "/console/outcomes/weekly.png", params=window
+                )
+
+                def fresh_outcomes() -> httpx.Response:
+                    outcomes_view.reports = outcomes_view.ReportCache()  # nothing reused
+                    return client.get("/console/outcomes", params=window)
+
+                pages["outcomes, report computed"] = fresh_outcomes
             print(f"\n{'page':34} {'status':>6} {'median ms':>10} {'max ms':>8}")
             for name, call in pages.items():
                 call()  # warm: first-use imports and caches are not the page's cost

@@ -92,35 +92,43 @@ def _post(url: str, body: dict[str, Any], key: str) -> dict[str, Any]:
         return result
 
 
-def traffic(url: str, key: str, customers: list[str]) -> str:
-    """Offers for ``customers`` on three channels, an event for some; returns the request id
-    of the first customer's latest decision."""
-    latest = ""
+def _event(url: str, key: str, customer: str, answer: dict[str, Any], kind: str, at: int) -> None:
+    _post(
+        f"{url}/v1/events",
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": kind,
+            "customer_id": customer,
+            "product_id": answer["offers"][at]["product_id"],
+            "request_id": answer["request_id"],
+            "channel": answer["channel"],
+            "timestamp": datetime.now(UTC).isoformat(),
+        },
+        key,
+    )
+
+
+def traffic(url: str, key: str, customers: list[str]) -> tuple[str, str]:
+    """Offers for ``customers`` on the app, events for some; the first customer shown two
+    offers or more is asked again on two more channels and declines one offer. Returns
+    that customer and the request id of their first decision."""
+    featured: tuple[str, str] | None = None
     for number, customer in enumerate(customers):
-        for channel in ("app", "email", "branch") if number == 0 else ("app",):
-            answer = _post(
-                f"{url}/v1/recommendations",
-                {"customer_id": customer, "channel": channel, "k": 3},
-                key,
-            )
-            if number == 0:
-                latest = answer["request_id"]
-            for offer, kind in zip(answer["offers"][:2], ("shown", "declined"), strict=False):
-                if number % 3 == 0:
-                    _post(
-                        f"{url}/v1/events",
-                        {
-                            "event_id": uuid.uuid4().hex,
-                            "type": kind,
-                            "customer_id": customer,
-                            "product_id": offer["product_id"],
-                            "request_id": answer["request_id"],
-                            "channel": channel,
-                            "timestamp": datetime.now(UTC).isoformat(),
-                        },
-                        key,
-                    )
-    return latest
+        body = {"customer_id": customer, "channel": "app", "k": 3}
+        answer = _post(f"{url}/v1/recommendations", body, key)
+        if featured is None and len(answer["offers"]) >= 2:
+            featured = (customer, answer["request_id"])
+            _event(url, key, customer, answer, "shown", 0)
+            _event(url, key, customer, answer, "declined", 1)
+            for channel in ("email", "branch"):
+                _post(f"{url}/v1/recommendations", {**body, "channel": channel}, key)
+        elif answer["offers"] and number % 3 == 0:
+            _event(url, key, customer, answer, "shown", 0)
+            if number % 2 == 0:
+                _event(url, key, customer, answer, "accepted", 0)
+    if featured is None:
+        raise SystemExit("no customer was shown two offers; is the demo trained?")
+    return featured
 
 
 def shoot(
@@ -183,8 +191,8 @@ def main() -> None:
         "scopes": ["recommend", "events", "audit"],
     }
     with service(home, args.port, entry) as url:
-        request_id = traffic(url, key, customers[:CUSTOMERS])
-        for path in shoot(url, key, customers[0], request_id, args.out, args.browser):
+        customer, request_id = traffic(url, key, customers[:CUSTOMERS])
+        for path in shoot(url, key, customer, request_id, args.out, args.browser):
             print(path)
 
 

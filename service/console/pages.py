@@ -14,6 +14,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import redis
 from fastapi import APIRouter, Depends, Form, Request
@@ -50,7 +51,7 @@ REQUEST_ID = re.compile(decision_view.REQUEST_ID_PATTERN)
 LOGIN_TOKEN_SECONDS = 600
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -332,6 +333,16 @@ def decision_page(
 # --- outcomes -----------------------------------------------------------------------------
 
 
+def _window_form(since: str | None, until: str | None, window_days: str, by: str) -> dict[str, str]:
+    today = datetime.now(UTC).date()
+    return {
+        "since": since or (today - timedelta(days=30)).isoformat(),
+        "until": until or today.isoformat(),
+        "window_days": window_days,
+        "by": by,
+    }
+
+
 @router.get("/outcomes")
 def outcomes_page(
     request: Request,
@@ -342,13 +353,7 @@ def outcomes_page(
     window_days: str = "30",
     by: str = "variant",
 ) -> Response:
-    today = datetime.now(UTC).date()
-    form = {
-        "since": since or (today - timedelta(days=30)).isoformat(),
-        "until": until or today.isoformat(),
-        "window_days": window_days,
-        "by": by,
-    }
+    form = _window_form(since, until, window_days, by)
     if since is None and until is None:
         return render(request, "outcomes.html", session, form=form, result=None)
     try:
@@ -356,12 +361,58 @@ def outcomes_page(
     except outcomes_view.OutcomesFormError as exc:
         return render(request, "outcomes.html", session, 422, form=form, message=str(exc))
     try:
-        result = outcomes_view.outcomes_page(runtime, window)
+        result = outcomes_view.reports.get(runtime, window)
     except OutcomesError as exc:
         return render(request, "outcomes.html", session, 422, form=form, message=str(exc))
     except (OSError, redis.RedisError) as exc:
         return render(request, "outcomes.html", session, 503, form=form, message=str(exc))
-    return render(request, "outcomes.html", session, form=form, result=result)
+    query = urlencode(form)
+    return render(request, "outcomes.html", session, form=form, result=result, query=query)
+
+
+def _plot(
+    request: Request,
+    runtime: Runtime,
+    session: Session,
+    name: str,
+    form: dict[str, str],
+) -> Response:
+    try:
+        window = outcomes_view.parse_window(
+            form["since"], form["until"], form["window_days"], form["by"]
+        )
+        png = outcomes_view.reports.plot(runtime, window, name)
+    except (outcomes_view.OutcomesFormError, OutcomesError) as exc:
+        return problem(request, session, 422, "No plot", str(exc))
+    except (OSError, redis.RedisError) as exc:
+        return problem(request, session, 503, "No plot", str(exc))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+@router.get("/outcomes/weekly.png")
+def weekly_plot(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    since: str | None = None,
+    until: str | None = None,
+    window_days: str = "30",
+    by: str = "variant",
+) -> Response:
+    return _plot(request, runtime, session, "weekly", _window_form(since, until, window_days, by))
+
+
+@router.get("/outcomes/channel.png")
+def channel_plot(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    since: str | None = None,
+    until: str | None = None,
+    window_days: str = "30",
+    by: str = "variant",
+) -> Response:
+    return _plot(request, runtime, session, "channel", _window_form(since, until, window_days, by))
 
 
 # --- models -------------------------------------------------------------------------------

@@ -138,11 +138,11 @@ def test_see_the_outcomes_plot(page: Any) -> None:
     page.fill("input[name=since]", "2026-11-02")
     page.fill("input[name=until]", "2026-11-15")
     page.click("form.inline button[type=submit]")
-    plot = page.locator("#plot-weekly")
-    plot.wait_for()
-    width = plot.evaluate("img => img.complete ? img.naturalWidth : 0")
-    assert width > 200  # the PNG decoded into a real picture
-    assert page.locator("#plot-channel").evaluate("img => img.naturalWidth") > 200
+    for plot in ("#plot-weekly", "#plot-channel"):  # each PNG loaded and decoded
+        page.wait_for_function(
+            f"() => {{ const i = document.querySelector('{plot}'); "
+            "return i && i.complete && i.naturalWidth > 200; }"
+        )
 
 
 def test_the_models_page_names_the_champions(page: Any) -> None:

@@ -405,8 +405,17 @@ def test_the_outcomes_page_reports_a_window_with_its_plots(app: Console) -> None
     assert page.status_code == 200, page.text
     text = page.text
     assert "<td>champion</td><td>4</td><td>3</td><td>5</td><td>2</td>" in text  # EXPECTED
-    assert text.count('src="data:image/png;base64,') == 2
     assert "Uplift against control" in text
+    query = "since=2026-11-02&amp;until=2026-11-15&amp;window_days=30&amp;by=variant"
+    for name in ("weekly", "channel"):
+        assert f'src="/console/outcomes/{name}.png?{query}"' in text
+        plot = app.client.get(
+            f"/console/outcomes/{name}.png",
+            params={"since": "2026-11-02", "until": "2026-11-15"},
+        )
+        assert plot.status_code == 200
+        assert plot.headers["content-type"] == "image/png"
+        assert plot.content.startswith(b"\x89PNG")
 
 
 def test_an_empty_outcomes_window_says_so(app: Console) -> None:
