@@ -113,7 +113,8 @@ def test_one_redis_round_trip_per_recommendation(
     the requests run, so the service's only traffic then is the request path's. That one
     command is an ``EVAL`` of the read script, inside which Redis runs the GET and the
     ZRANGEBYSCORE (client type ``lua``). The audit writer's batches, released afterwards,
-    are checked apart: Lua script calls whose XADD and SET land under the audit prefix.
+    are checked apart: Lua script calls whose XADD, SET and customer-index writes land under
+    the audit prefix.
     A worker's first request also opens its pooled connection (HELLO, CLIENT SETNAME):
     one warm-up request comes first.
     """
@@ -168,7 +169,9 @@ def test_one_redis_round_trip_per_recommendation(
     assert writes and all(w.split()[0] in ("EVALSHA", "SCRIPT", "EVAL") for w in writes), writes
     scripted = [c["command"] for c in seen_writes if c["client_type"] == "lua"]
     audit_writes = [w for w in scripted if quiet.audit_prefix in w]
-    assert all(w.split()[0] in ("XADD", "SET") for w in audit_writes), audit_writes
+    # The stream entry, its request-id key and the customer's index (ZADD, trim, TTL).
+    audit_commands = ("XADD", "SET", "ZADD", "ZREMRANGEBYRANK", "EXPIRE")
+    assert all(w.split()[0] in audit_commands for w in audit_writes), audit_writes
     assert sum(w.startswith("XADD ") for w in audit_writes) == len(customers)
     assert redis_client.xlen(decisions_key(quiet.audit_prefix)) == len(customers) + 1
     assert f"nbo_feature_fetch_duration_seconds_count {float(len(customers) + 1)}" in fetches
