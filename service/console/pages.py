@@ -9,6 +9,8 @@ a URL, a page, a log line or a metric label.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -49,10 +51,14 @@ CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PSEUDONYM = re.compile(PSEUDONYM_PATTERN)
 REQUEST_ID = re.compile(decision_view.REQUEST_ID_PATTERN)
 LOGIN_TOKEN_SECONDS = 600
+LOGIN_CSS = (HERE / "inline" / "login.css").read_text(encoding="utf-8")
+"""The pages shown without a session (login, its refusals) cannot load the style sheet,
+which needs a session: they inline this, allowed by its hash in the policy below."""
+_LOGIN_CSS_HASH = base64.b64encode(hashlib.sha256(LOGIN_CSS.encode()).digest()).decode()
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        f"default-src 'none'; style-src 'self' 'sha256-{_LOGIN_CSS_HASH}'; script-src 'self'; "
+        "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -98,7 +104,13 @@ def render(
     response = templates.TemplateResponse(
         request,
         template,
-        {"session": session, "csrf_field": CSRF_FIELD, "console": CONSOLE_URL, **context},
+        {
+            "session": session,
+            "csrf_field": CSRF_FIELD,
+            "console": CONSOLE_URL,
+            "login_css": LOGIN_CSS,
+            **context,
+        },
         status_code=status,
         headers=SECURITY_HEADERS,
     )

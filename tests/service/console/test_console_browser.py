@@ -105,7 +105,11 @@ def log_in(page: Any, key: str = CONSOLE_KEY) -> None:
 
 
 def test_a_wrong_key_is_refused(page: Any) -> None:
+    refused: list[str] = []  # what the browser reports, e.g. a blocked style or image
+    page.on("console", lambda message: refused.append(message.text))
     log_in(page, "nbo_not-a-key-anyone-has")
+    assert page.evaluate("getComputedStyle(document.body).maxWidth") == "450px"  # styled
+    assert not [m for m in refused if "Content Security Policy" in m], refused
     assert page.url.endswith("/console/login")
     assert "Login refused: unknown API key" in page.inner_text("[role=alert]")
     page.goto("/console/models")
@@ -138,11 +142,16 @@ def test_see_the_outcomes_plot(page: Any) -> None:
     page.fill("input[name=since]", "2026-11-02")
     page.fill("input[name=until]", "2026-11-15")
     page.click("form.inline button[type=submit]")
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text))
     for plot in ("#plot-weekly", "#plot-channel"):  # each PNG loaded and decoded
         page.wait_for_function(
             f"() => {{ const i = document.querySelector('{plot}'); "
             "return i && i.complete && i.naturalWidth > 200; }"
         )
+
+    assert page.evaluate("getComputedStyle(document.querySelector('header')).display") == "flex"
+    assert not [m for m in refused if "Content Security Policy" in m], refused
 
 
 def test_the_models_page_names_the_champions(page: Any) -> None:

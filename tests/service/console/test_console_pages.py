@@ -9,6 +9,8 @@ One app for the module (starting one costs seconds); each test starts logged out
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -434,6 +436,14 @@ def test_pages_carry_a_same_origin_content_security_policy(app: Console) -> None
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
     assert 'href="/console/static/console.css"' in page.text
     assert "http://" not in page.text and "https://" not in page.text
+
+
+def test_the_login_page_s_inline_style_is_the_one_its_policy_allows(app: Console) -> None:
+    page = app.client.get("/console/login")
+    style = page.text.split("<style>", 1)[1].split("</style>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in page.headers["content-security-policy"]
+    assert "/console/static/" not in page.text  # the style sheet needs a session
 
 
 def test_no_raw_customer_id_in_any_page_log_line_or_metric(
