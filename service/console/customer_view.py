@@ -17,7 +17,6 @@ import orjson
 
 from core.customer_facts import customer_facts
 from core.redis_keys import FeatureSetKeys, contact_key
-from core.redis_server import RedisClient
 from core.suitability import assessment_valid, effective_risk_level
 from features.online_store import PSEUDONYM_KEYS
 from service.decision.churn_risk import ChurnRisk, assess_churn_risk
@@ -57,6 +56,7 @@ def read_record(runtime: Runtime, pseudonym: str) -> tuple[ServingState, dict[st
 
 
 def profile(runtime: Runtime, pseudonym: str, today: date) -> Profile | None:
+    """The customer's profile from the live feature set; None without a record there."""
     state, record = read_record(runtime, pseudonym)
     if record is None or state.feature_set is None:
         return None
@@ -106,16 +106,15 @@ class ContactView:
     entries: int
 
 
-def contact_view(
-    client: RedisClient, runtime: Runtime, pseudonym: str, tier: str | None, now: datetime
-) -> ContactView:
+def contact_view(runtime: Runtime, pseudonym: str, tier: str | None, now: datetime) -> ContactView:
+    """The customer's contact state against the limits of their tier."""
     settings = runtime.settings
     limits = ContactLimits.from_settings(settings).for_tier(
         runtime.state.current.decisioning.moments, tier
     )
     raw = cast(
         list[tuple[bytes, float]],
-        client.zrangebyscore(
+        runtime.redis.zrangebyscore(
             contact_key(settings.contact_prefix, pseudonym),
             now.timestamp() - limits.horizon_seconds,
             "+inf",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from service.console.pages import LoginRequired, login_redirect, public, router
+from service.console import login, pages
+from service.console.web import LoginRequired, login_redirect
 
 
 def install_console(app: FastAPI) -> None:
     """The console's routes (``/console``), and its redirect to the login page."""
-    app.include_router(public)
-    app.include_router(router)
+    app.include_router(login.public)
+    app.include_router(login.router)
+    app.include_router(pages.router)
     app.add_exception_handler(LoginRequired, login_redirect)

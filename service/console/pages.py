@@ -1,207 +1,38 @@
-"""The console's routes: thin, each one checks its input, asks a view module, renders.
+"""The console's views: customers, decisions, outcomes, models. Thin routes: each one
+checks its input, asks a view module, renders.
 
-Every route but the login form needs a live session (:func:`current_session`; without one
-the browser is sent to the login page), and every form that changes state checks its CSRF
-token. Bad input is a page that says what is wrong (404, 422), never a stack trace. The raw
+Every route needs a live session (``service.console.web.SessionDep``; without one the
+browser is sent to the login page), and the look-up form checks its CSRF token. Bad
+input is a page that says what is wrong (404, 422), never a stack trace. The raw
 customer id entered in the look-up form is hashed at once and goes nowhere else: not into
 a URL, a page, a log line or a metric label.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
-import secrets
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 import redis
-from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
 
 from core.pseudonym import PSEUDONYM_PATTERN, pseudonymiser
 from features.audit_export import read_decision
 from features.outcomes import OutcomesError
 from service.console import customer_view, decision_view, models_view, outcomes_view, timeline
-from service.console.session import (
-    CSRF_FIELD,
-    LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
-    LoginRefused,
-    Session,
-    SessionStore,
-    clear_cookie,
-    console_key,
-    is_token,
-    same_token,
-    set_cookie,
-)
-from service.console.urls import CONSOLE_URL, LOGIN_URL
+from service.console.session import Session, same_token
+from service.console.urls import CONSOLE_URL
+from service.console.web import SessionDep, TokenField, problem, refuse_csrf, render
 from service.runtime import Runtime, RuntimeDep
 
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
-STATIC = {path.name: path.read_bytes() for path in (HERE / "static").iterdir() if path.is_file()}
-STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PSEUDONYM = re.compile(PSEUDONYM_PATTERN)
 REQUEST_ID = re.compile(decision_view.REQUEST_ID_PATTERN)
-LOGIN_TOKEN_SECONDS = 600
-LOGIN_CSS = (HERE / "inline" / "login.css").read_text(encoding="utf-8")
-"""The pages shown without a session (login, its refusals) cannot load the style sheet,
-which needs a session: they inline this, allowed by its hash in the policy below."""
-_LOGIN_CSS_HASH = base64.b64encode(hashlib.sha256(LOGIN_CSS.encode()).digest()).decode()
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        f"default-src 'none'; style-src 'self' 'sha256-{_LOGIN_CSS_HASH}'; script-src 'self'; "
-        "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
-
-class LoginRequired(Exception):
-    """No live session: answered with a redirect to the login page."""
-
-
-def login_redirect(request: Request, exc: Exception) -> Response:
-    return RedirectResponse(LOGIN_URL, status_code=303, headers=SECURITY_HEADERS)
-
-
-def sessions(runtime: Runtime) -> SessionStore:
-    return SessionStore(runtime.redis, runtime.settings)
-
-
-def current_session(request: Request, runtime: RuntimeDep) -> Session:
-    """The request's live session, else :class:`LoginRequired`."""
-    session = sessions(runtime).read(request.cookies.get(SESSION_COOKIE))
-    if session is None:
-        raise LoginRequired
-    return session
-
-
-SessionDep = Annotated[Session, Depends(current_session)]
-TokenField = Annotated[str | None, Form(alias=CSRF_FIELD)]
-
-public = APIRouter(prefix=CONSOLE_URL, include_in_schema=False)
 router = APIRouter(prefix=CONSOLE_URL, include_in_schema=False)
-
-
-def render(
-    request: Request,
-    template: str,
-    session: Session | None,
-    status: int = 200,
-    **context: Any,
-) -> HTMLResponse:
-    response = templates.TemplateResponse(
-        request,
-        template,
-        {
-            "session": session,
-            "csrf_field": CSRF_FIELD,
-            "console": CONSOLE_URL,
-            "login_css": LOGIN_CSS,
-            **context,
-        },
-        status_code=status,
-        headers=SECURITY_HEADERS,
-    )
-    return response
-
-
-def problem(
-    request: Request, session: Session | None, status: int, title: str, detail: str
-) -> HTMLResponse:
-    return render(request, "problem.html", session, status, title=title, detail=detail)
-
-
-def refuse_csrf(request: Request, session: Session | None) -> HTMLResponse:
-    return problem(
-        request,
-        session,
-        403,
-        "Form refused",
-        "The form's security token is missing or stale: reload the page and send it again.",
-    )
-
-
-# --- login and logout ---------------------------------------------------------------------
-
-
-def login_form(request: Request, status: int = 200, message: str | None = None) -> HTMLResponse:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE)
-    if token is None or not is_token(token):
-        token = secrets.token_urlsafe(32)
-    response = render(request, "login.html", None, status, token=token, message=message)
-    set_cookie(response, request, LOGIN_CSRF_COOKIE, token, LOGIN_TOKEN_SECONDS)
-    return response
-
-
-@public.get("/login")
-def login_page(request: Request, runtime: RuntimeDep) -> Response:
-    if sessions(runtime).read(request.cookies.get(SESSION_COOKIE)) is not None:
-        return RedirectResponse(f"{CONSOLE_URL}/customers", 303)
-    return login_form(request)
-
-
-@public.post("/login")
-def login(
-    request: Request,
-    runtime: RuntimeDep,
-    api_key: Annotated[str | None, Form()] = None,
-    token: TokenField = None,
-) -> Response:
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
-    if not is_token(expected) or not same_token(str(expected), token):
-        return refuse_csrf(request, None)
-    try:
-        entry = console_key(runtime.settings, (api_key or "").strip())
-    except LoginRefused as exc:
-        return login_form(request, 401, f"Login refused: {exc}.")
-    response = RedirectResponse(f"{CONSOLE_URL}/customers", 303)
-    set_cookie(
-        response,
-        request,
-        SESSION_COOKIE,
-        sessions(runtime).open(entry),
-        runtime.settings.console_session_seconds,
-    )
-    clear_cookie(response, request, LOGIN_CSRF_COOKIE)
-    return response
-
-
-@router.post("/logout")
-def logout(
-    request: Request, runtime: RuntimeDep, session: SessionDep, token: TokenField = None
-) -> Response:
-    if not same_token(session.csrf, token):
-        return refuse_csrf(request, session)
-    sessions(runtime).close(request.cookies.get(SESSION_COOKIE))
-    response = RedirectResponse(LOGIN_URL, 303)
-    clear_cookie(response, request, SESSION_COOKIE)
-    return response
-
-
-@router.get("")
-def home(session: SessionDep) -> Response:
-    return RedirectResponse(f"{CONSOLE_URL}/customers", 303)
-
-
-@router.get("/static/{name}")
-def static(name: str, session: SessionDep) -> Response:
-    body = STATIC.get(name)
-    if body is None:
-        return Response("not found", 404, media_type="text/plain")
-    kind = STATIC_TYPES.get(Path(name).suffix, "application/octet-stream")
-    return Response(body, media_type=kind, headers={"Cache-Control": "private, max-age=300"})
 
 
 # --- customers ----------------------------------------------------------------------------
@@ -255,7 +86,7 @@ def customer_page(
     try:
         profile = customer_view.profile(runtime, pseudonym, now.date())
         contact = customer_view.contact_view(
-            runtime.redis, runtime, pseudonym, profile.tier if profile else None, now
+            runtime, pseudonym, profile.tier if profile else None, now
         )
         found = timeline.read_page(runtime.redis, runtime.settings, pseudonym, _page_number(page))
     except redis.RedisError:

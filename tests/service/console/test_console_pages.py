@@ -25,7 +25,7 @@ from core.catalogue import Catalogue
 from core.pseudonym import pseudonymiser
 from core.settings import Settings
 from service.app import create_app
-from service.console.pages import public, router
+from service.console import login, pages
 from tests.support.auth import AUTH
 from tests.support.console import (  # noqa: F401 (fixtures)
     NO_AUDIT_KEY,
@@ -131,7 +131,9 @@ def pseudonym_of(console: Console, customer_id: str) -> str:
 def test_every_console_page_and_asset_without_a_session_redirects_to_the_login(
     app: Console,
 ) -> None:
-    routes = list(iter_console_routes([*public.routes, *router.routes]))
+    routes = list(
+        iter_console_routes([*login.public.routes, *login.router.routes, *pages.router.routes])
+    )
     assert ("GET", "/console/static/console.css") in routes
     assert len(routes) >= 9
     for method, path in routes:
@@ -469,7 +471,7 @@ def test_no_raw_customer_id_in_any_page_log_line_or_metric(
 def test_templates_are_escaped() -> None:
     """Jinja autoescape is on for the console's templates (an offer reason holding markup
     must not become markup)."""
-    from service.console.pages import templates
+    from service.console.web import templates
 
     rendered = templates.env.from_string("{{ x }}").render(x="<b>")
     assert rendered == "&lt;b&gt;"
