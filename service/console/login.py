@@ -111,4 +111,5 @@ def static(request: Request, name: str, session: SessionDep) -> Response:
     if body is None:
         return problem(request, session, 404, "Not found", "No such file.")
     kind = STATIC_TYPES.get(Path(name).suffix, "application/octet-stream")
-    return Response(body, media_type=kind, headers={"Cache-Control": "private, max-age=300"})
+    headers = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
+    return Response(body, media_type=kind, headers=headers)

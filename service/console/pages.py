@@ -229,7 +229,8 @@ def _plot(
         return problem(request, session, 422, "No plot", str(exc))
     except (OSError, redis.RedisError) as exc:
         return problem(request, session, 503, "No plot", str(exc))
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+    headers = {"Cache-Control": "private, max-age=60", "X-Content-Type-Options": "nosniff"}
+    return Response(png, media_type="image/png", headers=headers)
 
 
 @router.get("/outcomes/weekly.png")
