@@ -6,6 +6,7 @@ sends feedback events, then opens each console page in a headless Chromium (Play
 driving the system's browser: no browser download) and saves it as a PNG 1200 px wide:
 
 - ``console-login.png``: the login form;
+- ``console-lookup.png``: the customer look-up form;
 - ``console-customer.png``: a customer's profile, contact state and timeline;
 - ``console-decision.png``: one decision with its offers' suitability and its exclusions;
 - ``console-outcomes.png``: today's outcomes report with its plots;
@@ -148,6 +149,8 @@ def shoot(
             page.screenshot(path=str(saved[-1]))
             page.fill("#api_key", key)
             page.click("button[type=submit]")
+            saved.append(out / "console-lookup.png")
+            page.screenshot(path=str(saved[-1]))
             page.fill("#customer_id", customer)
             page.click("form.inline button[type=submit]")
             page.set_viewport_size({"width": WIDTH, "height": 1400})
