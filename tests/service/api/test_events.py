@@ -14,7 +14,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue
-from core.redis_keys import events_key
+from core.redis_keys import customer_events_key, events_key
 from core.settings import Settings
 from features.events_export import export_events
 from service.api.events import unavailable_response
@@ -89,6 +89,10 @@ def test_event_is_stored_once_and_acknowledged_twice(
     assert CUSTOMER.encode() not in b"".join(values.values())  # pseudonymous
     contact = [k for k in stored_keys(redis_client, settings) if b"contact" in k]
     assert len(contact) == 1 and redis_client.zcard(contact[0]) == 1
+    # Indexed once under the customer (what the console reads), with a TTL.
+    index = customer_events_key(settings.events_prefix, values[b"customer"].decode())
+    assert redis_client.zrange(index, 0, -1) == [first.json()["stream_id"].encode()]
+    assert 0 < redis_client.ttl(index) <= settings.audit_index_ttl_seconds
 
 
 def test_decline_removes_the_offer_at_once(app: TestClient) -> None:
