@@ -7,14 +7,17 @@ from typing import Any
 
 import redis
 import typer
+from rich.console import Console
 
 from cli.errors import exit_on
 from cli.events import parse_day
+from cli.progress import spinner
 from core.embedded_redis import RedisUnavailableError
 from core.pseudonym import pseudonymiser
 from core.redis_server import connect
 from core.settings import get_settings
 from features.audit_export import decisions_for, export_audit
+from features.customer_index import reindex as reindex_streams
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -65,6 +68,31 @@ def why(
     for record in found:
         typer.echo("\n".join(explain(record, product)))
         typer.echo("")
+
+
+@app.command("reindex")
+def reindex() -> None:
+    """Index every decision and event in the Redis streams under its customer.
+
+    The console's customer timeline reads these indexes; decisions and events stored
+    before they existed (or whose index keys were lost) are added with the same cap and
+    expiry the service gives them. Safe to rerun, and to run while the service serves.
+
+    Example: nbo audit reindex
+    """
+    settings = get_settings()
+    console = Console(stderr=True)
+    with exit_on(*_EXPECTED), spinner(console) as bar:
+        task = bar.add_task("reading the streams", total=None)
+
+        def update(stream: str, read: int) -> None:
+            bar.update(task, description=f"indexing {stream}: {read:,} entries read")
+
+        done = reindex_streams(connect(settings), settings, update)
+    typer.echo(
+        f"{done.decisions} decisions indexed under {done.decision_customers} customers, "
+        f"{done.events} events under {done.event_customers} customers"
+    )
 
 
 def explain(record: dict[str, Any], product: str | None) -> list[str]:

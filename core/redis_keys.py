@@ -10,10 +10,10 @@ Who writes (W) and who reads (R) each key (prefixes are settings: ``feature_pref
     {contact_prefix}:{<pseudonym>}                contact events     W/R service
     {audit_prefix}:{decisions}                    decisions stream   W service   R features, cli
     {audit_prefix}:{decisions}:req:{request_id}   one decision's id  W/R service
-    {audit_prefix}:{decisions}:cust:{pseudonym}   a customer's ids   W service   R console
+    {audit_prefix}:{decisions}:cust:{pseudonym}   a customer's ids   W service, cli  R console
     {events_prefix}:{stream}                      feedback stream    W service   R features
     {events_prefix}:{stream}:seen:{event_id}      one event's id     W/R service
-    {events_prefix}:{stream}:cust:{pseudonym}     a customer's ids   W service   R console
+    {events_prefix}:{stream}:cust:{pseudonym}     a customer's ids   W service, cli  R console
     {console_prefix}:session:{sha256 of its id}   console session    W/R service (console)
 
 Braces are literal Redis Cluster hash tags: a customer's feature record and contact state
@@ -29,6 +29,21 @@ by the ``legacy_*`` functions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+CUSTOMER_INDEX_MAX = 10_000
+"""Newest entries kept in one customer's decision or event index (bounds its memory; older
+ones stay in the stream and the exports, found by ``nbo audit why``)."""
+
+
+def index_score(entry_id: str) -> float:
+    """The score of a stream entry in a customer index: its milliseconds, plus its sequence
+    number / 1000 (at most 0.999) so that entries appended in the same millisecond keep
+    their order (equal scores would sort by the id's text: ``-10`` before ``-2``). Still
+    milliseconds, so a time range is a score range. The service's scripts compute the same
+    in Lua."""
+    millis, _, seq = entry_id.partition("-")
+    return int(millis) + min(int(seq or 0), 999) / 1000
+
 
 _GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "*?[]\\"})
 
@@ -79,7 +94,7 @@ def decision_index_key(audit_prefix: str, request_id: str) -> str:
 
 
 def customer_decisions_key(audit_prefix: str, pseudonym: str) -> str:
-    """One customer's decisions: sorted set of stream entry ids scored by their milliseconds
+    """One customer's decisions: sorted set of stream entry ids scored by :func:`index_score`
     (the console's timeline; tagged like the stream, so written in the same script)."""
     return f"{decisions_key(audit_prefix)}:cust:{pseudonym}"
 
@@ -96,8 +111,8 @@ def event_seen_key(events_prefix: str, event_id: str) -> str:
 
 
 def customer_events_key(events_prefix: str, pseudonym: str) -> str:
-    """One customer's feedback events: sorted set of stream entry ids scored by their
-    milliseconds (tagged like the events stream)."""
+    """One customer's feedback events: sorted set of stream entry ids scored by
+    :func:`index_score` (tagged like the events stream)."""
     return f"{events_key(events_prefix)}:cust:{pseudonym}"
 
 

@@ -31,7 +31,12 @@ from collections.abc import Callable
 import orjson
 import redis
 
-from core.redis_keys import customer_decisions_key, decision_index_key, decisions_key
+from core.redis_keys import (
+    CUSTOMER_INDEX_MAX,
+    customer_decisions_key,
+    decision_index_key,
+    decisions_key,
+)
 from core.redis_server import RedisClient
 from core.settings import Settings
 from service.infra.log import fields
@@ -43,7 +48,7 @@ log = logging.getLogger(__name__)
 # record per record, in the same order. Every key carries the stream's hash tag ({decisions},
 # features.streams), so on a Redis Cluster the whole batch is one slot: one call to one
 # node, whatever the request ids and customers. The customer index (a sorted set of entry
-# ids scored by their milliseconds) is what lets the console page through one customer's
+# ids scored by core.redis_keys.index_score) is what lets the console page through one customer's
 # decisions without scanning the stream; ids of entries trimmed since are skipped on read.
 _APPEND_BATCH = """
 local records = (#KEYS - 1) / 2
@@ -51,16 +56,13 @@ for i = 1, records do
   local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[i + 3])
   redis.call('SET', KEYS[2 * i], entry, 'EX', ARGV[2])
   local customer = KEYS[2 * i + 1]
-  redis.call('ZADD', customer, tonumber(string.match(entry, '^(%d+)')), entry)
+  local ms, seq = string.match(entry, '^(%d+)-(%d+)$')
+  redis.call('ZADD', customer, tonumber(ms) + math.min(tonumber(seq), 999) / 1000, entry)
   redis.call('ZREMRANGEBYRANK', customer, 0, -(tonumber(ARGV[3]) + 1))
   redis.call('EXPIRE', customer, ARGV[2])
 end
 return records
 """
-
-CUSTOMER_INDEX_MAX = 10_000
-"""Newest decisions kept in one customer's index (bounds its memory; older ones stay in
-the stream and the exports, found by ``nbo audit why``)."""
 
 MAX_BATCH = 500
 """Records per script call: bounds the time one call holds Redis (~XADD+SET each)."""

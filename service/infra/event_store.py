@@ -43,7 +43,13 @@ from typing import Literal
 
 from redis.cluster import RedisCluster
 
-from core.redis_keys import contact_key, customer_events_key, event_seen_key, events_key
+from core.redis_keys import (
+    CUSTOMER_INDEX_MAX,
+    contact_key,
+    customer_events_key,
+    event_seen_key,
+    events_key,
+)
 from core.redis_server import RedisClient
 from core.settings import Settings
 from service.api.schemas import EventIn
@@ -63,10 +69,11 @@ end
 """
 
 # Index the new entry (KEYS[n]) under its customer: a sorted set of entry ids scored by
-# their milliseconds, capped, with a TTL (what the console reads per customer).
+# core.redis_keys.index_score, capped, with a TTL (what the console reads per customer).
 _INDEX = """
 local index = KEYS[{key}]
-redis.call('ZADD', index, tonumber(string.match(entry, '^(%d+)')), entry)
+local ms, seq = string.match(entry, '^(%d+)-(%d+)$')
+redis.call('ZADD', index, tonumber(ms) + math.min(tonumber(seq), 999) / 1000, entry)
 redis.call('ZREMRANGEBYRANK', index, 0, -(tonumber(ARGV[{cap}]) + 1))
 redis.call('EXPIRE', index, ARGV[{ttl}])
 """
@@ -104,9 +111,6 @@ redis.call('SET', KEYS[1], entry .. ' ' .. ARGV[1], 'EX', ARGV[2])
 return {'stored', entry}
 """
 )
-
-CUSTOMER_INDEX_MAX = 10_000
-"""Newest events kept in one customer's index (older ones stay in the stream)."""
 
 # Redis Cluster, step b. KEYS: the customer's contact key. ARGV: member, score, trim
 # below, TTL.
