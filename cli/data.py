@@ -14,6 +14,7 @@ from rich.table import Table
 from cli.errors import fail
 from cli.progress import spinner
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
+from core.partitions import partition_count
 from core.settings import get_settings
 from core.tables import Tables, contract_products, write_tables
 from features.errors import DataFormatError
@@ -37,6 +38,18 @@ def _counts(tables: Tables) -> str:
     return (
         f"{len(tables.customers):,} customers, {len(tables.holdings):,} holdings rows, "
         f"{len(tables.behaviour):,} behaviour rows"
+    )
+
+
+def _write(tables: Tables, target: Path, catalogue: Catalogue) -> None:
+    """Write the set partitioned: ``NBO_PARTITION_CUSTOMERS`` customers per partition."""
+    partitions = partition_count(len(tables.customers), get_settings().partition_customers)
+    write_tables(
+        tables,
+        target,
+        [p.id for p in catalogue.holdable],
+        contract_products(catalogue),
+        partitions=partitions,
     )
 
 
@@ -68,12 +81,7 @@ def import_santander_command(
                 progress=lambda rows: bar.update(task, description=f"{rows:,} rows read"),
             )
             bar.update(task, description="writing tables")
-            write_tables(
-                result.tables,
-                target,
-                [p.id for p in catalogue.holdable],
-                contract_products(catalogue),
-            )
+            _write(result.tables, target, catalogue)
     except DataFormatError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
@@ -134,9 +142,7 @@ def generate_command(
                 progress=lambda stage: bar.update(task, description=stage),
             )
             bar.update(task, description="writing tables")
-            write_tables(
-                tables, target, [p.id for p in catalogue.holdable], contract_products(catalogue)
-            )
+            _write(tables, target, catalogue)
     except ValueError as exc:
         raise fail(str(exc)) from None
     left = int(tables.customers["left_on"].notna().sum())

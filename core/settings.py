@@ -240,6 +240,15 @@ class Settings(BaseSettings):
         "http://127.0.0.1:5000",
         description="Where the MLflow UI answers (`nbo mlflow ui`): the console links runs there.",
     )
+    # Batch jobs at bank scale (docs/operations.md "Batch jobs"): partitions bound their memory.
+    partition_customers: int = Field(
+        200_000,
+        ge=1,
+        description=(
+            "Customers per partition: `nbo data generate` / `import-santander` write "
+            "ceil(customers / this) hash partitions; every batch job holds one at a time."
+        ),
+    )
 
     @field_validator("api_keys")
     @classmethod
