@@ -16,7 +16,7 @@ from cli.progress import spinner
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
 from core.partitions import partition_count
 from core.settings import get_settings
-from core.tables import Tables, contract_products, write_tables
+from core.tables import PartitionedWriter, Tables, contract_products, write_tables
 from features.errors import DataFormatError
 
 app = typer.Typer(no_args_is_help=True)
@@ -119,9 +119,13 @@ def generate_command(
 ) -> None:
     """Generate a synthetic bank (customers, monthly holdings, behaviour, churners).
 
+    The bank is made and written one partition at a time (ceil(customers /
+    NBO_PARTITION_CUSTOMERS) partitions), so memory follows the partition size; it is the
+    same for the same customers, seed and partition count.
+
     Example: nbo data generate --customers 100000 --months 12 --seed 7
     """
-    from features.synthetic import generate_bank
+    from features.synthetic import generate_partitions
 
     try:
         end = date.fromisoformat(end_month) if end_month else last_month_end(date.today())
@@ -129,24 +133,41 @@ def generate_command(
         raise fail(f"--end-month {end_month!r} is not a date like 2025-12-31") from None
     catalogue = _catalogue()
     target = out or get_settings().data_dir
+    partitions = partition_count(customers, get_settings().partition_customers)
     started = time.perf_counter()
+    rows = {"customers": 0, "holdings": 0, "behaviour": 0, "left": 0}
     try:
-        with _progress() as bar:
+        with (
+            _progress() as bar,
+            PartitionedWriter(
+                target,
+                [p.id for p in catalogue.holdable],
+                contract_products(catalogue),
+                partitions,
+            ) as writer,
+        ):
             task = bar.add_task("generating", total=None)
-            tables = generate_bank(
+            for k, tables in generate_partitions(
                 customers,
                 months,
                 seed,
                 catalogue,
                 end,
+                partitions,
                 progress=lambda stage: bar.update(task, description=stage),
-            )
-            bar.update(task, description="writing tables")
-            _write(tables, target, catalogue)
+            ):
+                bar.update(task, description=f"writing partition {k + 1}/{partitions}")
+                writer.write(k, tables)
+                rows["customers"] += len(tables.customers)
+                rows["holdings"] += len(tables.holdings)
+                rows["behaviour"] += len(tables.behaviour)
+                rows["left"] += int(tables.customers["left_on"].notna().sum())
+                del tables
+            writer.commit()
     except ValueError as exc:
         raise fail(str(exc)) from None
-    left = int(tables.customers["left_on"].notna().sum())
     console.print(
-        f"wrote {_counts(tables)} ({left:,} left the bank) to {target} "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"wrote {rows['customers']:,} customers, {rows['holdings']:,} holdings rows, "
+        f"{rows['behaviour']:,} behaviour rows ({rows['left']:,} left the bank) in "
+        f"{partitions} partition(s) to {target} in {time.perf_counter() - started:.1f} s"
     )

@@ -217,6 +217,24 @@ class Tables:
     contracts: pd.DataFrame = field(default_factory=empty_contracts)
 
 
+def empty_tables(product_ids: list[str]) -> Tables:
+    """A table set with no rows and every column (an empty partition)."""
+
+    def empty(schema: pa.Schema) -> pd.DataFrame:
+        frame = schema.empty_table().to_pandas()
+        for col in frame.columns:
+            if col in (*CONTRACT_DATES, *DATE_COLUMNS):
+                frame[col] = pd.to_datetime(frame[col])
+        return frame
+
+    return Tables(
+        customers=empty(CUSTOMER_SCHEMA),
+        holdings=empty(holdings_schema(product_ids)),
+        behaviour=empty(BEHAVIOUR_SCHEMA),
+        contracts=empty_contracts(),
+    )
+
+
 TABLE_FILES = {
     "customers": "customers.parquet",
     "holdings": "holdings.parquet",
