@@ -249,6 +249,15 @@ class Settings(BaseSettings):
             "ceil(customers / this) hash partitions; every batch job holds one at a time."
         ),
     )
+    training_sample_customers: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Train on a sample of this many customers, stratified by tier x churned "
+            "(training/sample.py); unset: every customer."
+        ),
+    )
+    training_sample_seed: int = Field(7, description="Seed of the training sample.")
 
     @field_validator("api_keys")
     @classmethod

@@ -561,3 +561,29 @@ def latest_snapshot(data_dir: Path) -> pd.Timestamp | None:
         if value is not None and (latest is None or value > latest):
             latest = value
     return None if latest is None else pd.Timestamp(latest)
+
+
+def read_columns(data_dir: Path, table: str, columns: list[str]) -> pd.DataFrame:
+    """Some columns of one table of the whole set (e.g. to draw a sample of customers)."""
+    import pyarrow.parquet as pq
+
+    layout = table_layout(data_dir)
+    names = {**TABLE_FILES, **OPTIONAL_TABLE_FILES}
+    files = (
+        _partition_paths(data_dir, range(layout.partitions))[table]
+        if layout.partitioned
+        else [data_dir / names[table]]
+    )
+    parts = [pq.read_table(f, columns=columns) for f in files if f.exists()]
+    return _frame(pa.concat_tables(parts), table)
+
+
+def restrict(tables: Tables, customer_ids: Collection[str]) -> Tables:
+    """The rows of ``tables`` that belong to ``customer_ids``."""
+    wanted = pd.Index(list(customer_ids), dtype=object)
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        mask = frame["customer_id"].astype(str).isin(wanted)
+        return frame[mask.to_numpy()].reset_index(drop=True)
+
+    return Tables(**{name: keep(getattr(tables, name)) for name in ALL_TABLES})
