@@ -16,7 +16,7 @@ from cli.progress import spinner
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
 from core.partitions import partition_count
 from core.settings import get_settings
-from core.tables import PartitionedWriter, Tables, contract_products, write_tables
+from core.tables import PartitionedWriter, contract_products
 from features.errors import DataFormatError
 
 app = typer.Typer(no_args_is_help=True)
@@ -34,25 +34,6 @@ def _progress() -> Progress:
     return spinner(console)
 
 
-def _counts(tables: Tables) -> str:
-    return (
-        f"{len(tables.customers):,} customers, {len(tables.holdings):,} holdings rows, "
-        f"{len(tables.behaviour):,} behaviour rows"
-    )
-
-
-def _write(tables: Tables, target: Path, catalogue: Catalogue) -> None:
-    """Write the set partitioned: ``NBO_PARTITION_CUSTOMERS`` customers per partition."""
-    partitions = partition_count(len(tables.customers), get_settings().partition_customers)
-    write_tables(
-        tables,
-        target,
-        [p.id for p in catalogue.holdable],
-        contract_products(catalogue),
-        partitions=partitions,
-    )
-
-
 def last_month_end(today: date) -> date:
     """The last day of the month before ``today``'s month."""
     return today.replace(day=1) - timedelta(days=1)
@@ -65,23 +46,27 @@ def import_santander_command(
 ) -> None:
     """Import the Kaggle Santander product data into the canonical tables.
 
+    Streams the file in chunks into ceil(customers / NBO_PARTITION_CUSTOMERS) partitions
+    (memory: a chunk, one profile row per customer and one partition) and reports rows/s.
+    A row with the wrong number of fields stops the import (exit 2, file:line:column) and
+    writes nothing.
+
     Example: nbo data import-santander ../shared/data/santander/train_ver2.csv
     """
-    from features.santander import import_santander
+    from features.santander import import_santander_partitioned
 
     catalogue = _catalogue()
     target = out or get_settings().data_dir
-    started = time.perf_counter()
     try:
         with _progress() as bar:
             task = bar.add_task(f"reading {path.name}", total=None)
-            result = import_santander(
+            result = import_santander_partitioned(
                 path,
                 catalogue,
-                progress=lambda rows: bar.update(task, description=f"{rows:,} rows read"),
+                target,
+                get_settings().partition_customers,
+                progress=lambda message: bar.update(task, description=message),
             )
-            bar.update(task, description="writing tables")
-            _write(result.tables, target, catalogue)
     except DataFormatError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
@@ -103,7 +88,9 @@ def import_santander_command(
     for note in result.notes:
         console.print(note)
     console.print(
-        f"wrote {_counts(result.tables)} to {target} in {time.perf_counter() - started:.1f} s"
+        f"wrote {result.customers:,} customers, {result.holdings_rows:,} holdings rows in "
+        f"{result.partitions} partition(s) to {target} in {result.seconds:.1f} s "
+        f"({result.rows_per_second:,.0f} rows/s)"
     )
 
 

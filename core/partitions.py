@@ -57,17 +57,23 @@ def partition_of(customer_id: str, partitions: int) -> int:
 
 
 def partitions_of(customer_ids: Iterable[str] | np.ndarray, partitions: int) -> np.ndarray:
-    """The partition of every id, as ``int32``: equal to :func:`partition_of` of each.
+    """The partition of every id, as ``int32``: equal to :func:`partition_of` of each."""
+    _check(partitions)
+    return (customer_hashes(customer_ids) % np.uint64(partitions)).astype(np.int32)
+
+
+def customer_hashes(customer_ids: Iterable[str] | np.ndarray) -> np.ndarray:
+    """:func:`customer_hash` of every id, as ``uint64`` (modulo P: the partition).
 
     Vectorised: the ids become a fixed-width byte matrix and the hash runs one byte column
-    at a time over all ids (about 0.1 s per million ids of 8 characters).
+    at a time over all ids (about 0.5 s per million ids of 8 characters).
     """
-    _check(partitions)
     values = np.asarray(
-        customer_ids if isinstance(customer_ids, np.ndarray) else list(customer_ids), dtype=object
+        customer_ids if isinstance(customer_ids, np.ndarray) else list(customer_ids),
+        dtype=object,
     )
     if values.size == 0:
-        return np.zeros(0, dtype=np.int32)
+        return np.zeros(0, dtype=np.uint64)
     try:
         raw = values.astype("S")  # ASCII ids (the usual case): one C-level conversion
     except UnicodeEncodeError:
@@ -85,7 +91,7 @@ def partitions_of(customer_ids: Iterable[str] | np.ndarray, partitions: int) -> 
         h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         h = h ^ (h >> np.uint64(31))
-    return (h % np.uint64(partitions)).astype(np.int32)
+    return h
 
 
 def _check(partitions: int) -> None:
