@@ -14,8 +14,9 @@ from rich.table import Table
 from cli.errors import fail
 from cli.progress import spinner
 from core.catalogue import Catalogue, CatalogueError, load_catalogue
+from core.partitions import partition_count
 from core.settings import get_settings
-from core.tables import Tables, contract_products, write_tables
+from core.tables import PartitionedWriter, contract_products
 from features.errors import DataFormatError
 
 app = typer.Typer(no_args_is_help=True)
@@ -33,13 +34,6 @@ def _progress() -> Progress:
     return spinner(console)
 
 
-def _counts(tables: Tables) -> str:
-    return (
-        f"{len(tables.customers):,} customers, {len(tables.holdings):,} holdings rows, "
-        f"{len(tables.behaviour):,} behaviour rows"
-    )
-
-
 def last_month_end(today: date) -> date:
     """The last day of the month before ``today``'s month."""
     return today.replace(day=1) - timedelta(days=1)
@@ -52,27 +46,26 @@ def import_santander_command(
 ) -> None:
     """Import the Kaggle Santander product data into the canonical tables.
 
+    Streams the file in chunks into ceil(customers / NBO_PARTITION_CUSTOMERS) partitions
+    (memory: a chunk, one profile row per customer and one partition) and reports rows/s.
+    A row with the wrong number of fields stops the import (exit 2, file:line:column) and
+    writes nothing.
+
     Example: nbo data import-santander ../shared/data/santander/train_ver2.csv
     """
-    from features.santander import import_santander
+    from features.santander import import_santander_partitioned
 
     catalogue = _catalogue()
     target = out or get_settings().data_dir
-    started = time.perf_counter()
     try:
         with _progress() as bar:
             task = bar.add_task(f"reading {path.name}", total=None)
-            result = import_santander(
+            result = import_santander_partitioned(
                 path,
                 catalogue,
-                progress=lambda rows: bar.update(task, description=f"{rows:,} rows read"),
-            )
-            bar.update(task, description="writing tables")
-            write_tables(
-                result.tables,
                 target,
-                [p.id for p in catalogue.holdable],
-                contract_products(catalogue),
+                get_settings().partition_customers,
+                progress=lambda message: bar.update(task, description=message),
             )
     except DataFormatError as exc:
         raise fail(str(exc)) from None
@@ -95,7 +88,9 @@ def import_santander_command(
     for note in result.notes:
         console.print(note)
     console.print(
-        f"wrote {_counts(result.tables)} to {target} in {time.perf_counter() - started:.1f} s"
+        f"wrote {result.customers:,} customers, {result.holdings_rows:,} holdings rows in "
+        f"{result.partitions} partition(s) to {target} in {result.seconds:.1f} s "
+        f"({result.rows_per_second:,.0f} rows/s)"
     )
 
 
@@ -111,9 +106,13 @@ def generate_command(
 ) -> None:
     """Generate a synthetic bank (customers, monthly holdings, behaviour, churners).
 
+    The bank is made and written one partition at a time (ceil(customers /
+    NBO_PARTITION_CUSTOMERS) partitions), so memory follows the partition size; it is the
+    same for the same customers, seed and partition count.
+
     Example: nbo data generate --customers 100000 --months 12 --seed 7
     """
-    from features.synthetic import generate_bank
+    from features.synthetic import generate_partitions
 
     try:
         end = date.fromisoformat(end_month) if end_month else last_month_end(date.today())
@@ -121,26 +120,41 @@ def generate_command(
         raise fail(f"--end-month {end_month!r} is not a date like 2025-12-31") from None
     catalogue = _catalogue()
     target = out or get_settings().data_dir
+    partitions = partition_count(customers, get_settings().partition_customers)
     started = time.perf_counter()
+    rows = {"customers": 0, "holdings": 0, "behaviour": 0, "left": 0}
     try:
-        with _progress() as bar:
+        with (
+            _progress() as bar,
+            PartitionedWriter(
+                target,
+                [p.id for p in catalogue.holdable],
+                contract_products(catalogue),
+                partitions,
+            ) as writer,
+        ):
             task = bar.add_task("generating", total=None)
-            tables = generate_bank(
+            for k, tables in generate_partitions(
                 customers,
                 months,
                 seed,
                 catalogue,
                 end,
+                partitions,
                 progress=lambda stage: bar.update(task, description=stage),
-            )
-            bar.update(task, description="writing tables")
-            write_tables(
-                tables, target, [p.id for p in catalogue.holdable], contract_products(catalogue)
-            )
+            ):
+                bar.update(task, description=f"writing partition {k + 1}/{partitions}")
+                writer.write(k, tables)
+                rows["customers"] += len(tables.customers)
+                rows["holdings"] += len(tables.holdings)
+                rows["behaviour"] += len(tables.behaviour)
+                rows["left"] += int(tables.customers["left_on"].notna().sum())
+                del tables
+            writer.commit()
     except ValueError as exc:
         raise fail(str(exc)) from None
-    left = int(tables.customers["left_on"].notna().sum())
     console.print(
-        f"wrote {_counts(tables)} ({left:,} left the bank) to {target} "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"wrote {rows['customers']:,} customers, {rows['holdings']:,} holdings rows, "
+        f"{rows['behaviour']:,} behaviour rows ({rows['left']:,} left the bank) in "
+        f"{partitions} partition(s) to {target} in {time.perf_counter() - started:.1f} s"
     )

@@ -20,8 +20,8 @@ from core.embedded_redis import RedisUnavailableError
 from core.moments import load_moments
 from core.redis_server import connect
 from core.settings import get_settings
-from core.tables import TablesMissingError, read_tables
-from features.materialize import materialize
+from core.tables import TablesMissingError, latest_snapshot, read_partition, table_layout
+from features.materialize import materialize_partitions
 from features.online_store import OnlineStore
 
 app = typer.Typer(no_args_is_help=True)
@@ -49,15 +49,27 @@ def _store() -> OnlineStore:
     return OnlineStore.for_settings(connect(settings), settings)
 
 
-def _progress_bar(console: Console, day: date) -> tuple[Progress, Callable[[int, int], None]]:
-    """A bar that says "computing" until the first batch is written, then counts records."""
+Callback = Callable[[int, int], None]
+
+
+def _progress_bar(
+    console: Console, day: date
+) -> tuple[Progress, Callable[[int, int], None], Callback]:
+    """A bar that names the partition being read and computed, then counts records written
+    (the total grows as partitions are read)."""
     bar = counter(console)
     task = bar.add_task(f"computing features as of {day:%Y-%m-%d}", total=None)
+    where = {"partition": ""}
+
+    def on_partition(k: int, partitions: int) -> None:
+        where["partition"] = f"partition {k + 1}/{partitions}: " if partitions > 1 else ""
+        bar.update(task, description=f"{where['partition']}reading and computing features")
 
     def update(written: int, total: int) -> None:
-        bar.update(task, description="writing to Redis", completed=written, total=total)
+        description = f"{where['partition']}writing to Redis"
+        bar.update(task, description=description, completed=written, total=total)
 
-    return bar, update
+    return bar, update, on_partition
 
 
 @app.command("materialize")
@@ -69,8 +81,9 @@ def materialize_command(
 ) -> None:
     """Compute features as of a date and publish them to Redis as a new version.
 
-    The previous version stays current until every record is written; a failed run
-    deletes what it wrote.
+    Works through the data folder one partition at a time (NBO_PARTITION_CUSTOMERS bounds
+    the memory). The previous version stays current until every partition is written; a
+    failure in any partition deletes what the run wrote.
 
     Example: nbo features materialize --as-of 2026-10-31
     """
@@ -80,25 +93,27 @@ def materialize_command(
         day = _parse_date(as_of) if as_of is not None else None
         catalogue = load_catalogue(settings.catalogue_path)
         moments = load_moments(settings.moments_path)
-        tables = read_tables(settings.data_dir)
+        layout = table_layout(settings.data_dir)
         if day is None:
-            latest = tables.holdings["month"].max()
-            if latest is None or latest != latest:  # NaT: an empty holdings table
+            latest = latest_snapshot(settings.data_dir)
+            if latest is None:
                 raise ValueError(f"no holdings snapshots in {settings.data_dir}")
             day = latest.date()
         store = OnlineStore.for_settings(connect(settings), settings)
         store.client.ping()
         started = time.perf_counter()
-        bar, update = _progress_bar(console, day)
+        bar, update, on_partition = _progress_bar(console, day)
         with bar:
-            info = materialize(
-                tables,
+            info = materialize_partitions(
+                layout.partitions,
+                lambda k: read_partition(settings.data_dir, k),
                 day,
                 catalogue,
                 store,
                 batch_size=batch_size,
                 keep_versions=settings.feature_versions_kept,
                 progress=update,
+                on_partition=on_partition,
                 moments=moments,
             )
         elapsed = time.perf_counter() - started

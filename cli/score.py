@@ -32,19 +32,21 @@ def churn(
 ) -> None:
     """Score every customer's churn risk: probability, band and top reasons, riskiest first.
 
-    The file is written atomically (temp file + rename); its format follows the extension.
+    Reads the data folder one partition at a time (NBO_PARTITION_CUSTOMERS bounds the
+    memory) and computes only the model's input features. The file is written atomically
+    (temp file + rename); its format follows the extension.
 
     Example: nbo score churn --as-of 2026-10-31 --out var/retention.parquet
     """
     from core.catalogue import load_catalogue  # heavy imports: keep --help fast
     from core.settings import get_settings
-    from core.tables import read_tables
+    from core.tables import read_partition, table_layout
     from registry.client import Registry
     from training.batch_scoring import (
         ScoringError,
         check_churn_model,
         output_format,
-        retention_list,
+        retention_list_partitions,
         write_atomically,
     )
 
@@ -57,16 +59,31 @@ def churn(
         name, alias = settings.churn_model_name, alias or settings.serving_alias
         loaded = Registry(settings).load(name, alias)
         model = check_churn_model(loaded.scorer, f"{name} version {loaded.version}")
-        tables = read_tables(settings.data_dir)
+        layout = table_layout(settings.data_dir)
         bar = counter(console)
         with bar:
             task = bar.add_task(f"features at {as_of:%Y-%m-%d}", total=None)
+            where = {"partition": ""}
+
+            def on_partition(k: int, partitions: int) -> None:
+                where["partition"] = f"partition {k + 1}/{partitions}: " if partitions > 1 else ""
+                bar.update(task, description=f"{where['partition']}reading, features")
 
             def advance(done: int, total: int) -> None:
-                bar.update(task, description="scoring", completed=done, total=total)
+                description = f"{where['partition']}scoring"
+                bar.update(task, description=description, completed=done, total=total)
 
             started = time.perf_counter()
-            scores = retention_list(model, tables, catalogue, settings, as_of.date(), advance)
+            scores = retention_list_partitions(
+                model,
+                layout.partitions,
+                lambda k: read_partition(settings.data_dir, k),
+                catalogue,
+                settings,
+                as_of.date(),
+                advance,
+                on_partition,
+            )
             seconds = time.perf_counter() - started
             bar.update(task, description=f"writing {out}")
             write_atomically(scores, out)
@@ -77,5 +94,8 @@ def churn(
         "bands      "
         + ", ".join(f"{b} {int(bands.get(b, 0)):,}" for b in ("high", "medium", "low"))
     )
-    typer.echo(f"rate       {len(scores) / seconds:,.0f} customers/s (features + scoring)")
+    typer.echo(
+        f"rate       {len(scores) / seconds:,.0f} customers/s (reading, features and scoring: "
+        f"{seconds:.1f} s, {layout.partitions} partition(s))"
+    )
     typer.echo(f"written    {out}")

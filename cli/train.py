@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -32,10 +33,21 @@ _EXPECTED_ERRORS = (
 )
 
 
-def _inputs() -> tuple[Tables, Catalogue, Settings]:
+def _inputs(
+    sample: int | None = None, sample_seed: int | None = None
+) -> tuple[Tables, Catalogue, Settings, dict[str, object]]:
+    """The tables to train on (a stratified sample when one is asked for), the catalogue,
+    the settings and the run parameters that document the sample."""
     settings = get_settings()
     catalogue = load_catalogue(settings.catalogue_path)
-    return read_tables(settings.data_dir), catalogue, settings
+    size = sample if sample is not None else settings.training_sample_customers
+    if size is None:
+        return read_tables(settings.data_dir), catalogue, settings, {}
+    from training.sample import read_sample
+
+    seed = sample_seed if sample_seed is not None else settings.training_sample_seed
+    tables, drawn = read_sample(settings.data_dir, size, seed)
+    return tables, catalogue, settings, drawn.params()
 
 
 Params = Annotated[
@@ -64,6 +76,19 @@ NoRegister = Annotated[
 Description = Annotated[
     str | None, typer.Option("--description", help="The run's description (MLflow note).")
 ]
+Sample = Annotated[
+    int | None,
+    typer.Option(
+        "--sample",
+        min=1,
+        help="Train on N customers drawn by tier x churned (default: "
+        "NBO_TRAINING_SAMPLE_CUSTOMERS, unset: all).",
+    ),
+]
+SampleSeed = Annotated[
+    int | None,
+    typer.Option("--sample-seed", help="Seed of the sample (default: NBO_TRAINING_SAMPLE_SEED)."),
+]
 
 
 def _options(
@@ -78,11 +103,14 @@ def _run(
     config: object,
     params: list[str] | None,
     options: RunOptions,
+    sample: int | None = None,
+    sample_seed: int | None = None,
 ) -> TrainResult:
     console = Console(stderr=True)
     with exit_on(*_EXPECTED_ERRORS):
         config, overrides = apply_params(config, params or [])
-        tables, catalogue, settings = _inputs()
+        tables, catalogue, settings, sample_params = _inputs(sample, sample_seed)
+        options = dataclasses.replace(options, params=sample_params)
         bar = spinner(console)
         with bar:
             task = bar.add_task(f"{what}: reading tables", total=None)
@@ -99,6 +127,12 @@ def _run(
     else:
         typer.echo(f"model      {result.model_name} version {result.version}")
     typer.echo(f"run        {result.run_id}")
+    if sample_params:
+        typer.echo(
+            f"sample     {sample_params['sample.customers']:,} of "
+            f"{sample_params['sample.population']:,} customers (tier x churned, seed "
+            f"{sample_params['sample.seed']})"
+        )
     if overrides:
         typer.echo("params     " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
     typer.echo(f"holdout    {result.params.get('holdout_as_of', '?')}")
@@ -109,6 +143,8 @@ def _run(
 @app.command("recommender")
 def recommender(
     param: Params = None,
+    sample: Sample = None,
+    sample_seed: SampleSeed = None,
     experiment: Experiment = None,
     run_name: RunName = None,
     no_register: NoRegister = False,
@@ -127,7 +163,9 @@ def recommender(
     )
 
     options = _options(experiment, run_name, no_register, description)
-    result = _run(train_recommender, "recommender", RecommenderConfig(), param, options)
+    result = _run(
+        train_recommender, "recommender", RecommenderConfig(), param, options, sample, sample_seed
+    )
     m = result.metrics
     typer.echo(
         f"MAP@7      {m['map_at_7']:.4f}  (popularity baseline {m['popularity_map_at_7']:.4f}, "
@@ -140,6 +178,8 @@ def recommender(
 @app.command("churn")
 def churn(
     param: Params = None,
+    sample: Sample = None,
+    sample_seed: SampleSeed = None,
     experiment: Experiment = None,
     run_name: RunName = None,
     no_register: NoRegister = False,
@@ -151,11 +191,13 @@ def churn(
     --no-register a trial leaves the production model alone.
 
     Example: nbo train churn --param max_train_snapshots=3 --run-name "churn 3 snapshots"
+
+    Example: nbo train churn --sample 200000   (200,000 customers by tier x churned)
     """
     from training.churn import ChurnConfig, train_churn  # heavy imports: keep --help fast
 
     options = _options(experiment, run_name, no_register, description)
-    result = _run(train_churn, "churn", ChurnConfig(), param, options)
+    result = _run(train_churn, "churn", ChurnConfig(), param, options, sample, sample_seed)
     m = result.metrics
     typer.echo(f"ROC-AUC    {m['roc_auc']:.4f}")
     typer.echo(f"PR-AUC     {m['pr_auc']:.4f}  (holdout churn rate {m['holdout_churn_rate']:.4f})")
@@ -166,6 +208,8 @@ def churn(
 @app.command("maturity")
 def maturity(
     param: Params = None,
+    sample: Sample = None,
+    sample_seed: SampleSeed = None,
     experiment: Experiment = None,
     run_name: RunName = None,
     no_register: NoRegister = False,
@@ -187,7 +231,7 @@ def maturity(
     )
 
     options = _options(experiment, run_name, no_register, description)
-    result = _run(train_maturity, "maturity", MaturityConfig(), param, options)
+    result = _run(train_maturity, "maturity", MaturityConfig(), param, options, sample, sample_seed)
     m = result.metrics
     typer.echo(f"ROC-AUC    {m['roc_auc']:.4f}")
     typer.echo(

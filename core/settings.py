@@ -240,6 +240,24 @@ class Settings(BaseSettings):
         "http://127.0.0.1:5000",
         description="Where the MLflow UI answers (`nbo mlflow ui`): the console links runs there.",
     )
+    # Batch jobs at bank scale (docs/operations.md "Batch jobs"): partitions bound their memory.
+    partition_customers: int = Field(
+        200_000,
+        ge=1,
+        description=(
+            "Customers per partition: `nbo data generate` / `import-santander` write "
+            "ceil(customers / this) hash partitions; every batch job holds one at a time."
+        ),
+    )
+    training_sample_customers: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Train on a sample of this many customers, stratified by tier x churned "
+            "(training/sample.py); unset: every customer."
+        ),
+    )
+    training_sample_seed: int = Field(7, description="Seed of the training sample.")
 
     @field_validator("api_keys")
     @classmethod

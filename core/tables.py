@@ -10,16 +10,31 @@ Three Parquet tables, and an optional fourth, live in one folder (``Settings.dat
 
 ``month`` is the snapshot date as published (Santander uses the 28th; the generator the
 last day of the month). Point-in-time code uses only rows with ``month <= as_of``.
-A table set is written to a temporary folder and moved into place file by file only
-after every table is complete, so a failed import never leaves a partial set.
+
+Two layouts, both read by :func:`read_tables`:
+
+single file   ``customers.parquet``, ``holdings.parquet``, ``behaviour.parquet``,
+              ``contracts.parquet``
+partitioned   ``customers/part-00000.parquet`` ... one file per partition and table, and
+              ``partitions.json`` (the manifest: partition count, hash, customers). A
+              customer's rows of every table are in the file of its partition
+              (``core/partitions.py``), so :func:`read_partition` reads a partition's
+              customers with all their rows and a job's memory is bounded by the partition
+              size. Each table folder is a plain Parquet dataset (Spark, DuckDB and pyarrow
+              read it as one table).
+
+A table set is written to a staging folder and moved into place only after every table
+(and every partition) is complete, the manifest last, so a failed import never leaves a
+partial set.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,6 +217,24 @@ class Tables:
     contracts: pd.DataFrame = field(default_factory=empty_contracts)
 
 
+def empty_tables(product_ids: list[str]) -> Tables:
+    """A table set with no rows and every column (an empty partition)."""
+
+    def empty(schema: pa.Schema) -> pd.DataFrame:
+        frame = schema.empty_table().to_pandas()
+        for col in frame.columns:
+            if col in (*CONTRACT_DATES, *DATE_COLUMNS):
+                frame[col] = pd.to_datetime(frame[col])
+        return frame
+
+    return Tables(
+        customers=empty(CUSTOMER_SCHEMA),
+        holdings=empty(holdings_schema(product_ids)),
+        behaviour=empty(BEHAVIOUR_SCHEMA),
+        contracts=empty_contracts(),
+    )
+
+
 TABLE_FILES = {
     "customers": "customers.parquet",
     "holdings": "holdings.parquet",
@@ -234,68 +267,323 @@ def _to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
 
 
-def write_tables(
-    tables: Tables,
-    data_dir: Path,
-    product_ids: list[str],
-    contract_product_ids: Collection[str] | None = None,
-) -> None:
-    """Write every table atomically (temporary folder, then one rename per file).
-
-    ``contract_product_ids`` (:func:`contract_products` of the catalogue) are the products
-    a contract may name (without them: any of ``product_ids``); contracts are validated
-    (:func:`validate_contracts`) before any file is written, so a bad row leaves the folder
-    as it was.
-    """
-    import pyarrow.parquet as pq
-
-    if contract_product_ids is None:
-        validate_contracts(tables.contracts, product_ids, "a holdable product of the catalogue")
-    else:
-        validate_contracts(tables.contracts, contract_product_ids)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=data_dir))
-    try:
-        pq.write_table(
-            _to_arrow(tables.customers, CUSTOMER_SCHEMA), staging / TABLE_FILES["customers"]
-        )
-        pq.write_table(
-            _to_arrow(tables.holdings, holdings_schema(product_ids)),
-            staging / TABLE_FILES["holdings"],
-        )
-        pq.write_table(
-            _to_arrow(tables.behaviour, BEHAVIOUR_SCHEMA), staging / TABLE_FILES["behaviour"]
-        )
-        pq.write_table(
-            _to_arrow(tables.contracts, CONTRACT_SCHEMA),
-            staging / OPTIONAL_TABLE_FILES["contracts"],
-        )
-        for name in [*TABLE_FILES.values(), *OPTIONAL_TABLE_FILES.values()]:
-            os.replace(staging / name, data_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+PARTITION_MANIFEST = "partitions.json"
+"""The partitioned layout's manifest; written last, so its presence marks a complete set."""
+PART_FILE = "part-{:05d}.parquet"
+DATE_COLUMNS = ("birth_date", "joined_on", "left_on", "risk_assessed_on", "month")
+ALL_TABLES = (*TABLE_FILES, *OPTIONAL_TABLE_FILES)
 
 
-def read_tables(data_dir: Path) -> Tables:
-    """Read the table set written by :func:`write_tables`."""
-    paths = {key: data_dir / name for key, name in TABLE_FILES.items()}
-    missing = [str(p) for p in paths.values() if not p.exists()]
+@dataclass(frozen=True)
+class TableLayout:
+    """How a data folder holds its table set: ``partitions`` is 1 for the single-file layout."""
+
+    partitioned: bool
+    partitions: int
+    customers: int | None = None  # from the manifest; None for the single-file layout
+
+
+def table_layout(data_dir: Path) -> TableLayout:
+    """The layout of the table set in ``data_dir`` (raises when there is none)."""
+    manifest = data_dir / PARTITION_MANIFEST
+    if manifest.exists():
+        try:
+            meta = json.loads(manifest.read_text())
+            partitions = int(meta["partitions"])
+            customers = int(meta["customers"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TablesMissingError(f"{manifest}: not a partition manifest ({exc})") from None
+        return TableLayout(partitioned=True, partitions=partitions, customers=customers)
+    missing = [str(data_dir / name) for name in TABLE_FILES.values()]
+    missing = [p for p in missing if not Path(p).exists()]
     if missing:
         raise TablesMissingError(
             f"no canonical tables in {data_dir} (missing {', '.join(missing)}); "
             "run `nbo data generate` or `nbo data import-santander` first"
         )
-    frames = {}
-    for key, path in paths.items():
-        frame = pd.read_parquet(path)
-        for col in frame.columns:
-            if col in ("birth_date", "joined_on", "left_on", "risk_assessed_on", "month"):
-                frame[col] = pd.to_datetime(frame[col])
-        frames[key] = with_optional_columns(frame) if key == "customers" else frame
-    contracts_path = data_dir / OPTIONAL_TABLE_FILES["contracts"]
-    contracts = empty_contracts()
-    if contracts_path.exists():
-        contracts = pd.read_parquet(contracts_path)
-        for col in CONTRACT_DATES:
-            contracts[col] = pd.to_datetime(contracts[col])
-    return Tables(**frames, contracts=contracts)
+    return TableLayout(partitioned=False, partitions=1)
+
+
+def split_tables(tables: Tables, partitions: int) -> list[Tables]:
+    """The tables cut into ``partitions`` parts by the customer's partition (order kept)."""
+    from core.partitions import partitions_of
+
+    parts: list[dict[str, pd.DataFrame]] = [{} for _ in range(partitions)]
+    for name in ALL_TABLES:
+        frame: pd.DataFrame = getattr(tables, name)
+        where = partitions_of(frame["customer_id"].astype(str).to_numpy(dtype=object), partitions)
+        order = np.argsort(where, kind="stable")
+        bounds = np.searchsorted(where[order], np.arange(partitions + 1))
+        for k in range(partitions):
+            rows = order[bounds[k] : bounds[k + 1]]
+            parts[k][name] = frame.iloc[rows].reset_index(drop=True)
+    return [Tables(**part) for part in parts]
+
+
+class PartitionedWriter:
+    """Write a partitioned table set one partition at a time, atomically.
+
+    Each :meth:`write` validates the partition's contracts and writes its four files to a
+    staging folder; :meth:`commit` checks that every partition was written and moves the
+    table folders into place, the manifest last. Used as a context manager, leaving the
+    block with an error (or without commit) deletes the staging folder and leaves the data
+    folder as it was::
+
+        with PartitionedWriter(data_dir, product_ids, contract_ids, partitions=4) as out:
+            for k in range(4):
+                out.write(k, tables_of_partition(k))
+            out.commit()
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        product_ids: list[str],
+        contract_product_ids: Collection[str] | None,
+        partitions: int,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"the number of partitions must be at least 1, got {partitions}")
+        self.data_dir = data_dir
+        self.product_ids = product_ids
+        self.contract_product_ids = contract_product_ids
+        self.partitions = partitions
+        self._written: set[int] = set()
+        self._customers = 0
+        self._staging: Path | None = None
+
+    def __enter__(self) -> PartitionedWriter:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.data_dir))
+        for name in ALL_TABLES:
+            (self._staging / name).mkdir()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    def write(self, partition: int, tables: Tables) -> None:
+        """Stage partition ``partition`` (its customers' rows of every table)."""
+        if self._staging is None:
+            raise RuntimeError("PartitionedWriter.write outside its with block")
+        if not 0 <= partition < self.partitions or partition in self._written:
+            raise ValueError(f"partition {partition} is out of range or written twice")
+        try:
+            _validate(tables, self.product_ids, self.contract_product_ids)
+        except ContractsError as exc:
+            raise ContractsError(f"partition {partition}: {exc}") from None
+        _write_files(
+            tables,
+            self.product_ids,
+            {name: self._staging / name / PART_FILE.format(partition) for name in ALL_TABLES},
+        )
+        self._written.add(partition)
+        self._customers += int(tables.customers["customer_id"].nunique())
+
+    def commit(self) -> None:
+        """Move the complete set into place (raises if a partition is missing)."""
+        from core.partitions import PARTITION_HASH_KEY
+
+        if self._staging is None:
+            raise RuntimeError("PartitionedWriter.commit outside its with block")
+        missing = sorted(set(range(self.partitions)) - self._written)
+        if missing:
+            raise ValueError(f"partitions not written: {', '.join(map(str, missing))}")
+        manifest = {
+            "layout": "partitioned",
+            "partitions": self.partitions,
+            "customers": self._customers,
+            "hash": "fnv1a64-splitmix64 of the customer id, keyed (core/partitions.py)",
+            "hash_key": f"{PARTITION_HASH_KEY:#x}",
+            "tables": list(ALL_TABLES),
+        }
+        (self._staging / PARTITION_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _move_into_place(self._staging, self.data_dir, partitioned=True)
+
+
+def write_tables(
+    tables: Tables,
+    data_dir: Path,
+    product_ids: list[str],
+    contract_product_ids: Collection[str] | None = None,
+    partitions: int | None = None,
+) -> None:
+    """Write every table atomically (staging folder, moved into place when complete).
+
+    ``contract_product_ids`` (:func:`contract_products` of the catalogue) are the products
+    a contract may name (without them: any of ``product_ids``); contracts are validated
+    (:func:`validate_contracts`) before any file is written, so a bad row leaves the folder
+    as it was. ``partitions``: None writes the single-file layout; a number writes the
+    partitioned layout with that many partitions (:func:`split_tables`).
+    """
+    _validate(tables, product_ids, contract_product_ids)
+    if partitions is not None:
+        with PartitionedWriter(data_dir, product_ids, contract_product_ids, partitions) as out:
+            for k, part in enumerate(split_tables(tables, partitions)):
+                out.write(k, part)
+            out.commit()
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=data_dir))
+    try:
+        names = {**TABLE_FILES, **OPTIONAL_TABLE_FILES}
+        _write_files(tables, product_ids, {key: staging / name for key, name in names.items()})
+        _move_into_place(staging, data_dir, partitioned=False)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _validate(
+    tables: Tables, product_ids: list[str], contract_product_ids: Collection[str] | None
+) -> None:
+    if contract_product_ids is None:
+        validate_contracts(tables.contracts, product_ids, "a holdable product of the catalogue")
+    else:
+        validate_contracts(tables.contracts, contract_product_ids)
+
+
+def _write_files(tables: Tables, product_ids: list[str], paths: dict[str, Path]) -> None:
+    import pyarrow.parquet as pq
+
+    schemas = {
+        "customers": CUSTOMER_SCHEMA,
+        "holdings": holdings_schema(product_ids),
+        "behaviour": BEHAVIOUR_SCHEMA,
+        "contracts": CONTRACT_SCHEMA,
+    }
+    for name in ALL_TABLES:
+        pq.write_table(_to_arrow(getattr(tables, name), schemas[name]), paths[name])
+
+
+def _move_into_place(staging: Path, data_dir: Path, *, partitioned: bool) -> None:
+    """Replace the set in ``data_dir`` by the staged one: the old manifest goes first (a
+    reader then no longer takes the folder for a partitioned set), the new one last."""
+    trash = Path(tempfile.mkdtemp(prefix=".old-", dir=data_dir))
+    try:
+        old_manifest = data_dir / PARTITION_MANIFEST
+        if old_manifest.exists():
+            os.replace(old_manifest, trash / PARTITION_MANIFEST)
+        for key in ALL_TABLES:
+            single = data_dir / {**TABLE_FILES, **OPTIONAL_TABLE_FILES}[key]
+            folder = data_dir / key
+            if partitioned:
+                if folder.exists():
+                    os.replace(folder, trash / key)
+                os.replace(staging / key, folder)
+                if single.exists():
+                    os.replace(single, trash / single.name)
+            else:
+                os.replace(staging / single.name, single)
+                if folder.exists():
+                    os.replace(folder, trash / key)
+        if partitioned:
+            os.replace(staging / PARTITION_MANIFEST, data_dir / PARTITION_MANIFEST)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _frame(table: pa.Table, key: str) -> pd.DataFrame:
+    frame = table.to_pandas()
+    dates = CONTRACT_DATES if key == "contracts" else DATE_COLUMNS
+    for col in frame.columns:
+        if col in dates:
+            frame[col] = pd.to_datetime(frame[col])
+    return with_optional_columns(frame) if key == "customers" else frame
+
+
+def _read_files(paths: dict[str, list[Path]]) -> Tables:
+    import pyarrow.parquet as pq
+
+    frames: dict[str, pd.DataFrame] = {}
+    for key, files in paths.items():
+        present = [f for f in files if f.exists()]
+        if not present:
+            continue  # only the optional contracts table may be absent (checked by the layout)
+        table = pa.concat_tables([pq.read_table(f) for f in present], promote_options="default")
+        frames[key] = _frame(table, key)
+    return Tables(**frames)
+
+
+def _partition_paths(data_dir: Path, partitions: range) -> dict[str, list[Path]]:
+    return {key: [data_dir / key / PART_FILE.format(k) for k in partitions] for key in ALL_TABLES}
+
+
+def read_tables(data_dir: Path) -> Tables:
+    """Read the whole table set written by :func:`write_tables`, in either layout.
+
+    A partitioned set comes back as its partitions one after the other; prefer
+    :func:`read_partition` for anything that need not see every customer at once.
+    """
+    layout = table_layout(data_dir)
+    if layout.partitioned:
+        return _read_files(_partition_paths(data_dir, range(layout.partitions)))
+    names = {**TABLE_FILES, **OPTIONAL_TABLE_FILES}
+    return _read_files({key: [data_dir / name] for key, name in names.items()})
+
+
+def read_partition(data_dir: Path, partition: int) -> Tables:
+    """The customers of one partition with all their rows of every table.
+
+    A single-file set is one partition (0): the whole set.
+    """
+    layout = table_layout(data_dir)
+    if not 0 <= partition < layout.partitions:
+        raise ValueError(
+            f"partition {partition} does not exist in {data_dir} ({layout.partitions} partitions)"
+        )
+    if not layout.partitioned:
+        return read_tables(data_dir)
+    return _read_files(_partition_paths(data_dir, range(partition, partition + 1)))
+
+
+def iter_partitions(data_dir: Path) -> Iterator[tuple[int, Tables]]:
+    """``(partition, tables)`` for every partition in turn, one in memory at a time."""
+    for k in range(table_layout(data_dir).partitions):
+        yield k, read_partition(data_dir, k)
+
+
+def latest_snapshot(data_dir: Path) -> pd.Timestamp | None:
+    """The latest holdings month of the set (reads that one column only); None when empty."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    layout = table_layout(data_dir)
+    files = (
+        _partition_paths(data_dir, range(layout.partitions))["holdings"]
+        if layout.partitioned
+        else [data_dir / TABLE_FILES["holdings"]]
+    )
+    latest = None
+    for path in files:
+        value = pc.max(pq.read_table(path, columns=["month"])["month"]).as_py()
+        if value is not None and (latest is None or value > latest):
+            latest = value
+    return None if latest is None else pd.Timestamp(latest)
+
+
+def read_columns(data_dir: Path, table: str, columns: list[str]) -> pd.DataFrame:
+    """Some columns of one table of the whole set (e.g. to draw a sample of customers)."""
+    import pyarrow.parquet as pq
+
+    layout = table_layout(data_dir)
+    names = {**TABLE_FILES, **OPTIONAL_TABLE_FILES}
+    files = (
+        _partition_paths(data_dir, range(layout.partitions))[table]
+        if layout.partitioned
+        else [data_dir / names[table]]
+    )
+    parts = [pq.read_table(f, columns=columns) for f in files if f.exists()]
+    return _frame(pa.concat_tables(parts), table)
+
+
+def restrict(tables: Tables, customer_ids: Collection[str]) -> Tables:
+    """The rows of ``tables`` that belong to ``customer_ids``."""
+    wanted = pd.Index(list(customer_ids), dtype=object)
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        mask = frame["customer_id"].astype(str).isin(wanted)
+        return frame[mask.to_numpy()].reset_index(drop=True)
+
+    return Tables(**{name: keep(getattr(tables, name)) for name in ALL_TABLES})

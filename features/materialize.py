@@ -1,8 +1,11 @@
 """Materialization: compute a feature set as of a date and publish it to the online store.
 
-All or nothing: records go under a new version, the ``current`` pointer switches only after
-the last one is written, and any failure before the switch deletes the partial version, so
-the service keeps serving the previous set.
+Partition by partition (``core/partitions.py``): each partition's customers are read,
+their features computed and written under the new version before the next partition is
+read, so the job's memory follows the partition size, not the bank's. All or nothing:
+the ``current`` pointer switches only after the last partition is written, and any
+failure before the switch (in any partition) deletes the partial version, so the service
+keeps serving the previous set.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+import pandas as pd
 import redis
 
 from core.catalogue import Catalogue
@@ -22,7 +26,12 @@ from features.pointintime import compute_features, to_records
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-"""Called after each written batch with ``(records written, records in total)``."""
+"""Called after each written batch with ``(records written, records known so far)``: the
+second figure grows partition by partition and is the total once the last one is read."""
+PartitionProgress = Callable[[int, int], None]
+"""Called when a partition starts, with ``(partition, partitions)``."""
+ReadPartition = Callable[[int], Tables]
+"""Reads one partition's customers with all their rows (``core.tables.read_partition``)."""
 
 
 def materialize(
@@ -36,50 +45,118 @@ def materialize(
     progress: Progress | None = None,
     moments: MomentsConfig | None = None,
 ) -> FeatureSetInfo:
-    """Compute features as of ``as_of``, write them as a new version, publish, prune.
+    """Materialize tables held in memory: :func:`materialize_partitions` with one partition."""
+    return materialize_partitions(
+        1,
+        lambda _: tables,
+        as_of,
+        catalogue,
+        store,
+        batch_size=batch_size,
+        keep_versions=keep_versions,
+        progress=progress,
+        moments=moments,
+    )
 
-    ``keep_versions`` counts the new version; keep at least 2 in production, because a
-    service may go on reading the previous version until it re-reads the pointer.
-    ``moments``: the moment rules (default: the shipped ``core/moments.yaml``); their
-    version is recorded in the set's meta.
-    Raises ``ValueError`` when ``as_of`` precedes the data or no customer qualifies.
+
+def materialize_partitions(
+    partitions: int,
+    read: ReadPartition,
+    as_of: date,
+    catalogue: Catalogue,
+    store: OnlineStore,
+    *,
+    batch_size: int = 5000,
+    keep_versions: int = 2,
+    progress: Progress | None = None,
+    on_partition: PartitionProgress | None = None,
+    moments: MomentsConfig | None = None,
+) -> FeatureSetInfo:
+    """Compute features as of ``as_of`` one partition at a time, write them as one new
+    version, publish it after the last partition, prune.
+
+    ``read(k)`` returns partition ``k``'s tables (``0 <= k < partitions``); only one is
+    held at a time. ``keep_versions`` counts the new version; keep at least 2 in
+    production, because a service may go on reading the previous version until it re-reads
+    the pointer. ``moments``: the moment rules (default: the shipped ``core/moments.yaml``);
+    their version is recorded in the set's meta.
+    Raises ``ValueError`` when ``as_of`` precedes the data or no customer qualifies; any
+    error in any partition deletes what the run wrote and is raised again.
     """
     if keep_versions < 1:
         raise ValueError("keep_versions must be at least 1")
+    if partitions < 1:
+        raise ValueError("the number of partitions must be at least 1")
     moments = moments or default_moments()
-    frame = compute_features(tables, as_of, catalogue, moments)
-    if frame.empty or frame["departed"].astype(bool).all():
-        gone = f" (only {len(frame)} who had left)" if len(frame) else ""
-        raise ValueError(
-            f"no customers of the bank at {as_of:%Y-%m-%d}{gone}: nothing to materialize"
-        )
     created_at = datetime.now(UTC)
-    info = FeatureSetInfo(
-        version=make_version(as_of, created_at),
-        as_of=as_of,
-        created_at=created_at,
-        customers=len(frame),
-        feature_names=[str(c) for c in frame.columns],
-        catalogue_version=catalogue.version,
-        moments_version=moments.version,
-    )
-    total = len(frame)
-    report = (lambda written: progress(written, total)) if progress is not None else None
+    version = make_version(as_of, created_at)
+    columns: list[str] | None = None
+    known = written = active = 0
     try:
-        written = store.write_records(info.version, to_records(frame), batch_size, report)
-        if written != total:
-            raise RuntimeError(f"wrote {written} of {total} feature records")
+        for k in range(partitions):
+            if on_partition is not None:
+                on_partition(k, partitions)
+            frame = compute_features(read(k), as_of, catalogue, moments)
+            if columns is None:
+                columns = [str(c) for c in frame.columns]
+            elif [str(c) for c in frame.columns] != columns:
+                raise RuntimeError(f"partition {k} computed other features than partition 0")
+            if frame.empty:
+                continue
+            known += len(frame)
+            active += int((~frame["departed"].astype(bool)).sum())
+            written += _write_partition(store, version, frame, batch_size, written, known, progress)
+            del frame  # the next partition is read only after this one is released
+        if active == 0:
+            gone = f" (only {known} who had left)" if known else ""
+            raise ValueError(
+                f"no customers of the bank at {as_of:%Y-%m-%d}{gone}: nothing to materialize"
+            )
+        if written != known:
+            raise RuntimeError(f"wrote {written} of {known} feature records")
+        info = FeatureSetInfo(
+            version=version,
+            as_of=as_of,
+            created_at=created_at,
+            customers=known,
+            feature_names=columns or [],
+            catalogue_version=catalogue.version,
+            moments_version=moments.version,
+        )
         store.publish(info)
     except BaseException:
-        _abort_quietly(store, info.version)
+        _abort_quietly(store, version)
         raise
-    log.info("published feature set %s (%d customers)", info.version, info.customers)
+    log.info(
+        "published feature set %s (%d customers, %d partitions)",
+        info.version,
+        info.customers,
+        partitions,
+    )
     try:
         store.prune(keep_versions)
     except redis.RedisError:
         # The new set is live and complete; old versions are pruned by the next run.
         log.exception("feature set %s published, but pruning old versions failed", info.version)
     return info
+
+
+def _write_partition(
+    store: OnlineStore,
+    version: str,
+    frame: pd.DataFrame,
+    batch_size: int,
+    before: int,
+    known: int,
+    progress: Progress | None,
+) -> int:
+    """Write one partition's records under ``version``; the one call into the store's
+    write API. Returns how many records were written."""
+    report = (lambda done: progress(before + done, known)) if progress is not None else None
+    written = store.write_records(version, to_records(frame), batch_size, report)
+    if written != len(frame):
+        raise RuntimeError(f"wrote {written} of {len(frame)} feature records of a partition")
+    return written
 
 
 def _abort_quietly(store: OnlineStore, version: str) -> None:

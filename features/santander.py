@@ -179,7 +179,10 @@ def _ragged_row_error(path: Path, expected: int, fallback: str | None) -> DataFo
     found = _first_bad_record(path, expected)
     if found is not None:
         line, count = found
-        return DataFormatError(path, line, None, f"expected {expected} fields, found {count}")
+        # The column is where the row stops matching the header: its first missing field,
+        # or its first extra one.
+        column = count + 1 if count < expected else expected + 1
+        return DataFormatError(path, line, column, f"expected {expected} fields, found {count}")
     if fallback is None:
         return None
     match = re.search(r"line (\d+)", fallback)
@@ -470,3 +473,142 @@ def import_santander(
         months=months,
         notes=[NO_CONTRACTS],
     )
+
+
+# -- streaming into partitions ------------------------------------------------------------------
+
+
+@dataclass
+class StreamedImport:
+    """What :func:`import_santander_partitioned` read, rejected, defaulted and wrote."""
+
+    rows_read: int
+    rows_rejected: int
+    customers: int
+    holdings_rows: int
+    partitions: int
+    seconds: float
+    rejections: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    months: list[date] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / max(self.seconds, 1e-9)
+
+
+def import_santander_partitioned(
+    path: Path,
+    catalogue: Catalogue,
+    data_dir: Path,
+    customers_per_partition: int,
+    progress: Callable[[str], None] | None = None,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> StreamedImport:
+    """Stream a ``train_ver2.csv``-format file into a partitioned table set in ``data_dir``.
+
+    One pass over the file in chunks of ``chunk_rows``: each chunk is parsed as by
+    :func:`import_santander`, its accepted rows spilled to a Parquet file with the
+    customer's hash (``core.partitions.customer_hashes``), and only the latest profile per
+    customer kept in memory. Then, with P = ceil(customers / ``customers_per_partition``),
+    each partition's rows are gathered from the spill, de-duplicated and written
+    (``core.tables.PartitionedWriter``). Memory: one chunk, the latest profile of each
+    customer (one row each) and one partition, never the whole file. Any error (a row with
+    the wrong number of fields: :class:`DataFormatError` with file, line and column) leaves
+    ``data_dir`` as it was; the spill is deleted either way. ``progress`` gets a message
+    with the rows read and the rate after each chunk, then one per partition.
+    """
+    import shutil
+    import tempfile
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from core.partitions import customer_hashes, partition_count
+    from core.tables import PartitionedWriter, contract_products
+
+    started = time.perf_counter()
+    path = Path(path)
+    header = _read_header(path)
+    codes = _product_codes(path, header, catalogue)
+    rejections: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+    latest: pd.DataFrame | None = None
+    rows_read = 0
+    months: set[np.datetime64] = set()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    spill = Path(tempfile.mkdtemp(prefix=".santander-spill-", dir=data_dir))
+    try:
+        spilled: list[Path] = []
+        for raw in _chunks(path, len(header), chunk_rows):
+            parsed = _parse_chunk(raw, codes, rows_read, rejections, warnings)
+            rows_read += len(raw)
+            keys = parsed.keys
+            keys["hash"] = customer_hashes(keys["cust"].astype(str).to_numpy(dtype=object))
+            months.update(keys["month"].unique().tolist())
+            target = spill / f"chunk-{len(spilled):05d}.parquet"
+            pq.write_table(pa.Table.from_pandas(keys, preserve_index=False), target)
+            spilled.append(target)
+            candidates = parsed.profile if latest is None else pd.concat([latest, parsed.profile])
+            latest = _latest_per_customer(candidates)
+            del raw, parsed, keys
+            if progress is not None:
+                rate = rows_read / max(time.perf_counter() - started, 1e-9)
+                progress(f"{rows_read:,} rows read ({rate:,.0f} rows/s)")
+        if latest is None or latest.empty:
+            what = "no data rows" if rows_read == 0 else f"all {rows_read} rows rejected"
+            raise DataFormatError(path, 1, None, f"no valid rows: {what} ({dict(rejections)})")
+        partitions = partition_count(len(latest), customers_per_partition)
+        where = (
+            customer_hashes(latest["cust"].astype(str).to_numpy(dtype=object))
+            % np.uint64(partitions)
+        ).astype(np.int64)
+        holdings_rows = 0
+        with PartitionedWriter(
+            data_dir, [p.id for p in catalogue.holdable], contract_products(catalogue), partitions
+        ) as writer:
+            for k in range(partitions):
+                if progress is not None:
+                    progress(f"writing partition {k + 1}/{partitions}")
+                keys = _partition_rows(spilled, k, partitions)
+                keys = keys.sort_values("row", kind="mergesort")
+                duplicate = keys.duplicated(["cust", "month"], keep="first").to_numpy()
+                if duplicate.any():
+                    rejections[DUPLICATE] += int(duplicate.sum())
+                    keys = keys[~duplicate]
+                tables = _tables(keys.drop(columns="hash"), latest[where == k], catalogue, warnings)
+                holdings_rows += len(tables.holdings)
+                writer.write(k, tables)
+                del keys, tables
+            writer.commit()
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    log.info(NO_CONTRACTS)
+    return StreamedImport(
+        rows_read=rows_read,
+        rows_rejected=sum(rejections.values()),
+        customers=len(latest),
+        holdings_rows=holdings_rows,
+        partitions=partitions,
+        seconds=time.perf_counter() - started,
+        rejections=rejections,
+        warnings=warnings,
+        months=sorted(pd.Timestamp(m).date() for m in months),
+        notes=[NO_CONTRACTS],
+    )
+
+
+def _partition_rows(spilled: list[Path], partition: int, partitions: int) -> pd.DataFrame:
+    """The spilled rows of one partition's customers, from every chunk file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = []
+    for file in spilled:
+        table = pq.read_table(file)
+        hashes = table.column("hash").to_numpy()
+        parts.append(table.filter(pa.array(hashes % np.uint64(partitions) == partition)))
+    return pa.concat_tables(parts).to_pandas()

@@ -16,13 +16,15 @@ when the window opens.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterator
 from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from core.catalogue import Catalogue
-from core.tables import CHANNELS, Tables
+from core.partitions import partitions_of
+from core.tables import CHANNELS, Tables, empty_tables
 from features.synthetic_contracts import plant_contracts
 from features.synthetic_population import Population, draw_acquisition_channels, draw_population
 from features.synthetic_products import ProductRules, product_rules
@@ -46,8 +48,36 @@ def month_ends(end_month: date, months: int) -> list[date]:
 
 
 def _customer_ids(n: int) -> np.ndarray:
-    width = max(7, len(str(n)))
-    return np.char.add("S", np.char.zfill(np.arange(1, n + 1).astype(str), width)).astype(object)
+    return _format_ids(np.arange(1, n + 1), n)
+
+
+def _format_ids(numbers: np.ndarray, customers: int) -> np.ndarray:
+    """``S`` and the customer number, zero-padded to the width of the bank's largest."""
+    width = max(7, len(str(customers)))
+    if len(numbers) == 0:
+        return np.empty(0, dtype=object)
+    return np.char.add("S", np.char.zfill(numbers.astype(str), width)).astype(object)
+
+
+ID_BLOCK = 1_000_000
+"""Customer ids hashed per step when the bank is split into partitions."""
+
+
+def partition_numbers(customers: int, partitions: int) -> list[np.ndarray]:
+    """Per partition, the customer numbers (1..customers) whose id falls in it.
+
+    Ids are hashed ``ID_BLOCK`` at a time (``core.partitions.partitions_of``), so a
+    10 M-customer bank needs its 80 MB of numbers, never 10 M strings at once.
+    """
+    where = np.empty(customers, dtype=np.int32)
+    for start in range(0, customers, ID_BLOCK):
+        numbers = np.arange(start + 1, min(customers, start + ID_BLOCK) + 1)
+        where[start : start + len(numbers)] = partitions_of(
+            _format_ids(numbers, customers), partitions
+        )
+    order = np.argsort(where, kind="stable")
+    bounds = np.searchsorted(where[order], np.arange(partitions + 1))
+    return [order[bounds[k] : bounds[k + 1]] + 1 for k in range(partitions)]
 
 
 def _tiers(history: History) -> np.ndarray:
@@ -66,8 +96,8 @@ def _assemble(
     history: History,
     window: list[date],
     acquisition: np.ndarray,
+    ids: np.ndarray,
 ) -> Tables:
-    ids = _customer_ids(pop.n)
     risk_level = pd.array(pop.risk_level, dtype="Int8")
     risk_level[pop.risk_level == 0] = pd.NA
     customers = pd.DataFrame(
@@ -133,8 +163,63 @@ def generate_bank(
     """
     if customers < 1:
         raise ValueError("customers must be at least 1")
+    return _generate(_customer_ids(customers), months, seed, catalogue, end_month, progress)
+
+
+def generate_partitions(
+    customers: int,
+    months: int,
+    seed: int,
+    catalogue: Catalogue,
+    end_month: date,
+    partitions: int,
+    progress: ProgressFn | None = None,
+) -> Iterator[tuple[int, Tables]]:
+    """The bank of :func:`generate_bank` made one hash partition at a time.
+
+    Partition ``k`` holds the customers whose id (``S0000001`` ... up to ``customers``)
+    falls in it (``core/partitions.py``), drawn and simulated on their own with the seed
+    ``(seed, k, partitions)``; its contracts are numbered ``K<k><n>``. Only one
+    partition is in memory at a time. The bank is deterministic for (``customers``,
+    ``seed``, ``partitions``); with one partition it is exactly :func:`generate_bank`, with
+    more it is another draw of the same kind of bank.
+    """
+    if customers < 1:
+        raise ValueError("customers must be at least 1")
+    if partitions == 1:
+        yield 0, generate_bank(customers, months, seed, catalogue, end_month, progress)
+        return
+    numbers = partition_numbers(customers, partitions)
+    for k in range(partitions):
+        ids = _format_ids(numbers[k], customers)
+        numbers[k] = numbers[k][:0]  # release this partition's numbers with it
+
+        def step(stage: str, k: int = k) -> None:
+            if progress is not None:
+                progress(f"partition {k + 1}/{partitions}: {stage}")
+
+        if len(ids) == 0:  # a partition no id falls in: written empty
+            yield k, empty_tables([p.id for p in catalogue.holdable])
+            continue
+        tables = _generate(ids, months, [seed, k, partitions], catalogue, end_month, step)
+        tables.contracts["contract_id"] = [
+            f"K{k:05d}{n + 1:09d}" for n in range(len(tables.contracts))
+        ]
+        yield k, tables
+
+
+def _generate(
+    ids: np.ndarray,
+    months: int,
+    seed: int | list[int],
+    catalogue: Catalogue,
+    end_month: date,
+    progress: ProgressFn | None,
+) -> Tables:
+    customers = len(ids)
     window = month_ends(end_month, months)
     steps = month_ends(end_month, months + WARM_UP_MONTHS)
+    entropy = [seed] if isinstance(seed, int) else seed
     rng = np.random.default_rng(seed)
     if progress is not None:
         progress(f"drawing {customers:,} customers")
@@ -143,15 +228,10 @@ def generate_bank(
     history = simulate(rng, population, rules, steps, months, progress)
     if progress is not None:
         progress("assembling tables")
-    acquisition = draw_acquisition_channels(np.random.default_rng([seed, 1]), population)
+    acquisition = draw_acquisition_channels(np.random.default_rng([*entropy, 1]), population)
     contracts = plant_contracts(
-        np.random.default_rng([seed, 2]),
-        population,
-        rules,
-        history,
-        window,
-        _customer_ids(customers),
+        np.random.default_rng([*entropy, 2]), population, rules, history, window, ids
     )
-    tables = _assemble(population, rules, history, window, acquisition)
+    tables = _assemble(population, rules, history, window, acquisition, ids)
     tables.contracts = contracts
     return tables

@@ -1,6 +1,9 @@
 """Batch churn scoring: every customer's probability, band and reasons - the retention list.
 
-Vectorised (a feature frame in, arrays out) through ``LinearChurnModel.explain_frame``,
+Partition by partition (``core/partitions.py``): a partition's customers are read, only
+the model's input features computed for them and scored, and the partition released
+before the next is read, so memory follows the partition size (plus the list itself).
+Vectorised (a feature frame in, arrays out) through ``LinearChurnModel.explain_columns``,
 which runs the same arithmetic as the request path's ``predict_proba`` / ``reasons`` on each
 row, so the list and the service agree for the same as-of date. The file is written to a
 temporary name in the target folder and renamed into place: a reader never sees half a list.
@@ -57,18 +60,17 @@ def score_frame(
     """One row per customer (index order kept): probability, band, reason codes and texts."""
     total = len(features)
     proba = np.zeros(total)
-    reasons: list[list[str]] = [[] for _ in range(MAX_REASONS * 2)]
+    codes = [np.full(total, "", dtype=object) for _ in range(MAX_REASONS)]
+    texts = [np.full(total, "", dtype=object) for _ in range(MAX_REASONS)]
     for start in range(0, total, CHUNK_ROWS):
         chunk = features.iloc[start : start + CHUNK_ROWS]
-        p, why = model.explain_frame(chunk, MAX_REASONS)
-        proba[start : start + len(chunk)] = p
-        for row in why:
-            for k in range(MAX_REASONS):
-                reason = row[k] if k < len(row) else None
-                reasons[2 * k].append(reason.code if reason else "")
-                reasons[2 * k + 1].append(reason.text if reason else "")
+        stop = start + len(chunk)
+        proba[start:stop], chunk_codes, chunk_texts = model.explain_columns(chunk, MAX_REASONS)
+        for k in range(MAX_REASONS):
+            codes[k][start:stop] = chunk_codes[k]
+            texts[k][start:stop] = chunk_texts[k]
         if progress is not None:
-            progress(start + len(chunk), total)
+            progress(stop, total)
     out = pd.DataFrame(
         {
             "customer_id": features.index.astype(str),
@@ -77,8 +79,8 @@ def score_frame(
         }
     )
     for k in range(MAX_REASONS):
-        out[f"reason_{k + 1}_code"] = reasons[2 * k]
-        out[f"reason_{k + 1}"] = reasons[2 * k + 1]
+        out[f"reason_{k + 1}_code"] = codes[k]
+        out[f"reason_{k + 1}"] = texts[k]
     return out
 
 
@@ -109,21 +111,62 @@ def retention_list(
     progress: ChunkProgress | None = None,
 ) -> pd.DataFrame:
     """Every customer of the bank at ``as_of`` (not those who had left), riskiest first,
-    with ``as_of`` in each row."""
-    features = training_features(tables, as_of, catalogue, load_moments(settings.moments_path))
-    if features.empty:
-        raise ScoringError(f"no customers at {as_of:%Y-%m-%d}")
-    scores = score_frame(
-        model,
-        features,
-        settings.churn_medium_threshold,
-        settings.churn_high_threshold,
-        progress,
+    with ``as_of`` in each row: :func:`retention_list_partitions` of one partition."""
+    return retention_list_partitions(
+        model, 1, lambda _: tables, catalogue, settings, as_of, progress
     )
+
+
+def retention_list_partitions(
+    model: LinearChurnModel,
+    partitions: int,
+    read: Callable[[int], Tables],
+    catalogue: Catalogue,
+    settings: Settings,
+    as_of: date,
+    progress: ChunkProgress | None = None,
+    on_partition: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """The retention list of a bank read one partition at a time (``read(k)``).
+
+    Only the model's input features are computed. ``progress`` gets ``(rows scored, rows
+    known so far)``; ``on_partition`` ``(partition, partitions)`` as each one starts.
+    """
+    moments = load_moments(settings.moments_path)
+    lists: list[pd.DataFrame] = []
+    done = known = 0
+    for k in range(partitions):
+        if on_partition is not None:
+            on_partition(k, partitions)
+        features = training_features(read(k), as_of, catalogue, moments, model.feature_names)
+        if features.empty:
+            continue
+        known += len(features)
+        lists.append(
+            score_frame(
+                model,
+                features,
+                settings.churn_medium_threshold,
+                settings.churn_high_threshold,
+                _shifted(progress, done, known),
+            )
+        )
+        done += len(features)
+        del features
+    if done == 0:
+        raise ScoringError(f"no customers at {as_of:%Y-%m-%d}")
+    scores = pd.concat(lists, ignore_index=True) if len(lists) > 1 else lists[0]
     scores.insert(1, "as_of", pd.Timestamp(as_of))
     return scores.sort_values("churn_probability", ascending=False, kind="stable").reset_index(
         drop=True
     )
+
+
+def _shifted(progress: ChunkProgress | None, before: int, known: int) -> ChunkProgress | None:
+    """A partition's ``(done, total)`` as the whole run's ``(before + done, known)``."""
+    if progress is None:
+        return None
+    return lambda done, _: progress(before + done, known)
 
 
 def check_churn_model(scorer: object, what: str) -> LinearChurnModel:

@@ -9,6 +9,7 @@ and batch-scoring population therefore comes through :func:`training_features`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date
 
 import pandas as pd
@@ -27,7 +28,15 @@ def without_departed(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def training_features(
-    tables: Tables, as_of: date, catalogue: Catalogue, moments: MomentsConfig | None = None
+    tables: Tables,
+    as_of: date,
+    catalogue: Catalogue,
+    moments: MomentsConfig | None = None,
+    names: Collection[str] | None = None,
 ) -> pd.DataFrame:
-    """Point-in-time features of the customers still with the bank at ``as_of``."""
-    return without_departed(compute_features(tables, as_of, catalogue, moments))
+    """Point-in-time features of the customers still with the bank at ``as_of``.
+
+    ``names``: only these features (``departed`` is computed too, to drop those who left).
+    """
+    wanted = None if names is None else [*names, "departed"]
+    return without_departed(compute_features(tables, as_of, catalogue, moments, wanted))

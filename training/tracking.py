@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class RunOptions:
     run_name: str | None = None  # None: ``<kind> <date> <data folder>``
     register: bool = True  # False: log the run and the model, make no version
     description: str | None = None  # the run's note in the MLflow UI
+    params: Mapping[str, object] = field(default_factory=dict)  # logged with the model's own
 
     def registry(self, settings: Settings) -> Registry:
         return Registry(settings, experiment=self.experiment)
@@ -105,6 +106,8 @@ def finish(
     **logged: Any,
 ) -> VersionInfo | None:
     """Register a version of ``name`` (``options.register``) or only log the model."""
+    if options.params:  # e.g. the training sample (training/sample.py)
+        logged["params"] = {**options.params, **(logged.get("params") or {})}
     if options.register:
         return registry.log_and_register(scorer, name, **logged)
     registry.log_model(scorer, name, **logged)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from core.catalogue import Catalogue
 from core.scoring.churn import LinearChurnModel, churn_band
 from core.settings import Settings
-from core.tables import Tables, write_tables
+from core.tables import Tables, contract_products, read_partition, write_tables
 from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
 from registry.client import Registry
@@ -23,6 +23,7 @@ from training.batch_scoring import (
     ScoringError,
     output_format,
     retention_list,
+    retention_list_partitions,
     score_frame,
     write_atomically,
 )
@@ -81,6 +82,34 @@ def test_retention_list_is_every_customer_riskiest_first(
     assert set(scores["band"]) <= {"low", "medium", "high"}
 
 
+def test_partitions_give_the_list_of_one_pass(
+    bank: Tables, catalogue: Catalogue, model: LinearChurnModel, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path)
+    ids = [p.id for p in catalogue.holdable]
+    write_tables(bank, tmp_path / "data", ids, contract_products(catalogue), partitions=3)
+    seen: list[int] = []
+    started: list[tuple[int, int]] = []
+    by_partition = retention_list_partitions(
+        model,
+        3,
+        lambda k: read_partition(tmp_path / "data", k),
+        catalogue,
+        settings,
+        AS_OF,
+        progress=lambda done, known: seen.append(done),
+        on_partition=lambda k, n: started.append((k, n)),
+    )
+    whole = retention_list(model, bank, catalogue, settings, AS_OF)
+    assert started == [(0, 3), (1, 3), (2, 3)]
+    assert seen == sorted(seen) and seen[-1] == len(whole)
+    assert np.all(np.diff(by_partition["churn_probability"].to_numpy()) <= 0)
+    pd.testing.assert_frame_equal(
+        by_partition.sort_values("customer_id").reset_index(drop=True),
+        whole.sort_values("customer_id").reset_index(drop=True),
+    )
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_written_atomically_in_the_format_of_the_extension(tmp_path: Path, suffix: str) -> None:
     frame = pd.DataFrame({"customer_id": ["a", "b"], "churn_probability": [0.1, 0.7]})
@@ -110,7 +139,8 @@ def test_cli_scores_with_the_registered_model(
     monkeypatch.setenv("NBO_HOME", str(home))
     monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    write_tables(bank, settings.data_dir, [p.id for p in catalogue.holdable])
+    ids = [p.id for p in catalogue.holdable]
+    write_tables(bank, settings.data_dir, ids, contract_products(catalogue), partitions=2)
     runner = CliRunner()
     out = tmp_path / "retention.csv"
     args = ["score", "churn", "--as-of", f"{AS_OF:%Y-%m-%d}", "--out", str(out)]
