@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import redis
@@ -17,7 +18,7 @@ from core.catalogue import Catalogue
 from core.moments import MomentsConfig, default_moments
 from core.tables import Tables
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
-from features.pointintime import compute_features, to_records
+from features.pointintime import compute_features
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,8 @@ def materialize(
     total = len(frame)
     report = (lambda written: progress(written, total)) if progress is not None else None
     try:
-        written = store.write_records(info.version, to_records(frame), batch_size, report)
-        if written != total:
-            raise RuntimeError(f"wrote {written} of {total} feature records")
+        schema = store.write_frame(info.version, frame, report, batch_size=batch_size)
+        info = replace(info, record_schemas=(schema,))
         store.publish(info)
     except BaseException:
         _abort_quietly(store, info.version)

@@ -12,7 +12,6 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-import features.materialize as materialize_module
 from cli.features import app
 from core.catalogue import Catalogue
 from core.moments import default_moments
@@ -193,18 +192,21 @@ def test_failing_progress_callback_leaves_no_trace(
 def test_records_failing_halfway_leave_no_trace(
     tables: Tables, catalogue: Catalogue, store: OnlineStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The connection drops after three batches were written: the partial version goes."""
     old = materialize(tables, AS_OF, catalogue, store)
-    real_to_records = materialize_module.to_records
+    real_set_many = store._set_many
+    batches: list[int] = []
 
-    def broken(frame):  # type: ignore[no-untyped-def]
-        for n, item in enumerate(real_to_records(frame)):
-            if n == 130:
-                raise OSError("source vanished")
-            yield item
+    def dropping(keys: list[str], values: list[bytes]) -> None:
+        if len(batches) == 3:
+            raise redis.ConnectionError("connection reset mid-way")
+        real_set_many(keys, values)
+        batches.append(len(keys))
 
-    monkeypatch.setattr(materialize_module, "to_records", broken)
-    with pytest.raises(OSError, match="source vanished"):
+    monkeypatch.setattr(store, "_set_many", dropping)
+    with pytest.raises(redis.ConnectionError, match="mid-way"):
         materialize(tables, AS_OF, catalogue, store, batch_size=40)
+    assert batches == [40, 40, 40]
     assert store.current() == old
     keys = list(store.client.scan_iter(match=f"{store.prefix}:v:*", count=1000))
     assert len(keys) == old.customers + 1

@@ -1,0 +1,184 @@
+"""Materialization rate and Redis memory per customer, split by where the time goes.
+
+Generates a synthetic bank of ``--customers`` into ``--home`` (once, with ``nbo data
+generate`` in a child process, so its memory is not this process's), starts the embedded
+Redis of that home on ``--port``, then in this process: reads the tables, computes the
+features (``compute_features``), encodes the frame into compact records (timed alone, not
+written), and writes them with ``OnlineStore.write_frame`` (encoding included) before
+publishing. Prints customers/s, the split compute / encode / write (write = ``write_frame``
+minus the encoding pass), Redis ``used_memory`` per customer (before and after the write,
+key and Redis's own overhead included), the mean record and key length, and the peak RSS
+of this process. ``--json`` also writes the same frame as JSON records (the format before
+the compact records) and prints its rate and bytes per customer, for comparison in the same
+run.
+
+A script that prints figures, not a test: run it on a quiet machine and compare ratios of
+one run. The Redis is the home's own (``NBO_EMBEDDED_REDIS_PORT``); it is stopped at the
+end unless ``--keep-redis``.
+
+Example:
+    python -m loadtests.bench_materialize --customers 100000 --home /tmp/bench-home --port 17301
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.catalogue import load_catalogue
+from core.embedded_redis import start_embedded_redis, stop_embedded_redis
+from core.redis_server import make_client
+from core.settings import PACKAGE_DIR, Settings
+from core.tables import read_tables
+from features.online_store import FeatureSetInfo, OnlineStore, make_version
+from features.pointintime import compute_features, to_records
+from features.record_codec import encode_chunks, schema_for
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--home", type=Path, default=None, help="default: a new temp folder")
+    parser.add_argument("--port", type=int, default=17301, help="the embedded Redis's port")
+    parser.add_argument("--batch-size", type=int, default=5000, help="records per write batch")
+    parser.add_argument("--json", action="store_true", help="also write JSON records")
+    parser.add_argument("--keep-redis", action="store_true", help="leave the Redis running")
+    args = parser.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="bench-materialize-"))
+    data = home / "data"
+    if not (data / "customers.parquet").exists():
+        print(f"generating {args.customers:,} customers x {args.months} months into {data}")
+        env = {**os.environ, "NBO_HOME": str(home)}
+        generate = [sys.executable, "-m", "cli.main", "data", "generate"]
+        generate += ["--customers", str(args.customers), "--months", str(args.months)]
+        subprocess.run([*generate, "--seed", str(args.seed)], env=env, check=True)
+    url = start_embedded_redis(args.port, home / "redis", persist=False)
+    try:
+        run(args, data, url)
+    finally:
+        if not args.keep_redis:
+            stop_embedded_redis(args.port, home / "redis")
+
+
+def run(args: argparse.Namespace, data: Path, url: str) -> None:
+    settings = Settings(redis_url=url, feature_prefix="bench:fs")
+    client = make_client(url, socket_timeout=30)
+    store = OnlineStore.for_settings(client, settings)
+    catalogue = load_catalogue(PACKAGE_DIR / "catalogue.yaml")
+    print(f"load: {load()}")
+
+    started = time.perf_counter()
+    tables = read_tables(data)
+    read_s = time.perf_counter() - started
+    as_of = tables.holdings["month"].max().date()
+    started = time.perf_counter()
+    frame = compute_features(tables, as_of, catalogue)
+    compute_s = time.perf_counter() - started
+    del tables
+    n = len(frame)
+    print(f"customers {n:,}, features {frame.shape[1]}, as of {as_of}")
+
+    started = time.perf_counter()
+    schema = schema_for(frame)
+    sizes = [len(r) for _, records in encode_chunks(schema, frame, 50_000) for r in records]
+    encode_s = time.perf_counter() - started
+
+    for version in store.versions():
+        store.delete_version(version)
+    client.execute_command("MEMORY", "PURGE")
+    before = used_memory(client)
+    created = datetime.now(UTC)
+    info = FeatureSetInfo(
+        version=make_version(as_of, created),
+        as_of=as_of,
+        created_at=created,
+        customers=n,
+        feature_names=[str(c) for c in frame.columns],
+        catalogue_version=catalogue.version,
+    )
+    shown = Ticker(n)
+    started = time.perf_counter()
+    written_with = store.write_frame(
+        info.version, frame, shown, schema=schema, batch_size=args.batch_size
+    )
+    write_frame_s = time.perf_counter() - started
+    shown.done()
+    after = used_memory(client)
+    store.publish(replace(info, record_schemas=(written_with,)))
+    key = store.record_key(info.version, str(frame.index[0]))
+
+    work = compute_s + write_frame_s
+    print(f"read tables    {read_s:7.1f} s   (not counted)")
+    print(f"compute        {compute_s:7.1f} s   {n / compute_s:10,.0f} customers/s")
+    print(f"encode         {encode_s:7.1f} s   {n / encode_s:10,.0f} customers/s")
+    write_s = write_frame_s - encode_s
+    print(f"write          {write_s:7.1f} s   (write_frame {write_frame_s:.1f} s minus encode)")
+    print(f"write_frame    {write_frame_s:7.1f} s   {n / write_frame_s:10,.0f} customers/s")
+    print(f"materialize    {work:7.1f} s   {n / work:10,.0f} customers/s (compute + write_frame)")
+    print(
+        f"redis memory   {(after - before) / n:7.0f} bytes per customer "
+        f"(used_memory {before / 2**20:.0f} -> {after / 2**20:.0f} MiB); "
+        f"record {sum(sizes) / n:.0f} bytes on average, key {len(key)} bytes"
+    )
+    print(f"peak RSS       {peak_rss_mib():7.0f} MiB")
+    if args.json:
+        json_baseline(store, client, frame, info.version + "-json", args.batch_size)
+    print(f"load: {load()}")
+
+
+def json_baseline(
+    store: OnlineStore, client: object, frame: object, version: str, batch_size: int
+) -> None:
+    """The same frame as JSON records (one ``SET`` each, pipelined): rate and memory."""
+    before = used_memory(client)
+    started = time.perf_counter()
+    written = store.write_records(version, to_records(frame), batch_size)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    after = used_memory(client)
+    print(
+        f"JSON records   {seconds:7.1f} s   {written / seconds:10,.0f} customers/s, "
+        f"{(after - before) / written:.0f} bytes per customer"
+    )
+    store.delete_version(version)
+
+
+class Ticker:
+    """Progress of the write: a line every tenth of the customers."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.next = total / 10
+
+    def __call__(self, written: int) -> None:
+        if written >= self.next:
+            print(f"  written {written:,} / {self.total:,}", flush=True)
+            self.next += self.total / 10
+
+    def done(self) -> None:
+        pass
+
+
+def used_memory(client: object) -> int:
+    return int(client.info("memory")["used_memory"])  # type: ignore[attr-defined]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()
