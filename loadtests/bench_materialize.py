@@ -81,17 +81,17 @@ def run(args: argparse.Namespace, data: Path, url: str) -> None:
     tables = read_tables(data)
     read_s = time.perf_counter() - started
     as_of = tables.holdings["month"].max().date()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     frame = compute_features(tables, as_of, catalogue)
-    compute_s = time.perf_counter() - started
+    compute_s, compute_cpu = time.perf_counter() - started, time.process_time() - cpu
     del tables
     n = len(frame)
     print(f"customers {n:,}, features {frame.shape[1]}, as of {as_of}")
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     schema = schema_for(frame)
     sizes = [len(r) for _, records in encode_chunks(schema, frame, 50_000) for r in records]
-    encode_s = time.perf_counter() - started
+    encode_s, encode_cpu = time.perf_counter() - started, time.process_time() - cpu
 
     for version in store.versions():
         store.delete_version(version)
@@ -107,30 +107,34 @@ def run(args: argparse.Namespace, data: Path, url: str) -> None:
         catalogue_version=catalogue.version,
     )
     shown = Ticker(n)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     written_with = store.write_frame(
         info.version, frame, shown, schema=schema, batch_size=args.batch_size
     )
-    write_frame_s = time.perf_counter() - started
+    write_frame_s, write_frame_cpu = time.perf_counter() - started, time.process_time() - cpu
     shown.done()
     after = used_memory(client)
     store.publish(replace(info, record_schemas=(written_with,)))
     key = store.record_key(info.version, str(frame.index[0]))
 
     work = compute_s + write_frame_s
-    print(f"read tables    {read_s:7.1f} s   (not counted)")
-    print(f"compute        {compute_s:7.1f} s   {n / compute_s:10,.0f} customers/s")
-    print(f"encode         {encode_s:7.1f} s   {n / encode_s:10,.0f} customers/s")
-    write_s = write_frame_s - encode_s
-    print(f"write          {write_s:7.1f} s   (write_frame {write_frame_s:.1f} s minus encode)")
-    print(f"write_frame    {write_frame_s:7.1f} s   {n / write_frame_s:10,.0f} customers/s")
-    print(f"materialize    {work:7.1f} s   {n / work:10,.0f} customers/s (compute + write_frame)")
+    print("phase          wall s  customers/s   this process's CPU s")
+    print(f"read tables  {read_s:8.1f}               (not counted)")
+    print(f"compute      {compute_s:8.1f} {n / compute_s:12,.0f}   {compute_cpu:8.1f}")
+    print(f"encode       {encode_s:8.1f} {n / encode_s:12,.0f}   {encode_cpu:8.1f}")
+    write_s, write_cpu = write_frame_s - encode_s, write_frame_cpu - encode_cpu
+    print(f"write        {write_s:8.1f} {n / write_s:12,.0f}   {write_cpu:8.1f}  (keys, MSET)")
     print(
-        f"redis memory   {(after - before) / n:7.0f} bytes per customer "
+        f"write_frame  {write_frame_s:8.1f} {n / write_frame_s:12,.0f}   {write_frame_cpu:8.1f}"
+        "  (encode + write)"
+    )
+    print(f"materialize  {work:8.1f} {n / work:12,.0f}   {compute_cpu + write_frame_cpu:8.1f}")
+    print(
+        f"redis memory {(after - before) / n:7.0f} bytes per customer "
         f"(used_memory {before / 2**20:.0f} -> {after / 2**20:.0f} MiB); "
         f"record {sum(sizes) / n:.0f} bytes on average, key {len(key)} bytes"
     )
-    print(f"peak RSS       {peak_rss_mib():7.0f} MiB")
+    print(f"peak RSS     {peak_rss_mib():8.0f} MiB")
     if args.json:
         json_baseline(store, client, frame, info.version + "-json", args.batch_size)
     print(f"load: {load()}")
@@ -146,7 +150,7 @@ def json_baseline(
     seconds = time.perf_counter() - started
     after = used_memory(client)
     print(
-        f"JSON records   {seconds:7.1f} s   {written / seconds:10,.0f} customers/s, "
+        f"JSON records {seconds:8.1f} {written / seconds:12,.0f}   (wall s, customers/s), "
         f"{(after - before) / written:.0f} bytes per customer"
     )
     store.delete_version(version)
