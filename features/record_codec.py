@@ -285,19 +285,19 @@ def _masked(column: pd.Series, fill: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if isinstance(column.array, pd.arrays.IntegerArray | pd.arrays.BooleanArray):
         array: Any = column.array
-        values = np.where(array._mask, fill, array._data).astype(np.int64)
+        values = np.where(array._mask, fill, array._data).astype(np.int64, copy=False)
         return values, np.asarray(array._mask)
     missing = column.isna().to_numpy()
-    return column.to_numpy(dtype=np.int64, na_value=fill), missing
+    return np.array(column.to_numpy(dtype=np.int64, na_value=fill)), missing  # a copy
 
 
 def _codes(spec: FieldSpec, column: pd.Series) -> np.ndarray:
     """The code of every value of a coded or range field (0 for null)."""
     if spec.kind == "range":
-        values, missing = _masked(column, spec.low)
-        codes = values - spec.low + 1
-        if ((codes < 1) | (codes > spec.high - spec.low + 1)).any():
+        values, missing = _masked(column, spec.low)  # nulls as low: in range
+        if len(values) and (values.min() < spec.low or values.max() > spec.high):
             raise DoesNotFitError(f"feature {spec.name}: a value outside {spec.low}..{spec.high}")
+        codes = np.subtract(values, spec.low - 1, out=values)
     elif spec.values == (False, True) and pd.api.types.is_bool_dtype(column.dtype):
         values, missing = _masked(column, 0)
         codes = values + 1

@@ -14,6 +14,7 @@ import redis
 
 from core.catalogue import Catalogue
 from core.settings import Settings
+from core.tables import Tables
 from features.materialize import materialize
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from features.pointintime import compute_features, to_records
@@ -28,10 +29,14 @@ from tests.support.tables import synthetic_tables
 AS_OF = date(2025, 6, 30)
 
 
+def synthetic_tables_for(catalogue: Catalogue) -> Tables:
+    """The bank of this module (the same tables every call: a fixed seed)."""
+    return synthetic_tables([p.id for p in catalogue.holdable], customers=200, months=6, seed=9)
+
+
 @pytest.fixture(scope="module")
 def frame(catalogue: Catalogue) -> pd.DataFrame:
-    tables = synthetic_tables([p.id for p in catalogue.holdable], customers=200, months=6, seed=9)
-    return compute_features(tables, AS_OF, catalogue)
+    return compute_features(synthetic_tables_for(catalogue), AS_OF, catalogue)
 
 
 @pytest.fixture
@@ -74,10 +79,6 @@ def test_a_compact_record_is_read_in_one_round_trip_as_its_json_form(
     assert len(sent) == 1, sent  # one round trip
     assert lookups[0].problem is None
     assert lookups[0].record == orjson.loads(orjson.dumps(expected[customer]))
-
-
-def synthetic_tables_for(catalogue: Catalogue):  # type: ignore[no-untyped-def]
-    return synthetic_tables([p.id for p in catalogue.holdable], customers=200, months=6, seed=9)
 
 
 def publish_compact(
