@@ -43,7 +43,7 @@ def every_type() -> pd.DataFrame:
             "tier": pd.Series(
                 ["mass", None, "private", "mass", "affluent", "mass"], dtype=object, index=ids
             ),
-            "day": pd.to_datetime(["2025-01-31", None, "2024-12-01", "2025-01-31", None, None]),
+            "day": pd.to_datetime(["2025-01-31", "NaT", "2024-12-01", "2025-01-31", "NaT", "NaT"]),
             "held": pd.Series(
                 [("funds", "loans"), (), None, ("loans",), ("funds",), ("loans", "funds")],
                 dtype=object,

@@ -117,10 +117,12 @@ def test_a_record_of_an_old_schema_is_refused_never_decoded(
     assert lookup.record is None
     assert lookup.problem is DegradedReason.INVALID_FEATURE_RECORD
     # The same record, read with the set it was written for, decodes.
-    assert store.decode(
-        store.client.get(store.record_key(live.version, customer)),
-        replace(live, record_schemas=(old,)),
-    ) == orjson.loads(orjson.dumps(dict(to_records(frame))[customer]))
+    raw = store.client.get(store.record_key(live.version, customer))
+    assert isinstance(raw, bytes)
+    written_for = replace(live, record_schemas=(old,))
+    assert store.decode(raw, written_for) == orjson.loads(
+        orjson.dumps(dict(to_records(frame))[customer])
+    )
 
 
 def test_json_and_compact_records_are_never_mixed_up(
