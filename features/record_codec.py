@@ -399,6 +399,7 @@ class RecordCodec:
         self.at_numbers = self.at16 + 2 * self.n16
         self.fixed_bytes = self.at_numbers + self.numbers.size
         self.n_floats = counts["float32"] + counts["float64"]
+        self.n_ints = counts["int64"]
         tables = [spec.lookup() for spec in self.blocks["codes8"] + self.blocks["codes16"]]
         sizes = np.array([len(t) for t in tables], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -437,10 +438,15 @@ class RecordCodec:
         values: list[Any] = self.lookup[codes].tolist()
         numbers = self.numbers.unpack_from(raw, self.at_numbers)
         values += [v if v == v else None for v in numbers[: self.n_floats]]  # NaN: null
-        values += [None if v == INT64_NULL else v for v in numbers[self.n_floats :]]
-        values += self._decode_tail(raw)
+        if self.n_ints:
+            values += [None if v == INT64_NULL else v for v in numbers[self.n_floats :]]
+        if self.tail:
+            values += self._decode_tail(raw)
+        elif len(raw) != self.fixed_bytes:
+            raise RecordDecodeError("feature record is longer than its schema")
         record = self.template.copy()
-        record.update(zip(self.layout, values, strict=True))
+        # As many values as fields by construction (the schema fixes every count).
+        record.update(zip(self.layout, values, strict=False))
         return record
 
     def _decode_tail(self, raw: bytes) -> list[Any]:

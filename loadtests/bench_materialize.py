@@ -32,6 +32,9 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from core.catalogue import load_catalogue
 from core.embedded_redis import start_embedded_redis, stop_embedded_redis
@@ -40,7 +43,10 @@ from core.settings import PACKAGE_DIR, Settings
 from core.tables import read_tables
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from features.pointintime import compute_features, to_records
-from features.record_codec import encode_chunks, schema_for
+from features.record_codec import RecordSchema, encode_chunks, schema_for
+
+DECODE_SAMPLE = 2000
+DECODE_REPEATS = 5
 
 
 def main() -> None:
@@ -135,9 +141,35 @@ def run(args: argparse.Namespace, data: Path, url: str) -> None:
         f"record {sum(sizes) / n:.0f} bytes on average, key {len(key)} bytes"
     )
     print(f"peak RSS     {peak_rss_mib():8.0f} MiB")
+    decode_timing(client, store, info, written_with, frame)
     if args.json:
         json_baseline(store, client, frame, info.version + "-json", args.batch_size)
     print(f"load: {load()}")
+
+
+def decode_timing(
+    client: Any, store: OnlineStore, info: FeatureSetInfo, schema: RecordSchema, frame: Any
+) -> None:
+    """Mean time to decode one stored record, beside ``orjson.loads`` of its JSON form."""
+    published = replace(info, record_schemas=(schema,))
+    sample = frame.iloc[:: max(1, len(frame) // DECODE_SAMPLE)].head(DECODE_SAMPLE)
+    raws = client.mget([store.record_key(info.version, str(c)) for c in sample.index])
+    jsons = [orjson.dumps(record) for _, record in to_records(sample)]
+    published.decode(raws[0])  # compiles the schema once, as the service's first request does
+    compact_us = _mean_us(published.decode, raws)
+    json_us = _mean_us(orjson.loads, jsons)
+    print(
+        f"decode       {compact_us:8.1f} us per record (orjson.loads of the JSON form: "
+        f"{json_us:.1f} us), mean over {len(raws):,} records x {DECODE_REPEATS}"
+    )
+
+
+def _mean_us(decode: Any, raws: list[bytes]) -> float:
+    started = time.perf_counter()
+    for _ in range(DECODE_REPEATS):
+        for raw in raws:
+            decode(raw)
+    return (time.perf_counter() - started) / (DECODE_REPEATS * len(raws)) * 1e6
 
 
 def json_baseline(
