@@ -318,6 +318,8 @@ def _codes(spec: FieldSpec, column: pd.Series) -> np.ndarray:
 def _tail(spec: FieldSpec, column: pd.Series) -> list[bytes]:
     """The tail bytes of one list or json field, per row (each distinct list encoded once)."""
     if spec.kind == "json":
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            column = _date_texts(column)
         pack = _U32.pack
         empty = pack(2) + b"[]"  # most customers' maturities: written once, shared
         out = []
@@ -351,22 +353,49 @@ def _tail(spec: FieldSpec, column: pd.Series) -> list[bytes]:
 
 
 def schema_for(frame: pd.DataFrame, schema: RecordSchema | None = None) -> RecordSchema:
-    """``schema`` when every value of ``frame`` fits it, else one derived from ``frame``.
+    """``schema`` when every value of ``frame`` fits it, else a schema for both.
 
     ``schema``: e.g. the one an earlier partition of the same feature set was written
-    with, so that a set's partitions share a schema whenever their values allow.
+    with. When ``frame`` does not fit it, the new schema holds the values of both (tables
+    joined, ranges widened), so a set's partitions converge on one schema after a few.
     """
-    if schema is not None and schema.names == [str(c) for c in frame.columns]:
-        try:
-            for spec in schema.fields:
-                if spec.kind in ("coded", "range"):
-                    _codes(spec, frame[spec.name])
-                elif spec.kind == "list":
-                    _tail(spec, frame[spec.name])
-            return schema
-        except DoesNotFitError:
-            pass
-    return derive_schema(frame)
+    if schema is None or schema.names != [str(c) for c in frame.columns]:
+        return derive_schema(frame)
+    try:
+        for spec in schema.fields:
+            if spec.kind in ("coded", "range"):
+                _codes(spec, frame[spec.name])
+            elif spec.kind == "list":
+                _tail(spec, frame[spec.name])
+        return schema
+    except DoesNotFitError:
+        derived = derive_schema(frame)
+        return RecordSchema(tuple(map(_join, schema.fields, derived.fields)))
+
+
+def _join(old: FieldSpec, new: FieldSpec) -> FieldSpec:
+    """A field that stores every value either field stores."""
+    kinds = {old.kind, new.kind}
+    if len(kinds) == 1 and old.kind in ("float32", "float64", "int64", "json"):
+        return old
+    if kinds == {"float32", "float64"}:
+        return FieldSpec(old.name, "float64")
+    if kinds == {"range"}:
+        low, high = min(old.low, new.low), max(old.high, new.high)
+        if high - low + 2 <= 65536:
+            return FieldSpec(old.name, "range", low=low, high=high)
+        return FieldSpec(old.name, "int64")
+    if kinds <= {"range", "int64"}:
+        return FieldSpec(old.name, "int64")
+    if len(kinds) == 1 and old.kind in ("coded", "list"):
+        values = tuple(sorted({*old.values, *new.values}, key=_sort_key))
+        if old.kind == "list" or len(values) + 1 <= 65536:
+            return FieldSpec(old.name, old.kind, values)
+    return FieldSpec(old.name, "json")  # holds any value exactly
+
+
+def _sort_key(value: Any) -> tuple[str, str]:
+    return (type(value).__name__, str(value))
 
 
 def encode_chunks(

@@ -191,3 +191,35 @@ def test_encoding_leaves_the_frame_as_it_was() -> None:
     schema = derive_schema(frame)
     assert_round_trip(frame, schema)
     pd.testing.assert_frame_equal(frame, before)
+
+
+def test_a_partition_that_does_not_fit_gets_a_schema_for_both() -> None:
+    """Tables joined and ranges widened: the earlier partition's values fit the new schema
+    too, so the schemas of a set's partitions converge."""
+    frame = every_type()
+    first = derive_schema(frame)
+    other = frame.assign(
+        tier=frame["tier"].replace("affluent", "wealth"),
+        small=pd.array([200, None, 0, 1, 2, 3], dtype="Int64"),
+        ratio=frame["ratio"].astype(np.float64),
+        money=frame["money"] + 0.1,  # no longer float32-exact
+    )
+    joined = schema_for(other, first)
+    specs = {spec.name: spec for spec in joined.fields}
+    assert specs["tier"].values == ("affluent", "mass", "private", "wealth")
+    assert (specs["small"].low, specs["small"].high) == (-4, 200)
+    assert specs["money"].kind == "float64"
+    assert_round_trip(other, joined)
+    assert_round_trip(frame, joined)
+    assert schema_for(frame, joined) is joined
+
+
+def test_dates_beyond_a_16_bit_table_are_stored_as_iso_text() -> None:
+    days = pd.date_range("1850-01-01", periods=70_000, freq="D")
+    ids = pd.Index([f"C{n}" for n in range(len(days))], name="customer_id")
+    frame = pd.DataFrame({"day": days}, index=ids)
+    schema = derive_schema(frame)
+    assert schema.fields[0].kind == "json"
+    raws = encode_frame(schema, frame.iloc[[0, -1]])
+    last = f"{days[-1]:%Y-%m-%d}"
+    assert [schema.codec.decode(r) for r in raws] == [{"day": "1850-01-01"}, {"day": last}]
