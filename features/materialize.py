@@ -21,7 +21,8 @@ from core.catalogue import Catalogue
 from core.moments import MomentsConfig, default_moments
 from core.tables import Tables
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
-from features.pointintime import compute_features, to_records
+from features.pointintime import compute_features
+from features.record_codec import RecordSchema
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def materialize_partitions(
     version = make_version(as_of, created_at)
     columns: list[str] | None = None
     known = written = active = 0
+    schemas: list[RecordSchema] = []  # every schema a partition's records were written with
     try:
         for k in range(partitions):
             if on_partition is not None:
@@ -105,15 +107,18 @@ def materialize_partitions(
                 continue
             known += len(frame)
             active += int((~frame["departed"].astype(bool)).sum())
-            written += _write_partition(store, version, frame, batch_size, written, known, progress)
+            schema = _write_partition(
+                store, version, frame, batch_size, written, known, progress, schemas
+            )
+            if schema not in schemas:
+                schemas.append(schema)
+            written += len(frame)
             del frame  # the next partition is read only after this one is released
         if active == 0:
             gone = f" (only {known} who had left)" if known else ""
             raise ValueError(
                 f"no customers of the bank at {as_of:%Y-%m-%d}{gone}: nothing to materialize"
             )
-        if written != known:
-            raise RuntimeError(f"wrote {written} of {known} feature records")
         info = FeatureSetInfo(
             version=version,
             as_of=as_of,
@@ -122,6 +127,7 @@ def materialize_partitions(
             feature_names=columns or [],
             catalogue_version=catalogue.version,
             moments_version=moments.version,
+            record_schemas=tuple(schemas),
         )
         store.publish(info)
     except BaseException:
@@ -149,14 +155,15 @@ def _write_partition(
     before: int,
     known: int,
     progress: Progress | None,
-) -> int:
+    schemas: list[RecordSchema],
+) -> RecordSchema:
     """Write one partition's records under ``version``; the one call into the store's
-    write API. Returns how many records were written."""
+    write API. The newest schema is reused when this partition's values fit it (most
+    partitions), else the store derives one. Returns the schema the records were written
+    with."""
     report = (lambda done: progress(before + done, known)) if progress is not None else None
-    written = store.write_records(version, to_records(frame), batch_size, report)
-    if written != len(frame):
-        raise RuntimeError(f"wrote {written} of {len(frame)} feature records of a partition")
-    return written
+    previous = schemas[-1] if schemas else None
+    return store.write_frame(version, frame, report, schema=previous, batch_size=batch_size)
 
 
 def _abort_quietly(store: OnlineStore, version: str) -> None:

@@ -7,25 +7,45 @@ sets whose metadata has no ``record_keys`` keyed records by the raw customer id;
 read that way (``FeatureSetInfo.record_keys``), on a single Redis only, until the next
 materialization replaces them.
 
+Records: a materialized frame is written as compact binary records
+(``features.record_codec``), their schema stored once in the version's metadata
+(``FeatureSetInfo.record_schemas``); each record's header names its schema, and a record
+whose schema is not one of its set's is refused, never decoded. A set whose metadata has no
+schema (written before the compact records, or with :meth:`OnlineStore.write_records`) holds
+JSON records and is read as JSON.
+
 A version is written completely under its own keys and only then made visible by
-switching ``current``; readers never see a half-written set. Every write is single-key
-(no MULTI, no Lua across keys), so the same code runs on Redis Cluster.
+switching ``current``; readers never see a half-written set. On a single Redis records go
+in ``MSET`` batches; on Redis Cluster (whose ``MSET`` must stay in one slot) in pipelined
+``SET`` s grouped by node. No write spans keys atomically (no MULTI, no Lua across keys).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import Any, cast
 
 import orjson
+import pandas as pd
+import redis.cluster
 
 from core.pseudonym import pseudonymiser
 from core.redis_keys import FeatureSetKeys
 from core.redis_server import RedisClient
 from core.settings import Settings, get_settings
+from features.record_codec import (
+    HEADER_BYTES,
+    RecordCodec,
+    RecordDecodeError,
+    RecordSchema,
+    SchemaMismatchError,
+    encode_chunks,
+    schema_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +55,11 @@ CUSTOMER_ID_KEYS = "customer_id"
 """The layout before Redis Cluster support: ``...:c:<raw customer id>`` (read only)."""
 
 DELETE_BATCH = 1000
+ENCODE_ROWS = 50_000
+"""Customers encoded at a time by :meth:`OnlineStore.write_frame` (bounds its memory)."""
+MSET_RECORDS = 500
+"""Records per ``MSET``: each command blocks Redis for well under a millisecond, and a
+write batch sends several in one pipelined round trip."""
 
 
 def make_version(as_of: date, created_at: datetime) -> str:
@@ -54,6 +79,28 @@ class FeatureSetInfo:
     catalogue_version: str
     record_keys: str = PSEUDONYM_KEYS  # how its record keys name the customer
     moments_version: str | None = None  # core/moments.yaml version (None: set made before it)
+    # The schemas of its compact records (features.record_codec); empty: JSON records.
+    record_schemas: tuple[RecordSchema, ...] = field(default=(), repr=False)
+
+    @cached_property
+    def _codecs(self) -> dict[bytes, RecordCodec]:
+        return {codec.header: codec for codec in (s.codec for s in self.record_schemas)}
+
+    def decode(self, raw: bytes) -> dict[str, Any]:
+        """One record of this set as a dict (compact records by their schema, else JSON).
+
+        Raises ``ValueError`` (:class:`~features.record_codec.RecordDecodeError` or
+        ``orjson.JSONDecodeError``) for a record this set cannot decode: a compact record
+        of another schema, a JSON record in a compact set, a malformed record.
+        """
+        if not self.record_schemas:
+            return OnlineStore.decode(raw)
+        codec = self._codecs.get(raw[:HEADER_BYTES])
+        if codec is None:
+            raise SchemaMismatchError(
+                f"feature record not written with a schema of feature set {self.version}"
+            )
+        return codec.decode(raw)
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -66,6 +113,7 @@ class FeatureSetInfo:
                 "catalogue_version": self.catalogue_version,
                 "record_keys": self.record_keys,
                 "moments_version": self.moments_version,
+                "record_schemas": [schema.to_json() for schema in self.record_schemas],
             }
         )
 
@@ -82,6 +130,8 @@ class FeatureSetInfo:
             # Absent: written before the hash-tagged layout, keyed by the raw customer id.
             record_keys=data.get("record_keys", CUSTOMER_ID_KEYS),
             moments_version=data.get("moments_version"),
+            # Absent: written before compact records; its records are JSON.
+            record_schemas=tuple(RecordSchema.from_json(s) for s in data.get("record_schemas", [])),
         )
 
 
@@ -123,10 +173,14 @@ class OnlineStore:
         return cast(bytes | None, self.client.get(key))
 
     @staticmethod
-    def decode(raw: bytes) -> dict[str, Any]:
+    def decode(raw: bytes, info: FeatureSetInfo | None = None) -> dict[str, Any]:
+        """A record as a dict: by ``info``'s schemas (``FeatureSetInfo.decode``), or as
+        JSON without ``info``. Raises ``ValueError`` for a record that cannot be decoded."""
+        if info is not None:
+            return info.decode(raw)
         record = orjson.loads(raw)
         if not isinstance(record, dict):
-            raise ValueError("feature record is not a JSON object")
+            raise RecordDecodeError("feature record is not a JSON object")
         return record
 
     def current_version(self) -> str | None:
@@ -147,7 +201,7 @@ class OnlineStore:
         info = self.info(version)
         keys = info.record_keys if info is not None else PSEUDONYM_KEYS
         raw = self._get(self.record_key(version, customer_id, keys))
-        return self.decode(raw) if raw is not None else None
+        return self.decode(raw, info) if raw is not None else None
 
     def versions(self) -> list[str]:
         """Published versions, newest first."""
@@ -188,6 +242,58 @@ class OnlineStore:
             if progress is not None:
                 progress(written)
         return written
+
+    def write_frame(
+        self,
+        version: str,
+        frame: pd.DataFrame,
+        progress: Callable[[int], None] | None = None,
+        *,
+        schema: RecordSchema | None = None,
+        batch_size: int = 5000,
+    ) -> RecordSchema:
+        """Write every row of ``frame`` (indexed by customer id) as a compact record under
+        ``version``; return the schema they were written with.
+
+        ``schema``: reused when every value of ``frame`` fits it (e.g. the schema of an
+        earlier partition of the same set), else a schema is derived from ``frame``; the
+        caller records every schema returned in the set's ``record_schemas``.
+        The frame is encoded column-wise ``ENCODE_ROWS`` customers at a time and written in
+        batches of ``batch_size`` records; ``progress`` gets the running total after every
+        batch. The version stays invisible until :meth:`publish`.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        chosen = schema_for(frame, schema)
+        rows = max(batch_size, ENCODE_ROWS // batch_size * batch_size)
+        written = 0
+        for customer_ids, records in encode_chunks(chosen, frame, rows):
+            keys = [self.record_key(version, str(c)) for c in customer_ids]
+            for start in range(0, len(keys), batch_size):
+                end = start + batch_size
+                self._set_many(keys[start:end], records[start:end])
+                written += len(keys[start:end])
+                if progress is not None:
+                    progress(written)
+        return chosen
+
+    def _set_many(self, keys: list[str], values: list[bytes]) -> None:
+        """SET every key to its value in one round trip: pipelined ``MSET`` s, or ``SET`` s
+        on a cluster (an ``MSET`` there must stay within one slot)."""
+        if isinstance(self.client, redis.cluster.RedisCluster):
+            pipe = self.client.pipeline(transaction=False)
+            for key, value in zip(keys, values, strict=True):
+                pipe.set(key, value)
+            pipe.execute()
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(keys), MSET_RECORDS):
+            end = start + MSET_RECORDS
+            pairs: list[str | bytes] = [b""] * (2 * len(keys[start:end]))
+            pairs[0::2] = keys[start:end]
+            pairs[1::2] = values[start:end]
+            pipe.execute_command("MSET", *pairs)
+        pipe.execute()
 
     def publish(self, info: FeatureSetInfo) -> None:
         """Write the version's metadata, list it, then switch ``current`` to it.

@@ -57,7 +57,7 @@ def sample_record(settings: Settings, client: RedisClient) -> dict[str, Any]:
             if not key.endswith(b":meta"):
                 raw = client.get(key)
                 if isinstance(raw, bytes):
-                    return OnlineStore.decode(raw)
+                    return OnlineStore.decode(raw, info)
     today = datetime.now(UTC).date()
     return {
         "age": 45,

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-import orjson
-
 from core.customer_facts import customer_facts
 from core.redis_keys import FeatureSetKeys, contact_key
 from core.suitability import assessment_valid, effective_risk_level
@@ -51,8 +49,12 @@ def read_record(runtime: Runtime, pseudonym: str) -> tuple[ServingState, dict[st
         return state, None
     keys = FeatureSetKeys(runtime.settings.feature_prefix)
     raw = cast(bytes | None, runtime.redis.get(keys.record(info.version, pseudonym)))
-    record = orjson.loads(raw) if raw is not None else None
-    return state, record if isinstance(record, dict) else None
+    if raw is None:
+        return state, None
+    try:
+        return state, info.decode(raw)  # compact records by their schema, else JSON
+    except ValueError:
+        return state, None
 
 
 def profile(runtime: Runtime, pseudonym: str, today: date) -> Profile | None:

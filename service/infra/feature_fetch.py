@@ -102,7 +102,8 @@ async def fetch_features(
     if raw_record is None:
         return FeatureLookup(None, feature_set, DegradedReason.UNKNOWN_CUSTOMER, state)
     try:
-        record = store.decode(raw_record)
+        # By the set's record schema (a record of another schema is refused), or as JSON.
+        record = store.decode(raw_record, feature_set)
     except (orjson.JSONDecodeError, ValueError) as exc:
         log.error(
             "undecodable feature record",

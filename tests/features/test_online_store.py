@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-import features.materialize as materialize_module
 from cli.features import app
 from core.catalogue import Catalogue
 from core.moments import default_moments
@@ -26,7 +26,7 @@ from features.online_store import (
     OnlineStore,
     make_version,
 )
-from features.pointintime import compute_features
+from features.pointintime import compute_features, to_records
 from tests.support.tables import synthetic_tables
 
 AS_OF = date(2025, 6, 30)
@@ -193,18 +193,21 @@ def test_failing_progress_callback_leaves_no_trace(
 def test_records_failing_halfway_leave_no_trace(
     tables: Tables, catalogue: Catalogue, store: OnlineStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The connection drops after three batches were written: the partial version goes."""
     old = materialize(tables, AS_OF, catalogue, store)
-    real_to_records = materialize_module.to_records
+    real_set_many = store._set_many
+    batches: list[int] = []
 
-    def broken(frame):  # type: ignore[no-untyped-def]
-        for n, item in enumerate(real_to_records(frame)):
-            if n == 130:
-                raise OSError("source vanished")
-            yield item
+    def dropping(keys: list[str], values: list[bytes]) -> None:
+        if len(batches) == 3:
+            raise redis.ConnectionError("connection reset mid-way")
+        real_set_many(keys, values)
+        batches.append(len(keys))
 
-    monkeypatch.setattr(materialize_module, "to_records", broken)
-    with pytest.raises(OSError, match="source vanished"):
+    monkeypatch.setattr(store, "_set_many", dropping)
+    with pytest.raises(redis.ConnectionError, match="mid-way"):
         materialize(tables, AS_OF, catalogue, store, batch_size=40)
+    assert batches == [40, 40, 40]
     assert store.current() == old
     keys = list(store.client.scan_iter(match=f"{store.prefix}:v:*", count=1000))
     assert len(keys) == old.customers + 1
@@ -404,3 +407,33 @@ def test_departed_customers_are_published_flagged_for_win_back(
     record = store.read(info.version, staying)
     assert record is not None and record["departed"] is False
     assert record["months_since_left"] is None
+
+
+def test_partitions_written_with_two_schemas_are_all_read(
+    tables: Tables, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    """``write_frame`` per partition, each given the previous partition's schema: a partition
+    that does not fit it is written with a joined schema, and the set's meta lists both."""
+    frame = compute_features(tables, AS_OF, catalogue)
+    first, second = frame.iloc[:150], frame.iloc[150:].copy()
+    second["tier"] = "private_plus"  # a value the first partition's tier table lacks
+    info = info_for(AS_OF, datetime.now(UTC), customers=len(frame))
+    schema_a = store.write_frame(info.version, first, batch_size=64)
+    schema_b = store.write_frame(info.version, second, schema=schema_a, batch_size=64)
+    assert schema_b.id != schema_a.id
+    published = replace(info, record_schemas=(schema_a, schema_b))
+    store.publish(published)
+
+    current = store.current()
+    assert current == published
+    for part in (first, second):
+        expected = dict(to_records(part))
+        for customer in part.index[::25]:
+            assert store.read(info.version, customer) == orjson.loads(
+                orjson.dumps(expected[customer])
+            )
+    only_a = replace(published, record_schemas=(schema_a,))
+    raw = store.client.get(store.record_key(info.version, second.index[0]))
+    assert isinstance(raw, bytes)
+    with pytest.raises(ValueError, match="schema"):
+        only_a.decode(raw)

@@ -1,0 +1,514 @@
+"""Compact binary feature records: one schema per feature set, a few hundred bytes a customer.
+
+A :class:`RecordSchema` is derived from a feature frame (``features.pointintime``) and
+stored ONCE in the feature set's metadata; every record starts with a header naming the
+schema it was written with, so a record is never decoded with another schema.
+
+Record layout (little-endian), from a schema's fields grouped by how they are stored::
+
+    header   1 byte format (0x01) + 4 bytes schema id (first bytes of a SHA-256 of the schema)
+    codes8   uint8 per "coded" field with at most 256 codes
+    codes16  uint16 per coded field with more
+    floats   float32 per float field that float32 holds exactly, then float64 per other one
+    ints     int64 per integer field too wide to code (INT64_MIN: null)
+    tail     per ``list`` field: uint8 count (255: null) then one code per item (uint8 or
+             uint16); per ``json`` field: uint32 length then the orjson bytes
+
+A *coded* field stores an index into its lookup table, code 0 being null: booleans
+(``[null, false, true]``), texts and dates (the version's distinct values, dates as ISO
+text), and integers (``range``: every value from the column's minimum to its maximum).
+Floats keep their exact value (float32 only where it is lossless): the models' tree cuts
+and the eligibility thresholds read float64, and a served record must equal the one
+training and batch scoring saw. Non-finite floats are null, as in the JSON records.
+
+Decoding (:meth:`RecordCodec.decode`) is a handful of numpy calls whatever the number of
+fields: the codes of every coded field are looked up in one gather from one concatenated
+table, the floats come out of one ``frombuffer`` each, and the dict is built by one
+``zip`` in the frame's column order. Only the variable-length tail is walked field by
+field. The result equals the JSON record of ``features.pointintime.to_records``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+
+FORMAT = 1
+"""The first byte of every compact record (a JSON record starts with ``{``)."""
+HEADER_BYTES = 5
+NULL_COUNT = 255
+"""The count byte of a null list."""
+MAX_LIST_ITEMS = 254
+INT64_NULL = np.iinfo(np.int64).min
+
+Kind = Literal["coded", "range", "float32", "float64", "int64", "list", "json"]
+_BLOCKS: tuple[str, ...] = ("codes8", "codes16", "float32", "float64", "int64", "tail")
+
+
+class RecordDecodeError(ValueError):
+    """A record that cannot be decoded with the feature set's schema (never decoded wrongly)."""
+
+
+class SchemaMismatchError(RecordDecodeError):
+    """The record was written with a schema that is not the feature set's."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one feature is stored.
+
+    ``coded``: ``values`` is the lookup table (code ``i + 1`` is ``values[i]``; 0 is null).
+    ``range``: integers ``low..high`` coded as ``value - low + 1`` (0 is null).
+    ``list``: a list of texts, each a code into ``values`` (0-based). ``json``: orjson bytes.
+    """
+
+    name: str
+    kind: Kind
+    values: tuple[Any, ...] = ()
+    low: int = 0
+    high: int = -1
+
+    @property
+    def codes(self) -> int:
+        """How many codes a coded or range field uses (null included)."""
+        if self.kind == "range":
+            return self.high - self.low + 2
+        return len(self.values) + 1
+
+    @property
+    def block(self) -> str:
+        if self.kind in ("coded", "range"):
+            return "codes8" if self.codes <= 256 else "codes16"
+        if self.kind in ("list", "json"):
+            return "tail"
+        return self.kind
+
+    def lookup(self) -> list[Any]:
+        """The decoded value of each code of a coded or range field."""
+        if self.kind == "range":
+            return [None, *range(self.low, self.high + 1)]
+        return [None, *self.values]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
+        if self.kind in ("coded", "list"):
+            out["values"] = list(self.values)
+        if self.kind == "range":
+            out["low"], out["high"] = self.low, self.high
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FieldSpec:
+        kind = data["kind"]
+        if kind not in ("coded", "range", "float32", "float64", "int64", "list", "json"):
+            raise ValueError(f"feature record schema: field {data.get('name')!r} has kind {kind!r}")
+        return cls(
+            name=str(data["name"]),
+            kind=kind,
+            values=tuple(data.get("values", ())),
+            low=int(data.get("low", 0)),
+            high=int(data.get("high", -1)),
+        )
+
+
+@dataclass(frozen=True)
+class RecordSchema:
+    """The fields of a feature set's records, in the frame's column order."""
+
+    fields: tuple[FieldSpec, ...]
+    format: int = FORMAT
+
+    @cached_property
+    def id(self) -> str:
+        """8 hex digits of a SHA-256 of the schema: the record header's schema id."""
+        canonical = orjson.dumps(
+            {"format": self.format, "fields": [f.to_json() for f in self.fields]}
+        )
+        return hashlib.sha256(canonical).hexdigest()[:8]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": self.format, "id": self.id, "fields": [f.to_json() for f in self.fields]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecordSchema:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"feature record schema has format {data.get('format')!r}")
+        schema = cls(tuple(FieldSpec.from_json(f) for f in data["fields"]))
+        if data.get("id") not in (None, schema.id):
+            raise ValueError(f"feature record schema {data.get('id')!r} does not match its fields")
+        return schema
+
+    @cached_property
+    def codec(self) -> RecordCodec:
+        return RecordCodec(self)
+
+
+# --- deriving a schema from a frame ------------------------------------------------------
+
+
+def derive_schema(frame: pd.DataFrame) -> RecordSchema:
+    """The smallest schema that holds every value of ``frame`` exactly."""
+    return RecordSchema(tuple(_derive_field(str(name), frame[name]) for name in frame.columns))
+
+
+def _derive_field(name: str, column: pd.Series) -> FieldSpec:
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return FieldSpec(name, "coded", (False, True))
+    if pd.api.types.is_integer_dtype(dtype):
+        values = column.dropna().to_numpy(dtype=np.int64)
+        if len(values) == 0:
+            return FieldSpec(name, "range", low=0, high=0)
+        low, high = int(values.min()), int(values.max())
+        if high - low + 2 <= 65536:
+            return FieldSpec(name, "range", low=low, high=high)
+        return FieldSpec(name, "int64")
+    if pd.api.types.is_float_dtype(dtype):
+        values = _floats(column)
+        exact = np.array_equal(values.astype(np.float32).astype(np.float64), values, equal_nan=True)
+        return FieldSpec(name, "float32" if exact else "float64")
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return _coded_or_json(name, _date_texts(column))
+    return _derive_object(name, column)
+
+
+def _derive_object(name: str, column: pd.Series) -> FieldSpec:
+    present = column[column.notna()]
+    kinds = set(present.map(type).unique()) if len(present) else {str}
+    if kinds <= {str}:
+        return _coded_or_json(name, column)
+    if kinds <= {tuple, list}:
+        try:
+            uniques = pd.unique(present.map(tuple))
+        except TypeError:  # lists of objects (e.g. maturities): stored as JSON
+            return FieldSpec(name, "json")
+        items = sorted({item for value in uniques for item in value}, key=str)
+        fits = all(isinstance(i, str) for i in items) and len(items) <= 65536
+        if fits and max((len(v) for v in uniques), default=0) <= MAX_LIST_ITEMS:
+            return FieldSpec(name, "list", tuple(items))
+    return FieldSpec(name, "json")
+
+
+def _coded_or_json(name: str, texts: pd.Series) -> FieldSpec:
+    uniques = sorted(pd.unique(texts.dropna()).tolist())
+    if len(uniques) + 1 <= 65536:
+        return FieldSpec(name, "coded", tuple(uniques))
+    return FieldSpec(name, "json")
+
+
+def _floats(column: pd.Series) -> np.ndarray:
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _date_texts(column: pd.Series) -> pd.Series:
+    """ISO dates as text (null stays null), formatting each distinct date once."""
+    codes, uniques = pd.factorize(column)
+    texts = np.empty(len(uniques) + 1, dtype=object)  # code -1 (null) picks the last entry
+    texts[:-1] = pd.DatetimeIndex(uniques).strftime("%Y-%m-%d")
+    return pd.Series(texts[codes], index=column.index, dtype=object)
+
+
+# --- encoding a frame ------------------------------------------------------------------
+
+
+class DoesNotFitError(ValueError):
+    """A value of the frame has no code in the schema (derive a new schema)."""
+
+
+def encode_frame(schema: RecordSchema, frame: pd.DataFrame) -> list[bytes]:
+    """Every row of ``frame`` as a record of ``schema``, column by column.
+
+    Raises :class:`DoesNotFitError` when a value cannot be stored with ``schema`` (a text
+    or integer outside its tables), and ``ValueError`` when the frame's columns are not the
+    schema's.
+    """
+    if [str(c) for c in frame.columns] != schema.names:
+        raise ValueError("the frame's columns are not the feature record schema's fields")
+    codec = schema.codec
+    rows = len(frame)
+    parts: list[np.ndarray] = [
+        np.broadcast_to(np.frombuffer(codec.header, np.uint8), (rows, HEADER_BYTES))
+    ]
+    for block, dtype in _FIXED_BLOCKS:
+        specs = codec.blocks[block]
+        if specs:
+            # Field by field into a (field, row) array, then one transpose to rows.
+            by_field = np.empty((len(specs), rows), dtype=dtype)
+            for n, spec in enumerate(specs):
+                by_field[n] = _fixed_values(spec, frame[spec.name])
+            parts.append(np.ascontiguousarray(by_field.T).view(np.uint8))
+    fixed = np.ascontiguousarray(np.concatenate(parts, axis=1)).tobytes()
+    width = codec.fixed_bytes
+    heads = [fixed[i : i + width] for i in range(0, rows * width, width)]
+    tails = [_tail(spec, frame[spec.name]) for spec in codec.blocks["tail"]]
+    if not tails:
+        return heads
+    return [b"".join(parts_of_row) for parts_of_row in zip(heads, *tails, strict=True)]
+
+
+_FIXED_BLOCKS = (
+    ("codes8", "<u1"),
+    ("codes16", "<u2"),
+    ("float32", "<f4"),
+    ("float64", "<f8"),
+    ("int64", "<i8"),
+)
+
+
+def _fixed_values(spec: FieldSpec, column: pd.Series) -> np.ndarray:
+    """One fixed-width field's column as stored: codes, floats (NaN: null) or int64."""
+    if spec.kind in ("coded", "range"):
+        return _codes(spec, column)
+    if spec.kind == "int64":
+        return column.to_numpy(dtype=np.int64, na_value=INT64_NULL)
+    return _floats(column)
+
+
+def _masked(column: pd.Series, fill: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(int64 values with nulls as fill, null mask)`` of an integer or boolean column.
+
+    Reads a nullable column's own data and mask (no copy through objects): this runs for
+    some 200 columns of every chunk.
+    """
+    if isinstance(column.array, pd.arrays.IntegerArray | pd.arrays.BooleanArray):
+        array: Any = column.array
+        values = np.where(array._mask, fill, array._data).astype(np.int64, copy=False)
+        return values, np.asarray(array._mask)
+    missing = column.isna().to_numpy()
+    return np.array(column.to_numpy(dtype=np.int64, na_value=fill)), missing  # a copy
+
+
+def _codes(spec: FieldSpec, column: pd.Series) -> np.ndarray:
+    """The code of every value of a coded or range field (0 for null)."""
+    if spec.kind == "range":
+        values, missing = _masked(column, spec.low)  # nulls as low: in range
+        if len(values) and (values.min() < spec.low or values.max() > spec.high):
+            raise DoesNotFitError(f"feature {spec.name}: a value outside {spec.low}..{spec.high}")
+        codes = np.subtract(values, spec.low - 1, out=values)
+    elif spec.values == (False, True) and pd.api.types.is_bool_dtype(column.dtype):
+        values, missing = _masked(column, 0)
+        codes = values + 1
+    else:
+        missing = column.isna().to_numpy()
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            column = _date_texts(column)
+        positions = pd.Index(list(spec.values), dtype=object).get_indexer(
+            pd.Index(column.to_numpy(dtype=object))
+        )
+        if ((positions < 0) & ~missing).any():
+            raise DoesNotFitError(f"feature {spec.name}: a value outside its table")
+        codes = positions.astype(np.int64) + 1
+    codes[missing] = 0
+    return codes
+
+
+def _tail(spec: FieldSpec, column: pd.Series) -> list[bytes]:
+    """The tail bytes of one list or json field, per row (each distinct list encoded once)."""
+    if spec.kind == "json":
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            column = _date_texts(column)
+        pack = _U32.pack
+        empty = pack(2) + b"[]"  # most customers' maturities: written once, shared
+        out = []
+        for value in column.to_numpy(dtype=object).tolist():
+            if type(value) is list and not value:
+                out.append(empty)
+            else:
+                dumped = orjson.dumps(value)
+                out.append(pack(len(dumped)) + dumped)
+        return out
+    wide = len(spec.values) > 256
+    position = {item: n for n, item in enumerate(spec.values)}
+    uniques: Any
+    try:  # the lists of a feature frame are shared tuples: factorized as they are
+        codes, uniques = pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=True)
+    except TypeError:  # lists
+        keys = column.map(lambda v: None if v is None else tuple(v), na_action="ignore")
+        codes, uniques = pd.factorize(keys, use_na_sentinel=True)
+    encoded: list[bytes] = []
+    for items in uniques:
+        try:
+            codes_of = np.array([position[item] for item in items], dtype="<u2" if wide else "<u1")
+        except KeyError as exc:
+            raise DoesNotFitError(f"feature {spec.name}: an item outside its table") from exc
+        if len(items) > MAX_LIST_ITEMS:
+            raise DoesNotFitError(f"feature {spec.name}: a list of {len(items)} items")
+        encoded.append(bytes([len(items)]) + codes_of.tobytes())
+    encoded.append(bytes([NULL_COUNT]))  # code -1 (null) picks the last entry
+    table = np.array(encoded, dtype=object)
+    return list(table[codes])
+
+
+def schema_for(frame: pd.DataFrame, schema: RecordSchema | None = None) -> RecordSchema:
+    """``schema`` when every value of ``frame`` fits it, else a schema for both.
+
+    ``schema``: e.g. the one an earlier partition of the same feature set was written
+    with. When ``frame`` does not fit it, the new schema holds the values of both (tables
+    joined, ranges widened), so a set's partitions converge on one schema after a few.
+    """
+    if schema is None or schema.names != [str(c) for c in frame.columns]:
+        return derive_schema(frame)
+    try:
+        for spec in schema.fields:
+            if spec.kind in ("coded", "range"):
+                _codes(spec, frame[spec.name])
+            elif spec.kind == "list":
+                _tail(spec, frame[spec.name])
+        return schema
+    except DoesNotFitError:
+        derived = derive_schema(frame)
+        return RecordSchema(tuple(map(_join, schema.fields, derived.fields)))
+
+
+def _join(old: FieldSpec, new: FieldSpec) -> FieldSpec:
+    """A field that stores every value either field stores."""
+    kinds = {old.kind, new.kind}
+    if len(kinds) == 1 and old.kind in ("float32", "float64", "int64", "json"):
+        return old
+    if kinds == {"float32", "float64"}:
+        return FieldSpec(old.name, "float64")
+    if kinds == {"range"}:
+        low, high = min(old.low, new.low), max(old.high, new.high)
+        if high - low + 2 <= 65536:
+            return FieldSpec(old.name, "range", low=low, high=high)
+        return FieldSpec(old.name, "int64")
+    if kinds <= {"range", "int64"}:
+        return FieldSpec(old.name, "int64")
+    if len(kinds) == 1 and old.kind in ("coded", "list"):
+        values = tuple(sorted({*old.values, *new.values}, key=_sort_key))
+        if old.kind == "list" or len(values) + 1 <= 65536:
+            return FieldSpec(old.name, old.kind, values)
+    return FieldSpec(old.name, "json")  # holds any value exactly
+
+
+def _sort_key(value: Any) -> tuple[str, str]:
+    return (type(value).__name__, str(value))
+
+
+def encode_chunks(
+    schema: RecordSchema, frame: pd.DataFrame, rows: int
+) -> Iterator[tuple[pd.Index, list[bytes]]]:
+    """``(customer ids, records)`` of ``frame``, ``rows`` customers at a time."""
+    for start in range(0, len(frame), rows):
+        chunk = frame.iloc[start : start + rows]
+        yield chunk.index, encode_frame(schema, chunk)
+
+
+# --- decoding one record -----------------------------------------------------------------
+
+
+class RecordCodec:
+    """A schema compiled for decoding: the field offsets, one lookup table holding every
+    coded field's values, a ``struct`` for the numbers, a template dict with the keys in
+    the frame's column order."""
+
+    def __init__(self, schema: RecordSchema) -> None:
+        self.schema = schema
+        self.header = bytes([schema.format]) + bytes.fromhex(schema.id)
+        self.blocks: dict[str, list[FieldSpec]] = {b: [] for b in _BLOCKS}
+        for spec in schema.fields:
+            self.blocks[spec.block].append(spec)
+        counts = {block: len(specs) for block, specs in self.blocks.items()}
+        self.n8, self.n16 = counts["codes8"], counts["codes16"]
+        self.at16 = HEADER_BYTES + self.n8
+        self.numbers = struct.Struct(f"<{counts['float32']}f{counts['float64']}d{counts['int64']}q")
+        self.at_numbers = self.at16 + 2 * self.n16
+        self.fixed_bytes = self.at_numbers + self.numbers.size
+        self.n_floats = counts["float32"] + counts["float64"]
+        self.n_ints = counts["int64"]
+        tables = [spec.lookup() for spec in self.blocks["codes8"] + self.blocks["codes16"]]
+        sizes = np.array([len(t) for t in tables], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.lookup = np.empty(int(starts[-1]), dtype=object)
+        self.lookup[:] = [v for t in tables for v in t]
+        self.starts8, self.starts16 = starts[: self.n8], starts[self.n8 : -1]
+        self.ends = starts[1:]
+        self.tail = [
+            (spec.kind == "json", tuple(spec.values), len(spec.values) > 256)
+            for spec in self.blocks["tail"]
+        ]
+        layout = [spec.name for block in _BLOCKS for spec in self.blocks[block]]
+        self.layout = tuple(layout)
+        self.template: dict[str, Any] = dict.fromkeys(schema.names)
+
+    def decode(self, raw: bytes) -> dict[str, Any]:
+        """The record as a dict equal to its JSON form, keys in the frame's column order.
+
+        Every code is looked up in one gather from one table (a code past its field's
+        table is refused, never decoded to another field's value); one ``unpack_from``
+        reads the numbers; one ``update`` fills a copy of the template dict.
+
+        Raises :class:`SchemaMismatchError` when ``raw`` was written with another schema
+        (or is not a compact record), :class:`RecordDecodeError` when it is malformed.
+        """
+        if raw[:HEADER_BYTES] != self.header:
+            raise SchemaMismatchError("feature record written with another schema")
+        if len(raw) < self.fixed_bytes:
+            raise RecordDecodeError("feature record is shorter than its schema")
+        codes = np.frombuffer(raw, np.uint8, self.n8, HEADER_BYTES) + self.starts8
+        if self.n16:
+            wide = np.frombuffer(raw, "<u2", self.n16, self.at16) + self.starts16
+            codes = np.concatenate((codes, wide))
+        if (codes >= self.ends).any():
+            raise RecordDecodeError("feature record holds a code outside its field's table")
+        values: list[Any] = self.lookup[codes].tolist()
+        numbers = self.numbers.unpack_from(raw, self.at_numbers)
+        values += [v if v == v else None for v in numbers[: self.n_floats]]  # NaN: null
+        if self.n_ints:
+            values += [None if v == INT64_NULL else v for v in numbers[self.n_floats :]]
+        if self.tail:
+            values += self._decode_tail(raw)
+        elif len(raw) != self.fixed_bytes:
+            raise RecordDecodeError("feature record is longer than its schema")
+        record = self.template.copy()
+        # As many values as fields by construction (the schema fixes every count).
+        record.update(zip(self.layout, values, strict=False))
+        return record
+
+    def _decode_tail(self, raw: bytes) -> list[Any]:
+        at = self.fixed_bytes
+        out: list[Any] = []
+        try:
+            for is_json, items, wide in self.tail:
+                if is_json:
+                    (size,) = _U32.unpack_from(raw, at)
+                    out.append(orjson.loads(raw[at + 4 : at + 4 + size]))
+                    at += 4 + size
+                    continue
+                count = raw[at]
+                at += 1
+                if count == NULL_COUNT:
+                    out.append(None)
+                    continue
+                end = at + count * (2 if wide else 1)
+                codes = _u16s(raw[at:end]) if wide else raw[at:end]
+                if len(codes) != count:
+                    raise RecordDecodeError("feature record tail is truncated")
+                out.append([items[c] for c in codes])
+                at = end
+        except (struct.error, IndexError, orjson.JSONDecodeError) as exc:
+            raise RecordDecodeError(f"feature record tail is malformed ({exc})") from exc
+        if at != len(raw):
+            raise RecordDecodeError("feature record is longer than its schema")
+        return out
+
+
+_U32 = struct.Struct("<I")
+
+
+def _u16s(data: bytes) -> list[int]:
+    """Little-endian uint16 codes (an odd length is truncated: the caller checks the count)."""
+    return np.frombuffer(data[: len(data) // 2 * 2], "<u2").tolist()  # type: ignore[no-any-return]
