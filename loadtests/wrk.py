@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtests.driver import DEGRADED_MARKERS
 from loadtests.stats import PhaseSummary
 
 MARKER = "NBO_WRK_RESULT "
@@ -61,6 +62,7 @@ class WrkResult:
     latency_ms: dict[str, float]  # "p50", "p90", "p95", "p99", "p99.9", "max", "mean"
     late: int  # fixed rate only: requests sent after their slot
     lag_max_ms: float  # fixed rate only: the latest a request was sent after its slot
+    degraded: int = 0  # answers that say they had no feature record (fallback, or a miss)
     cpu_seconds: float = 0.0  # wrk's own user + system CPU (filled in by run_wrk)
 
     @property
@@ -71,7 +73,8 @@ class WrkResult:
         """As a :class:`PhaseSummary`; closed loop (``offered_rate=None``) offers what it got.
 
         Non-2xx answers and timeouts are not successes; connect/read/write errors are
-        errors besides. ``degraded`` is 0: wrk does not read the bodies.
+        errors besides. ``degraded`` counts the answers the script's ``response()`` found
+        a degraded marker in (:data:`loadtests.driver.DEGRADED_MARKERS`).
         """
         failed = self.errors.get("status", 0) + self.errors.get("timeout", 0)
         succeeded = max(0, self.requests - failed)
@@ -83,7 +86,7 @@ class WrkResult:
             sent=self.requests + sum(self.errors.get(k, 0) for k in ("connect", "write")),
             succeeded=succeeded,
             errors={kind: n for kind, n in self.errors.items() if n},
-            degraded=0,
+            degraded=self.degraded,
             p50_ms=self.latency_ms.get("p50", math.nan),
             p95_ms=self.latency_ms.get("p95", math.nan),
             p99_ms=self.latency_ms.get("p99", math.nan),
@@ -150,6 +153,7 @@ def wrk_script(
         interval_ms=interval_ms,
         percentiles=percentiles,
         threads=threads,
+        markers=", ".join(_lua_string(m) for m in DEGRADED_MARKERS),
         marker=_lua_string(MARKER.encode()),
     )
 
@@ -184,6 +188,7 @@ local requests = {{}}
 local turn = 0
 late = 0
 lag_max = 0
+degraded = 0
 local next_slot = nil
 
 function init(args)
@@ -213,10 +218,22 @@ if interval_ms ~= nil then
   end
 end
 
+-- An answer without the customer's features: the service's fallback, or the baseline's miss.
+local markers = {{ {markers} }}
+function response(status, headers, body)
+  for _, marker in ipairs(markers) do
+    if body ~= nil and string.find(body, marker, 1, true) then
+      degraded = degraded + 1
+      return
+    end
+  end
+end
+
 function done(summary, latency, requests_)
-  local total_late, worst = 0, 0
+  local total_late, worst, total_degraded = 0, 0, 0
   for _, thread in ipairs(threads) do
     total_late = total_late + (thread:get("late") or 0)
+    total_degraded = total_degraded + (thread:get("degraded") or 0)
     local lag = thread:get("lag_max") or 0
     if lag > worst then worst = lag end
   end
@@ -230,9 +247,9 @@ function done(summary, latency, requests_)
   io.write({marker}, string.format(
     '{{"requests": %d, "duration_us": %d, "errors": {{"connect": %d, "read": %d, '
     .. '"write": %d, "status": %d, "timeout": %d}}, "latency_ms": {{%s}}, '
-    .. '"late": %d, "lag_max_ms": %.3f}}\\n',
+    .. '"late": %d, "lag_max_ms": %.3f, "degraded": %d}}\\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    table.concat(parts, ", "), total_late, worst))
+    table.concat(parts, ", "), total_late, worst, total_degraded))
 end
 """
 
@@ -254,6 +271,7 @@ def parse_wrk_output(stdout: str) -> WrkResult:
                     latency_ms={str(k): float(v) for k, v in data["latency_ms"].items()},
                     late=int(data["late"]),
                     lag_max_ms=float(data["lag_max_ms"]),
+                    degraded=int(data.get("degraded", 0)),
                 )
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise WrkError(f"unreadable wrk result line ({exc}): {line[:300]}") from None

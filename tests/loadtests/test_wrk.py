@@ -28,6 +28,7 @@ RESULT = {
     "latency_ms": {"p50": 1.5, "p90": 3.0, "p95": 4.0, "p99": 9.5, "p99.9": 20.0, "max": 31.0},
     "late": 4,
     "lag_max_ms": 2.5,
+    "degraded": 7,
 }
 
 
@@ -53,6 +54,7 @@ def test_the_result_line_is_parsed_into_counts_and_percentiles() -> None:
     assert summary.offered_rate == summary.achieved_rate == pytest.approx(1195 / 2)
     assert (summary.p50_ms, summary.p99_ms, summary.max_ms) == (1.5, 9.5, 31.0)
     assert result.summary("service", offered_rate=700.0).offered_rate == 700.0
+    assert summary.degraded == 7
 
 
 def test_a_missing_or_broken_result_line_names_the_output() -> None:
@@ -113,7 +115,7 @@ def test_wrk_drives_the_baseline_app_closed_loop_and_at_a_fixed_rate(
     monkeypatch.setenv("NBO_FEATURE_PREFIX", f"{key_prefix}:fs")
     ids = _live_feature_set(["C1", "C2"], redis_client, f"{key_prefix}:fs", tmp_path)
     store = OnlineStore(redis_client, f"{key_prefix}:fs")
-    bodies = RequestMix(["C1", "C2"], unknown_share=0.0).bodies(50)
+    bodies = [*RequestMix(["C1", "C2"], unknown_share=0.0).bodies(3), b'{"customer_id": "NOPE"}']
     gets_before = int(redis_client.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
 
     with baseline_server(workers=1, redis_url=redis_url) as url:
@@ -126,12 +128,14 @@ def test_wrk_drives_the_baseline_app_closed_loop_and_at_a_fixed_rate(
 
     assert closed.requests > 0 and not any(closed.errors.values())
     assert closed.cpu_seconds > 0  # wrk's own CPU, read from the reaped process
+    assert 0 < closed.degraded < closed.requests  # the unknown id's answers, read by the script
     gets = int(redis_client.info("commandstats")["cmdstat_get"]["calls"]) - gets_before
     assert gets >= closed.requests  # every answered request read its record
     assert store.current() is not None
 
     summary = report["service"]["summary"]
     assert summary["errors"] == 0 and summary["succeeded"] > 0
+    assert summary["degraded"] == 0  # every id is known
     assert summary["sent"] <= 2 * 50 * 1.5  # the fixed-rate schedule, not a closed loop
     assert report["config"]["generator"] == "wrk"
     assert report["service"]["client"]["generator"] == "wrk"
