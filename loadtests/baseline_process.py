@@ -42,7 +42,7 @@ def baseline_server(workers: int, redis_url: str | None) -> Iterator[str]:
     command = [
         sys.executable, "-m", "uvicorn", "loadtests.baseline_app:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--log-level", "warning", "--no-access-log",
+        "--log-level", "warning", "--no-access-log", "--timeout-worker-healthcheck", "30",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="nbo-baseline-") as tmp:
         log_path = Path(tmp) / "baseline.log"
