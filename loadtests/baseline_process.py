@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-START_TIMEOUT_SECONDS = 30.0
+START_TIMEOUT_SECONDS = 120.0  # a busy 2-core host took over 30 s to start 2 workers
 STOP_TIMEOUT_SECONDS = 10.0
 
 
