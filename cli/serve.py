@@ -13,6 +13,8 @@ from core.embedded_redis import RedisUnavailableError
 from core.redis_server import resolve_redis_url
 from core.settings import UnsafeSettingsError, get_settings
 
+WORKER_HEALTHCHECK_SECONDS = 30
+
 
 def serve(
     host: str | None = typer.Option(None, help="Bind address (default: NBO_HOST)."),
@@ -55,6 +57,10 @@ def serve(
         # The service writes its own structured access log (with request ids, no paths
         # beyond route templates); uvicorn's would duplicate every line.
         access_log=False,
+        # A worker loads its models before it answers the supervisor's health check; on a
+        # busy host that takes longer than uvicorn's 5 s, and the supervisor would kill and
+        # respawn it forever (seen with 2 workers at load average 13).
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 

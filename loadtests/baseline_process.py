@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-START_TIMEOUT_SECONDS = 30.0
+START_TIMEOUT_SECONDS = 120.0  # a busy 2-core host took over 30 s to start 2 workers
 STOP_TIMEOUT_SECONDS = 10.0
 
 
@@ -42,7 +42,7 @@ def baseline_server(workers: int, redis_url: str | None) -> Iterator[str]:
     command = [
         sys.executable, "-m", "uvicorn", "loadtests.baseline_app:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--log-level", "warning", "--no-access-log",
+        "--log-level", "warning", "--no-access-log", "--timeout-worker-healthcheck", "30",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="nbo-baseline-") as tmp:
         log_path = Path(tmp) / "baseline.log"

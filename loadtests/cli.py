@@ -35,6 +35,10 @@ def loadtest(
     api_key: str | None = typer.Option(
         None, envvar="NBO_LOADTEST_API_KEY", help="X-API-Key with the recommend scope."
     ),
+    generator: str = typer.Option(
+        "auto", help="Load generator: wrk (native), python, or auto (wrk when installed)."
+    ),
+    threads: int = typer.Option(2, help="wrk threads."),
     json_output: bool = typer.Option(False, "--json", help="Print the full JSON report."),
 ) -> None:
     """Drive a fixed request rate at /v1/recommendations and report latency and errors.
@@ -42,6 +46,8 @@ def loadtest(
     Example: nbo loadtest --rate 200 --duration 20 --customers var/demo_customers.txt --baseline
 
     Example: nbo loadtest --rate 40 --duration 60 --baseline --rounds 5   (median of 5 pairs)
+
+    Example: nbo loadtest --generator wrk --find-max --baseline --step-duration 10 --json
     """
     from loadtests.run import LoadOptions, execute
 
@@ -64,6 +70,8 @@ def loadtest(
         redis_url=redis_url,
         api_key=api_key,
         rounds=rounds,
+        generator=generator,
+        threads=threads,
     )
     code = execute(options, json_output)
     if code:

@@ -31,7 +31,7 @@ from loadtests.stats import PhaseRecorder, PhaseSummary, summarize
 
 CHANNELS = ("app", "push", "sms", "email", "advisor", "branch")
 RECOMMENDATIONS_PATH = "/v1/recommendations"
-_DEGRADED_MARKERS = (b'"degraded":true', b'"degraded": true', b'"found":false')
+DEGRADED_MARKERS = (b'"degraded":true', b'"degraded": true', b'"found":false')
 """How an answer says it had no feature record: the service's fallback, or the baseline's."""
 
 
@@ -143,7 +143,7 @@ async def drive(
             recorder.error(f"http_{response.status_code}")
             return
         content = response.content
-        recorder.ok(loop.time() - scheduled, any(marker in content for marker in _DEGRADED_MARKERS))
+        recorder.ok(loop.time() - scheduled, any(marker in content for marker in DEGRADED_MARKERS))
 
     tasks: set[asyncio.Task[None]] = set()
     with collector_frozen():

@@ -7,6 +7,12 @@ app (``loadtests.baseline_app``, one Redis GET per request) with the same worker
 prints the ratios the latency budget is stated in. ``--find-max`` steps the rate to find
 the highest one each sustains with p99 < 50 ms and no errors.
 
+``--generator wrk`` (``auto``: wrk when installed) sends the same request bodies with the
+native ``wrk`` (``loadtests.wrk``) instead of the Python client, whose single process tops
+out near 460 requests/s: fixed rates through a Lua schedule, and ``--find-max`` as
+closed-loop runs over a ladder of connection counts (the highest throughput whose p99 stays
+under 50 ms without errors). wrk's own CPU time is reported beside the servers'.
+
 ``--rounds N`` (with ``--baseline``) alternates the two N times - service, baseline,
 service, ... - and judges the p99 budget on the median round. Why: on a shared machine a
 single p99 moves by several milliseconds with whatever else runs; alternating spreads
@@ -17,6 +23,7 @@ Example::
 
     nbo loadtest --url http://127.0.0.1:8000 --rate 200 --duration 20 \
         --customers var/demo_customers.txt --baseline --redis-stats --json
+    nbo loadtest --generator wrk --find-max --baseline --step-duration 10 --json
 """
 
 from __future__ import annotations
@@ -35,13 +42,17 @@ import redis
 
 from core.redis_server import RedisClient, make_client
 from loadtests.baseline_process import BaselineError, baseline_server
-from loadtests.driver import RequestMix, drive, new_client
+from loadtests.driver import RECOMMENDATIONS_PATH, RequestMix, drive, new_client
 from loadtests.processes import cpu_seconds, service_processes
 from loadtests.redis_stats import calls_delta, command_calls, per_request
 from loadtests.stats import PhaseSummary, meets_latency_goal, ratio
+from loadtests.wrk import CONNECTION_LADDER, WrkError, run_wrk, wrk_path
 
-MAX_RATE = 5000.0
-"""Requests/s one Python client can offer; above it the client, not the server, is measured."""
+MAX_RATE = 50000.0
+"""Requests/s the runner accepts (the Python client's own ceiling is far lower: ~460/s)."""
+GENERATORS = ("auto", "wrk", "python")
+WRK_BODIES = 4096  # distinct request bodies a wrk run rotates through
+PYTHON_MAX_RATE = 5000.0  # above it one Python client measures itself, not the server
 MAX_DURATION_SECONDS = 600.0
 P99_GOAL_MS = 50.0
 BUDGET_P99_RATIO = 1.5  # service p99 <= 1.5 x baseline p99 at the same offered rate
@@ -80,14 +91,36 @@ class LoadOptions:
     redis_url: str | None = None
     api_key: str | None = None  # sent as X-API-Key (scope recommend)
     rounds: int = 1  # with baseline: service, baseline, ... alternated this many times
+    generator: str = "python"  # "wrk", "python" or "auto" (wrk when installed)
+    threads: int = 2  # wrk threads
+
+    @property
+    def uses_wrk(self) -> bool:
+        return self.generator == "wrk" or (self.generator == "auto" and wrk_path() is not None)
 
     def validate(self) -> None:
+        if self.generator not in GENERATORS:
+            raise LoadInputError(
+                f"--generator {self.generator!r} is not one of {', '.join(GENERATORS)}"
+            )
+        if self.generator == "wrk" and wrk_path() is None:
+            raise LoadInputError(
+                "--generator wrk: wrk is not installed (Debian: apt-get install wrk); "
+                "use --generator python"
+            )
+        if self.threads < 1:
+            raise LoadInputError(f"--threads {self.threads} must be >= 1")
         if not self.url.startswith(("http://", "https://")):
             raise LoadInputError(f"--url {self.url!r} is not an http(s) URL")
         if not 0 < self.rate <= MAX_RATE:
             raise LoadInputError(
                 f"--rate {self.rate:g} is impossible: give requests/s above 0 and at most "
-                f"{MAX_RATE:g} (one client cannot offer more)"
+                f"{MAX_RATE:g}"
+            )
+        if not self.uses_wrk and self.rate > PYTHON_MAX_RATE:
+            raise LoadInputError(
+                f"--rate {self.rate:g} is impossible for the Python client (at most "
+                f"{PYTHON_MAX_RATE:g}): use --generator wrk"
             )
         if not 0 < self.duration <= MAX_DURATION_SECONDS:
             raise LoadInputError(
@@ -139,21 +172,36 @@ def check_alive(url: str) -> None:
         raise LoadInputError(f"{health} answered {response.status_code}, expected 200")
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One measured phase, and the load generator's own figures when it was wrk."""
+
+    summary: PhaseSummary
+    client: dict[str, Any] | None = None
+
+
 async def measure(
     url: str,
     target: str,
-    rate: float,
+    rate: float | None,
     duration: float,
     options: LoadOptions,
     mix: RequestMix,
     *,
     warmup: float,
     after_warmup: Callable[[], None] | None = None,
-) -> PhaseSummary:
+    connections: int | None = None,
+) -> Measured:
     """``warmup`` seconds at ``rate`` (discarded), then one measured phase of ``duration``.
 
-    ``after_warmup`` runs between the two (e.g. to snapshot Redis counters).
+    ``after_warmup`` runs between the two (e.g. to snapshot Redis counters). ``rate=None``
+    (wrk only) is closed loop: every connection sends again as soon as it is answered.
     """
+    if options.uses_wrk:
+        return await _measure_wrk(
+            url, target, rate, duration, options, mix, warmup, after_warmup, connections
+        )
+    assert rate is not None, "the Python client only drives fixed rates"
     async with new_client(
         options.pool, options.timeout, options.api_key, options.connections
     ) as client:
@@ -163,9 +211,42 @@ async def measure(
         if after_warmup is not None:
             after_warmup()
         bodies = mix.bodies(max(1, round(rate * duration)))
-        return await drive(
+        summary = await drive(
             client, url, rate, bodies, target=target, timeout_seconds=options.timeout
         )
+        return Measured(summary)
+
+
+async def _measure_wrk(
+    url: str,
+    target: str,
+    rate: float | None,
+    duration: float,
+    options: LoadOptions,
+    mix: RequestMix,
+    warmup: float,
+    after_warmup: Callable[[], None] | None,
+    connections: int | None,
+) -> Measured:
+    bodies = mix.bodies(WRK_BODIES)
+    common: dict[str, Any] = {
+        "path": RECOMMENDATIONS_PATH,
+        "connections": connections or options.connections,
+        "threads": options.threads,
+        "rate": rate,
+        "api_key": options.api_key,
+        "timeout": options.timeout,
+    }
+    try:
+        if warmup > 0:
+            await asyncio.to_thread(run_wrk, url, bodies, duration=warmup, **common)
+        if after_warmup is not None:
+            after_warmup()
+        result = await asyncio.to_thread(run_wrk, url, bodies, duration=duration, **common)
+    except WrkError as exc:
+        raise LoadInputError(str(exc)) from None
+    client = result.client_json() | {"connections": common["connections"]}
+    return Measured(result.summary(target, rate), client)
 
 
 async def find_max_rate(
@@ -173,11 +254,15 @@ async def find_max_rate(
 ) -> dict[str, Any]:
     """Highest rate with p99 < 50 ms, no errors and the offered rate achieved.
 
-    Grows the rate by 1.5x from ``--rate`` until a step fails, then bisects between the
-    last passing and the first failing rate; at most ``FIND_MAX_STEPS`` rates. A rate that
-    misses the p99 goal without errors is measured once more and fails only if that run
-    misses too: on a shared machine one stall of another process should not decide it.
+    With wrk: closed-loop runs over :data:`CONNECTION_LADDER` (:func:`_find_max_wrk`).
+    With the Python client: grows the rate by 1.5x from ``--rate`` until a step fails,
+    then bisects between the last passing and the first failing rate; at most
+    ``FIND_MAX_STEPS`` rates. A rate that misses the p99 goal without errors is measured
+    once more and fails only if that run misses too: on a shared machine one stall of
+    another process should not decide it.
     """
+    if options.uses_wrk:
+        return await _find_max_wrk(url, target, options, mix)
     passing: float | None = None
     failing: float | None = None
     rate = options.rate
@@ -186,24 +271,26 @@ async def find_max_rate(
         if steps:
             await drain(url)
         # The first step warms up; later ones follow a loaded server directly.
-        summary = await measure(
-            url,
-            target,
-            rate,
-            options.step_duration,
-            options,
-            mix,
-            warmup=options.warmup * (not steps),
-        )
+        summary = (
+            await measure(
+                url,
+                target,
+                rate,
+                options.step_duration,
+                options,
+                mix,
+                warmup=options.warmup * (not steps),
+            )
+        ).summary
         ok = meets_latency_goal(summary, P99_GOAL_MS)
         steps.append({**summary.to_json(), "meets_goal": ok})
-        if not ok and summary.errors == 0:
+        if not ok and summary.error_count == 0:
             # A p99 miss without errors may be one stall of a shared machine: the rate
             # fails only if a second run at it fails too (same rule for both targets).
             await drain(url)
-            summary = await measure(
-                url, target, rate, options.step_duration, options, mix, warmup=0.0
-            )
+            summary = (
+                await measure(url, target, rate, options.step_duration, options, mix, warmup=0.0)
+            ).summary
             ok = meets_latency_goal(summary, P99_GOAL_MS)
             steps.append({**summary.to_json(), "meets_goal": ok, "confirmation": True})
         if ok:
@@ -221,6 +308,67 @@ async def find_max_rate(
         if rate > MAX_RATE or rate < 1:
             break
     return {"max_rate": round(passing, 1) if passing else None, "steps": steps}
+
+
+async def _find_max_wrk(
+    url: str, target: str, options: LoadOptions, mix: RequestMix
+) -> dict[str, Any]:
+    """The highest closed-loop throughput over :data:`CONNECTION_LADDER` whose p99 stays
+    under 50 ms without errors.
+
+    More connections raise the throughput until the servers' cores are busy, then only
+    the queueing (the p99); the ladder stops at the first step that misses the goal twice
+    (the same second chance as the Python search) or after two steps that gain < 5%.
+    """
+    best: float | None = None
+    flat = 0
+    steps: list[dict[str, Any]] = []
+    processes = service_processes(url)
+
+    async def step(connections: int, warmup: float) -> tuple[bool, PhaseSummary]:
+        cpu_before = 0.0
+
+        def snapshot() -> None:
+            nonlocal cpu_before
+            cpu_before = cpu_seconds(processes)
+
+        measured = await measure(
+            url, target, None, options.step_duration, options, mix,
+            warmup=warmup, after_warmup=snapshot, connections=connections,
+        )  # fmt: skip
+        summary = measured.summary
+        ok = meets_latency_goal(summary, P99_GOAL_MS)
+        row = {**summary.to_json(), "meets_goal": ok, "client": measured.client}
+        if processes and summary.sent:
+            spent = cpu_seconds(processes) - cpu_before
+            row["server_cpu"] = {
+                "cpu_seconds": round(spent, 3),
+                "ms_per_request": round(spent * 1000 / summary.sent, 3),
+                "cores_used": round(spent / summary.duration_seconds, 2),
+            }
+        steps.append(row)
+        return ok, summary
+
+    for connections in CONNECTION_LADDER:
+        if steps:
+            await drain(url)
+        ok, summary = await step(connections, options.warmup * (not steps))
+        if not ok and summary.error_count == 0:
+            await drain(url)
+            ok, summary = await step(connections, 0.0)
+            steps[-1]["confirmation"] = True
+        if not ok:
+            break
+        rate = summary.achieved_rate
+        flat = flat + 1 if best is not None and rate < best * 1.05 else 0
+        best = rate if best is None else max(best, rate)
+        if flat >= 2:
+            break
+    return {
+        "max_rate": round(best, 1) if best else None,
+        "generator": "wrk",
+        "steps": steps,
+    }
 
 
 async def drain(url: str) -> None:
@@ -274,11 +422,14 @@ async def _target_report(
             before.update(command_calls(stats))
         cpu_before = cpu_seconds(processes)
 
-    summary = await measure(
+    measured = await measure(
         url, target, options.rate, options.duration, options, mix,
         warmup=options.warmup, after_warmup=snapshot,
     )  # fmt: skip
+    summary = measured.summary
     report: dict[str, Any] = {"summary": summary}
+    if measured.client is not None:
+        report["client"] = measured.client
     if processes and summary.sent:
         spent = cpu_seconds(processes) - cpu_before
         report["server_cpu"] = {
@@ -401,6 +552,8 @@ def _config(options: LoadOptions) -> dict[str, Any]:
         "timeout_seconds": options.timeout,
         "seed": options.seed,
         "rounds": options.rounds,
+        "generator": "wrk" if options.uses_wrk else "python",
+        "threads": options.threads,
         "p99_goal_ms": P99_GOAL_MS,
     }
 
@@ -426,6 +579,12 @@ def format_text(report: dict[str, Any]) -> str:
             lines.append(
                 f"{target} server CPU: {cpu['ms_per_request']} ms per request "
                 f"({cpu['processes']} processes)"
+            )
+        if "client" in part:
+            client = part["client"]
+            lines.append(
+                f"{target} load generator (wrk) CPU: {client['cpu_cores_used']} of "
+                f"{client['cores']} cores, {client['late']} requests late"
             )
         if "find_max" in part:
             lines.append(f"{target} max rate with p99 < 50 ms: {part['find_max']['max_rate']}/s")

@@ -33,6 +33,7 @@ from service.api.errors import UnexpectedErrors, install_error_handlers
 from service.api.events import document_product_ids
 from service.api.guards import install_guards
 from service.api.middleware import RequestObservation, RouteTemplates
+from service.api.recommendations import add_recommendation_route
 from service.api.routes import router
 from service.console.mount import install_console
 from service.infra.audit_writer import AuditWriter
@@ -104,6 +105,7 @@ def create_app(
         redirect_slashes=False,
     )
     install_error_handlers(app)
+    add_recommendation_route(app.router)  # the hot route: first, on the app's own router
     app.include_router(router)
     install_docs_pages(app)
     install_console(app)  # /console: its own session login (service/console/session.py)

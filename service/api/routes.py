@@ -1,18 +1,18 @@
-"""Every HTTP route of the service, in matching order.
+"""Every HTTP route of the service but the hot one, in matching order.
 
 Endpoints are thin: parse, call the decision or infrastructure code, shape the answer.
-The recommendation route comes first: the router tries routes in order, and the hot route
-then matches on the first comparison.
+The recommendation route is not here: ``service.app`` registers it on the application's
+own router, ahead of this one (``service.api.recommendations.add_recommendation_route``),
+so it matches on the first comparison without resolving an included router.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api import admin, decisions, events, operations, recommendations
+from service.api import admin, decisions, events, operations
 
 router = APIRouter()
-router.include_router(recommendations.router)
 router.include_router(events.router)
 router.include_router(decisions.router)
 router.include_router(operations.router)

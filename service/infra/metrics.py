@@ -300,7 +300,8 @@ class ServiceMetrics:
     def observe_decision(self, decision: Decision) -> None:
         if decision.degraded_reason is not None:
             self._child(self.degraded, decision.degraded_reason.value).inc()
-        for rule, count in Tally(e.rule.value for e in decision.exclusions).items():
+        # Rule is a StrEnum: the member is its own label value (no ``.value`` lookup each).
+        for rule, count in Tally(e.rule for e in decision.exclusions).items():
             self._child(self.exclusions, rule).inc(count)
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
