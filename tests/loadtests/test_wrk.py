@@ -16,9 +16,11 @@ import pytest
 import redis
 
 from features.online_store import FeatureSetInfo, OnlineStore
+from loadtests import run as run_module
 from loadtests.baseline_process import baseline_server
 from loadtests.driver import RECOMMENDATIONS_PATH, RequestMix
 from loadtests.run import LoadInputError, LoadOptions, run_load
+from loadtests.stats import PhaseSummary
 from loadtests.wrk import MARKER, WrkError, parse_wrk_output, run_wrk, wrk_path, wrk_script
 
 RESULT = {
@@ -140,3 +142,44 @@ def test_wrk_drives_the_baseline_app_closed_loop_and_at_a_fixed_rate(
     assert report["config"]["generator"] == "wrk"
     assert report["service"]["client"]["generator"] == "wrk"
     assert report["service"]["client"]["cpu_seconds"] > 0
+
+
+def _summary(rate: float, p99_ms: float) -> PhaseSummary:
+    return PhaseSummary(
+        target="service", offered_rate=rate, duration_seconds=8.0, sent=int(rate * 8),
+        succeeded=int(rate * 8), errors={}, degraded=0, p50_ms=1.0, p95_ms=p99_ms / 2,
+        p99_ms=p99_ms, max_ms=p99_ms, achieved_rate=rate, client_lag_p99_ms=0.0,
+    )  # fmt: skip
+
+
+def test_the_wrk_ceiling_is_the_best_passing_step_and_a_miss_gets_a_second_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Closed-loop steps (rate, p99) by connection count: 1, 2 and 4 pass (4 slower than 2),
+    8 misses the p99 goal twice -> the ceiling is the best passing rate (2 connections,
+    not the last passing one) and 16 never runs."""
+    outcomes = {1: [(300.0, 5.0)], 2: [(500.0, 9.0)], 4: [(480.0, 30.0)],
+                8: [(700.0, 80.0), (690.0, 75.0)]}  # fmt: skip
+    calls: list[int] = []
+
+    async def fake_measure(*args: object, connections: int | None = None, **kwargs: object):
+        assert connections is not None and args[2] is None  # closed loop: no rate
+        calls.append(connections)
+        rate, p99 = outcomes[connections].pop(0)
+        return run_module.Measured(_summary(rate, p99), {"connections": connections})
+
+    async def no_drain(url: str) -> None:
+        return None
+
+    monkeypatch.setattr(run_module, "measure", fake_measure)
+    monkeypatch.setattr(run_module, "drain", no_drain)
+    options = LoadOptions(
+        url="http://192.0.2.1:9", rate=100, duration=1, customers=tmp_path, generator="wrk"
+    )
+    result = asyncio.run(
+        run_module._find_max_wrk(options.url, "service", options, RequestMix(["C1"]))
+    )
+    assert calls == [1, 2, 4, 8, 8]
+    assert result["max_rate"] == 500.0
+    assert [s["meets_goal"] for s in result["steps"]] == [True, True, True, False, False]
+    assert result["steps"][-1]["confirmation"] is True
