@@ -154,6 +154,10 @@ class RecordSchema:
     def codec(self) -> RecordCodec:
         return RecordCodec(self)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields only: the id and the compiled codec are derived again when used."""
+        return {"fields": self.fields, "format": self.format}
+
 
 # --- deriving a schema from a frame ------------------------------------------------------
 
@@ -443,6 +447,11 @@ class RecordCodec:
         layout = [spec.name for block in _BLOCKS for spec in self.blocks[block]]
         self.layout = tuple(layout)
         self.template: dict[str, Any] = dict.fromkeys(schema.names)
+
+    def __reduce__(self) -> tuple[type[RecordCodec], tuple[RecordSchema]]:
+        """Pickled as its schema, compiled again when unpickled (a ``Struct`` cannot be
+        pickled; feature sets and schemas go to worker processes)."""
+        return (RecordCodec, (self.schema,))
 
     def decode(self, raw: bytes) -> dict[str, Any]:
         """The record as a dict equal to its JSON form, keys in the frame's column order.
