@@ -95,7 +95,7 @@ def test_every_feature_type_round_trips_to_its_json_form() -> None:
         "maturities": "json",
         "note": "coded",
     }
-    assert schema.codec.blocks["codes16"] == [s for s in schema.fields if s.name == "wide"]
+    assert schema.codec.blocks["range16"] == [s for s in schema.fields if s.name == "wide"]
     assert_round_trip(frame, schema)
     decoded = schema.codec.decode(encode_frame(schema, frame)[3])
     assert decoded["ratio"] is None  # infinity, like NaN, is null as in the JSON records
