@@ -6,9 +6,11 @@ schema it was written with, so a record is never decoded with another schema.
 
 Record layout (little-endian), from a schema's fields grouped by how they are stored::
 
-    header   1 byte format (0x01) + 4 bytes schema id (first bytes of a SHA-256 of the schema)
-    codes8   uint8 per "coded" field with at most 256 codes
-    codes16  uint16 per coded field with more
+    header   1 byte format (0x02) + 4 bytes schema id (first bytes of a SHA-256 of the schema)
+    ranges   uint8 per integer field with at most 255 values (low..high), then uint16 per
+             wider one: the value minus low plus 1, 0 for null
+    coded    uint8 per other coded field with at most 255 values, then uint16: an index
+             into the field's table plus 1, 0 for null
     floats   float32 per float field that float32 holds exactly, then float64 per other one
     ints     int64 per integer field too wide to code (INT64_MIN: null)
     tail     per ``list`` field: uint8 count (255: null) then one code per item (uint8 or
@@ -21,11 +23,11 @@ Floats keep their exact value (float32 only where it is lossless): the models' t
 and the eligibility thresholds read float64, and a served record must equal the one
 training and batch scoring saw. Non-finite floats are null, as in the JSON records.
 
-Decoding (:meth:`RecordCodec.decode`) is a handful of numpy calls whatever the number of
-fields: the codes of every coded field are looked up in one gather from one concatenated
-table, the floats come out of one ``frombuffer`` each, and the dict is built by one
-``zip`` in the frame's column order. Only the variable-length tail is walked field by
-field. The result equals the JSON record of ``features.pointintime.to_records``.
+Decoding (:meth:`RecordCodec.decode`) is one ``struct.unpack_from`` of the fixed-width
+part and one pass per kind of field (the same step for each field of that kind, no
+branching on the field), then one ``update`` of a template dict in the frame's column
+order; only the variable-length tail is walked field by field. The result equals the JSON
+record of ``features.pointintime.to_records``.
 """
 
 from __future__ import annotations
@@ -35,14 +37,16 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from operator import getitem, le
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 import pandas as pd
 
-FORMAT = 1
-"""The first byte of every compact record (a JSON record starts with ``{``)."""
+FORMAT = 2
+"""The first byte of every compact record (a JSON record starts with ``{``). Format 1 (an
+earlier block order, never released) is refused: its sets must be materialized again."""
 HEADER_BYTES = 5
 NULL_COUNT = 255
 """The count byte of a null list."""
@@ -50,7 +54,16 @@ MAX_LIST_ITEMS = 254
 INT64_NULL = np.iinfo(np.int64).min
 
 Kind = Literal["coded", "range", "float32", "float64", "int64", "list", "json"]
-_BLOCKS: tuple[str, ...] = ("codes8", "codes16", "float32", "float64", "int64", "tail")
+_BLOCKS: tuple[str, ...] = (
+    "range8",
+    "range16",
+    "coded8",
+    "coded16",
+    "float32",
+    "float64",
+    "int64",
+    "tail",
+)
 
 
 class RecordDecodeError(ValueError):
@@ -86,7 +99,7 @@ class FieldSpec:
     @property
     def block(self) -> str:
         if self.kind in ("coded", "range"):
-            return "codes8" if self.codes <= 256 else "codes16"
+            return f"{self.kind}{8 if self.codes <= 256 else 16}"
         if self.kind in ("list", "json"):
             return "tail"
         return self.kind
@@ -144,7 +157,10 @@ class RecordSchema:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RecordSchema:
         if data.get("format") != FORMAT:
-            raise ValueError(f"feature record schema has format {data.get('format')!r}")
+            raise ValueError(
+                f"feature record schema has format {data.get('format')!r}, this release reads "
+                f"{FORMAT}: materialize the feature set again"
+            )
         schema = cls(tuple(FieldSpec.from_json(f) for f in data["fields"]))
         if data.get("id") not in (None, schema.id):
             raise ValueError(f"feature record schema {data.get('id')!r} does not match its fields")
@@ -153,6 +169,10 @@ class RecordSchema:
     @cached_property
     def codec(self) -> RecordCodec:
         return RecordCodec(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields only: the id and the compiled codec are derived again when used."""
+        return {"fields": self.fields, "format": self.format}
 
 
 # --- deriving a schema from a frame ------------------------------------------------------
@@ -260,8 +280,10 @@ def encode_frame(schema: RecordSchema, frame: pd.DataFrame) -> list[bytes]:
 
 
 _FIXED_BLOCKS = (
-    ("codes8", "<u1"),
-    ("codes16", "<u2"),
+    ("range8", "<u1"),
+    ("range16", "<u2"),
+    ("coded8", "<u1"),
+    ("coded16", "<u2"),
     ("float32", "<f4"),
     ("float64", "<f8"),
     ("int64", "<i8"),
@@ -411,9 +433,9 @@ def encode_chunks(
 
 
 class RecordCodec:
-    """A schema compiled for decoding: the field offsets, one lookup table holding every
-    coded field's values, a ``struct`` for the numbers, a template dict with the keys in
-    the frame's column order."""
+    """A schema compiled for decoding: one ``struct`` for the whole fixed-width part, the
+    offset of each range field, the table of each coded field, and a template dict with
+    the keys in the frame's column order."""
 
     def __init__(self, schema: RecordSchema) -> None:
         self.schema = schema
@@ -421,54 +443,65 @@ class RecordCodec:
         self.blocks: dict[str, list[FieldSpec]] = {b: [] for b in _BLOCKS}
         for spec in schema.fields:
             self.blocks[spec.block].append(spec)
-        counts = {block: len(specs) for block, specs in self.blocks.items()}
-        self.n8, self.n16 = counts["codes8"], counts["codes16"]
-        self.at16 = HEADER_BYTES + self.n8
-        self.numbers = struct.Struct(f"<{counts['float32']}f{counts['float64']}d{counts['int64']}q")
-        self.at_numbers = self.at16 + 2 * self.n16
-        self.fixed_bytes = self.at_numbers + self.numbers.size
-        self.n_floats = counts["float32"] + counts["float64"]
-        self.n_ints = counts["int64"]
-        tables = [spec.lookup() for spec in self.blocks["codes8"] + self.blocks["codes16"]]
-        sizes = np.array([len(t) for t in tables], dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.lookup = np.empty(int(starts[-1]), dtype=object)
-        self.lookup[:] = [v for t in tables for v in t]
-        self.starts8, self.starts16 = starts[: self.n8], starts[self.n8 : -1]
-        self.ends = starts[1:]
+        n = {block: len(specs) for block, specs in self.blocks.items()}
+        self.fixed = struct.Struct(
+            f"<{HEADER_BYTES}x{n['range8']}B{n['range16']}H{n['coded8']}B{n['coded16']}H"
+            f"{n['float32']}f{n['float64']}d{n['int64']}q"
+        )
+        self.fixed_bytes = self.fixed.size
+        ranges = self.blocks["range8"] + self.blocks["range16"]
+        coded = self.blocks["coded8"] + self.blocks["coded16"]
+        self.offsets = [spec.low - 1 for spec in ranges]  # value = code + offset (0: null)
+        self.range_limits = [spec.codes - 1 for spec in ranges]  # the highest code
+        self.tables = [tuple(spec.lookup()) for spec in coded]
+        self.end_ranges = len(ranges)
+        self.end_coded = self.end_ranges + len(coded)
+        self.end_floats = self.end_coded + n["float32"] + n["float64"]
+        self.n_ints = n["int64"]
         self.tail = [
             (spec.kind == "json", tuple(spec.values), len(spec.values) > 256)
             for spec in self.blocks["tail"]
         ]
-        layout = [spec.name for block in _BLOCKS for spec in self.blocks[block]]
-        self.layout = tuple(layout)
+        self.layout = tuple(spec.name for block in _BLOCKS for spec in self.blocks[block])
         self.template: dict[str, Any] = dict.fromkeys(schema.names)
+
+    def __reduce__(self) -> tuple[type[RecordCodec], tuple[RecordSchema]]:
+        """Pickled as its schema, compiled again when unpickled (a ``Struct`` cannot be
+        pickled; feature sets and schemas go to worker processes)."""
+        return (RecordCodec, (self.schema,))
 
     def decode(self, raw: bytes) -> dict[str, Any]:
         """The record as a dict equal to its JSON form, keys in the frame's column order.
 
-        Every code is looked up in one gather from one table (a code past its field's
-        table is refused, never decoded to another field's value); one ``unpack_from``
-        reads the numbers; one ``update`` fills a copy of the template dict.
+        One ``unpack_from`` reads every fixed-width field; then one pass per kind, the same
+        step for every field of it: range codes plus their offset (code 0: null), coded
+        fields through their table, NaN floats to null; one ``update`` fills a copy of the
+        template dict. A code past its field's range or table is refused, never decoded to
+        another value. Plain ``struct`` and list work, no numpy: on the request path the
+        caches are cold, and numpy's per-call machinery cost more than the whole decode.
 
         Raises :class:`SchemaMismatchError` when ``raw`` was written with another schema
         (or is not a compact record), :class:`RecordDecodeError` when it is malformed.
         """
         if raw[:HEADER_BYTES] != self.header:
             raise SchemaMismatchError("feature record written with another schema")
-        if len(raw) < self.fixed_bytes:
-            raise RecordDecodeError("feature record is shorter than its schema")
-        codes = np.frombuffer(raw, np.uint8, self.n8, HEADER_BYTES) + self.starts8
-        if self.n16:
-            wide = np.frombuffer(raw, "<u2", self.n16, self.at16) + self.starts16
-            codes = np.concatenate((codes, wide))
-        if (codes >= self.ends).any():
-            raise RecordDecodeError("feature record holds a code outside its field's table")
-        values: list[Any] = self.lookup[codes].tolist()
-        numbers = self.numbers.unpack_from(raw, self.at_numbers)
-        values += [v if v == v else None for v in numbers[: self.n_floats]]  # NaN: null
+        try:
+            fixed = self.fixed.unpack_from(raw)
+        except struct.error as exc:
+            raise RecordDecodeError("feature record is shorter than its schema") from exc
+        codes = fixed[: self.end_ranges]
+        if not all(map(le, codes, self.range_limits)):
+            raise RecordDecodeError("feature record holds a code outside its field's range")
+        values: list[Any] = [
+            c + o if c else None for c, o in zip(codes, self.offsets, strict=False)
+        ]
+        try:
+            values += map(getitem, self.tables, fixed[self.end_ranges : self.end_coded])
+        except IndexError as exc:
+            raise RecordDecodeError("feature record holds a code outside its table") from exc
+        values += [v if v == v else None for v in fixed[self.end_coded : self.end_floats]]
         if self.n_ints:
-            values += [None if v == INT64_NULL else v for v in numbers[self.n_floats :]]
+            values += [None if v == INT64_NULL else v for v in fixed[self.end_floats :]]
         if self.tail:
             values += self._decode_tail(raw)
         elif len(raw) != self.fixed_bytes:
@@ -494,9 +527,9 @@ class RecordCodec:
                     out.append(None)
                     continue
                 end = at + count * (2 if wide else 1)
-                codes = _u16s(raw[at:end]) if wide else raw[at:end]
-                if len(codes) != count:
+                if end > len(raw):
                     raise RecordDecodeError("feature record tail is truncated")
+                codes = struct.unpack_from(f"<{count}H", raw, at) if wide else raw[at:end]
                 out.append([items[c] for c in codes])
                 at = end
         except (struct.error, IndexError, orjson.JSONDecodeError) as exc:
@@ -507,8 +540,3 @@ class RecordCodec:
 
 
 _U32 = struct.Struct("<I")
-
-
-def _u16s(data: bytes) -> list[int]:
-    """Little-endian uint16 codes (an odd length is truncated: the caller checks the count)."""
-    return np.frombuffer(data[: len(data) // 2 * 2], "<u2").tolist()  # type: ignore[no-any-return]

@@ -3,6 +3,8 @@ of another schema or a malformed one is refused, and the schema survives the set
 
 from __future__ import annotations
 
+import copy
+import pickle
 from datetime import date
 
 import numpy as np
@@ -93,7 +95,7 @@ def test_every_feature_type_round_trips_to_its_json_form() -> None:
         "maturities": "json",
         "note": "coded",
     }
-    assert schema.codec.blocks["codes16"] == [s for s in schema.fields if s.name == "wide"]
+    assert schema.codec.blocks["range16"] == [s for s in schema.fields if s.name == "wide"]
     assert_round_trip(frame, schema)
     decoded = schema.codec.decode(encode_frame(schema, frame)[3])
     assert decoded["ratio"] is None  # infinity, like NaN, is null as in the JSON records
@@ -223,3 +225,23 @@ def test_dates_beyond_a_16_bit_table_are_stored_as_iso_text() -> None:
     raws = encode_frame(schema, frame.iloc[[0, -1]])
     last = f"{days[-1]:%Y-%m-%d}"
     assert [schema.codec.decode(r) for r in raws] == [{"day": "1850-01-01"}, {"day": last}]
+
+
+def test_a_feature_set_with_its_compiled_schema_pickles() -> None:
+    """Feature sets and schemas travel to worker processes (multiprocessing, Spark)."""
+    frame = every_type()
+    schema = derive_schema(frame)
+    info = FeatureSetInfo(
+        version="v1",
+        as_of=AS_OF,
+        created_at=pd.Timestamp("2025-07-01", tz="UTC").to_pydatetime(),
+        customers=len(frame),
+        feature_names=list(frame.columns),
+        catalogue_version="test",
+        record_schemas=(schema,),
+    )
+    raw = encode_frame(schema, frame)[1]
+    decoded = info.decode(raw)  # compiles the schema
+    again = pickle.loads(pickle.dumps(info))
+    assert again == info and again.decode(raw) == decoded
+    assert copy.deepcopy(info).decode(raw) == decoded

@@ -18,7 +18,7 @@ from core.tables import Tables
 from features.materialize import materialize
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from features.pointintime import compute_features, to_records
-from features.record_codec import derive_schema, encode_frame
+from features.record_codec import FORMAT, derive_schema, encode_frame
 from service.decision.outcome import DegradedReason
 from service.infra.breaker import CircuitBreaker
 from service.infra.feature_fetch import FeatureLookup, fetch_features
@@ -70,7 +70,7 @@ def test_a_compact_record_is_read_in_one_round_trip_as_its_json_form(
     expected = dict(to_records(frame))
     customer = str(frame.index[42])
     raw = store.client.get(store.record_key(info.version, customer))
-    assert isinstance(raw, bytes) and raw[:1] == b"\x01"  # a compact record, not JSON
+    assert isinstance(raw, bytes) and raw[0] == FORMAT  # a compact record, not JSON
 
     lookups: list[FeatureLookup] = []
     with redis.Redis.from_url(redis_url) as watcher:
