@@ -5,6 +5,8 @@ Who writes (W) and who reads (R) each key (prefixes are settings: ``feature_pref
 
     {feature_prefix}:current                      live version       W features  R service
     {feature_prefix}:versions                     versions by time   W/R features
+    {feature_prefix}:pending                      versions in writing W/R features
+    {feature_prefix}:writer-lock                  one writer at a time W/R features
     {feature_prefix}:v:{version}:meta             FeatureSetInfo     W features  R service
     {feature_prefix}:v:{version}:c:{<pseudonym>}  customer record    W features  R service
     {contact_prefix}:{<pseudonym>}                contact events     W/R service
@@ -61,6 +63,16 @@ class FeatureSetKeys:
     @property
     def versions(self) -> str:
         return f"{self.prefix}:versions"
+
+    @property
+    def pending(self) -> str:
+        """Versions being written and not yet published (sorted set, score: start time)."""
+        return f"{self.prefix}:pending"
+
+    @property
+    def writer_lock(self) -> str:
+        """Held by the one materialization that may write under this prefix."""
+        return f"{self.prefix}:writer-lock"
 
     def meta(self, version: str) -> str:
         return f"{self.prefix}:v:{version}:meta"

@@ -5,7 +5,10 @@ their features computed and written under the new version before the next partit
 read, so the job's memory follows the partition size, not the bank's. All or nothing:
 the ``current`` pointer switches only after the last partition is written, and any
 failure before the switch (in any partition) deletes the partial version, so the service
-keeps serving the previous set.
+keeps serving the previous set. When even that delete fails (Redis went away mid-way) or the
+job is killed, the version stays listed as pending and the next run deletes it before it
+writes. One run at a time per feature prefix: a run holds a writer lock in Redis (with a
+TTL, so a killed run's lock expires) and another run meanwhile fails at once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 import redis
+import redis.lock
 
 from core.catalogue import Catalogue
 from core.moments import MomentsConfig, default_moments
@@ -25,6 +29,11 @@ from features.pointintime import compute_features
 from features.record_codec import RecordSchema
 
 log = logging.getLogger(__name__)
+
+
+class WriterBusyError(ValueError):
+    """Another materialization holds the writer lock of the same feature prefix."""
+
 
 Progress = Callable[[int, int], None]
 """Called after each written batch with ``(records written, records known so far)``: the
@@ -88,14 +97,57 @@ def materialize_partitions(
         raise ValueError("keep_versions must be at least 1")
     if partitions < 1:
         raise ValueError("the number of partitions must be at least 1")
-    moments = moments or default_moments()
+    lock = store.writer_lock()
+    if not lock.acquire(blocking=False):
+        raise WriterBusyError(
+            f"another materialization is writing feature sets under {store.prefix!r} "
+            f"(lock {store.keys.writer_lock!r}); run one at a time"
+        )
+    try:
+        return _materialize_locked(
+            partitions,
+            read,
+            as_of,
+            catalogue,
+            store,
+            lock,
+            batch_size=batch_size,
+            keep_versions=keep_versions,
+            progress=progress,
+            on_partition=on_partition,
+            moments=moments or default_moments(),
+        )
+    finally:
+        _release_quietly(lock)
+
+
+def _materialize_locked(
+    partitions: int,
+    read: ReadPartition,
+    as_of: date,
+    catalogue: Catalogue,
+    store: OnlineStore,
+    lock: redis.lock.Lock,
+    *,
+    batch_size: int,
+    keep_versions: int,
+    progress: Progress | None,
+    on_partition: PartitionProgress | None,
+    moments: MomentsConfig,
+) -> FeatureSetInfo:
+    """:func:`materialize_partitions` once the writer lock is held: first delete what an
+    earlier run left half-written (its job died, or Redis failed during its abort)."""
+    for abandoned in store.sweep_abandoned():
+        log.warning("deleted feature set %s, left half-written by an earlier run", abandoned)
     created_at = datetime.now(UTC)
     version = make_version(as_of, created_at)
     columns: list[str] | None = None
     known = written = active = 0
     schemas: list[RecordSchema] = []  # every schema a partition's records were written with
     try:
+        store.begin(version, created_at)
         for k in range(partitions):
+            lock.reacquire()  # renews the lock's TTL: this partition may take a while
             if on_partition is not None:
                 on_partition(k, partitions)
             frame = compute_features(read(k), as_of, catalogue, moments)
@@ -164,6 +216,14 @@ def _write_partition(
     report = (lambda done: progress(before + done, known)) if progress is not None else None
     previous = schemas[-1] if schemas else None
     return store.write_frame(version, frame, report, schema=previous, batch_size=batch_size)
+
+
+def _release_quietly(lock: redis.lock.Lock) -> None:
+    """Release the writer lock; if Redis is gone, its TTL ends it."""
+    try:
+        lock.release()
+    except (redis.exceptions.LockError, redis.RedisError):
+        log.warning("could not release the materialization lock; it expires by itself")
 
 
 def _abort_quietly(store: OnlineStore, version: str) -> None:

@@ -32,6 +32,7 @@ from typing import Any, cast
 import orjson
 import pandas as pd
 import redis.cluster
+import redis.lock
 
 from core.pseudonym import pseudonymiser
 from core.redis_keys import FeatureSetKeys
@@ -55,6 +56,8 @@ CUSTOMER_ID_KEYS = "customer_id"
 """The layout before Redis Cluster support: ``...:c:<raw customer id>`` (read only)."""
 
 DELETE_BATCH = 1000
+WRITER_LOCK_SECONDS = 900.0
+"""TTL of the writer lock, renewed after every partition: a partition may take this long."""
 ENCODE_ROWS = 50_000
 """Customers encoded at a time by :meth:`OnlineStore.write_frame` (bounds its memory)."""
 MSET_RECORDS = 500
@@ -307,6 +310,38 @@ class OnlineStore:
         pipe.zadd(self.keys.versions, {info.version: created})
         pipe.execute()
         self.client.set(self.keys.current, info.version)
+        self.client.zrem(self.keys.pending, info.version)
+
+    # --- one writer, and no orphan versions ----------------------------------------------
+
+    def writer_lock(self, seconds: float = WRITER_LOCK_SECONDS) -> redis.lock.Lock:
+        """The lock a materialization holds while it writes under this prefix (redis-py's
+        ``Lock``: a key with a token and a TTL of ``seconds``, which the holder renews with
+        ``reacquire()``; a crashed writer's lock expires by itself)."""
+        return cast(redis.lock.Lock, self.client.lock(self.keys.writer_lock, timeout=seconds))
+
+    def begin(self, version: str, started: datetime) -> None:
+        """Record ``version`` as being written: until :meth:`publish` or :meth:`abort`
+        removes it, :meth:`sweep_abandoned` of a later run deletes it."""
+        self.client.zadd(self.keys.pending, {version: started.timestamp()})
+
+    def sweep_abandoned(self) -> list[str]:
+        """Delete every version a writer began and neither published nor aborted (its job
+        died, or Redis failed during its abort); return those deleted. Call it only while
+        holding :meth:`writer_lock`, so that no live writer's version is swept."""
+        pending = [
+            v.decode() for v in cast(list[bytes], self.client.zrange(self.keys.pending, 0, -1))
+        ]
+        current = self.current_version()
+        published = set(self.versions())
+        swept = []
+        for version in pending:
+            if version != current and version not in published:
+                removed = self.delete_version(version)
+                log.warning("deleted abandoned feature set %s (%d keys)", version, removed)
+                swept.append(version)
+            self.client.zrem(self.keys.pending, version)
+        return swept
 
     # --- deleting ----------------------------------------------------------------------
 
@@ -342,5 +377,6 @@ class OnlineStore:
     def abort(self, version: str) -> int:
         """Delete a version that failed half-way; a no-op for a version with no keys."""
         removed = self.delete_version(version)
+        self.client.zrem(self.keys.pending, version)
         log.warning("aborted feature set %s (%d keys deleted)", version, removed)
         return removed

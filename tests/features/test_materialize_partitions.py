@@ -16,7 +16,7 @@ from cli.features import app
 from core.catalogue import Catalogue
 from core.settings import Settings, get_settings
 from core.tables import Tables, contract_products, read_partition, write_tables
-from features.materialize import materialize, materialize_partitions
+from features.materialize import WriterBusyError, materialize, materialize_partitions
 from features.online_store import OnlineStore
 from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
@@ -148,3 +148,38 @@ def test_the_cli_materializes_a_partitioned_folder(
     assert info is not None and info.as_of == AS_OF
     assert info.customers == len(compute_features(bank, AS_OF, catalogue))
     assert f"customers  {info.customers}" in result.output
+
+
+def test_a_version_left_half_written_is_deleted_by_the_next_run(
+    bank: Tables, data_dir: Path, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    """A job killed mid-way (or whose abort failed because Redis went away) leaves its
+    records; the next run deletes them before it writes, and they were never visible."""
+    old = materialize(read_partition(data_dir, 0), AS_OF, catalogue, store)
+    orphan = "20251231-20260101T000000000000Z"
+    store.begin(orphan, old.created_at)
+    store.write_frame(orphan, compute_features(read_partition(data_dir, 1), AS_OF, catalogue))
+    assert _version_keys(store, orphan) and store.current() == old
+
+    rerun = materialize_partitions(
+        PARTITIONS, lambda k: read_partition(data_dir, k), AS_OF, catalogue, store
+    )
+
+    assert _version_keys(store, orphan) == []
+    assert store.current() == rerun and store.client.zcard(store.keys.pending) == 0
+    assert set(store.versions()) == {rerun.version, old.version}
+
+
+def test_a_second_run_while_one_writes_fails_at_once_and_writes_nothing(
+    data_dir: Path, catalogue: Catalogue, store: OnlineStore
+) -> None:
+    lock = store.writer_lock()
+    assert lock.acquire(blocking=False)
+    try:
+        with pytest.raises(WriterBusyError, match="another materialization"):
+            materialize(read_partition(data_dir, 0), AS_OF, catalogue, store)
+    finally:
+        lock.release()
+    assert store.current() is None
+    assert list(store.client.scan_iter(match=f"{store.prefix}:v:*", count=1000)) == []
+    assert materialize(read_partition(data_dir, 0), AS_OF, catalogue, store) == store.current()
