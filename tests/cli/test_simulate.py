@@ -23,8 +23,9 @@ def _env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(f"NBO_{name.upper()}_PREFIX", getattr(settings, f"{name}_prefix"))
 
 
+@pytest.mark.slow  # 90-170 s (two arms, a retrain and a promotion); pytest -m slow
 @pytest.mark.integration
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(600)
 def test_simulate_runs_the_loop_registers_promotes_and_reports(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
