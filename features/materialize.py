@@ -14,7 +14,8 @@ TTL, so a killed run's lock expires) and another run meanwhile fails at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import pandas as pd
@@ -97,106 +98,70 @@ def materialize_partitions(
         raise ValueError("keep_versions must be at least 1")
     if partitions < 1:
         raise ValueError("the number of partitions must be at least 1")
-    lock = store.writer_lock()
-    if not lock.acquire(blocking=False):
-        raise WriterBusyError(
-            f"another materialization is writing feature sets under {store.prefix!r} "
-            f"(lock {store.keys.writer_lock!r}); run one at a time"
-        )
-    try:
-        return _materialize_locked(
+    moments = moments or default_moments()
+    with _writer_lock(store) as lock:
+        # delete what an earlier run left half-written (its job died, or Redis failed
+        # during its abort) before writing
+        for abandoned in store.sweep_abandoned():
+            log.warning("deleted feature set %s, left half-written by an earlier run", abandoned)
+        created_at = datetime.now(UTC)
+        version = make_version(as_of, created_at)
+        columns: list[str] | None = None
+        known = written = active = 0
+        schemas: list[RecordSchema] = []  # every schema a partition's records were written with
+        try:
+            store.begin(version, created_at)
+            for k in range(partitions):
+                lock.reacquire()  # renews the lock's TTL: this partition may take a while
+                if on_partition is not None:
+                    on_partition(k, partitions)
+                frame = compute_features(read(k), as_of, catalogue, moments)
+                if columns is None:
+                    columns = [str(c) for c in frame.columns]
+                elif [str(c) for c in frame.columns] != columns:
+                    raise RuntimeError(f"partition {k} computed other features than partition 0")
+                if frame.empty:
+                    continue
+                known += len(frame)
+                active += int((~frame["departed"].astype(bool)).sum())
+                schema = _write_partition(
+                    store, version, frame, batch_size, written, known, progress, schemas
+                )
+                if schema not in schemas:
+                    schemas.append(schema)
+                written += len(frame)
+                del frame  # the next partition is read only after this one is released
+            if active == 0:
+                gone = f" (only {known} who had left)" if known else ""
+                raise ValueError(
+                    f"no customers of the bank at {as_of:%Y-%m-%d}{gone}: nothing to materialize"
+                )
+            info = FeatureSetInfo(
+                version=version,
+                as_of=as_of,
+                created_at=created_at,
+                customers=known,
+                feature_names=columns or [],
+                catalogue_version=catalogue.version,
+                moments_version=moments.version,
+                record_schemas=tuple(schemas),
+            )
+            store.publish(info)
+        except BaseException:
+            _abort_quietly(store, version)
+            raise
+        log.info(
+            "published feature set %s (%d customers, %d partitions)",
+            info.version,
+            info.customers,
             partitions,
-            read,
-            as_of,
-            catalogue,
-            store,
-            lock,
-            batch_size=batch_size,
-            keep_versions=keep_versions,
-            progress=progress,
-            on_partition=on_partition,
-            moments=moments or default_moments(),
         )
-    finally:
-        _release_quietly(lock)
-
-
-def _materialize_locked(
-    partitions: int,
-    read: ReadPartition,
-    as_of: date,
-    catalogue: Catalogue,
-    store: OnlineStore,
-    lock: redis.lock.Lock,
-    *,
-    batch_size: int,
-    keep_versions: int,
-    progress: Progress | None,
-    on_partition: PartitionProgress | None,
-    moments: MomentsConfig,
-) -> FeatureSetInfo:
-    """:func:`materialize_partitions` once the writer lock is held: first delete what an
-    earlier run left half-written (its job died, or Redis failed during its abort)."""
-    for abandoned in store.sweep_abandoned():
-        log.warning("deleted feature set %s, left half-written by an earlier run", abandoned)
-    created_at = datetime.now(UTC)
-    version = make_version(as_of, created_at)
-    columns: list[str] | None = None
-    known = written = active = 0
-    schemas: list[RecordSchema] = []  # every schema a partition's records were written with
-    try:
-        store.begin(version, created_at)
-        for k in range(partitions):
-            lock.reacquire()  # renews the lock's TTL: this partition may take a while
-            if on_partition is not None:
-                on_partition(k, partitions)
-            frame = compute_features(read(k), as_of, catalogue, moments)
-            if columns is None:
-                columns = [str(c) for c in frame.columns]
-            elif [str(c) for c in frame.columns] != columns:
-                raise RuntimeError(f"partition {k} computed other features than partition 0")
-            if frame.empty:
-                continue
-            known += len(frame)
-            active += int((~frame["departed"].astype(bool)).sum())
-            schema = _write_partition(
-                store, version, frame, batch_size, written, known, progress, schemas
-            )
-            if schema not in schemas:
-                schemas.append(schema)
-            written += len(frame)
-            del frame  # the next partition is read only after this one is released
-        if active == 0:
-            gone = f" (only {known} who had left)" if known else ""
-            raise ValueError(
-                f"no customers of the bank at {as_of:%Y-%m-%d}{gone}: nothing to materialize"
-            )
-        info = FeatureSetInfo(
-            version=version,
-            as_of=as_of,
-            created_at=created_at,
-            customers=known,
-            feature_names=columns or [],
-            catalogue_version=catalogue.version,
-            moments_version=moments.version,
-            record_schemas=tuple(schemas),
-        )
-        store.publish(info)
-    except BaseException:
-        _abort_quietly(store, version)
-        raise
-    log.info(
-        "published feature set %s (%d customers, %d partitions)",
-        info.version,
-        info.customers,
-        partitions,
-    )
-    try:
-        store.prune(keep_versions)
-    except redis.RedisError:
-        # The new set is live and complete; old versions are pruned by the next run.
-        log.exception("feature set %s published, but pruning old versions failed", info.version)
-    return info
+        try:
+            store.prune(keep_versions)
+        except redis.RedisError:
+            # The new set is live and complete; old versions are pruned by the next run.
+            log.exception("feature set %s published, but pruning old versions failed", info.version)
+        return info
 
 
 def _write_partition(
@@ -218,12 +183,23 @@ def _write_partition(
     return store.write_frame(version, frame, report, schema=previous, batch_size=batch_size)
 
 
-def _release_quietly(lock: redis.lock.Lock) -> None:
-    """Release the writer lock; if Redis is gone, its TTL ends it."""
+@contextmanager
+def _writer_lock(store: OnlineStore) -> Iterator[redis.lock.Lock]:
+    """Hold the store's writer lock for the block, or fail at once if another run holds it.
+    Released at the end; if Redis is gone by then, its TTL ends it."""
+    lock = store.writer_lock()
+    if not lock.acquire(blocking=False):
+        raise WriterBusyError(
+            f"another materialization is writing feature sets under {store.prefix!r} "
+            f"(lock {store.keys.writer_lock!r}); run one at a time"
+        )
     try:
-        lock.release()
-    except (redis.exceptions.LockError, redis.RedisError):
-        log.warning("could not release the materialization lock; it expires by itself")
+        yield lock
+    finally:
+        try:
+            lock.release()
+        except (redis.exceptions.LockError, redis.RedisError):
+            log.warning("could not release the materialization lock; it expires by itself")
 
 
 def _abort_quietly(store: OnlineStore, version: str) -> None:
