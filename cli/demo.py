@@ -63,6 +63,7 @@ def demo(
     from training.churn import train_churn
     from training.datasets import DatasetError
     from training.maturity import train_maturity
+    from training.precompute_scores import precompute_scores, served_models
     from training.recommender import train_recommender
 
     settings = get_settings()
@@ -117,6 +118,18 @@ def demo(
             moments=load_moments(settings.moments_path),
         )
     console.print(f"  feature set {info.version}: {info.customers:,} customers")
+
+    with _step("nbo score recommendations") as p:
+        recommender, churn = served_models(registry, settings)
+        scored = precompute_scores(
+            store.client,
+            store,
+            recommender,
+            churn,
+            keep=settings.feature_versions_kept,
+            progress=lambda done, total: p(f"{done:,}/{total:,} customers"),
+        )
+    console.print(f"  score set {scored.version}: {scored.customers:,} customers")
 
     sample = _sample_customer(store, info.version, tables)
     ids_file = settings.home / "demo_customers.txt"

@@ -43,6 +43,7 @@ from service.infra.metrics import ServiceMetrics
 from service.infra.model_loading import bound_registry_requests, load_serving_models
 from service.infra.model_watcher import ModelWatcher
 from service.infra.redis_guard import connect_guarded, connect_guarded_async
+from service.infra.score_pointer import refresh_score_set
 from service.infra.state import ServingState, StateHolder
 from service.runtime import Runtime, system_clock
 
@@ -167,6 +168,7 @@ def _start(
     )
     metrics.track_feature_set(lambda: holder.current.feature_set)
     feature_set = refresh_feature_pointer(runtime)
+    refresh_score_set(runtime)
     log.info(
         "service started",
         extra=fields(

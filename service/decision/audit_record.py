@@ -111,6 +111,8 @@ def audit_record(
             {"probability": churn.probability, "band": churn.band.value} if churn else None
         ),
         "candidate_scores": decision.scores,
+        # precomputed | online: where the model's scores and reasons came from (None: fallback)
+        "scores_source": decision.scores_source,
         "exclusions": [
             {"product_id": e.product_id, "rule": e.rule.value, "detail": e.detail}
             for e in decision.exclusions

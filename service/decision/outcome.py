@@ -19,6 +19,11 @@ from service.decision.arbitration import Priority
 from service.decision.churn_risk import ChurnRisk
 from service.decision.moments import Moments
 
+PRECOMPUTED = "precomputed"
+ONLINE = "online"
+"""``Decision.scores_source``: the model's scores and reasons were read from the customer's
+precomputed scores (``core.precomputed``) or computed in the request."""
+
 
 class DegradedReason(StrEnum):
     """Why an answer came from the popularity fallback instead of the model."""
@@ -64,6 +69,8 @@ class Decision:
     # Shadow mode: the challenger's offers for the same request, recorded, never shown
     # ({"model", "version", "offers": [{product_id, rank, score}]}; ``service.decision.variant``).
     shadow: dict[str, object] | None = None
+    # Where the model scores came from: PRECOMPUTED or ONLINE; None for the fallback.
+    scores_source: str | None = None
 
     @property
     def degraded(self) -> bool:

@@ -23,6 +23,7 @@ from functools import partial
 from core.catalogue import Catalogue, Product
 from core.customer_facts import customer_facts
 from core.decisioning import DecisioningConfig
+from core.precomputed import PrecomputedScores, ScoresDecodeError, ScoreSetInfo, ScoreSetKeys
 from core.pseudonym import pseudonymiser
 from core.scoring.base import ChurnScorer, PreparedRecord, Reason, RecommenderScorer
 from core.scoring.maturity import MaturityScorer
@@ -57,7 +58,8 @@ from service.decision.contact_policy import (
     split_by_tier_channel,
 )
 from service.decision.moments import churn_triggered, customer_moments
-from service.decision.outcome import Decision, DegradedReason, Offer
+from service.decision.outcome import ONLINE, PRECOMPUTED, Decision, DegradedReason, Offer
+from service.decision.precomputed import PrecomputedRecord, precomputed_churn
 from service.decision.variant import (
     CONTROL,
     CONTROL_REASON,
@@ -83,6 +85,12 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
     pseudonym = pseudonymiser(settings)(request.customer_id)
     limits = ContactLimits.from_settings(settings)
     clock = StageClock()
+    # Champion or challenger (service.decision.variant): chosen from this one snapshot, so a
+    # response never mixes model versions; in shadow mode the challenger is also scored.
+    choice = choose(state, request.customer_id, settings.challenger_share, settings.shadow_mode)
+    # The precomputed scores, read in the same EVAL, when the score set was made from this
+    # feature set and these models and the recommender serving this request is that one.
+    score_set = state.precomputed if choice.recommender is state.recommender else None
     lookup = await fetch_features(
         runtime.reader,
         runtime.store,
@@ -90,13 +98,16 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
         request.customer_id,
         runtime.metrics.feature_fetch_duration,
         contact=ContactRead.for_customer(settings.contact_prefix, pseudonym, now, limits),
+        scores_key=(
+            ScoreSetKeys(settings.feature_prefix).customer(score_set.version, pseudonym)
+            if score_set is not None
+            else None
+        ),
     )
     clock.lap("feature_fetch")
     if lookup.redis_error is not None:
         runtime.metrics.observe_redis_error("feature_fetch", lookup.redis_error)
-    # Champion or challenger (service.decision.variant): chosen from this one snapshot, so a
-    # response never mixes model versions; in shadow mode the challenger is also scored.
-    choice = choose(state, request.customer_id, settings.challenger_share, settings.shadow_mode)
+    precomputed = _decode_scores(score_set, lookup.scores, request_id)
     decide_with = partial(
         decide,
         lookup,
@@ -114,7 +125,7 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
         decisioning=state.decisioning,
         clock=clock,
     )
-    decision = decide_with(recommender=scorer_of(choice.recommender))
+    decision = decide_with(recommender=scorer_of(choice.recommender), precomputed=precomputed)
     if choice.shadow is not None:
         decision = with_shadow(
             decision, choice.shadow, decide_with(recommender=scorer_of(choice.shadow))
@@ -149,6 +160,23 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
     return Answer(response, record)
 
 
+def _decode_scores(
+    score_set: ScoreSetInfo | None, raw: bytes | None, request_id: str
+) -> PrecomputedScores | None:
+    """The customer's precomputed scores, or None (none stored, or unreadable: then the
+    request is scored online, and an unreadable value is logged)."""
+    if score_set is None or raw is None:
+        return None
+    try:
+        return score_set.decode(raw)
+    except ScoresDecodeError as exc:
+        log.error(
+            "undecodable precomputed scores",
+            extra=fields(request_id=request_id, score_set=score_set.version, error=str(exc)),
+        )
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """One decision: the response to send, then ``record`` to await once it is sent.
@@ -181,6 +209,7 @@ def decide(
     clock: StageClock | None = None,
     maturity_model: MaturityScorer | None = None,
     response_model: ResponseScorer | None = None,
+    precomputed: PrecomputedScores | None = None,
 ) -> Decision:
     """Score, assess churn risk, filter, arbitrate and explain: the pure part of the path.
 
@@ -198,6 +227,11 @@ def decide(
     ``channel`` and the customer's channel affinity (``service.decision.acceptance``) as
     arbitration factors; the preferred channel is derived with or without it.
 
+    ``precomputed``: the customer's stored scores, top reasons and churn risk, computed
+    ahead by ``recommender`` and ``churn_model`` from the same record
+    (``service.decision.precomputed``); they replace the online scoring and give the same
+    decision. Only the scoring is skipped: every filter runs as on the online path.
+
     ``clock`` (optional) gets a lap per stage: ``scoring`` (model scores, churn risk, the
     moments, P(accept) and the shown offers' model reasons), ``filtering`` and
     ``arbitration``.
@@ -211,22 +245,34 @@ def decide(
     # offers' reasons later from the same work), or the fallback's popularity order.
     fallback = fallback_order(catalogue, recommender) if degraded is not None else None
     prepared: PreparedRecord | None = None
+    source: str | None = None
     if fallback is not None:
         scores = fallback.scores
     else:
         assert recommender is not None and record is not None
-        prepared = recommender.prepare(record)
+        if precomputed is not None:
+            prepared = PrecomputedRecord(precomputed, recommender, record)
+            source = PRECOMPUTED
+        else:
+            prepared = recommender.prepare(record)
+            source = ONLINE
         scores = model_scores(recommender, prepared)
 
     # Churn risk: needs the record and a churn model. Moments: the treatments the churn
     # risk, maturing contracts, the upgrade journey, date rules and the lifecycle stage
     # trigger, and the stage's levers; the tier picks the contact limits.
-    churn = assess_churn_risk(
-        churn_model,
-        record,
-        settings.churn_medium_threshold,
-        settings.churn_high_threshold,
-    )
+    if source == PRECOMPUTED and churn_model is not None and record is not None:
+        assert precomputed is not None
+        churn = precomputed_churn(
+            precomputed, settings.churn_medium_threshold, settings.churn_high_threshold
+        )
+    else:
+        churn = assess_churn_risk(
+            churn_model,
+            record,
+            settings.churn_medium_threshold,
+            settings.churn_high_threshold,
+        )
     moments = customer_moments(record, catalogue, decisioning, churn, maturity_model, now.date())
     limits = ContactLimits.from_settings(settings).for_tier(decisioning.moments, moments.tier)
     clock.lap("scoring")
@@ -303,6 +349,7 @@ def decide(
         decided_at=now,
         moments=moments,
         acceptance=acceptance,
+        scores_source=source,
     )
 
 

@@ -58,6 +58,7 @@ class FeatureLookup:
     problem: DegradedReason | None
     contact: ContactState = field(default_factory=ContactState)  # known=False: unreadable
     redis_error: redis.RedisError | None = None  # what failed, for the Redis error counter
+    scores: bytes | None = None  # the customer's precomputed scores (``core.precomputed``)
 
 
 AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -71,9 +72,12 @@ async def fetch_features(
     customer_id: str,
     round_trip_seconds: DurationObserver | None = None,
     contact: ContactRead | None = None,
+    scores_key: str | None = None,
 ) -> FeatureLookup:
     """Read the customer's record from ``feature_set`` (and ``contact``) in one round trip.
 
+    ``scores_key``: the customer's precomputed scores (``core.precomputed``), read by the
+    same script when the record and the contact state are (``READ_WITH_SCORES_SCRIPT``).
     ``round_trip_seconds`` (a Prometheus histogram) observes every round trip made.
     """
     if feature_set is None and contact is None:
@@ -85,7 +89,7 @@ async def fetch_features(
     )
     started = time.perf_counter()
     try:
-        raw_record, contact_rows = await _read(client, key, contact)
+        raw_record, contact_rows, raw_scores = await _read(client, key, contact, scores_key)
     except BreakerOpenError as exc:
         # Refused without a round trip: nothing to time, and the breaker logged the outage
         # once (a line per request would flood the log). The caller counts it.
@@ -110,7 +114,7 @@ async def fetch_features(
             extra=fields(feature_set=feature_set.version, error=type(exc).__name__),
         )
         return FeatureLookup(None, feature_set, DegradedReason.INVALID_FEATURE_RECORD, state)
-    return FeatureLookup(record, feature_set, None, state)
+    return FeatureLookup(record, feature_set, None, state, scores=raw_scores)
 
 
 READ_SCRIPT = """
@@ -121,20 +125,39 @@ return {redis.call('GET', KEYS[1]),
 a missing record as ``false``, which Redis sends as nil; the scores come as the same
 decimal strings as a plain ``ZRANGEBYSCORE ... WITHSCORES``."""
 
+READ_WITH_SCORES_SCRIPT = """
+return {redis.call('GET', KEYS[1]),
+        redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf', 'WITHSCORES'),
+        redis.call('GET', KEYS[3])}
+"""
+""":data:`READ_SCRIPT` plus KEYS[3], the customer's precomputed scores (same hash tag)."""
+
 
 async def _read(
-    client: AsyncRedisClient, key: str | None, contact: ContactRead | None
-) -> tuple[bytes | None, list[tuple[bytes, float]] | None]:
-    """The raw record (when ``key``) and the contact rows (when ``contact``): one command."""
+    client: AsyncRedisClient,
+    key: str | None,
+    contact: ContactRead | None,
+    scores_key: str | None = None,
+) -> tuple[bytes | None, list[tuple[bytes, float]] | None, bytes | None]:
+    """The raw record (when ``key``), the contact rows (when ``contact``) and the
+    precomputed scores (when ``scores_key`` and both others): one command."""
     if key is not None and contact is not None:
-        reply = await client.eval(READ_SCRIPT, 2, key, contact.key, contact.since)
-        raw_record, flat = cast(list[Any], reply)
-        return raw_record, [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+        if scores_key is not None:
+            reply = await client.eval(
+                READ_WITH_SCORES_SCRIPT, 3, key, contact.key, scores_key, contact.since
+            )
+            raw_record, flat, raw_scores = cast(list[Any], reply)
+        else:
+            reply = await client.eval(READ_SCRIPT, 2, key, contact.key, contact.since)
+            raw_record, flat = cast(list[Any], reply)
+            raw_scores = None
+        rows = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return raw_record, rows, raw_scores
     if key is not None:
-        return cast(bytes | None, await client.get(key)), None
+        return cast(bytes | None, await client.get(key)), None, None
     assert contact is not None
-    rows = await client.zrangebyscore(contact.key, contact.since, "+inf", withscores=True)
-    return None, cast(list[tuple[bytes, float]], rows)
+    only = await client.zrangebyscore(contact.key, contact.since, "+inf", withscores=True)
+    return None, cast(list[tuple[bytes, float]], only), None
 
 
 def _unavailable(exc: redis.RedisError) -> FeatureLookup:

@@ -1,6 +1,7 @@
 """Keep the serving state's feature set in step with the ``current`` pointer in Redis.
 
-A background task re-reads the pointer every ``feature_pointer_refresh_seconds`` (never
+A background task re-reads the pointer (and the precomputed score set's,
+``service.infra.score_pointer``) every ``feature_pointer_refresh_seconds`` (never
 per request: the request path must stay one Redis round trip). A newly published set is
 picked up within one interval; materialization keeps the previous version for a while, so
 requests in that window still find their records.
@@ -15,6 +16,7 @@ import redis
 
 from features.online_store import FeatureSetInfo
 from service.infra.log import fields
+from service.infra.score_pointer import refresh_score_set
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ async def keep_feature_pointer_fresh(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(interval)
         await asyncio.to_thread(refresh_feature_pointer, runtime)
+        await asyncio.to_thread(refresh_score_set, runtime)
 
 
 def _log_switch(

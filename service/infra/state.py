@@ -12,10 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import cast
 
 from core.catalogue import Catalogue
 from core.decisioning import DecisioningConfig
+from core.precomputed import ModelRef, ScoreSetInfo
 from core.scoring.base import ChurnScorer
 from core.scoring.maturity import MaturityScorer
 from core.scoring.response import ResponseScorer
@@ -46,6 +48,9 @@ class ServingState:
     maturity: LoadedModel | None = None
     response: LoadedModel | None = None
     model_sources: dict[str, str] = field(default_factory=dict)
+    # The published precomputed score set (``core.precomputed``); used for a request only
+    # when it matches the feature set and models above (:attr:`precomputed`).
+    score_set: ScoreSetInfo | None = None
 
     # The kinds were checked when the models were loaded (``service.infra.model_loading``).
     @property
@@ -68,6 +73,24 @@ class ServingState:
         models = (self.recommender, self.churn, self.maturity, self.response)
         loaded = (m for m in models if m is not None)
         return {m.name: str(m.version) for m in loaded}
+
+    @cached_property
+    def precomputed(self) -> ScoreSetInfo | None:
+        """The score set when it was made from this feature set, this recommender and this
+        churn model (versions), else None: those requests are scored online."""
+        scores = self.score_set
+        if scores is None or self.recommender is None or self.feature_set is None:
+            return None
+        if scores.matches(
+            self.feature_set.version,
+            ModelRef(self.recommender.name, self.recommender.version),
+            ModelRef(self.churn.name, self.churn.version) if self.churn is not None else None,
+        ):
+            return scores
+        return None
+
+    def with_score_set(self, score_set: ScoreSetInfo | None) -> ServingState:
+        return replace(self, score_set=score_set)
 
     def with_feature_set(self, feature_set: FeatureSetInfo | None) -> ServingState:
         return replace(self, feature_set=feature_set)

@@ -17,10 +17,12 @@ import redis
 from fastapi.testclient import TestClient
 
 from core.catalogue import Catalogue
+from core.precomputed import ScoreSetKeys
 from core.pseudonym import pseudonymiser
 from core.redis_keys import contact_key, decisions_key
 from core.settings import Settings
 from features.online_store import FeatureSetInfo, OnlineStore
+from registry.client import Registry
 from service.app import create_app
 from service.infra.log import LOGGER_NAME, JsonFormatter
 from service.infra.redis_guard import REQUEST_CONNECTION_NAME, SERVICE_CONNECTION_NAME
@@ -36,6 +38,7 @@ from tests.support.served import (  # noqa: F401 (fixtures)
     publish_customers,
     served,
 )
+from training.precompute_scores import precompute_scores, served_models
 
 pytestmark = pytest.mark.integration
 
@@ -96,12 +99,14 @@ def test_logs_carry_request_ids_never_customer_ids(
         assert customer_id not in lines
 
 
+@pytest.mark.parametrize("precomputed", [False, True], ids=["online", "precomputed"])
 def test_one_redis_round_trip_per_recommendation(
     served: Settings,
     redis_client: redis.Redis,
     redis_url: str,
     catalogue: Catalogue,
     key_prefix: str,
+    precomputed: bool,
 ) -> None:
     """Every command the service's own connections (``CLIENT SETNAME`` ``nbo-service*``,
     ``service.infra.redis_guard``) send while it answers, seen via MONITOR: exactly one
@@ -117,9 +122,18 @@ def test_one_redis_round_trip_per_recommendation(
     the audit prefix.
     A worker's first request also opens its pooled connection (HELLO, CLIENT SETNAME):
     one warm-up request comes first.
+    With a matching precomputed score set (``nbo score recommendations``) the same one
+    ``EVAL`` reads the customer's stored scores too: a third key, a third GET inside it.
     """
     quiet = served.model_copy(update={"feature_pointer_refresh_seconds": 3600.0})
     info = publish_customers(quiet, redis_client, catalogue)
+    scores = ScoreSetKeys(quiet.feature_prefix)
+    score_set = None
+    if precomputed:
+        recommender, churn = served_models(Registry(quiet), quiet)
+        score_set = precompute_scores(
+            redis_client, OnlineStore.for_settings(redis_client, quiet), recommender, churn
+        )
     customers = ["C5-RICH", "C1-CAUTIOUS", "NOBODY-42", "C3-LEAVING"]
     names: dict[str, str] = {}
     with TestClient(create_app(quiet), headers=AUTH) as client:
@@ -158,13 +172,16 @@ def test_one_redis_round_trip_per_recommendation(
     for c, read in zip(customers, reads, strict=True):  # the script's two reads, in it
         record = store.record_key(info.version, c)
         contact = contact_key(quiet.contact_prefix, pseudonym(c))
-        assert f"2 {record} {contact} " in read["command"], read
+        inner = [["GET", record], ["ZRANGEBYSCORE", contact]]
+        if score_set is None:
+            assert f"2 {record} {contact} " in read["command"], read
+        else:
+            stored = scores.customer(score_set.version, pseudonym(c))
+            assert f"3 {record} {contact} {stored} " in read["command"], read
+            inner.append(["GET", stored])
         at = mine.index(read)
-        assert [m["command"].split()[:2] for m in mine[at + 1 : at + 3]] == [
-            ["GET", record],
-            ["ZRANGEBYSCORE", contact],
-        ]
-        assert all(m["client_type"] == "lua" for m in mine[at + 1 : at + 3])
+        assert [m["command"].split()[:2] for m in mine[at + 1 : at + 1 + len(inner)]] == inner
+        assert all(m["client_type"] == "lua" for m in mine[at + 1 : at + 1 + len(inner)])
     writes = [c["command"] for c in sent_by(seen_writes, names, SERVICE_CONNECTION_NAME)]
     assert writes and all(w.split()[0] in ("EVALSHA", "SCRIPT", "EVAL") for w in writes), writes
     scripted = [c["command"] for c in seen_writes if c["client_type"] == "lua"]
