@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     feature_pointer_refresh_seconds: float = Field(
         5.0, description="How often the service re-reads the current feature-set pointer."
     )
+    precomputed_scores: bool = Field(
+        True,
+        description="Serve the precomputed scores of `nbo score recommendations` when they "
+        "match the feature set and models (false: score every request online).",
+    )
     risk_assessment_validity_days: int = Field(
         730, description="A risk assessment older than this is expired (lowest risk only)."
     )

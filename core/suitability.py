@@ -78,21 +78,26 @@ def effective_risk_level(facts: CustomerFacts, today: date, validity_days: int) 
 
 
 def exclusion(
-    product: Product, facts: CustomerFacts, today: date, validity_days: int
+    product: Product,
+    facts: CustomerFacts,
+    today: date,
+    validity_days: int,
+    valid: bool | None = None,
 ) -> Exclusion | None:
-    """The first rule that forbids offering ``product`` to this customer, or ``None``."""
+    """The first rule that forbids offering ``product`` to this customer, or ``None``.
+
+    ``valid``: ``assessment_valid(facts, today, validity_days)`` when the caller already
+    knows it (:func:`split_suitable` works it out once for all products)."""
     pid = product.id
     if not product.active:
         return Exclusion(pid, Rule.WITHDRAWN, "product withdrawn from sale")
     if pid in facts.held:
         return Exclusion(pid, Rule.HELD, "customer already holds it")
-    allowed = effective_risk_level(facts, today, validity_days)
+    if valid is None:
+        valid = assessment_valid(facts, today, validity_days)
+    allowed = facts.risk_level if valid and facts.risk_level is not None else LOWEST_RISK_LEVEL
     if product.risk_level > allowed:
-        why = (
-            f"C{facts.risk_level}"
-            if assessment_valid(facts, today, validity_days)
-            else "no valid assessment"
-        )
+        why = f"C{facts.risk_level}" if valid else "no valid assessment"
         return Exclusion(pid, Rule.SUITABILITY, f"R{product.risk_level} above {why}")
     rules = product.eligibility
     if rules.min_age is not None or rules.max_age is not None:
@@ -115,7 +120,10 @@ def split_suitable(
     products: Iterable[Product], facts: CustomerFacts, today: date, validity_days: int
 ) -> tuple[list[Product], list[Exclusion]]:
     """Partition products into (offerable, exclusions-with-rule)."""
-    return partition(products, lambda product: exclusion(product, facts, today, validity_days))
+    valid = assessment_valid(facts, today, validity_days)
+    return partition(
+        products, lambda product: exclusion(product, facts, today, validity_days, valid)
+    )
 
 
 def partition(

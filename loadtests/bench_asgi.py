@@ -14,6 +14,11 @@ make up each part). cProfile charges a fixed cost to every Python call, so parts
 many small calls (the decision's filters) read larger than they are and C work (the tree
 walk, JSON) smaller; the shares rank the parts, the first line gives the real total.
 
+``--compare-scores`` runs the loop in alternating rounds with the precomputed scores of
+``nbo score recommendations`` off (every request scored online) and on (used while they
+match the feature set and models), twice each, in one process: the before / after of the
+precomputation on the same machine in the same minute.
+
 A script that prints figures, not a test: compare two code versions by running each, one
 after the other, on the same machine.
 
@@ -34,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.settings import get_settings
 from loadtests.driver import RECOMMENDATIONS_PATH, RequestMix
 from service.app import create_app
 
@@ -42,7 +48,11 @@ PARTS: dict[str, tuple[str, ...]] = {
     "body parse and validation": ("json_route.py:parse_body",),
     "recommender: scoring walk": ("boosted.py:prepare",),
     "recommender: reasons of the shown offers": ("recommend.py:model_reasons",),
-    "churn risk and its reasons": ("churn_risk.py:assess_churn_risk",),
+    "churn risk and its reasons": (
+        "churn_risk.py:assess_churn_risk",
+        "precomputed.py:precomputed_churn",
+    ),
+    "precomputed scores: decode": ("recommend.py:_decode_scores",),
     "moments and candidates": ("moments.py:customer_moments", "candidates.py:offer_candidates"),
     "filters: suitability, channel, tier, contact policy": (
         "suitability.py:split_suitable",
@@ -107,9 +117,15 @@ async def _call(app: Any, body: bytes) -> int:
 
 
 async def _run(
-    bodies: Sequence[bytes], warmup: int, profile: cProfile.Profile | None
+    bodies: Sequence[bytes],
+    warmup: int,
+    profile: cProfile.Profile | None,
+    precomputed: bool | None = None,
 ) -> tuple[float, float, dict[int, int]]:
-    app = create_app()
+    settings = get_settings()
+    if precomputed is not None:
+        settings = settings.model_copy(update={"precomputed_scores": precomputed})
+    app = create_app(settings)
     statuses: dict[int, int] = {}
     async with app.router.lifespan_context(app):
         for body in bodies[:warmup]:
@@ -147,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=3000, help="timed requests")
     parser.add_argument("--warmup", type=int, default=300, help="untimed requests first")
     parser.add_argument("--profile", action="store_true", help="print each part's share")
+    parser.add_argument(
+        "--compare-scores",
+        action="store_true",
+        help="alternate rounds with the precomputed scores off and on",
+    )
     args = parser.parse_args(argv)
     try:
         ids = args.customers.read_text().split()
@@ -157,6 +178,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     bodies = RequestMix(ids).bodies(max(args.requests, args.warmup))[: args.requests]
     profile = cProfile.Profile(time.thread_time) if args.profile else None
     print(f"bench_asgi: {args.requests} requests after {args.warmup} warm-up", file=sys.stderr)
+    if args.compare_scores:
+        for precomputed in (False, True, False, True):
+            thread, process, statuses = asyncio.run(_run(bodies, args.warmup, None, precomputed))
+            n = len(bodies)
+            print(
+                f"precomputed scores {'on ' if precomputed else 'off'}: requests {n}, statuses "
+                f"{statuses}; CPU per request: event-loop thread {thread / n * 1e6:.0f} us, "
+                f"process {process / n * 1e6:.0f} us"
+            )
+        return
     thread, process, statuses = asyncio.run(_run(bodies, args.warmup, profile))
     n = len(bodies)
     print(

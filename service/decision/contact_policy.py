@@ -181,6 +181,8 @@ def split_by_contact_policy(
     products: Sequence[Product], state: ContactState, now: datetime, limits: ContactLimits
 ) -> tuple[list[Product], list[Exclusion]]:
     """Partition into (still offerable, excluded by the impression cap or a suppression)."""
+    if not state.entries and limits.max_impressions > 0:
+        return list(products), []  # no contact in the window: no rule can apply
     return partition(products, lambda product: contact_exclusion(product, state, now, limits))
 
 

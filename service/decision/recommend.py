@@ -90,7 +90,8 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
     choice = choose(state, request.customer_id, settings.challenger_share, settings.shadow_mode)
     # The precomputed scores, read in the same EVAL, when the score set was made from this
     # feature set and these models and the recommender serving this request is that one.
-    score_set = state.precomputed if choice.recommender is state.recommender else None
+    use_stored = settings.precomputed_scores and choice.recommender is state.recommender
+    score_set = state.precomputed if use_stored else None
     lookup = await fetch_features(
         runtime.reader,
         runtime.store,
@@ -103,6 +104,7 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
             if score_set is not None
             else None
         ),
+        pseudonym=pseudonym,
     )
     clock.lap("feature_fetch")
     if lookup.redis_error is not None:

@@ -36,7 +36,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 
-from features.online_store import FeatureSetInfo, OnlineStore
+from features.online_store import PSEUDONYM_KEYS, FeatureSetInfo, OnlineStore
 from service.decision.contact_policy import ContactRead, ContactState
 from service.decision.outcome import DegradedReason
 from service.infra.breaker import BreakerOpenError
@@ -73,20 +73,25 @@ async def fetch_features(
     round_trip_seconds: DurationObserver | None = None,
     contact: ContactRead | None = None,
     scores_key: str | None = None,
+    pseudonym: str | None = None,
 ) -> FeatureLookup:
     """Read the customer's record from ``feature_set`` (and ``contact``) in one round trip.
 
     ``scores_key``: the customer's precomputed scores (``core.precomputed``), read by the
     same script when the record and the contact state are (``READ_WITH_SCORES_SCRIPT``).
-    ``round_trip_seconds`` (a Prometheus histogram) observes every round trip made.
+    ``pseudonym``: the customer's, when the caller has it (the store's pseudonymiser is
+    not run twice per request). ``round_trip_seconds`` (a Prometheus histogram) observes
+    every round trip made.
     """
     if feature_set is None and contact is None:
         return FeatureLookup(None, None, DegradedReason.NO_FEATURE_SET)
-    key = (
-        store.record_key(feature_set.version, customer_id, feature_set.record_keys)
-        if feature_set is not None
-        else None
-    )
+    key: str | None = None
+    if feature_set is not None:
+        key = (
+            store.keys.record(feature_set.version, pseudonym)
+            if pseudonym is not None and feature_set.record_keys == PSEUDONYM_KEYS
+            else store.record_key(feature_set.version, customer_id, feature_set.record_keys)
+        )
     started = time.perf_counter()
     try:
         raw_record, contact_rows, raw_scores = await _read(client, key, contact, scores_key)
