@@ -46,6 +46,7 @@ def test_expected_commands_exist() -> None:
         "demo",
         "evaluate churn",
         "score churn",
+        "score recommendations",
         "events export",
         "audit export",
         "audit why",
