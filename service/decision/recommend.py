@@ -263,8 +263,12 @@ def decide(
     # Churn risk: needs the record and a churn model. Moments: the treatments the churn
     # risk, maturing contracts, the upgrade journey, date rules and the lifecycle stage
     # trigger, and the stage's levers; the tier picks the contact limits.
-    if source == PRECOMPUTED and churn_model is not None and record is not None:
-        assert precomputed is not None
+    if (
+        source == PRECOMPUTED
+        and churn_model is not None
+        and precomputed is not None
+        and precomputed.churn_probability is not None
+    ):
         churn = precomputed_churn(
             precomputed, settings.churn_medium_threshold, settings.churn_high_threshold
         )
