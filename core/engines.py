@@ -135,7 +135,14 @@ class SparkEngine:
     @property
     def session(self) -> SparkSession:
         if self._session is None:
-            self._session, self._owned = _start_session(self.master, self.app_name)
+            try:
+                self._session, self._owned = _start_session(self.master, self.app_name)
+            except Exception as exc:  # no Java, a master that does not answer, ...
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                where = self.master or "from spark-submit"
+                raise EngineUnavailableError(
+                    f"could not start Spark (master {where}): {first}"
+                ) from None
         return self._session
 
     def close(self) -> None:
@@ -233,14 +240,16 @@ def _wait_for_tasks(sc: object, group: str) -> None:
 
 def _task_error(exc: BaseException) -> str:
     """The one line naming the failed partition and its error, from the executor's
-    traceback inside a PySpark / Py4J error; else the error's last line."""
+    traceback inside a PySpark / Py4J error; else the error's first line."""
     text = str(exc)
     marker = f"{PartitionTaskError.__name__}: "
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     tagged = [line.split(marker, 1)[1] for line in lines if marker in line]
     if tagged:
         return tagged[-1]
-    return lines[-1] if lines else type(exc).__name__
+    # not the partition function's error (an executor lost, out of memory, ...): Spark's
+    # own first line says which task and why
+    return lines[0] if lines else type(exc).__name__
 
 
 @contextmanager

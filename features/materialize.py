@@ -9,6 +9,13 @@ keeps serving the previous set. When even that delete fails (Redis went away mid
 job is killed, the version stays listed as pending and the next run deletes it before it
 writes. One run at a time per feature prefix: a run holds a writer lock in Redis (with a
 TTL, so a killed run's lock expires) and another run meanwhile fails at once.
+
+A partition's work is one function, :func:`materialize_partition` (read, compute, encode,
+write), which both engines call (``core/engines.py``): the local engine in this process's
+loop, one partition after another; the Spark engine as one Spark task per partition, each
+writing from its executor straight to Redis and returning its counts and record schema.
+The driver's part is the same for both: lock, sweep, ``begin``, then publish only when
+every partition succeeded, or abort.
 """
 
 from __future__ import annotations
