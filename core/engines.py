@@ -28,6 +28,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class SparkEngine:
         self.app_name = app_name
         self._session = session
         self._owned = False
+        self._running: set[str] = set()  # job groups of the runs under way
 
     @classmethod
     def for_choice(cls, choice: EngineChoice, app_name: str) -> SparkEngine:
@@ -157,6 +159,13 @@ class SparkEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def cancel(self) -> None:
+        """Cancel the jobs of the runs under way (from another thread); they raise
+        :class:`PartitionJobError`."""
+        if self._session is not None:
+            for group in list(self._running):
+                self._session.sparkContext.cancelJobGroup(group)
+
     @property
     def parallelism(self) -> int:
         """Tasks the cluster runs at once (``spark.default.parallelism``)."""
@@ -173,6 +182,7 @@ class SparkEngine:
             raise ValueError("the number of partitions must be at least 1")
         sc = self.session.sparkContext
         group = f"nbo-{uuid.uuid4().hex[:12]}"
+        self._running.add(group)
         sc.setJobGroup(group, description, interruptOnCancel=True)
         started = time.perf_counter()
         try:
@@ -181,6 +191,8 @@ class SparkEngine:
             sc.cancelJobGroup(group)
             _wait_for_tasks(sc, group)
             raise PartitionJobError(f"{description} failed on Spark: {_task_error(exc)}") from None
+        finally:
+            self._running.discard(group)
         log.info(
             "%s: %d partition(s) on Spark in %.1f s",
             description,
@@ -193,6 +205,9 @@ class SparkEngine:
 
 def _start_session(master: str | None, app_name: str) -> tuple[SparkSession, bool]:
     """The active session (joined, not owned) or a new one (owned)."""
+    # The jobs use RDDs of partition numbers, not pandas-on-Spark: its pandas version
+    # warning is noise here.
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
@@ -208,6 +223,8 @@ def _start_session(master: str | None, app_name: str) -> tuple[SparkSession, boo
         # the JVM started is too late)
         os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = builder.config("spark.ui.showConsoleProgress", "false")
+    if not conf.get("spark.log.level", None):
+        builder = builder.config("spark.log.level", "ERROR")  # the command prints its own
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session, True

@@ -20,9 +20,9 @@ every partition succeeded, or abort.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,12 +137,8 @@ def materialize_partitions(
                 written = _run_here(job, partitions, read, store, lock, progress, on_partition)
             else:
                 assert connect_store is not None
-                with _renewing(lock):
-                    written = spark.run(
-                        _SparkPartitionTask(job, read, connect_store),
-                        partitions,
-                        f"materialize features as of {as_of:%Y-%m-%d}",
-                    )
+                task = _SparkPartitionTask(job, read, connect_store)
+                written = _run_on_spark(spark, task, partitions, lock)
             info = _feature_set(job, created_at, written)
             store.publish(info)
         except BaseException:
@@ -315,25 +311,31 @@ class _SparkPartitionTask:
             store.client.close()
 
 
-@contextmanager
-def _renewing(lock: redis.lock.Lock, every: float = LOCK_RENEW_SECONDS) -> Iterator[None]:
-    """Renew the writer lock's TTL from a thread while the driver waits for a Spark job."""
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(every):
+def _run_on_spark(
+    spark: SparkEngine,
+    task: _SparkPartitionTask,
+    partitions: int,
+    lock: redis.lock.Lock,
+) -> list[PartitionWritten]:
+    """The Spark engine: the job runs from a helper thread while this one (the lock's
+    owner: redis-py keeps the lock's token per thread) renews the writer lock every
+    :data:`LOCK_RENEW_SECONDS`. A lock lost to another run (its TTL ran out) cancels the
+    job."""
+    description = f"materialize features as of {task.job.as_of:%Y-%m-%d}"
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbo-spark") as pool:
+        job = pool.submit(spark.run, task, partitions, description)
+        while True:
+            try:
+                return job.result(timeout=LOCK_RENEW_SECONDS)
+            except concurrent.futures.TimeoutError:
+                pass
             try:
                 lock.reacquire()
-            except (redis.exceptions.LockError, redis.RedisError):
-                log.warning("could not renew the materialization lock")
-
-    thread = threading.Thread(target=renew, name="nbo-writer-lock", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+            except redis.exceptions.LockError:
+                spark.cancel()
+                raise
+            except redis.RedisError:
+                log.warning("could not renew the materialization lock; trying again")
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.lock
 from typer.testing import CliRunner
 
 from cli.features import app
@@ -92,10 +93,19 @@ def test_spark_gives_the_records_of_the_local_engine_and_a_retried_task_counts_o
     settings: Settings,
     store: OnlineStore,
     spark: SparkEngine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    renewed: list[int] = []
+    renew = redis.lock.Lock.reacquire
+
+    def counted(lock: redis.lock.Lock) -> bool:
+        renewed.append(1)
+        return renew(lock)
+
+    monkeypatch.setattr("features.materialize.LOCK_RENEW_SECONDS", 0.2)  # renewed during the job
+    monkeypatch.setattr(redis.lock.Lock, "reacquire", counted)
     read = functools.partial(read_partition, data_dir)
     local = materialize_partitions(PARTITIONS, read, AS_OF, catalogue, store, batch_size=64)
-    resolved = store_connector(settings).args[0]  # the executors' settings
     on_spark = materialize_partitions(
         PARTITIONS,
         read,
@@ -104,9 +114,10 @@ def test_spark_gives_the_records_of_the_local_engine_and_a_retried_task_counts_o
         store,
         batch_size=64,
         spark=spark,
-        connect_store=functools.partial(_flaky_store, resolved),
+        connect_store=functools.partial(_flaky_store, settings),
     )
     assert store.current() == on_spark != local
+    assert len(renewed) > PARTITIONS  # the local loop's one per partition, and the driver's
     assert on_spark.customers == local.customers  # partition 1 ran twice, counted once
     assert on_spark.feature_names == local.feature_names
     assert len(_version_keys(store, on_spark.version)) == on_spark.customers + 1  # + meta

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
     from pyspark.sql import SparkSession
 
 SPARK_TEST_MASTER = "local[2,2]"
 
 
 def start_test_session() -> SparkSession:
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
     from pyspark.sql import SparkSession
 
     os.environ["PYSPARK_PYTHON"] = sys.executable  # read when the context starts
@@ -28,6 +31,7 @@ def start_test_session() -> SparkSession:
         .appName("nbo-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.log.level", "ERROR")
         .config("spark.driver.memory", "512m")
         .getOrCreate()
     )
