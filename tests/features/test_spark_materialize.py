@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 import redis.lock
+from redis.cluster import RedisCluster
 from typer.testing import CliRunner
 
 from cli.features import app
@@ -24,6 +25,7 @@ from features.materialize import materialize_partitions, store_connector
 from features.online_store import OnlineStore
 from features.pointintime import compute_features
 from features.synthetic import generate_bank
+from tests.support.redis_cluster import cluster_or_skip
 from tests.support.spark import pickle_by_value
 
 AS_OF = date(2025, 12, 31)
@@ -193,3 +195,38 @@ def test_without_pyspark_the_spark_engine_exits_2_naming_the_extra(
     assert "pip install 'nbo[spark]'" in result.output and "Traceback" not in result.output
     bad = CliRunner().invoke(app, ["materialize", "--engine", "dask"], env=env)
     assert bad.exit_code == 2 and "'dask' is not one of local, spark" in bad.output
+
+
+@pytest.mark.slow  # starts a 3-node Redis Cluster beside the Spark session (~10 s more)
+def test_spark_tasks_write_to_a_redis_cluster(
+    data_dir: Path,
+    catalogue: Catalogue,
+    spark: SparkEngine,
+    tmp_path: Path,
+    settings: Settings,
+) -> None:
+    cluster = cluster_or_skip(tmp_path / "cluster")
+    try:
+        on_cluster = settings.model_copy(update={"redis_url": cluster.url})
+        client = connect(on_cluster)
+        assert isinstance(client, RedisCluster)
+        store = OnlineStore.for_settings(client, on_cluster)
+        read = functools.partial(read_partition, data_dir)
+        local = materialize_partitions(PARTITIONS, read, AS_OF, catalogue, store)
+        on_spark = materialize_partitions(
+            PARTITIONS,
+            read,
+            AS_OF,
+            catalogue,
+            store,
+            spark=spark,
+            connect_store=store_connector(on_cluster),
+        )
+        assert store.current() == on_spark and on_spark.customers == local.customers
+        customers = compute_features(read_partition(data_dir, 1), AS_OF, catalogue).index
+        for customer_id in customers:
+            record = store.read(on_spark.version, str(customer_id))
+            assert record is not None and record == store.read(local.version, str(customer_id))
+        client.close()
+    finally:
+        cluster.stop()
