@@ -8,6 +8,7 @@ test gets its own key prefix and its keys are deleted afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,6 +142,8 @@ def shared_data() -> Path:
 def spark_session() -> Iterator[Any]:
     """One SparkSession for the whole run (``tests.support.spark``; JVM start is slow)."""
     pytest.importorskip("pyspark", reason="PySpark (the nbo[spark] extra) is not installed")
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        pytest.skip("no Java on this machine (Spark needs Java 17)")
     from tests.support.spark import start_test_session
 
     session = start_test_session()
