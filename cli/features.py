@@ -96,7 +96,7 @@ def materialize_command(
     the memory). The previous version stays current until every partition is written; a
     failure in any partition deletes what the run wrote. With --engine spark each
     partition is a Spark task that writes its records to Redis from the executor
-    (needs the nbo[spark] extra; docs/operations.md).
+    (needs the nbo\\[spark] extra; docs/operations.md).
 
     Example: nbo features materialize --as-of 2026-10-31
     """

@@ -50,7 +50,7 @@ def churn(
     memory) and computes only the model's input features. The file is written atomically
     (temp file + rename); its format follows the extension. With --engine spark each
     partition is scored in a Spark task and the scores come back to this process (needs
-    the nbo[spark] extra; docs/operations.md).
+    the nbo\\[spark] extra; docs/operations.md).
 
     Example: nbo score churn --as-of 2026-10-31 --out var/retention.parquet
     """
