@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,11 +18,12 @@ from cli.errors import exit_on
 from cli.progress import counter
 from core.catalogue import CatalogueError, load_catalogue
 from core.embedded_redis import RedisUnavailableError
+from core.engines import PartitionJobError, SparkEngine, check_engine, spark_engine
 from core.moments import load_moments
 from core.redis_server import connect
 from core.settings import get_settings
 from core.tables import TablesMissingError, latest_snapshot, read_partition, table_layout
-from features.materialize import materialize_partitions
+from features.materialize import materialize_partitions, store_connector
 from features.online_store import OnlineStore
 
 app = typer.Typer(no_args_is_help=True)
@@ -78,18 +80,30 @@ def materialize_command(
         None, "--as-of", help="Feature date (YYYY-MM-DD); default: the latest snapshot month."
     ),
     batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Records per pipeline."),
+    engine: str = typer.Option(
+        "local", "--engine", help="local (partitions in turn here) or spark (one task each)."
+    ),
+    spark_master: str | None = typer.Option(
+        None,
+        "--spark-master",
+        help="Spark master URL (e.g. local[2], spark://host:7077); default: spark-submit's, "
+        "else local[*].",
+    ),
 ) -> None:
     """Compute features as of a date and publish them to Redis as a new version.
 
     Works through the data folder one partition at a time (NBO_PARTITION_CUSTOMERS bounds
     the memory). The previous version stays current until every partition is written; a
-    failure in any partition deletes what the run wrote.
+    failure in any partition deletes what the run wrote. With --engine spark each
+    partition is a Spark task that writes its records to Redis from the executor
+    (needs the nbo\\[spark] extra; docs/operations.md).
 
     Example: nbo features materialize --as-of 2026-10-31
     """
     settings = get_settings()
     console = Console(stderr=True)
-    with exit_on(*_EXPECTED_ERRORS):
+    with exit_on(*_EXPECTED_ERRORS, PartitionJobError):
+        choice = check_engine(engine, spark_master)
         day = _parse_date(as_of) if as_of is not None else None
         catalogue = load_catalogue(settings.catalogue_path)
         moments = load_moments(settings.moments_path)
@@ -103,10 +117,12 @@ def materialize_command(
         store.client.ping()
         started = time.perf_counter()
         bar, update, on_partition = _progress_bar(console, day)
-        with bar:
+        with spark_engine(choice, "nbo features materialize") as spark, bar:
+            if spark is not None:
+                bar.update(bar.task_ids[0], description=_on_spark(spark, layout.partitions))
             info = materialize_partitions(
                 layout.partitions,
-                lambda k: read_partition(settings.data_dir, k),
+                functools.partial(read_partition, settings.data_dir),
                 day,
                 catalogue,
                 store,
@@ -115,6 +131,8 @@ def materialize_command(
                 progress=update,
                 on_partition=on_partition,
                 moments=moments,
+                spark=spark,
+                connect_store=store_connector(settings) if spark is not None else None,
             )
         elapsed = time.perf_counter() - started
     typer.echo(f"version    {info.version}")
@@ -124,6 +142,10 @@ def materialize_command(
     typer.echo(
         f"elapsed    {elapsed:.1f} s ({info.customers / max(elapsed, 1e-9):,.0f} customers/s)"
     )
+
+
+def _on_spark(spark: SparkEngine, partitions: int) -> str:
+    return f"{partitions} partition(s) as Spark tasks on {spark.session.sparkContext.master}"
 
 
 @app.command("status")

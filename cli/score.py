@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.console import Console
 from cli.errors import exit_on
 from cli.progress import counter
 from core.catalogue import CatalogueError
+from core.engines import EngineUnavailableError
 from core.tables import TablesMissingError
 from registry.client import RegistryError
 
@@ -30,16 +32,31 @@ def churn(
     alias: Annotated[
         str | None, typer.Option("--alias", help="Model alias (default: the serving alias).")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="local (partitions in turn here) or spark (one task each)."),
+    ] = "local",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="Spark master URL (e.g. local[2], spark://host:7077); default: "
+            "spark-submit's, else local[*].",
+        ),
+    ] = None,
 ) -> None:
     """Score every customer's churn risk: probability, band and top reasons, riskiest first.
 
     Reads the data folder one partition at a time (NBO_PARTITION_CUSTOMERS bounds the
     memory) and computes only the model's input features. The file is written atomically
-    (temp file + rename); its format follows the extension.
+    (temp file + rename); its format follows the extension. With --engine spark each
+    partition is scored in a Spark task and the scores come back to this process (needs
+    the nbo\\[spark] extra; docs/operations.md).
 
     Example: nbo score churn --as-of 2026-10-31 --out var/retention.parquet
     """
     from core.catalogue import load_catalogue  # heavy imports: keep --help fast
+    from core.engines import PartitionJobError, check_engine, spark_engine
     from core.settings import get_settings
     from core.tables import read_partition, table_layout
     from registry.client import Registry
@@ -53,7 +70,8 @@ def churn(
 
     console = Console(stderr=True)
     expected = (ScoringError, TablesMissingError, CatalogueError, RegistryError, MlflowException)
-    with exit_on(*expected, OSError):
+    with exit_on(*expected, EngineUnavailableError, PartitionJobError, OSError):
+        choice = check_engine(engine, spark_master)
         output_format(out)  # fail before the expensive part
         settings = get_settings()
         catalogue = load_catalogue(settings.catalogue_path)
@@ -62,7 +80,7 @@ def churn(
         model = check_churn_model(loaded.scorer, f"{name} version {loaded.version}")
         layout = table_layout(settings.data_dir)
         bar = counter(console)
-        with bar:
+        with spark_engine(choice, "nbo score churn") as spark, bar:
             task = bar.add_task(f"features at {as_of:%Y-%m-%d}", total=None)
             where = {"partition": ""}
 
@@ -74,16 +92,20 @@ def churn(
                 description = f"{where['partition']}scoring"
                 bar.update(task, description=description, completed=done, total=total)
 
+            if spark is not None:
+                where["partition"] = f"{layout.partitions} partition(s) as Spark tasks: "
+                bar.update(task, description=f"{where['partition']}reading, features, scoring")
             started = time.perf_counter()
             scores = retention_list_partitions(
                 model,
                 layout.partitions,
-                lambda k: read_partition(settings.data_dir, k),
+                functools.partial(read_partition, settings.data_dir),
                 catalogue,
                 settings,
                 as_of.date(),
                 advance,
                 on_partition,
+                spark=spark,
             )
             seconds = time.perf_counter() - started
             bar.update(task, description=f"writing {out}")

@@ -9,21 +9,33 @@ keeps serving the previous set. When even that delete fails (Redis went away mid
 job is killed, the version stays listed as pending and the next run deletes it before it
 writes. One run at a time per feature prefix: a run holds a writer lock in Redis (with a
 TTL, so a killed run's lock expires) and another run meanwhile fails at once.
+
+A partition's work is one function, :func:`materialize_partition` (read, compute, encode,
+write), which both engines call (``core/engines.py``): the local engine in this process's
+loop, one partition after another; the Spark engine as one Spark task per partition, each
+writing from its executor straight to Redis and returning its counts and record schema.
+The driver's part is the same for both: lock, sweep, ``begin``, then publish only when
+every partition succeeded, or abort.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-import pandas as pd
 import redis
 import redis.lock
 
 from core.catalogue import Catalogue
+from core.engines import SparkEngine
 from core.moments import MomentsConfig, default_moments
+from core.redis_server import connect, resolve_redis_url
+from core.settings import Settings
 from core.tables import Tables
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from features.pointintime import compute_features
@@ -43,6 +55,8 @@ PartitionProgress = Callable[[int, int], None]
 """Called when a partition starts, with ``(partition, partitions)``."""
 ReadPartition = Callable[[int], Tables]
 """Reads one partition's customers with all their rows (``core.tables.read_partition``)."""
+LOCK_RENEW_SECONDS = 60.0
+"""How often the driver renews the writer lock while a Spark job runs."""
 
 
 def materialize(
@@ -82,6 +96,8 @@ def materialize_partitions(
     progress: Progress | None = None,
     on_partition: PartitionProgress | None = None,
     moments: MomentsConfig | None = None,
+    spark: SparkEngine | None = None,
+    connect_store: StoreFactory | None = None,
 ) -> FeatureSetInfo:
     """Compute features as of ``as_of`` one partition at a time, write them as one new
     version, publish it after the last partition, prune.
@@ -91,13 +107,21 @@ def materialize_partitions(
     production, because a service may go on reading the previous version until it re-reads
     the pointer. ``moments``: the moment rules (default: the shipped ``core/moments.yaml``);
     their version is recorded in the set's meta.
+    ``spark``: run :func:`materialize_partition` of every partition as a Spark task
+    (``core.engines``) instead of in this loop; each task writes through its own store from
+    ``connect_store()`` (required then; see :func:`store_connector`), and ``read`` and
+    ``connect_store`` are pickled to the executors. ``progress`` and ``on_partition`` are
+    not called then (the partitions run at once, on other machines).
     Raises ``ValueError`` when ``as_of`` precedes the data or no customer qualifies; any
-    error in any partition deletes what the run wrote and is raised again.
+    error in any partition deletes what the run wrote and is raised again
+    (``core.engines.PartitionJobError`` on Spark).
     """
     if keep_versions < 1:
         raise ValueError("keep_versions must be at least 1")
     if partitions < 1:
         raise ValueError("the number of partitions must be at least 1")
+    if spark is not None and connect_store is None:
+        raise ValueError("materializing on Spark needs connect_store (the executors' store)")
     moments = moments or default_moments()
     with _writer_lock(store) as lock:
         # delete what an earlier run left half-written (its job died, or Redis failed
@@ -106,55 +130,28 @@ def materialize_partitions(
             log.warning("deleted feature set %s, left half-written by an earlier run", abandoned)
         created_at = datetime.now(UTC)
         version = make_version(as_of, created_at)
-        columns: list[str] | None = None
-        known = written = active = 0
-        schemas: list[RecordSchema] = []  # every schema a partition's records were written with
+        job = PartitionJob(version, as_of, catalogue, moments, batch_size)
         try:
             store.begin(version, created_at)
-            for k in range(partitions):
-                lock.reacquire()  # renews the lock's TTL: this partition may take a while
-                if on_partition is not None:
-                    on_partition(k, partitions)
-                frame = compute_features(read(k), as_of, catalogue, moments)
-                if columns is None:
-                    columns = [str(c) for c in frame.columns]
-                elif [str(c) for c in frame.columns] != columns:
-                    raise RuntimeError(f"partition {k} computed other features than partition 0")
-                if frame.empty:
-                    continue
-                known += len(frame)
-                active += int((~frame["departed"].astype(bool)).sum())
-                schema = _write_partition(
-                    store, version, frame, batch_size, written, known, progress, schemas
-                )
-                if schema not in schemas:
-                    schemas.append(schema)
-                written += len(frame)
-                del frame  # the next partition is read only after this one is released
-            if active == 0:
-                gone = f" (only {known} who had left)" if known else ""
-                raise ValueError(
-                    f"no customers of the bank at {as_of:%Y-%m-%d}{gone}: nothing to materialize"
-                )
-            info = FeatureSetInfo(
-                version=version,
-                as_of=as_of,
-                created_at=created_at,
-                customers=known,
-                feature_names=columns or [],
-                catalogue_version=catalogue.version,
-                moments_version=moments.version,
-                record_schemas=tuple(schemas),
-            )
+            if spark is None:
+                written = _run_here(job, partitions, read, store, lock, progress, on_partition)
+            else:
+                assert connect_store is not None
+                task = _SparkPartitionTask(job, read, connect_store)
+                written = _run_on_spark(spark, task, partitions, lock)
+            info = _feature_set(job, created_at, written)
             store.publish(info)
         except BaseException:
-            _abort_quietly(store, version)
+            # On Spark a task the cancel missed could still write after the delete: the
+            # version then stays listed as pending, and the next run's sweep deletes it.
+            _abort_quietly(store, version, keep_pending=spark is not None)
             raise
         log.info(
-            "published feature set %s (%d customers, %d partitions)",
+            "published feature set %s (%d customers, %d partitions%s)",
             info.version,
             info.customers,
             partitions,
+            ", on Spark" if spark is not None else "",
         )
         try:
             store.prune(keep_versions)
@@ -164,23 +161,181 @@ def materialize_partitions(
         return info
 
 
-def _write_partition(
+@dataclass(frozen=True)
+class PartitionJob:
+    """What every partition of one materialization shares (pickled to Spark tasks)."""
+
+    version: str
+    as_of: date
+    catalogue: Catalogue
+    moments: MomentsConfig
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class PartitionWritten:
+    """What one partition wrote: the driver's whole view of a (possibly remote) task."""
+
+    partition: int
+    customers: int  # records written (every customer of the partition, left ones included)
+    active: int  # of them, customers still with the bank at as_of
+    columns: tuple[str, ...]  # the features computed, in order
+    schema: RecordSchema | None  # the schema its records were written with; None: no records
+
+
+def materialize_partition(
+    k: int,
+    read: ReadPartition,
     store: OnlineStore,
-    version: str,
-    frame: pd.DataFrame,
-    batch_size: int,
-    before: int,
-    known: int,
+    job: PartitionJob,
+    *,
+    schema: RecordSchema | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PartitionWritten:
+    """Partition ``k``'s work, the same on both engines: read its tables, compute their
+    features as of ``job.as_of`` and write them under ``job.version`` (not published).
+
+    Idempotent: a rerun of the same partition (a Spark task retry) writes the same keys
+    with the same records. ``schema``: reused when the values fit it (the schema of an
+    earlier partition), else the store derives one. ``progress`` gets ``(records written,
+    records of the partition)`` after each batch.
+    """
+    frame = compute_features(read(k), job.as_of, job.catalogue, job.moments)
+    columns = tuple(str(c) for c in frame.columns)
+    if frame.empty:
+        return PartitionWritten(k, 0, 0, columns, None)
+    size = len(frame)
+    active = int((~frame["departed"].astype(bool)).sum())
+    report = (lambda done: progress(done, size)) if progress is not None else None
+    chosen = store.write_frame(job.version, frame, report, schema=schema, batch_size=job.batch_size)
+    return PartitionWritten(k, size, active, columns, chosen)
+
+
+def _run_here(
+    job: PartitionJob,
+    partitions: int,
+    read: ReadPartition,
+    store: OnlineStore,
+    lock: redis.lock.Lock,
     progress: Progress | None,
-    schemas: list[RecordSchema],
-) -> RecordSchema:
-    """Write one partition's records under ``version``; the one call into the store's
-    write API. The newest schema is reused when this partition's values fit it (most
-    partitions), else the store derives one. Returns the schema the records were written
-    with."""
-    report = (lambda done: progress(before + done, known)) if progress is not None else None
-    previous = schemas[-1] if schemas else None
-    return store.write_frame(version, frame, report, schema=previous, batch_size=batch_size)
+    on_partition: PartitionProgress | None,
+) -> list[PartitionWritten]:
+    """The local engine: every partition in turn in this process, one in memory at a time;
+    each partition reuses the newest schema when its values fit it."""
+    written: list[PartitionWritten] = []
+    before = 0
+    for k in range(partitions):
+        lock.reacquire()  # renews the lock's TTL: this partition may take a while
+        if on_partition is not None:
+            on_partition(k, partitions)
+        latest = next((w.schema for w in reversed(written) if w.schema is not None), None)
+        report = _shifted(progress, before)
+        written.append(materialize_partition(k, read, store, job, schema=latest, progress=report))
+        if written[-1].columns != written[0].columns:
+            raise RuntimeError(f"partition {k} computed other features than partition 0")
+        before += written[-1].customers
+    return written
+
+
+def _shifted(progress: Progress | None, before: int) -> Callable[[int, int], None] | None:
+    """A partition's ``(done, size)`` as the run's ``(before + done, before + size)``."""
+    if progress is None:
+        return None
+    return lambda done, size: progress(before + done, before + size)
+
+
+def _feature_set(
+    job: PartitionJob, created_at: datetime, written: list[PartitionWritten]
+) -> FeatureSetInfo:
+    """The set's metadata from every partition's result; refuses partitions that computed
+    other features, and a set without a single customer of the bank."""
+    columns = written[0].columns if written else ()
+    for part in written:
+        if part.columns != columns:
+            raise RuntimeError(
+                f"partition {part.partition} computed other features than partition 0"
+            )
+    known = sum(w.customers for w in written)
+    if sum(w.active for w in written) == 0:
+        gone = f" (only {known} who had left)" if known else ""
+        raise ValueError(
+            f"no customers of the bank at {job.as_of:%Y-%m-%d}{gone}: nothing to materialize"
+        )
+    schemas: list[RecordSchema] = []  # every schema a partition's records were written with
+    for part in written:
+        if part.schema is not None and part.schema not in schemas:
+            schemas.append(part.schema)
+    return FeatureSetInfo(
+        version=job.version,
+        as_of=job.as_of,
+        created_at=created_at,
+        customers=known,
+        feature_names=list(columns),
+        catalogue_version=job.catalogue.version,
+        moments_version=job.moments.version,
+        record_schemas=tuple(schemas),
+    )
+
+
+StoreFactory = Callable[[], OnlineStore]
+"""Builds the online store a Spark task writes through (runs on the executor)."""
+
+
+def store_connector(settings: Settings) -> StoreFactory:
+    """A picklable factory of the store of ``settings`` for the executors: the Redis URL
+    is resolved here on the driver (an embedded Redis is started here, never on an
+    executor), so every executor writes to the Redis (or Redis Cluster) the driver uses.
+    The executors get these settings whole, pseudonym key included, in the task."""
+    resolved = settings.model_copy(update={"redis_url": resolve_redis_url(settings)})
+    return functools.partial(_connect_store, resolved)
+
+
+def _connect_store(settings: Settings) -> OnlineStore:
+    return OnlineStore.for_settings(connect(settings), settings)
+
+
+@dataclass(frozen=True)
+class _SparkPartitionTask:
+    """The Spark task of partition ``k``: its own store connection, then
+    :func:`materialize_partition` without a schema hint (the partitions run at once)."""
+
+    job: PartitionJob
+    read: ReadPartition
+    connect_store: StoreFactory
+
+    def __call__(self, k: int) -> PartitionWritten:
+        store = self.connect_store()
+        try:
+            return materialize_partition(k, self.read, store, self.job)
+        finally:
+            store.client.close()
+
+
+def _run_on_spark(
+    spark: SparkEngine,
+    task: _SparkPartitionTask,
+    partitions: int,
+    lock: redis.lock.Lock,
+) -> list[PartitionWritten]:
+    """The Spark engine: the job runs from a helper thread while this one (the lock's
+    owner: redis-py keeps the lock's token per thread) renews the writer lock every
+    :data:`LOCK_RENEW_SECONDS`. A lock lost to another run (its TTL ran out) cancels the
+    job."""
+    description = f"materialize features as of {task.job.as_of:%Y-%m-%d}"
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbo-spark") as pool:
+        job = pool.submit(spark.run, task, partitions, description)
+        while True:
+            try:
+                return job.result(timeout=LOCK_RENEW_SECONDS)
+            except concurrent.futures.TimeoutError:
+                pass
+            try:
+                lock.reacquire()
+            except redis.exceptions.LockError:
+                spark.cancel()
+                raise
+            except redis.RedisError:
+                log.warning("could not renew the materialization lock; trying again")
 
 
 @contextmanager
@@ -202,13 +357,18 @@ def _writer_lock(store: OnlineStore) -> Iterator[redis.lock.Lock]:
             log.warning("could not release the materialization lock; it expires by itself")
 
 
-def _abort_quietly(store: OnlineStore, version: str) -> None:
+def _abort_quietly(store: OnlineStore, version: str, *, keep_pending: bool = False) -> None:
     """Delete the partial version without hiding the error that caused the abort.
 
     If the pointer did switch (publish failed after the switch was applied), the version
-    is complete and current, and ``abort`` refuses to delete it.
+    is complete and current, and ``abort`` refuses to delete it. ``keep_pending``: delete
+    its records but leave it listed as pending, for the next run's sweep.
     """
     try:
-        store.abort(version)
+        if keep_pending:
+            removed = store.delete_version(version)
+            log.warning("aborted feature set %s (%d keys deleted)", version, removed)
+        else:
+            store.abort(version)
     except Exception:
         log.exception("could not delete partial feature set %s", version)

@@ -8,9 +8,11 @@ test gets its own key prefix and its keys are deleted afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -134,3 +136,18 @@ def shared_data() -> Path:
     """The real public data (``tests.support.shared_data``: ``NBO_SHARED_DATA``, else
     ../shared/data); skips naming the folder when it is absent."""
     return require_shared_data()
+
+
+@pytest.fixture(scope="session")
+def spark_session() -> Iterator[Any]:
+    """One SparkSession for the whole run (``tests.support.spark``; JVM start is slow)."""
+    pytest.importorskip("pyspark", reason="PySpark (the nbo[spark] extra) is not installed")
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        pytest.skip("no Java on this machine (Spark needs Java 17)")
+    from tests.support.spark import start_test_session
+
+    session = start_test_session()
+    try:
+        yield session
+    finally:
+        session.stop()

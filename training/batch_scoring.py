@@ -11,9 +11,11 @@ temporary name in the target folder and renamed into place: a reader never sees 
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -21,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from core.catalogue import Catalogue
-from core.moments import load_moments
+from core.engines import SparkEngine
+from core.moments import MomentsConfig, load_moments
 from core.scoring.churn import LinearChurnModel, churn_bands
 from core.settings import Settings
 from core.tables import Tables
@@ -126,34 +129,70 @@ def retention_list_partitions(
     as_of: date,
     progress: ChunkProgress | None = None,
     on_partition: Callable[[int, int], None] | None = None,
+    spark: SparkEngine | None = None,
 ) -> pd.DataFrame:
     """The retention list of a bank read one partition at a time (``read(k)``).
 
     Only the model's input features are computed. ``progress`` gets ``(rows scored, rows
     known so far)``; ``on_partition`` ``(partition, partitions)`` as each one starts.
+    ``spark``: run :func:`score_partition` of every partition as a Spark task
+    (``core.engines``; ``read`` and the model are pickled to the executors, each task's
+    scores come back to the driver); the callbacks are not called then.
     """
-    moments = load_moments(settings.moments_path)
-    lists: list[pd.DataFrame] = []
-    done = known = 0
+    job = ScoringJob(
+        model,
+        catalogue,
+        load_moments(settings.moments_path),
+        as_of,
+        settings.churn_medium_threshold,
+        settings.churn_high_threshold,
+    )
+    if spark is not None:
+        task = functools.partial(score_partition, read=read, job=job)
+        lists = spark.run(task, partitions, f"churn scores as of {as_of:%Y-%m-%d}")
+        return _retention_list([s for s in lists if not s.empty], as_of)
+    lists = []
+    done = 0
     for k in range(partitions):
         if on_partition is not None:
             on_partition(k, partitions)
-        features = training_features(read(k), as_of, catalogue, moments, model.feature_names)
-        if features.empty:
-            continue
-        known += len(features)
-        lists.append(
-            score_frame(
-                model,
-                features,
-                settings.churn_medium_threshold,
-                settings.churn_high_threshold,
-                _shifted(progress, done, known),
-            )
-        )
-        done += len(features)
-        del features
-    if done == 0:
+        scores = score_partition(k, read, job, _shifted(progress, done))
+        if not scores.empty:
+            lists.append(scores)
+            done += len(scores)
+    return _retention_list(lists, as_of)
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """What every partition of one batch scoring shares (pickled to Spark tasks)."""
+
+    model: LinearChurnModel
+    catalogue: Catalogue
+    moments: MomentsConfig
+    as_of: date
+    medium_threshold: float
+    high_threshold: float
+
+
+def score_partition(
+    k: int,
+    read: Callable[[int], Tables],
+    job: ScoringJob,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Partition ``k``'s work, the same on both engines: read its tables, compute the
+    model's input features of its customers still with the bank and score them (empty
+    when it has none). ``progress`` gets ``(rows scored, rows of the partition)``."""
+    features = training_features(
+        read(k), job.as_of, job.catalogue, job.moments, job.model.feature_names
+    )
+    return score_frame(job.model, features, job.medium_threshold, job.high_threshold, progress)
+
+
+def _retention_list(lists: list[pd.DataFrame], as_of: date) -> pd.DataFrame:
+    """The partitions' scores as one list with ``as_of``, riskiest first."""
+    if not lists:
         raise ScoringError(f"no customers at {as_of:%Y-%m-%d}")
     scores = pd.concat(lists, ignore_index=True) if len(lists) > 1 else lists[0]
     scores.insert(1, "as_of", pd.Timestamp(as_of))
@@ -162,11 +201,11 @@ def retention_list_partitions(
     )
 
 
-def _shifted(progress: ChunkProgress | None, before: int, known: int) -> ChunkProgress | None:
-    """A partition's ``(done, total)`` as the whole run's ``(before + done, known)``."""
+def _shifted(progress: ChunkProgress | None, before: int) -> ChunkProgress | None:
+    """A partition's ``(done, size)`` as the whole run's ``(before + done, before + size)``."""
     if progress is None:
         return None
-    return lambda done, _: progress(before + done, known)
+    return lambda done, size: progress(before + done, before + size)
 
 
 def check_churn_model(scorer: object, what: str) -> LinearChurnModel:
