@@ -342,16 +342,17 @@ def _tail(spec: FieldSpec, column: pd.Series) -> list[bytes]:
     if spec.kind == "json":
         if pd.api.types.is_datetime64_any_dtype(column.dtype):
             column = _date_texts(column)
+        values = column.to_numpy(dtype=object)
+        # Each distinct object encoded once: most customers' maturities are one shared
+        # empty list (``features.contract_features.maturities``).
+        codes, _ = pd.factorize(np.fromiter(map(id, values), np.int64, len(values)))
+        first_row = np.unique(codes, return_index=True)[1]  # codes number first appearances
         pack = _U32.pack
-        empty = pack(2) + b"[]"  # most customers' maturities: written once, shared
-        out = []
-        for value in column.to_numpy(dtype=object).tolist():
-            if type(value) is list and not value:
-                out.append(empty)
-            else:
-                dumped = orjson.dumps(value)
-                out.append(pack(len(dumped)) + dumped)
-        return out
+        table = np.empty(len(first_row), dtype=object)
+        for code, row in enumerate(first_row.tolist()):
+            dumped = orjson.dumps(values[row])
+            table[code] = pack(len(dumped)) + dumped
+        return list(table[codes])
     wide = len(spec.values) > 256
     position = {item: n for n, item in enumerate(spec.values)}
     uniques: Any
