@@ -324,15 +324,16 @@ def _codes(spec: FieldSpec, column: pd.Series) -> np.ndarray:
         values, missing = _masked(column, 0)
         codes = values + 1
     else:
-        missing = column.isna().to_numpy()
         if pd.api.types.is_datetime64_any_dtype(column.dtype):
             column = _date_texts(column)
-        positions = pd.Index(list(spec.values), dtype=object).get_indexer(
-            pd.Index(column.to_numpy(dtype=object))
-        )
-        if ((positions < 0) & ~missing).any():
+        # Each distinct value looked up in the table once (a handful per column).
+        found, uniques = pd.factorize(column, use_na_sentinel=True)
+        table = pd.Index(list(spec.values), dtype=object)
+        positions = table.get_indexer(pd.Index(np.asarray(uniques, dtype=object), dtype=object))
+        if (positions < 0).any():
             raise DoesNotFitError(f"feature {spec.name}: a value outside its table")
-        codes = positions.astype(np.int64) + 1
+        lookup = np.append(positions.astype(np.int64) + 1, 0)  # code -1 (null) -> 0
+        return lookup[found]
     codes[missing] = 0
     return codes
 
