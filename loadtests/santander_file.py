@@ -12,8 +12,8 @@ partition by partition, so memory stays bounded whatever the size.
 
 (1,264,000 customers x 12 months gives 13,654,557 rows, the competition's size, once the
 customers who joined late or left early are counted; 1,140,000 give 12,310,995.) The
-customers are ``S0000042`` -> ``ncodpers`` 42; customers without a birth date get age ``NA`` (the importer rejects them, as it rejects
-such rows of the real file).
+customers are ``S0000042`` -> ``ncodpers`` 42; customers without a birth date get age
+``NA`` (the importer rejects them, as it rejects such rows of the real file).
 """
 
 from __future__ import annotations
