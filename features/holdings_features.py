@@ -178,15 +178,18 @@ def held_pattern_product(product_id: str) -> Callable[[PointInTimeContext], pd.S
     """
 
     def compute(ctx: PointInTimeContext) -> pd.Series:
-        pattern = np.zeros(ctx.size, dtype=np.int64)
-        position = ctx.product_position(product_id)
-        for back in range(1, PATTERN_LAGS + 1):
-            held = ctx.held_at(back)
-            if held is not None:
-                pattern += held[position].astype(np.int64) << (PATTERN_LAGS - back)
-        return ctx.series(pattern)
+        return ctx.series(_by_product(ctx, "held_pattern", _held_pattern)(product_id))
 
     return compute
+
+
+def _held_pattern(cube: np.ndarray) -> np.ndarray:
+    """``held_pattern`` of every product: the snapshots 1..``PATTERN_LAGS`` back as bits."""
+    pattern = np.zeros((cube.shape[0], cube.shape[2]), dtype=np.int64)
+    latest = cube.shape[1] - 1
+    for back in range(1, min(PATTERN_LAGS, latest) + 1):
+        pattern += cube[:, latest - back, :].astype(np.int64) << (PATTERN_LAGS - back)
+    return pattern
 
 
 def changes_1m(
