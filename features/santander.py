@@ -230,7 +230,7 @@ def _chunks(path: Path, expected: int, chunk_rows: int) -> Iterator[pd.DataFrame
     and then UTF-8 text: empty fields stay ``""`` and ``NA`` stays text, as the columns
     are parsed by this module, not by the reader.
     """
-    read = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, column_names=None)
+    read = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)
     parse = pacsv.ParseOptions(newlines_in_values=True)
     header = _read_header(path)
     convert = pacsv.ConvertOptions(
