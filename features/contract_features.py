@@ -14,7 +14,7 @@ ordered by maturity date, then key; a customer with none has ``[]``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -70,8 +70,13 @@ def maturing(
 
 
 def maturities(ctx: PointInTimeContext) -> pd.Series:
-    """Per customer, the list of entries described in the module docstring."""
-    out: list[list[dict[str, Any]]] = [[] for _ in range(ctx.size)]
+    """Per customer, the list of entries described in the module docstring.
+
+    Customers without a maturing contract (most of them) share one empty list: a feature
+    frame's values are read, never changed in place.
+    """
+    values = np.empty(ctx.size, dtype=object)
+    values.fill([])
     rows = maturing(ctx.contracts, ctx.as_of)
     position = ctx.index.get_indexer(pd.Index(rows["customer_id"].astype(str), dtype=object))
     rows = rows.assign(_position=position)[position >= 0]
@@ -86,7 +91,10 @@ def maturities(ctx: PointInTimeContext) -> pd.Series:
         rows["amount"].astype(float),
         strict=True,
     ):
-        out[pos].append(
+        entries = values[pos]
+        if not entries:
+            entries = values[pos] = []
+        entries.append(
             {
                 "contract": key,
                 "product": str(product),
@@ -95,6 +103,4 @@ def maturities(ctx: PointInTimeContext) -> pd.Series:
                 "amount": float(amount),
             }
         )
-    values = np.empty(ctx.size, dtype=object)
-    values[:] = out
     return ctx.series(values)

@@ -89,18 +89,49 @@ def held_prev_product(product_id: str) -> Callable[[PointInTimeContext], pd.Seri
     return compute
 
 
+def _by_product(
+    ctx: PointInTimeContext, name: str, compute: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[str], np.ndarray]:
+    """Row ``product`` of a ``(product, customer)`` statistic of the whole holdings cube,
+    computed once per context for every product (one numpy pass, not one per product)."""
+    table = ctx.shared(f"holdings:{name}", lambda: compute(ctx.holdings))
+    return lambda product_id: table[ctx.product_position(product_id)]
+
+
+def _months_held(cube: np.ndarray) -> np.ndarray:
+    """Trailing snapshots held, per product and customer."""
+    products, snapshots, customers = cube.shape
+    by_snapshot = np.ascontiguousarray(cube.transpose(1, 0, 2)).reshape(snapshots, -1)
+    return trailing_run(by_snapshot).reshape(products, customers)
+
+
+def _dropped(cube: np.ndarray) -> np.ndarray:
+    return (cube[:, :-1, :].any(axis=1) & ~cube[:, -1, :]).astype(np.int8)
+
+
+def _months_since_held(cube: np.ndarray) -> np.ndarray:
+    since = np.argmax(cube[:, ::-1, :], axis=1).astype(float)
+    return np.where(cube.any(axis=1), since, np.nan)
+
+
+def _times_held(cube: np.ndarray) -> np.ndarray:
+    return cube.sum(axis=1)
+
+
+def _adds(cube: np.ndarray) -> np.ndarray:
+    return (cube[:, 1:, :] & ~cube[:, :-1, :]).sum(axis=1)
+
+
 def months_held_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
     def compute(ctx: PointInTimeContext) -> pd.Series:
-        return ctx.series(trailing_run(ctx.holdings[ctx.product_position(product_id)]))
+        return ctx.series(_by_product(ctx, "months_held", _months_held)(product_id))
 
     return compute
 
 
 def dropped_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
     def compute(ctx: PointInTimeContext) -> pd.Series:
-        history = ctx.holdings[ctx.product_position(product_id)]
-        dropped = history[:-1].any(axis=0) & ~history[-1]
-        return ctx.series(dropped.astype(np.int8))
+        return ctx.series(_by_product(ctx, "dropped", _dropped)(product_id))
 
     return compute
 
@@ -113,16 +144,14 @@ def months_since_held_product(product_id: str) -> Callable[[PointInTimeContext],
     """
 
     def compute(ctx: PointInTimeContext) -> pd.Series:
-        history = ctx.holdings[ctx.product_position(product_id)]
-        since = np.argmax(history[::-1], axis=0).astype(float)
-        return ctx.series(np.where(history.any(axis=0), since, np.nan))
+        return ctx.series(_by_product(ctx, "months_since_held", _months_since_held)(product_id))
 
     return compute
 
 
 def times_held_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
     def compute(ctx: PointInTimeContext) -> pd.Series:
-        return ctx.series(ctx.holdings[ctx.product_position(product_id)].sum(axis=0))
+        return ctx.series(_by_product(ctx, "times_held", _times_held)(product_id))
 
     return compute
 
@@ -132,10 +161,9 @@ def adds_product(product_id: str) -> Callable[[PointInTimeContext], pd.Series]:
     snapshot (no transition to count)."""
 
     def compute(ctx: PointInTimeContext) -> pd.Series:
-        history = ctx.holdings[ctx.product_position(product_id)]
-        if history.shape[0] < 2:
+        if ctx.holdings.shape[1] < 2:
             return ctx.nulls()
-        return ctx.series((history[1:] & ~history[:-1]).sum(axis=0))
+        return ctx.series(_by_product(ctx, "adds", _adds)(product_id))
 
     return compute
 
@@ -150,15 +178,18 @@ def held_pattern_product(product_id: str) -> Callable[[PointInTimeContext], pd.S
     """
 
     def compute(ctx: PointInTimeContext) -> pd.Series:
-        pattern = np.zeros(ctx.size, dtype=np.int64)
-        position = ctx.product_position(product_id)
-        for back in range(1, PATTERN_LAGS + 1):
-            held = ctx.held_at(back)
-            if held is not None:
-                pattern += held[position].astype(np.int64) << (PATTERN_LAGS - back)
-        return ctx.series(pattern)
+        return ctx.series(_by_product(ctx, "held_pattern", _held_pattern)(product_id))
 
     return compute
+
+
+def _held_pattern(cube: np.ndarray) -> np.ndarray:
+    """``held_pattern`` of every product: the snapshots 1..``PATTERN_LAGS`` back as bits."""
+    pattern = np.zeros((cube.shape[0], cube.shape[2]), dtype=np.int64)
+    latest = cube.shape[1] - 1
+    for back in range(1, min(PATTERN_LAGS, latest) + 1):
+        pattern += cube[:, latest - back, :].astype(np.int64) << (PATTERN_LAGS - back)
+    return pattern
 
 
 def changes_1m(

@@ -270,8 +270,12 @@ class OnlineStore:
         chosen = schema_for(frame, schema)
         rows = max(batch_size, ENCODE_ROWS // batch_size * batch_size)
         written = 0
+        # Every key is head + pseudonym + tail (``FeatureSetKeys.record``), joined here
+        # without a call per customer beyond the pseudonym itself.
+        head, tail = self.keys.record(version, "\0").split("\0")
+        pseudonymise = self.pseudonymise
         for customer_ids, records in encode_chunks(chosen, frame, rows):
-            keys = [self.record_key(version, str(c)) for c in customer_ids]
+            keys = [head + pseudonymise(c) + tail for c in customer_ids.astype(str)]
             for start in range(0, len(keys), batch_size):
                 end = start + batch_size
                 self._set_many(keys[start:end], records[start:end])

@@ -12,10 +12,10 @@ at a snapshot held nothing at that snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import date
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ LOOKBACK_SNAPSHOTS = 12
 BEHAVIOUR_COLUMNS = ("logins", "balance", "inflow", "outflow", "active")
 MASTER_DATES = ("birth_date", "joined_on", "left_on", "risk_assessed_on")
 RECORD_CHUNK_ROWS = 10_000
+T = TypeVar("T")
 
 
 class PointInTimeContext:
@@ -69,6 +70,14 @@ class PointInTimeContext:
         self.behaviour_months = behaviour_months
         self.behaviour = behaviour
         self.contracts = empty_contracts() if contracts is None else contracts
+        self._shared: dict[str, Any] = {}
+
+    def shared(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()`` once per context: what several definitions need (e.g. a statistic
+        of every product's holding history) is computed in one pass, not once per feature."""
+        if name not in self._shared:
+            self._shared[name] = compute()
+        return cast(T, self._shared[name])
 
     @property
     def size(self) -> int:
@@ -77,8 +86,9 @@ class PointInTimeContext:
     def series(self, values: np.ndarray | pd.Series) -> pd.Series:
         """Wrap per-customer values (in :attr:`index` order) as a feature series."""
         if isinstance(values, pd.Series):
-            return pd.Series(values.to_numpy(), index=self.index)
-        return pd.Series(values, index=self.index)
+            extension = isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
+            values = values.array if extension else values.to_numpy()
+        return pd.Series(values, index=self.index, copy=False)
 
     def nulls(self) -> pd.Series:
         """An all-unknown feature (e.g. behaviour the bank does not publish)."""
@@ -119,26 +129,6 @@ class PointInTimeContext:
         return window[0]
 
 
-def _population(
-    customers: pd.DataFrame, holdings: pd.DataFrame, as_of: pd.Timestamp, win_back_months: int
-) -> pd.Index:
-    """Customers of the bank at ``as_of`` (joined or unknown, not yet left) and those who left
-    ``win_back_months`` whole months ago or less (kept for win-back, flagged ``departed``);
-    each with a snapshot on or before ``as_of``."""
-    joined = customers["joined_on"]
-    left = customers["left_on"]
-    recently_left = (left <= as_of) & (whole_months_between(left, as_of) <= win_back_months)
-    known = (joined.isna() | (joined <= as_of)) & (left.isna() | (left > as_of) | recently_left)
-    ids = _ids(customers["customer_id"])
-    with_snapshot = _is_in(ids, holdings["customer_id"])
-    return pd.Index(ids[known.to_numpy() & with_snapshot], name="customer_id", dtype=object)
-
-
-def _ids(column: pd.Series) -> np.ndarray:
-    """Customer ids as a numpy object array of str (hash lookups on it are the fast path)."""
-    return column.astype(str).to_numpy(dtype=object)
-
-
 def _arrow_ids(values: pd.Series | np.ndarray | pd.Index) -> pa.Array | pa.ChunkedArray:
     """Customer ids as an Arrow large_string array (zero copy from an Arrow-backed column)."""
     if isinstance(values, pd.Series):
@@ -146,34 +136,122 @@ def _arrow_ids(values: pd.Series | np.ndarray | pd.Index) -> pa.Array | pa.Chunk
     return pa.array(values, type=pa.large_string())
 
 
-def _positions(column: pd.Series, index: pd.Index) -> np.ndarray:
-    """The position in ``index`` of each id of ``column``, -1 where absent.
+def _positions(ids: pa.Array | pa.ChunkedArray, value_set: pa.Array) -> np.ndarray:
+    """The position in ``value_set`` of each of ``ids``, -1 where absent.
 
     Arrow's hash lookup (``index_in``): ~15x faster than ``Index.get_indexer`` on objects.
     """
-    found = pc.index_in(_arrow_ids(column), value_set=_arrow_ids(index.to_numpy(dtype=object)))
+    found = pc.index_in(ids, value_set=value_set)
     return np.asarray(found.fill_null(-1).to_numpy(), dtype=np.intp)
 
 
-def _is_in(ids: np.ndarray, column: pd.Series) -> np.ndarray:
-    """Whether each of ``ids`` occurs in ``column``."""
-    found = pc.is_in(_arrow_ids(ids), value_set=pc.unique(_arrow_ids(column)))
-    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+def _month_rows(table: pd.DataFrame, first: pd.Timestamp | None, as_of: pd.Timestamp) -> np.ndarray:
+    """Positions of the rows of ``table`` dated in ``[first, as_of]`` (no lower bound: None)."""
+    month = table["month"]
+    keep = month <= as_of
+    if first is not None:
+        keep &= month >= first
+    return np.flatnonzero(keep.to_numpy())
+
+
+def _months(table: pd.DataFrame, rows: np.ndarray) -> tuple[pd.Timestamp, ...]:
+    """The distinct months of ``table`` at ``rows``, oldest first, the latest lookback only."""
+    months = pd.unique(table["month"].to_numpy()[rows])
+    return tuple(pd.Timestamp(m) for m in np.sort(months))[-LOOKBACK_SNAPSHOTS:]
+
+
+class _Population:
+    """Who is in the feature frame at ``as_of``, and where each table row's customer is in it.
+
+    The customers of the bank at ``as_of`` (joined or unknown, not yet left) and those who
+    left ``win_back_months`` whole months ago or less (kept for win-back, flagged
+    ``departed``); each with a holdings snapshot on or before ``as_of``. Every customer id
+    of a table is looked up once (one Arrow hash probe per table), never grouped again.
+    """
+
+    def __init__(
+        self,
+        customers: pd.DataFrame,
+        holdings: pd.DataFrame,
+        holding_rows: np.ndarray,
+        as_of: pd.Timestamp,
+        win_back_months: int,
+    ) -> None:
+        joined = customers["joined_on"]
+        left = customers["left_on"]
+        recently_left = (left <= as_of) & (whole_months_between(left, as_of) <= win_back_months)
+        known = (joined.isna() | (joined <= as_of)) & (left.isna() | (left > as_of) | recently_left)
+        self._all_ids = _arrow_ids(customers["customer_id"])
+        if isinstance(self._all_ids, pa.ChunkedArray):
+            self._all_ids = self._all_ids.combine_chunks()
+        holder = self.master_positions(holdings, holding_rows)
+        self.holding_rows = holding_rows
+        self.holder = holder
+        """Position in ``customers`` of the customer of each of ``holding_rows`` (or -1)."""
+        with_snapshot = np.zeros(len(customers), dtype=bool)
+        with_snapshot[holder[holder >= 0]] = True
+        self.rows = np.flatnonzero(known.to_numpy() & with_snapshot)
+        """Positions in ``customers`` of the population, in the customers' order."""
+        self._remap = np.full(len(customers) + 1, -1, dtype=np.intp)  # -1 (absent) stays -1
+        self._remap[self.rows] = np.arange(len(self.rows))
+        ids = customers["customer_id"].iloc[self.rows].astype(str).to_numpy(dtype=object)
+        self.index = pd.Index(ids, name="customer_id", dtype=object)
+
+    def master_positions(self, table: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """The position in the customers table of the customer of each of ``rows``, or -1."""
+        ids = _arrow_ids(table["customer_id"])
+        return _positions(ids.take(pa.array(rows)), self._all_ids)
+
+    def positions(self, table: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """The position in :attr:`index` of the customer of each of ``rows``, or -1."""
+        return self._remap[self.master_positions(table, rows)]
+
+    def holding_positions(self, within: np.ndarray) -> np.ndarray:
+        """:meth:`positions` of the holdings rows ``holding_rows[within]`` (looked up once)."""
+        return self._remap[self.holder[within]]
+
+
+def _flat_cells(
+    table: pd.DataFrame,
+    rows: np.ndarray,
+    months: tuple[pd.Timestamp, ...],
+    population: _Population,
+    customer_pos: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows kept, their cell in a flat (month, customer) array)`` of ``rows`` of ``table``
+    whose customer is in the population."""
+    if customer_pos is None:
+        customer_pos = population.positions(table, rows)
+    dated = table["month"].to_numpy()[rows]
+    grid = np.array([m.to_datetime64() for m in months]).astype(dated.dtype)
+    month_pos = np.minimum(np.searchsorted(grid, dated), len(grid) - 1)
+    month_pos[grid[month_pos] != dated] = -1
+    keep = (customer_pos >= 0) & (month_pos >= 0)
+    return rows[keep], month_pos[keep] * len(population.index) + customer_pos[keep]
+
+
+def _held_values(column: pd.Series) -> np.ndarray:
+    """A holdings column as held (> 0) or not; unknown is not held."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub":
+        return column.to_numpy() > 0
+    return column.to_numpy(dtype=np.float64, na_value=0.0) > 0
 
 
 def _holdings_cube(
     holdings: pd.DataFrame,
     snapshots: tuple[pd.Timestamp, ...],
-    index: pd.Index,
+    population: _Population,
     product_ids: tuple[str, ...],
 ) -> np.ndarray:
-    cube = np.zeros((len(product_ids), len(snapshots), len(index)), dtype=bool)
-    rows = holdings[holdings["month"] >= snapshots[0]]
-    customer_pos = _positions(rows["customer_id"], index)
-    month_pos = pd.Index(snapshots).get_indexer(pd.Index(rows["month"]))
-    keep = customer_pos >= 0
-    values = rows[list(product_ids)].fillna(0).to_numpy()[keep] > 0
-    cube[:, month_pos[keep], customer_pos[keep]] = values.T
+    """``(product, snapshot, customer)`` bool, filled one product column at a time."""
+    size = len(population.index)
+    cube = np.zeros((len(product_ids), len(snapshots), size), dtype=bool)
+    past = population.holding_rows
+    within = holdings["month"].to_numpy()[past] >= np.datetime64(snapshots[0])
+    customer_pos = population.holding_positions(within)
+    kept, cells = _flat_cells(holdings, past[within], snapshots, population, customer_pos)
+    for p, product in enumerate(product_ids):
+        cube[p].reshape(-1)[cells] = _held_values(holdings[product])[kept]
     return cube
 
 
@@ -186,21 +264,30 @@ def _as_float(column: pd.Series) -> np.ndarray:
 
 
 def _behaviour_arrays(
-    behaviour: pd.DataFrame, as_of: pd.Timestamp, index: pd.Index
+    behaviour: pd.DataFrame, as_of: pd.Timestamp, population: _Population
 ) -> tuple[tuple[pd.Timestamp, ...], dict[str, np.ndarray]]:
-    past = behaviour[behaviour["month"] <= as_of]
-    months = tuple(pd.Timestamp(m) for m in np.sort(past["month"].unique()))[-LOOKBACK_SNAPSHOTS:]
-    arrays = {c: np.full((len(months), len(index)), np.nan) for c in BEHAVIOUR_COLUMNS}
+    size = len(population.index)
+    past = _month_rows(behaviour, None, as_of)
+    months = _months(behaviour, past)
+    arrays = {c: np.full((len(months), size), np.nan) for c in BEHAVIOUR_COLUMNS}
     if not months:
         return months, arrays
-    rows = past[past["month"] >= months[0]]
-    customer_pos = _positions(rows["customer_id"], index)
-    month_pos = pd.Index(months).get_indexer(pd.Index(rows["month"]))
-    keep = customer_pos >= 0
+    rows = past[behaviour["month"].to_numpy()[past] >= np.datetime64(months[0])]
+    kept, cells = _flat_cells(behaviour, rows, months, population)
     for column in BEHAVIOUR_COLUMNS:
-        if column in rows.columns:
-            arrays[column][month_pos[keep], customer_pos[keep]] = _as_float(rows[column])[keep]
+        if column in behaviour.columns:
+            arrays[column].reshape(-1)[cells] = _as_float(behaviour[column])[kept]
     return months, arrays
+
+
+def _master_dates(customers: pd.DataFrame) -> pd.DataFrame:
+    """The master date columns as datetimes (converted only where they are not already)."""
+    convert = {
+        c: pd.to_datetime(customers[c])
+        for c in MASTER_DATES
+        if c in customers.columns and not pd.api.types.is_datetime64_any_dtype(customers[c])
+    }
+    return customers.assign(**convert) if convert else customers
 
 
 def build_context(
@@ -221,29 +308,26 @@ def build_context(
             f"holdings table has no column for catalogue product(s) {', '.join(missing)} "
             f"(catalogue {catalogue.version}); re-import the data with this catalogue"
         )
-    holdings = tables.holdings[tables.holdings["month"] <= as_of_ts]
-    if holdings.empty:
-        earliest = tables.holdings["month"].min()
+    holdings = tables.holdings
+    past = _month_rows(holdings, None, as_of_ts)
+    if len(past) == 0:
+        earliest = holdings["month"].min()
         when = "no snapshots at all" if pd.isna(earliest) else f"earliest is {earliest:%Y-%m-%d}"
         raise ValueError(f"as_of {as_of_ts:%Y-%m-%d} precedes every holdings snapshot ({when})")
-    snapshots = tuple(pd.Timestamp(m) for m in np.sort(holdings["month"].unique()))
-    snapshots = snapshots[-LOOKBACK_SNAPSHOTS:]
+    snapshots = _months(holdings, past)
 
     customers = tables.customers.drop_duplicates("customer_id", keep="last")
-    customers = customers.assign(
-        **{c: pd.to_datetime(customers[c]) for c in MASTER_DATES if c in customers.columns}
-    )
     moments = moments or default_moments()
-    index = _population(customers, holdings, as_of_ts, moments.lifecycle.win_back_months)
-    master = customers.assign(customer_id=_ids(customers["customer_id"]))
-    master = master.set_index("customer_id").reindex(index)
-    behaviour_months, behaviour = _behaviour_arrays(tables.behaviour, as_of_ts, index)
+    population = _Population(customers, holdings, past, as_of_ts, moments.lifecycle.win_back_months)
+    master = _master_dates(customers.iloc[population.rows].drop(columns="customer_id"))
+    master = master.set_axis(population.index, axis=0)
+    behaviour_months, behaviour = _behaviour_arrays(tables.behaviour, as_of_ts, population)
     return PointInTimeContext(
         as_of=as_of_ts,
         customers=master,
         product_ids=product_ids,
         snapshots=snapshots,
-        holdings=_holdings_cube(holdings, snapshots, index, product_ids),
+        holdings=_holdings_cube(holdings, snapshots, population, product_ids),
         behaviour_months=behaviour_months,
         behaviour=behaviour,
         moments=moments,
@@ -252,12 +336,47 @@ def build_context(
 
 
 def _coerce(values: pd.Series, definition: FeatureDef) -> pd.Series:
+    """``values`` as the definition's dtype (``PANDAS_DTYPES``), building nullable integer
+    and boolean columns from their data and null mask directly (no pass through objects)."""
     if definition.dtype in ("str", "str_list", "json"):
+        if definition.dtype == "str" and values.dtype != object:
+            codes, uniques = pd.factorize(values)  # each distinct text converted once
+            table = np.empty(len(uniques) + 1, dtype=object)  # code -1 (null) -> None
+            table[:-1] = np.asarray(uniques, dtype=object)
+            return pd.Series(table[codes], index=values.index, dtype=object, copy=False)
         return values.astype(object).where(values.notna(), None)
     if definition.dtype == "date":
         return pd.to_datetime(values)
+    raw = values.to_numpy() if isinstance(values.dtype, np.dtype) else None
+    if raw is not None and definition.dtype in ("int", "bool"):
+        masked = _masked_array(raw, definition.dtype)
+        if masked is not None:
+            return pd.Series(masked, index=values.index, copy=False)
     dtype: Any = PANDAS_DTYPES[definition.dtype]
     return values.astype(dtype)
+
+
+def _masked_array(
+    raw: np.ndarray, dtype: str
+) -> pd.arrays.IntegerArray | pd.arrays.BooleanArray | None:
+    """``raw`` (numpy bool, integer or float with NaN for null) as ``Int64`` / ``boolean``;
+    None when it needs pandas' own cast (e.g. a float that is not a whole number)."""
+    if raw.dtype.kind in "biu":
+        mask = np.zeros(raw.shape, dtype=bool)
+        data = raw
+    elif raw.dtype.kind == "f":
+        mask = np.isnan(raw)
+        data = np.where(mask, 0.0, raw)
+    else:
+        return None
+    if dtype == "int":
+        ints = data.astype(np.int64)
+        if raw.dtype.kind == "f" and not np.array_equal(ints, data):
+            return None
+        return pd.arrays.IntegerArray(ints, mask)
+    if raw.dtype.kind == "f" and not np.isin(data, (0.0, 1.0)).all():
+        return None
+    return pd.arrays.BooleanArray(data.astype(bool), mask)
 
 
 def compute_features(
@@ -289,7 +408,7 @@ def compute_features(
         if not values.index.equals(context.index):
             raise ValueError(f"feature {definition.name} is not indexed by the population")
         columns[definition.name] = _coerce(values, definition)
-    frame = pd.DataFrame(columns, index=context.index)
+    frame = pd.DataFrame(columns, index=context.index, copy=False)
     frame.index.name = "customer_id"
     return frame
 

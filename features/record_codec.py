@@ -324,15 +324,16 @@ def _codes(spec: FieldSpec, column: pd.Series) -> np.ndarray:
         values, missing = _masked(column, 0)
         codes = values + 1
     else:
-        missing = column.isna().to_numpy()
         if pd.api.types.is_datetime64_any_dtype(column.dtype):
             column = _date_texts(column)
-        positions = pd.Index(list(spec.values), dtype=object).get_indexer(
-            pd.Index(column.to_numpy(dtype=object))
-        )
-        if ((positions < 0) & ~missing).any():
+        # Each distinct value looked up in the table once (a handful per column).
+        found, uniques = pd.factorize(column, use_na_sentinel=True)
+        table = pd.Index(list(spec.values), dtype=object)
+        positions = table.get_indexer(pd.Index(np.asarray(uniques, dtype=object), dtype=object))
+        if (positions < 0).any():
             raise DoesNotFitError(f"feature {spec.name}: a value outside its table")
-        codes = positions.astype(np.int64) + 1
+        lookup = np.append(positions.astype(np.int64) + 1, 0)  # code -1 (null) -> 0
+        return lookup[found]
     codes[missing] = 0
     return codes
 
@@ -342,16 +343,17 @@ def _tail(spec: FieldSpec, column: pd.Series) -> list[bytes]:
     if spec.kind == "json":
         if pd.api.types.is_datetime64_any_dtype(column.dtype):
             column = _date_texts(column)
+        values = column.to_numpy(dtype=object)
+        # Each distinct object encoded once: most customers' maturities are one shared
+        # empty list (``features.contract_features.maturities``).
+        codes, _ = pd.factorize(np.fromiter(map(id, values), np.int64, len(values)))
+        first_row = np.unique(codes, return_index=True)[1]  # codes number first appearances
         pack = _U32.pack
-        empty = pack(2) + b"[]"  # most customers' maturities: written once, shared
-        out = []
-        for value in column.to_numpy(dtype=object).tolist():
-            if type(value) is list and not value:
-                out.append(empty)
-            else:
-                dumped = orjson.dumps(value)
-                out.append(pack(len(dumped)) + dumped)
-        return out
+        table = np.empty(len(first_row), dtype=object)
+        for code, row in enumerate(first_row.tolist()):
+            dumped = orjson.dumps(values[row])
+            table[code] = pack(len(dumped)) + dumped
+        return list(table[codes])
     wide = len(spec.values) > 256
     position = {item: n for n, item in enumerate(spec.values)}
     uniques: Any

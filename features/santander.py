@@ -45,10 +45,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from core.catalogue import Catalogue
 from core.tables import Tables, empty_contracts
@@ -189,30 +191,91 @@ def _ragged_row_error(path: Path, expected: int, fallback: str | None) -> DataFo
     return DataFormatError(path, int(match.group(1)) if match else 1, None, fallback)
 
 
+CSV_BLOCK_BYTES = 8 << 20
+"""Bytes the Arrow CSV reader parses at a time (a chunk is a few such blocks)."""
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    kind = _compression(path)
+    if kind == "gzip":
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    if kind == "bz2":
+        return bz2.open(path, "rb")
+    if kind == "xz":
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A binary column as UTF-8 text, invalid bytes replaced (as the file is read as text
+    with ``errors="replace"``); only a column that holds invalid UTF-8 is decoded in Python."""
+    try:
+        return column.cast(pa.string())
+    except pa.ArrowInvalid:
+        texts = [None if v is None else v.decode("utf-8", "replace") for v in column.to_pylist()]
+        return pa.chunked_array([pa.array(texts, pa.string())])
+
+
+def _frame_of(table: pa.Table, first_row: int) -> pd.DataFrame:
+    texts = pa.table({name: _as_text(table.column(name)) for name in table.column_names})
+    frame = texts.to_pandas()
+    frame.index = pd.RangeIndex(first_row, first_row + len(frame))
+    return frame
+
+
 def _chunks(path: Path, expected: int, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    reader = pd.read_csv(
-        path,
-        dtype=str,
-        keep_default_na=False,
-        chunksize=chunk_rows,
-        compression=_compression(path),
-        encoding_errors="replace",
+    """The file's data rows as text, about ``chunk_rows`` at a time.
+
+    Parsed by Arrow's CSV reader (C++, no Python object per field), every column as bytes
+    and then UTF-8 text: empty fields stay ``""`` and ``NA`` stays text, as the columns
+    are parsed by this module, not by the reader.
+    """
+    read = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    header = _read_header(path)
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.binary() for name in header},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
     )
     checked = False
-    try:
-        for chunk in reader:
-            # A short row is padded with "" by pandas, indistinguishable from empty fields:
-            # an empty last field is the only hint, so confirm with an exact scan (once).
-            if not checked and (chunk.iloc[:, -1] == "").any():
-                checked = True
-                error = _ragged_row_error(path, expected, None)
-                if error is not None:
-                    raise error
-            yield chunk
-    except pd.errors.ParserError as exc:
-        raise _ragged_row_error(path, expected, str(exc)) or exc from None
-    finally:
-        reader.close()
+    rows = 0
+    pending: pa.Table | None = None
+    with _open_binary(path) as handle:
+        try:
+            reader = pacsv.open_csv(
+                handle, read_options=read, parse_options=parse, convert_options=convert
+            )
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                more = pa.Table.from_batches([batch])
+                pending = more if pending is None else pa.concat_tables([pending, more])
+                while pending.num_rows >= chunk_rows:
+                    chunk = _frame_of(pending.slice(0, chunk_rows), rows)
+                    pending, rows = pending.slice(chunk_rows), rows + chunk_rows
+                    checked = _check_ragged(path, expected, chunk, checked)
+                    yield chunk
+        except pa.ArrowInvalid as exc:
+            raise _ragged_row_error(path, expected, str(exc)) or DataFormatError(
+                path, 1, None, f"cannot parse the file: {exc}"
+            ) from None
+    if pending is not None and pending.num_rows:
+        chunk = _frame_of(pending, rows)
+        _check_ragged(path, expected, chunk, checked)
+        yield chunk
+
+
+def _check_ragged(path: Path, expected: int, chunk: pd.DataFrame, checked: bool) -> bool:
+    """An empty last field may hint at a short row: confirm with an exact scan (once)."""
+    if not checked and (chunk.iloc[:, -1] == "").any():
+        error = _ragged_row_error(path, expected, None)
+        if error is not None:
+            raise error
+        return True
+    return checked
 
 
 # -- column parsing (vectorised) ----------------------------------------------------------------

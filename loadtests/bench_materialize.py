@@ -40,7 +40,7 @@ from core.catalogue import load_catalogue
 from core.embedded_redis import start_embedded_redis, stop_embedded_redis
 from core.redis_server import make_client
 from core.settings import PACKAGE_DIR, Settings
-from core.tables import read_tables
+from core.tables import TablesMissingError, read_tables, table_layout
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from features.pointintime import compute_features, to_records
 from features.record_codec import RecordSchema, encode_chunks, schema_for
@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="bench-materialize-"))
     data = home / "data"
-    if not (data / "customers.parquet").exists():
+    if not _has_tables(data):
         print(f"generating {args.customers:,} customers x {args.months} months into {data}")
         env = {**os.environ, "NBO_HOME": str(home)}
         generate = [sys.executable, "-m", "cli.main", "data", "generate"]
@@ -74,6 +74,15 @@ def main() -> None:
     finally:
         if not args.keep_redis:
             stop_embedded_redis(args.port, home / "redis")
+
+
+def _has_tables(data: Path) -> bool:
+    """Whether ``data`` holds a table set, in either layout (then it is not generated again)."""
+    try:
+        table_layout(data)
+    except TablesMissingError:
+        return False
+    return True
 
 
 def run(args: argparse.Namespace, data: Path, url: str) -> None:

@@ -7,13 +7,13 @@ the Kaggle order, products under their Santander codes. The bank is generated on
 partition at a time (``features.synthetic.generate_partitions``) and appended to the file
 partition by partition, so memory stays bounded whatever the size.
 
-    python -m loadtests.santander_file --customers 1140000 --months 12 --out var/train_big.csv
-    nbo data import-santander var/train_big.csv --out var/santander_big
+    python -m loadtests.santander_file --customers 1264000 --months 12 --out var/train_big.csv
+    nbo data import-santander var/train_big.csv
 
-(1,140,000 customers x 12 months gives about 13.6 M rows once the customers who joined
-late or left early are counted.) The customers are ``S0000042`` -> ``ncodpers`` 42;
-customers without a birth date get age ``NA`` (the importer rejects them, as it rejects
-such rows of the real file).
+(1,264,000 customers x 12 months gives 13,654,557 rows, the competition's size, once the
+customers who joined late or left early are counted; 1,140,000 give 12,310,995.) The
+customers are ``S0000042`` -> ``ncodpers`` 42; customers without a birth date get age
+``NA`` (the importer rejects them, as it rejects such rows of the real file).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def write_file(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Write a train_ver2.csv-format file from the synthetic bank.",
-        epilog="Example: python -m loadtests.santander_file --customers 1140000 --months 12 "
+        epilog="Example: python -m loadtests.santander_file --customers 1264000 --months 12 "
         "--out var/train_big.csv",
     )
     parser.add_argument("--customers", type=int, required=True)
