@@ -322,7 +322,12 @@ def assert_held(
 # -- the tests ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("durable_redis", ["shipped", "always"], indirect=True)
+@pytest.mark.parametrize(
+    "durable_redis",
+    # "always" (fsync on every write): 11 s more; pytest -m slow tests/service/infra/test_faults.py
+    ["shipped", pytest.param("always", marks=pytest.mark.slow)],
+    indirect=True,
+)
 def test_redis_killed_mid_run_then_restarted(
     service: tuple[str, Settings], durable_redis: DurableRedis, catalogue: Catalogue
 ) -> None:

@@ -65,7 +65,16 @@ def outage_uri(kind: str, tmp_path: Path, hung: str) -> str:
     return f"sqlite:///{tmp_path / 'lost' / 'mlflow.db'}"  # missing store
 
 
-@pytest.mark.parametrize("kind", ["refused", "hung", "missing_store"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "refused",
+        # 12 s (the service's registry timeout against a server that never answers):
+        # pytest -m slow tests/service/infra/test_mlflow_outage.py
+        pytest.param("hung", marks=pytest.mark.slow),
+        "missing_store",
+    ],
+)
 def test_registry_outage_serves_the_last_known_good_models(
     kind: str,
     settings: Settings,
