@@ -32,7 +32,7 @@ from typing import Any, cast
 import numpy as np
 import orjson
 
-from core.redis_keys import glob_escape
+from core.redis_keys import FeatureSetKeys
 from core.redis_server import RedisClient
 from core.scoring.base import Reason
 
@@ -45,33 +45,16 @@ class ScoresDecodeError(ValueError):
     """A stored value is not precomputed scores of this score set."""
 
 
-@dataclass(frozen=True)
-class ScoreSetKeys:
-    """The keys of score sets under ``{feature_prefix}:scores``."""
+class ScoreSetKeys(FeatureSetKeys):
+    """The keys of score sets: the feature sets' layout (``current``, ``versions``,
+    ``meta``, one hash-tagged key per customer) under ``{feature_prefix}:scores``."""
 
-    feature_prefix: str
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.feature_prefix}:scores"
-
-    @property
-    def current(self) -> str:
-        return f"{self.prefix}:current"
-
-    @property
-    def versions(self) -> str:
-        return f"{self.prefix}:versions"
-
-    def meta(self, version: str) -> str:
-        return f"{self.prefix}:v:{version}:meta"
+    def __init__(self, feature_prefix: str) -> None:
+        super().__init__(f"{feature_prefix}:scores")
 
     def customer(self, version: str, pseudonym: str) -> str:
-        """One customer's scores, hash-tagged by the customer's pseudonym."""
-        return f"{self.prefix}:v:{version}:c:{{{pseudonym}}}"
-
-    def version_pattern(self, version: str) -> str:
-        return glob_escape(f"{self.prefix}:v:{version}:") + "*"
+        """One customer's scores, hash-tagged by the customer's pseudonym like the record."""
+        return self.record(version, pseudonym)
 
 
 @dataclass(frozen=True)
