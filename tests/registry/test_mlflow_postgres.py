@@ -41,7 +41,9 @@ from tests.support.paths import free_port
 from tests.support.postgres import postgres_url
 from training.recommender import train_recommender
 
-pytestmark = pytest.mark.integration
+# 25 s (an mlflow server migrating a fresh PostgreSQL database, a training, a service):
+# pytest -m slow tests/registry/test_mlflow_postgres.py
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERVER_START_SECONDS = 180.0  # first start runs MLflow's schema migrations on PostgreSQL
 
