@@ -231,10 +231,14 @@ def _run_here(
         latest = next((w.schema for w in reversed(written) if w.schema is not None), None)
         report = _shifted(progress, before)
         written.append(materialize_partition(k, read, store, job, schema=latest, progress=report))
-        if written[-1].columns != written[0].columns:
-            raise RuntimeError(f"partition {k} computed other features than partition 0")
+        _same_features(written[-1], written[0])  # fail before the next partition
         before += written[-1].customers
     return written
+
+
+def _same_features(part: PartitionWritten, first: PartitionWritten) -> None:
+    if part.columns != first.columns:
+        raise RuntimeError(f"partition {part.partition} computed other features than partition 0")
 
 
 def _shifted(progress: Progress | None, before: int) -> Callable[[int, int], None] | None:
@@ -251,10 +255,7 @@ def _feature_set(
     other features, and a set without a single customer of the bank."""
     columns = written[0].columns if written else ()
     for part in written:
-        if part.columns != columns:
-            raise RuntimeError(
-                f"partition {part.partition} computed other features than partition 0"
-            )
+        _same_features(part, written[0])
     known = sum(w.customers for w in written)
     if sum(w.active for w in written) == 0:
         gone = f" (only {known} who had left)" if known else ""

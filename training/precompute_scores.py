@@ -26,7 +26,7 @@ import redis
 
 from core.precomputed import ModelRef, ScoreSetInfo, ScoreSetKeys, encode_scores
 from core.redis_server import RedisClient
-from core.scoring.base import ChurnScorer, Reason, RecommenderScorer
+from core.scoring.base import ChurnScorer, Reason, RecommenderScorer, churn_assessment
 from core.settings import Settings
 from features.online_store import PSEUDONYM_KEYS, FeatureSetInfo, OnlineStore
 from registry.client import ModelNotFoundError, Registry
@@ -224,16 +224,10 @@ def _best(scores: np.ndarray, n: int) -> list[int]:
 
 def _churn(model: ChurnScorer, record: dict[str, Any]) -> tuple[float, list[Reason]]:
     """What ``service.decision.churn_risk.assess_churn_risk`` computes from the model."""
-    assess = getattr(model, "assess", None)
-    if callable(assess):
-        probability, reasons = assess(record)
-        probability = float(probability)
-    else:
-        probability = float(model.predict_proba(record))
-        reasons = model.reasons(record)
-    if not 0.0 <= probability <= 1.0:
-        raise PrecomputeError(f"churn model returned {probability!r}, not a probability")
-    return probability, list(reasons)
+    try:
+        return churn_assessment(model, record)
+    except ValueError as exc:
+        raise PrecomputeError(str(exc)) from exc
 
 
 def _older_versions(client: RedisClient, keys: ScoreSetKeys, keep: int) -> list[str]:

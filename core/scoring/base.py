@@ -98,3 +98,22 @@ class ChurnScorer(Protocol):
     def reasons(self, record: FeatureRecord) -> list[Reason]:
         """Top signals raising the risk, in plain words."""
         ...
+
+
+def churn_assessment(scorer: ChurnScorer, record: FeatureRecord) -> tuple[float, list[Reason]]:
+    """The churn probability of ``record`` and its reasons, as the request path and the
+    precomputed scores both need them. ``assess`` (LinearChurnModel) gives both from one
+    pass over the record; any other ChurnScorer is asked twice. Raises ``ValueError`` when
+    the model returns something that is not a probability."""
+    assess = getattr(scorer, "assess", None)
+    if callable(assess):
+        probability, reasons = assess(record)
+        probability = float(probability)
+    else:
+        probability = float(scorer.predict_proba(record))
+        reasons = None
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"churn model returned {probability!r}, not a probability")
+    if reasons is None:
+        reasons = scorer.reasons(record)
+    return probability, list(reasons)
