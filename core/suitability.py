@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from typing import NamedTuple
 
 from core.catalogue import Product
 
@@ -52,8 +53,14 @@ class CustomerFacts:
     held: frozenset[str] = field(default_factory=frozenset)
 
 
-@dataclass(frozen=True)
-class Exclusion:
+class Exclusion(NamedTuple):
+    """One product kept out of a decision, by which rule and why.
+
+    A named tuple rather than a frozen dataclass: a request makes a couple of dozen, and a
+    tuple is built about four times faster (a frozen dataclass sets each field through
+    ``object.__setattr__``); it is as immutable.
+    """
+
     product_id: str
     rule: Rule
     detail: str

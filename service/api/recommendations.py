@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.background import BackgroundTask
 
@@ -27,19 +28,19 @@ async def post_recommendations(body: RecommendationRequest, request: Request) ->
     slower.
 
     The body is parsed and validated in one pass of pydantic-core (``JsonBodyRoute``:
-    no dependency solving, no ``json.loads`` then dict validation). The response is
-    built (and validated) once as a ``RecommendationResponse`` and serialized straight to
-    JSON bytes by pydantic-core: returning a ``Response`` skips FastAPI's second
-    validation of ``response_model`` and its ``jsonable_encoder`` pass (``response_model``
-    stays for the OpenAPI schema). The decision is recorded (audit
-    queue, metrics) after the body is sent (``service.decision.recommend.Answer``). The runtime is
-    read from the app directly, not through a dependency, to keep dependency solving off
-    the hot path.
+    no dependency solving, no ``json.loads`` then dict validation). The answer is built as
+    plain JSON types in the shape of ``RecommendationResponse``
+    (``service.decision.recommend.respond``) and serialized by orjson: returning a
+    ``Response`` skips FastAPI's validation of ``response_model`` and its
+    ``jsonable_encoder`` pass (``response_model`` stays for the OpenAPI schema). The
+    decision is recorded (audit queue, metrics) after the body is sent
+    (``service.decision.recommend.Answer``). The runtime is read from the app directly,
+    not through a dependency, to keep dependency solving off the hot path.
     """
     runtime: Runtime = request.app.state.runtime
     answer = await recommend(body, request.state.request_id, runtime)
     return Response(
-        content=answer.response.model_dump_json(),
+        content=orjson.dumps(answer.response),
         media_type="application/json",
         background=BackgroundTask(answer.record),
     )

@@ -198,6 +198,14 @@ class PreferredChannelOut(BaseModel):
     )
 
 
+ResponseBody = dict[str, Any]
+"""A ``POST /v1/recommendations`` answer as plain JSON types, in the shape of
+:class:`RecommendationResponse` (``service.decision.recommend.respond`` builds it)."""
+
+OfferBody = dict[str, Any]
+"""One offer of a :data:`ResponseBody`, in the shape of :class:`OfferOut`."""
+
+
 class RecommendationResponse(BaseModel):
     """The decision for one request."""
 

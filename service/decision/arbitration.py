@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from core.catalogue import Product
 from core.decisioning import DecisioningConfig
@@ -44,9 +44,12 @@ NO_ACCEPTANCE = Acceptance()
 """No response model: no factors."""
 
 
-@dataclass(frozen=True)
-class Priority:
-    """One candidate's arbitration inputs and result (recorded in the audit trail)."""
+class Priority(NamedTuple):
+    """One candidate's arbitration inputs and result (recorded in the audit trail).
+
+    A named tuple (immutable, built faster than a frozen dataclass: one per candidate per
+    request).
+    """
 
     product: Product
     propensity: float

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from service.api.schemas import OfferOut, RecommendationResponse
+from service.api.schemas import OfferBody, ResponseBody
 from service.decision.outcome import Decision
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,12 @@ def _identifying_keys(keys: tuple[str, ...]) -> frozenset[str]:
 
 
 def audit_record(
-    response: RecommendationResponse,
+    response: ResponseBody,
     decision: Decision,
     features: Mapping[str, Any] | None,
     customer_id: str,
     pseudonym: str,
-    holdout: Sequence[OfferOut] = (),
+    holdout: Sequence[OfferBody] = (),
 ) -> dict[str, Any]:
     """The audit record of one response (plain JSON types).
 
@@ -88,13 +88,13 @@ def audit_record(
     feature_set = decision.feature_set
     churn = decision.churn_risk
     return {
-        "request_id": response.request_id,
+        "request_id": response["request_id"],
         "decided_at": decided_at.isoformat(),
         "today": decided_at.date().isoformat(),
         "customer": pseudonym,
-        "channel": response.channel,
-        "model_versions": dict(response.model_versions),
-        "variant": getattr(response, "variant", None),
+        "channel": response["channel"],
+        "model_versions": dict(response["model_versions"]),
+        "variant": response["variant"],
         "feature_set": (
             {
                 "version": feature_set.version,
@@ -106,15 +106,16 @@ def audit_record(
             else None
         ),
         "features": without_identifiers(features, customer_id) if features is not None else None,
-        "degraded_reason": response.degraded_reason,
+        "degraded_reason": response["degraded_reason"],
         "churn_risk": (
             {"probability": churn.probability, "band": churn.band.value} if churn else None
         ),
         "candidate_scores": decision.scores,
         # precomputed | online: where the model's scores and reasons came from (None: fallback)
         "scores_source": decision.scores_source,
+        # The rule is a StrEnum: a str, written as its value (no ``.value`` lookup each).
         "exclusions": [
-            {"product_id": e.product_id, "rule": e.rule.value, "detail": e.detail}
+            {"product_id": e.product_id, "rule": e.rule, "detail": e.detail}
             for e in decision.exclusions
         ],
         "arbitration": {
@@ -125,11 +126,11 @@ def audit_record(
         # offers and exclusions: every product of the catalogue)
         "contact": decision.contact,
         "acceptance": decision.acceptance.as_record(),
-        "lifecycle_stage": response.lifecycle_stage,
-        "tier": response.tier,
+        "lifecycle_stage": response["lifecycle_stage"],
+        "tier": response["tier"],
         "moments": decision.moments.as_record(),
-        "offers": [offer.model_dump(mode="json") for offer in response.offers],
-        "holdout_offers": [offer.model_dump(mode="json") for offer in holdout],
-        "withheld_reason": response.withheld_reason,
+        "offers": response["offers"],  # already plain JSON types, never changed once sent
+        "holdout_offers": list(holdout),
+        "withheld_reason": response["withheld_reason"],
         "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)
     }

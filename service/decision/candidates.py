@@ -75,19 +75,23 @@ def offer_candidates(
     triggered; ``lifecycle_stage``: a cross-sell product the stage does not allow), so the
     audit trail accounts for every product of the catalogue.
     """
-    candidates: list[Product] = []
-    excluded: list[Exclusion] = []
+    treatments: list[Product] = []
+    cross_sell: list[Product] = []
+    not_triggered: list[Exclusion] = []
+    off_stage: list[Exclusion] = []
+    # One pass over the catalogue; the stage's rule is read once (``Moments.allows_cross_sell``).
+    stage_allows = moments.cross_sell
+    categories = moments.levers.categories if moments.levers is not None else None
     for product in catalogue.products:
         if product.retention:
             if product.id in moments.treatments:
-                candidates.append(product)
+                treatments.append(product)
             else:
                 why = "no moment triggered this treatment"
-                excluded.append(Exclusion(product.id, Rule.NOT_TRIGGERED, why))
-    for product in catalogue.holdable:
-        if moments.allows_cross_sell(product):
-            candidates.append(product)
+                not_triggered.append(Exclusion(product.id, Rule.NOT_TRIGGERED, why))
+        elif stage_allows and (categories is None or product.category in categories):
+            cross_sell.append(product)
         else:
             why = f"lifecycle stage {moments.stage} does not allow {product.category} offers"
-            excluded.append(Exclusion(product.id, Rule.STAGE, why))
-    return candidates, excluded
+            off_stage.append(Exclusion(product.id, Rule.STAGE, why))
+    return treatments + cross_sell, not_triggered + off_stage

@@ -30,15 +30,7 @@ from core.scoring.maturity import MaturityScorer
 from core.scoring.response import ResponseScorer
 from core.settings import Settings
 from core.suitability import CustomerFacts, Exclusion, Rule, split_suitable
-from service.api.schemas import (
-    ChurnRiskOut,
-    FeatureSetOut,
-    OfferOut,
-    PreferredChannelOut,
-    ReasonOut,
-    RecommendationRequest,
-    RecommendationResponse,
-)
+from service.api.schemas import OfferBody, RecommendationRequest, ResponseBody
 from service.decision.acceptance import assess_acceptance
 from service.decision.arbitration import (
     Priority,
@@ -133,14 +125,14 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
             decision, choice.shadow, decide_with(recommender=scorer_of(choice.shadow))
         )
     response = respond(request, request_id, decision, choice.model_versions)
-    response.variant = choice.variant.value
+    response["variant"] = choice.variant.value
     # Control group: the same decision is made (the audit keeps what would have been
     # offered), then only the service treatments are shown.
-    held: list[OfferOut] = []
+    held: list[OfferBody] = []
     if in_control(pseudonym, settings.control_share):
-        response.offers, held = hold_out(response.offers)
-        response.variant = CONTROL
-        response.withheld_reason = CONTROL_REASON
+        response["offers"], held = hold_out(response["offers"])
+        response["variant"] = CONTROL
+        response["withheld_reason"] = CONTROL_REASON
     clock.lap("arbitration")
 
     async def record() -> None:
@@ -155,7 +147,7 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
             log.exception("decision not recorded", extra=fields(request_id=request_id))
             runtime.metrics.observe_audit("failed", 1)
         runtime.metrics.observe_decision(decision)
-        runtime.metrics.observe_variant(response.variant, decision)
+        runtime.metrics.observe_variant(response["variant"], decision)
         clock.lap("recording")
         runtime.metrics.observe_stages(clock.seconds)
 
@@ -193,7 +185,7 @@ class Answer:
     watches: a recording failure never costs the customer the offers already sent.
     """
 
-    response: RecommendationResponse
+    response: ResponseBody
     record: Callable[[], Awaitable[None]]
 
 
@@ -310,8 +302,14 @@ def decide(
     clock.lap("arbitration")
     # The model's reasons of every shown model offer, from the prepared record.
     explained = [item.product for item in shown if not item.product.retention]
-    model_explained = (
-        dict(zip(explained, model_reasons(recommender, prepared, explained), strict=True))
+    model_explained = (  # by product id: hashing a (pydantic) Product hashes every field
+        dict(
+            zip(
+                [p.id for p in explained],
+                model_reasons(recommender, prepared, explained),
+                strict=True,
+            )
+        )
         if recommender is not None and prepared is not None
         else {}
     )
@@ -326,7 +324,7 @@ def decide(
             reasons = [fallback.reason]
             score = item.propensity if fallback.shown_score else None
         else:
-            reasons = list(model_explained[product])
+            reasons = list(model_explained[product.id])
             score = item.propensity
         reasons += arbitration_reasons(item, treatment, channel)
         contract = treatment.contract if treatment is not None else None
@@ -394,57 +392,68 @@ def respond(
     request_id: str,
     decision: Decision,
     model_versions: dict[str, str],
-) -> RecommendationResponse:
-    """The HTTP body of a decision."""
+) -> ResponseBody:
+    """The HTTP body of a decision, as plain JSON types.
+
+    Why a dict and not the ``RecommendationResponse`` model: building the nested pydantic
+    models (with their validation) and dumping them cost more CPU per request than the
+    whole arbitration. The schema stays the contract: ``RecommendationResponse`` documents
+    the route in OpenAPI, and the tests validate the bodies this function builds against
+    it (``tests/service/decision/test_suitability_property.py`` for random decisions).
+    """
     churn = decision.churn_risk
     feature_set = decision.feature_set
-    return RecommendationResponse(
-        request_id=request_id,
-        customer_id=request.customer_id,
-        channel=request.channel,
-        offers=[
-            OfferOut(
-                product_id=offer.product.id,
-                name=offer.product.name,
-                rank=offer.rank,
-                score=offer.score,
-                priority=offer.priority,
-                reasons=_reasons_out(offer.reasons),
-                trigger=offer.trigger,
-                contract=offer.contract,
-            )
+    preferred = decision.acceptance.preferred
+    degraded = decision.degraded_reason
+    return {
+        "request_id": request_id,
+        "customer_id": request.customer_id,
+        "channel": request.channel,
+        "offers": [
+            {
+                "product_id": offer.product.id,
+                "name": offer.product.name,
+                "rank": offer.rank,
+                "score": offer.score,
+                "priority": offer.priority,
+                "reasons": reasons_body(offer.reasons),
+                "trigger": offer.trigger,
+                "contract": offer.contract,
+            }
             for offer in decision.offers
         ],
-        lifecycle_stage=decision.moments.stage,
-        tier=decision.moments.tier,
-        churn_risk=(
-            ChurnRiskOut(
-                probability=churn.probability,
-                band=churn.band.value,
-                reasons=_reasons_out(churn.reasons),
-            )
+        "churn_risk": (
+            {
+                "probability": churn.probability,
+                "band": churn.band.value,
+                "reasons": reasons_body(churn.reasons),
+            }
             if churn is not None
             else None
         ),
-        model_versions=model_versions,
-        feature_set=(
-            FeatureSetOut(version=feature_set.version, as_of=feature_set.as_of)
+        "model_versions": model_versions,
+        "feature_set": (
+            {"version": feature_set.version, "as_of": feature_set.as_of.isoformat()}
             if feature_set is not None
             else None
         ),
-        degraded=decision.degraded,
-        degraded_reason=decision.degraded_reason.value if decision.degraded_reason else None,
-        preferred_channel=(
-            PreferredChannelOut(
-                channel=preferred.channel,  # type: ignore[arg-type]  # one of CHANNELS
-                source=preferred.source,  # type: ignore[arg-type]
-                accept_rate=preferred.accept_rate,
-            )
-            if (preferred := decision.acceptance.preferred) is not None
+        "lifecycle_stage": decision.moments.stage,
+        "tier": decision.moments.tier,
+        "degraded": degraded is not None,
+        "degraded_reason": degraded.value if degraded is not None else None,
+        "variant": "champion",
+        "withheld_reason": None,
+        "preferred_channel": (
+            {
+                "channel": preferred.channel,
+                "source": preferred.source,
+                "accept_rate": preferred.accept_rate,
+            }
+            if preferred is not None
             else None
         ),
-    )
+    }
 
 
-def _reasons_out(reasons: Sequence[Reason]) -> list[ReasonOut]:
-    return [ReasonOut(code=r.code, text=r.text) for r in reasons]
+def reasons_body(reasons: Sequence[Reason]) -> list[dict[str, str]]:
+    return [{"code": r.code, "text": r.text} for r in reasons]

@@ -24,7 +24,7 @@ from typing import Final, cast
 
 from core.scoring.base import RecommenderScorer
 from registry.client import LoadedModel
-from service.api.schemas import OfferOut
+from service.api.schemas import OfferBody
 from service.decision.outcome import Decision
 from service.infra.state import ServingState
 
@@ -68,15 +68,15 @@ def in_control(pseudonym: str, control_share: float) -> bool:
     return control_share > 0 and control_bucket(pseudonym) < control_share * _BUCKETS
 
 
-def hold_out(offers: list[OfferOut]) -> tuple[list[OfferOut], list[OfferOut]]:
+def hold_out(offers: list[OfferBody]) -> tuple[list[OfferBody], list[OfferBody]]:
     """A control customer's offers split into (shown, held back).
 
     Shown: the service treatments (:data:`SERVICE_TRIGGERS`), ranked again from 1 in
     their order. Held back: every other offer with its would-be rank, for the audit.
     """
-    shown = [o for o in offers if o.trigger in SERVICE_TRIGGERS]
-    held = [o for o in offers if o.trigger not in SERVICE_TRIGGERS]
-    ranked = [o.model_copy(update={"rank": rank}) for rank, o in enumerate(shown, start=1)]
+    shown = [o for o in offers if o["trigger"] in SERVICE_TRIGGERS]
+    held = [o for o in offers if o["trigger"] not in SERVICE_TRIGGERS]
+    ranked = [{**o, "rank": rank} for rank, o in enumerate(shown, start=1)]
     return ranked, held
 
 

@@ -162,7 +162,7 @@ def test_preferred_channel_reaches_the_answer_without_a_model(catalogue: Catalog
     history = [entry("shown", "taxes", "sms", 3), entry("accepted", "taxes", "sms", 2)]
     decision = run(catalogue, history, model=None)
     request = RecommendationRequest(customer_id="C1", channel="app", k=3)
-    body = respond(request, "0" * 32, decision, {}).model_dump(mode="json")
+    body = respond(request, "0" * 32, decision, {})
     assert body["preferred_channel"] == {
         "channel": "sms",
         "source": "responses",

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from core.pseudonym import Pseudonymiser
 from core.settings import Settings
-from service.api.schemas import OfferOut
+from service.api.schemas import OfferBody, OfferOut
 from service.decision.variant import (
     CONTROL,
     Variant,
@@ -68,10 +68,11 @@ def test_control_is_independent_of_the_challenger_split(
             assert abs(count / N - expected) <= tolerance, (want_control, want_challenger)
 
 
-def _offer(product: str, rank: int, trigger: str | None) -> OfferOut:
-    return OfferOut(
+def _offer(product: str, rank: int, trigger: str | None) -> OfferBody:
+    offer = OfferOut(
         product_id=product, name=product, rank=rank, score=None, reasons=[], trigger=trigger
     )
+    return offer.model_dump(mode="json")
 
 
 def test_hold_out_keeps_service_treatments_only() -> None:
@@ -83,11 +84,11 @@ def test_hold_out_keeps_service_treatments_only() -> None:
         _offer("birthday_gift", 5, "date_rule:birthday"),
     ]
     shown, held = hold_out(offers)
-    assert [(o.product_id, o.rank) for o in shown] == [
+    assert [(o["product_id"], o["rank"]) for o in shown] == [
         ("deposit_rate_bonus", 1),
         ("renewal_offer", 2),
     ]
-    assert [(o.product_id, o.rank) for o in held] == [
+    assert [(o["product_id"], o["rank"]) for o in held] == [
         ("pension_plan", 1),
         ("premium_card", 3),
         ("birthday_gift", 5),

@@ -333,8 +333,8 @@ def test_stage_and_tier_in_the_response_and_the_audit_record(
     decision = run(catalogue, shipped, record)
     request = RecommendationRequest(customer_id="C1", channel="app", k=3)
     body = respond(request, "r1", decision, {})
-    assert (body.lifecycle_stage, body.tier) == ("growing", "mass")
-    assert body.offers[0].trigger == "date_rule:birthday_month"
+    assert (body["lifecycle_stage"], body["tier"]) == ("growing", "mass")
+    assert body["offers"][0]["trigger"] == "date_rule:birthday_month"
     entry = audit_record(body, decision, record, "C1", "p1")
     assert (entry["lifecycle_stage"], entry["tier"]) == ("growing", "mass")
     assert entry["moments"]["treatments"] == [

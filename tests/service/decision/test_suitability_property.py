@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_args
 
+import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,7 @@ from core.decisioning import (
 )
 from core.settings import Settings
 from features.online_store import FeatureSetInfo
-from service.api.schemas import RecommendationRequest
+from service.api.schemas import RecommendationRequest, RecommendationResponse
 from service.decision.outcome import DegradedReason
 from service.decision.recommend import decide, respond
 from service.infra.feature_fetch import FeatureLookup
@@ -429,9 +430,13 @@ def check_decision(case: dict[str, Any]) -> None:
     excluded = {e.product_id for e in decision.exclusions}
     assert not excluded & {p.id for p in offered}
 
-    body = respond(
+    # The body as sent (orjson) is a valid RecommendationResponse: the schema is the
+    # contract of the dict ``respond`` builds.
+    sent = respond(
         RecommendationRequest(customer_id="c1", channel="app", k=case["k"]), "r", decision, {}
     )
+    body = RecommendationResponse.model_validate_json(orjson.dumps(sent), strict=True)
+    assert body.model_dump(mode="json") == orjson.loads(orjson.dumps(sent))
     assert [o.product_id for o in body.offers] == [p.id for p in offered]
     raw = record or {}
     known = {"lifecycle_stage": STAGES, "tier": TIERS}
