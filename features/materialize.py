@@ -39,7 +39,7 @@ from core.settings import Settings
 from core.tables import Tables
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from features.pointintime import compute_features
-from features.record_codec import RecordSchema
+from features.record_schema import RecordSchema
 
 log = logging.getLogger(__name__)
 

@@ -42,11 +42,11 @@ from features.record_codec import (
     HEADER_BYTES,
     RecordCodec,
     RecordDecodeError,
-    RecordSchema,
     SchemaMismatchError,
     encode_chunks,
     schema_for,
 )
+from features.record_schema import RecordSchema
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class FeatureSetInfo:
     catalogue_version: str
     record_keys: str = PSEUDONYM_KEYS  # how its record keys name the customer
     moments_version: str | None = None  # core/moments.yaml version (None: set made before it)
-    # The schemas of its compact records (features.record_codec); empty: JSON records.
+    # The schemas of its compact records (features.record_schema); empty: JSON records.
     record_schemas: tuple[RecordSchema, ...] = field(default=(), repr=False)
 
     @cached_property

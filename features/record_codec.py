@@ -1,8 +1,9 @@
-"""Compact binary feature records: one schema per feature set, a few hundred bytes a customer.
+"""Compact binary feature records, a few hundred bytes a customer: encoding and decoding.
 
-A :class:`RecordSchema` is derived from a feature frame (``features.pointintime``) and
-stored ONCE in the feature set's metadata; every record starts with a header naming the
-schema it was written with, so a record is never decoded with another schema.
+A record is written with the :class:`RecordSchema` of its feature
+set (``features/record_schema.py``: the fields and how each is stored); every record starts
+with a header naming the schema it was written with, so a record is never decoded with
+another schema.
 
 Record layout (little-endian), from a schema's fields grouped by how they are stored::
 
@@ -16,13 +17,6 @@ Record layout (little-endian), from a schema's fields grouped by how they are st
     tail     per ``list`` field: uint8 count (255: null) then one code per item (uint8 or
              uint16); per ``json`` field: uint32 length then the orjson bytes
 
-A *coded* field stores an index into its lookup table, code 0 being null: booleans
-(``[null, false, true]``), texts and dates (the version's distinct values, dates as ISO
-text), and integers (``range``: every value from the column's minimum to its maximum).
-Floats keep their exact value (float32 only where it is lossless): the models' tree cuts
-and the eligibility thresholds read float64, and a served record must equal the one
-training and batch scoring saw. Non-finite floats are null, as in the JSON records.
-
 Decoding (:meth:`RecordCodec.decode`) is one ``struct.unpack_from`` of the fixed-width
 part and one pass per kind of field (the same step for each field of that kind, no
 branching on the field), then one ``update`` of a template dict in the frame's column
@@ -32,28 +26,51 @@ record of ``features.pointintime.to_records``.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import cached_property
 from operator import getitem, le
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
-FORMAT = 2
-"""The first byte of every compact record (a JSON record starts with ``{``). Format 1 (an
-earlier block order, never released) is refused: its sets must be materialized again."""
+from features.record_schema import (
+    FORMAT,
+    MAX_LIST_ITEMS,
+    FieldSpec,
+    Kind,
+    RecordSchema,
+    date_texts,
+    derive_schema,
+    finite_floats,
+    join_schemas,
+)
+
+__all__ = [
+    "FORMAT",
+    "HEADER_BYTES",
+    "INT64_NULL",
+    "MAX_LIST_ITEMS",
+    "NULL_COUNT",
+    "DoesNotFitError",
+    "FieldSpec",
+    "Kind",
+    "RecordCodec",
+    "RecordDecodeError",
+    "RecordSchema",
+    "SchemaMismatchError",
+    "derive_schema",
+    "encode_chunks",
+    "encode_frame",
+    "schema_for",
+]
+
 HEADER_BYTES = 5
 NULL_COUNT = 255
 """The count byte of a null list."""
-MAX_LIST_ITEMS = 254
 INT64_NULL = np.iinfo(np.int64).min
 
-Kind = Literal["coded", "range", "float32", "float64", "int64", "list", "json"]
 _BLOCKS: tuple[str, ...] = (
     "range8",
     "range16",
@@ -72,173 +89,6 @@ class RecordDecodeError(ValueError):
 
 class SchemaMismatchError(RecordDecodeError):
     """The record was written with a schema that is not the feature set's."""
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """How one feature is stored.
-
-    ``coded``: ``values`` is the lookup table (code ``i + 1`` is ``values[i]``; 0 is null).
-    ``range``: integers ``low..high`` coded as ``value - low + 1`` (0 is null).
-    ``list``: a list of texts, each a code into ``values`` (0-based). ``json``: orjson bytes.
-    """
-
-    name: str
-    kind: Kind
-    values: tuple[Any, ...] = ()
-    low: int = 0
-    high: int = -1
-
-    @property
-    def codes(self) -> int:
-        """How many codes a coded or range field uses (null included)."""
-        if self.kind == "range":
-            return self.high - self.low + 2
-        return len(self.values) + 1
-
-    @property
-    def block(self) -> str:
-        if self.kind in ("coded", "range"):
-            return f"{self.kind}{8 if self.codes <= 256 else 16}"
-        if self.kind in ("list", "json"):
-            return "tail"
-        return self.kind
-
-    def lookup(self) -> list[Any]:
-        """The decoded value of each code of a coded or range field."""
-        if self.kind == "range":
-            return [None, *range(self.low, self.high + 1)]
-        return [None, *self.values]
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
-        if self.kind in ("coded", "list"):
-            out["values"] = list(self.values)
-        if self.kind == "range":
-            out["low"], out["high"] = self.low, self.high
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FieldSpec:
-        kind = data["kind"]
-        if kind not in ("coded", "range", "float32", "float64", "int64", "list", "json"):
-            raise ValueError(f"feature record schema: field {data.get('name')!r} has kind {kind!r}")
-        return cls(
-            name=str(data["name"]),
-            kind=kind,
-            values=tuple(data.get("values", ())),
-            low=int(data.get("low", 0)),
-            high=int(data.get("high", -1)),
-        )
-
-
-@dataclass(frozen=True)
-class RecordSchema:
-    """The fields of a feature set's records, in the frame's column order."""
-
-    fields: tuple[FieldSpec, ...]
-    format: int = FORMAT
-
-    @cached_property
-    def id(self) -> str:
-        """8 hex digits of a SHA-256 of the schema: the record header's schema id."""
-        canonical = orjson.dumps(
-            {"format": self.format, "fields": [f.to_json() for f in self.fields]}
-        )
-        return hashlib.sha256(canonical).hexdigest()[:8]
-
-    @property
-    def names(self) -> list[str]:
-        return [f.name for f in self.fields]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": self.format, "id": self.id, "fields": [f.to_json() for f in self.fields]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RecordSchema:
-        if data.get("format") != FORMAT:
-            raise ValueError(
-                f"feature record schema has format {data.get('format')!r}, this release reads "
-                f"{FORMAT}: materialize the feature set again"
-            )
-        schema = cls(tuple(FieldSpec.from_json(f) for f in data["fields"]))
-        if data.get("id") not in (None, schema.id):
-            raise ValueError(f"feature record schema {data.get('id')!r} does not match its fields")
-        return schema
-
-    @cached_property
-    def codec(self) -> RecordCodec:
-        return RecordCodec(self)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """The fields only: the id and the compiled codec are derived again when used."""
-        return {"fields": self.fields, "format": self.format}
-
-
-# --- deriving a schema from a frame ------------------------------------------------------
-
-
-def derive_schema(frame: pd.DataFrame) -> RecordSchema:
-    """The smallest schema that holds every value of ``frame`` exactly."""
-    return RecordSchema(tuple(_derive_field(str(name), frame[name]) for name in frame.columns))
-
-
-def _derive_field(name: str, column: pd.Series) -> FieldSpec:
-    dtype = column.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return FieldSpec(name, "coded", (False, True))
-    if pd.api.types.is_integer_dtype(dtype):
-        values = column.dropna().to_numpy(dtype=np.int64)
-        if len(values) == 0:
-            return FieldSpec(name, "range", low=0, high=0)
-        low, high = int(values.min()), int(values.max())
-        if high - low + 2 <= 65536:
-            return FieldSpec(name, "range", low=low, high=high)
-        return FieldSpec(name, "int64")
-    if pd.api.types.is_float_dtype(dtype):
-        values = _floats(column)
-        exact = np.array_equal(values.astype(np.float32).astype(np.float64), values, equal_nan=True)
-        return FieldSpec(name, "float32" if exact else "float64")
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        return _coded_or_json(name, _date_texts(column))
-    return _derive_object(name, column)
-
-
-def _derive_object(name: str, column: pd.Series) -> FieldSpec:
-    present = column[column.notna()]
-    kinds = set(present.map(type).unique()) if len(present) else {str}
-    if kinds <= {str}:
-        return _coded_or_json(name, column)
-    if kinds <= {tuple, list}:
-        try:
-            uniques = pd.unique(present.map(tuple))
-        except TypeError:  # lists of objects (e.g. maturities): stored as JSON
-            return FieldSpec(name, "json")
-        items = sorted({item for value in uniques for item in value}, key=str)
-        fits = all(isinstance(i, str) for i in items) and len(items) <= 65536
-        if fits and max((len(v) for v in uniques), default=0) <= MAX_LIST_ITEMS:
-            return FieldSpec(name, "list", tuple(items))
-    return FieldSpec(name, "json")
-
-
-def _coded_or_json(name: str, texts: pd.Series) -> FieldSpec:
-    uniques = sorted(pd.unique(texts.dropna()).tolist())
-    if len(uniques) + 1 <= 65536:
-        return FieldSpec(name, "coded", tuple(uniques))
-    return FieldSpec(name, "json")
-
-
-def _floats(column: pd.Series) -> np.ndarray:
-    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.where(np.isfinite(values), values, np.nan)
-
-
-def _date_texts(column: pd.Series) -> pd.Series:
-    """ISO dates as text (null stays null), formatting each distinct date once."""
-    codes, uniques = pd.factorize(column)
-    texts = np.empty(len(uniques) + 1, dtype=object)  # code -1 (null) picks the last entry
-    texts[:-1] = pd.DatetimeIndex(uniques).strftime("%Y-%m-%d")
-    return pd.Series(texts[codes], index=column.index, dtype=object)
 
 
 # --- encoding a frame ------------------------------------------------------------------
@@ -296,7 +146,7 @@ def _fixed_values(spec: FieldSpec, column: pd.Series) -> np.ndarray:
         return _codes(spec, column)
     if spec.kind == "int64":
         return column.to_numpy(dtype=np.int64, na_value=INT64_NULL)
-    return _floats(column)
+    return finite_floats(column)
 
 
 def _masked(column: pd.Series, fill: int) -> tuple[np.ndarray, np.ndarray]:
@@ -325,7 +175,7 @@ def _codes(spec: FieldSpec, column: pd.Series) -> np.ndarray:
         codes = values + 1
     else:
         if pd.api.types.is_datetime64_any_dtype(column.dtype):
-            column = _date_texts(column)
+            column = date_texts(column)
         # Each distinct value looked up in the table once (a handful per column).
         found, uniques = pd.factorize(column, use_na_sentinel=True)
         table = pd.Index(list(spec.values), dtype=object)
@@ -342,7 +192,7 @@ def _tail(spec: FieldSpec, column: pd.Series) -> list[bytes]:
     """The tail bytes of one list or json field, per row (each distinct list encoded once)."""
     if spec.kind == "json":
         if pd.api.types.is_datetime64_any_dtype(column.dtype):
-            column = _date_texts(column)
+            column = date_texts(column)
         values = column.to_numpy(dtype=object)
         # Each distinct object encoded once: most customers' maturities are one shared
         # empty list (``features.contract_features.maturities``).
@@ -393,33 +243,7 @@ def schema_for(frame: pd.DataFrame, schema: RecordSchema | None = None) -> Recor
                 _tail(spec, frame[spec.name])
         return schema
     except DoesNotFitError:
-        derived = derive_schema(frame)
-        return RecordSchema(tuple(map(_join, schema.fields, derived.fields)))
-
-
-def _join(old: FieldSpec, new: FieldSpec) -> FieldSpec:
-    """A field that stores every value either field stores."""
-    kinds = {old.kind, new.kind}
-    if len(kinds) == 1 and old.kind in ("float32", "float64", "int64", "json"):
-        return old
-    if kinds == {"float32", "float64"}:
-        return FieldSpec(old.name, "float64")
-    if kinds == {"range"}:
-        low, high = min(old.low, new.low), max(old.high, new.high)
-        if high - low + 2 <= 65536:
-            return FieldSpec(old.name, "range", low=low, high=high)
-        return FieldSpec(old.name, "int64")
-    if kinds <= {"range", "int64"}:
-        return FieldSpec(old.name, "int64")
-    if len(kinds) == 1 and old.kind in ("coded", "list"):
-        values = tuple(sorted({*old.values, *new.values}, key=_sort_key))
-        if old.kind == "list" or len(values) + 1 <= 65536:
-            return FieldSpec(old.name, old.kind, values)
-    return FieldSpec(old.name, "json")  # holds any value exactly
-
-
-def _sort_key(value: Any) -> tuple[str, str]:
-    return (type(value).__name__, str(value))
+        return join_schemas(schema, derive_schema(frame))
 
 
 def encode_chunks(

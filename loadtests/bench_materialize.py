@@ -43,7 +43,8 @@ from core.settings import PACKAGE_DIR, Settings
 from core.tables import TablesMissingError, read_tables, table_layout
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from features.pointintime import compute_features, to_records
-from features.record_codec import RecordSchema, encode_chunks, schema_for
+from features.record_codec import encode_chunks, schema_for
+from features.record_schema import RecordSchema
 
 DECODE_SAMPLE = 2000
 DECODE_REPEATS = 5

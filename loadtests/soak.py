@@ -28,8 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loadtests.driver import RequestMix, drive, new_client
+from loadtests.options import LoadInputError, check_alive, read_customer_ids
 from loadtests.processes import rss_mb, service_processes
-from loadtests.run import LoadInputError, check_alive, read_customer_ids
 from loadtests.stats import PhaseSummary
 
 MAX_SOAK_SECONDS = 24 * 3600.0

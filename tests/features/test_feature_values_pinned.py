@@ -20,7 +20,8 @@ import pytest
 from core.catalogue import Catalogue
 from features.holdings_features import PATTERN_LAGS
 from features.pointintime import LOOKBACK_SNAPSHOTS, compute_features
-from features.record_codec import derive_schema, encode_frame
+from features.record_codec import encode_frame
+from features.record_schema import derive_schema
 from tests.support.tables import customer, holding, make_tables, month_ends, synthetic_tables
 
 STATISTICS = ("months_held", "dropped", "months_since_held", "times_held", "adds", "held_pattern")

@@ -18,12 +18,11 @@ from features.pointintime import compute_features, to_records
 from features.record_codec import (
     HEADER_BYTES,
     RecordDecodeError,
-    RecordSchema,
     SchemaMismatchError,
-    derive_schema,
     encode_frame,
     schema_for,
 )
+from features.record_schema import RecordSchema, derive_schema
 from tests.support.tables import synthetic_tables
 
 AS_OF = date(2025, 6, 30)

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from features.online_store import FeatureSetInfo, OnlineStore
-from loadtests import run as run_module
+from loadtests import measure as measure_module
 from loadtests.baseline_process import baseline_server
 from loadtests.driver import RECOMMENDATIONS_PATH, RequestMix
 from loadtests.run import LoadInputError, LoadOptions, run_load
@@ -166,18 +166,18 @@ def test_the_wrk_ceiling_is_the_best_passing_step_and_a_miss_gets_a_second_run(
         assert connections is not None and args[2] is None  # closed loop: no rate
         calls.append(connections)
         rate, p99 = outcomes[connections].pop(0)
-        return run_module.Measured(_summary(rate, p99), {"connections": connections})
+        return measure_module.Measured(_summary(rate, p99), {"connections": connections})
 
     async def no_drain(url: str) -> None:
         return None
 
-    monkeypatch.setattr(run_module, "measure", fake_measure)
-    monkeypatch.setattr(run_module, "drain", no_drain)
+    monkeypatch.setattr(measure_module, "measure", fake_measure)
+    monkeypatch.setattr(measure_module, "drain", no_drain)
     options = LoadOptions(
         url="http://192.0.2.1:9", rate=100, duration=1, customers=tmp_path, generator="wrk"
     )
     result = asyncio.run(
-        run_module._find_max_wrk(options.url, "service", options, RequestMix(["C1"]))
+        measure_module._find_max_wrk(options.url, "service", options, RequestMix(["C1"]))
     )
     assert calls == [1, 2, 4, 8, 8]
     assert result["max_rate"] == 500.0

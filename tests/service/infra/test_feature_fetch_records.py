@@ -18,7 +18,8 @@ from core.tables import Tables
 from features.materialize import materialize
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
 from features.pointintime import compute_features, to_records
-from features.record_codec import FORMAT, derive_schema, encode_frame
+from features.record_codec import encode_frame
+from features.record_schema import FORMAT, derive_schema
 from service.decision.outcome import DegradedReason
 from service.infra.breaker import CircuitBreaker
 from service.infra.feature_fetch import FeatureLookup, fetch_features
