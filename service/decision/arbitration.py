@@ -82,19 +82,71 @@ def retention_eligible(churn: ChurnRisk | None, config: DecisioningConfig) -> bo
     return churn_triggered(churn, config)
 
 
+class ChannelFactors:
+    """One decisioning config's static inputs on one channel, per product, worked out once.
+
+    A product's context weight, campaign lever and the channel rule against it depend on
+    the config, the channel and the product only, yet each request asked the config for
+    them product by product (a few dictionary lookups and a loop over the rules each).
+    Kept per product object (``id`` plus the object itself, so a product of another
+    catalogue with the same id is never mistaken for it); :func:`channel_factors` keeps
+    one table per (config, channel).
+    """
+
+    __slots__ = ("_static", "channel", "config")
+
+    def __init__(self, config: DecisioningConfig, channel: str) -> None:
+        self.config = config
+        self.channel = channel
+        self._static: dict[int, tuple[Product, float, float, Exclusion | None]] = {}
+
+    def of(self, product: Product) -> tuple[float, float, Exclusion | None]:
+        """(context weight, campaign lever, the channel rule's exclusion or None)."""
+        known = self._static.get(id(product))
+        if known is None or known[0] is not product:
+            config, channel = self.config, self.channel
+            rule = config.channel_rule_against(channel, product)
+            excluded = (
+                None
+                if rule is None
+                else Exclusion(
+                    product.id,
+                    Rule.CHANNEL,
+                    f"{rule.name}: only on {', '.join(rule.channels)}, not {channel}",
+                )
+            )
+            known = (
+                product,
+                config.context_weight(channel, product),
+                config.levers.lever_for(product),
+                excluded,
+            )
+            self._static[id(product)] = known
+        return known[1], known[2], known[3]
+
+
+_FACTORS: dict[tuple[int, str], ChannelFactors] = {}
+_MAX_TABLES = 256
+
+
+def channel_factors(config: DecisioningConfig, channel: str) -> ChannelFactors:
+    """The :class:`ChannelFactors` of ``config`` on ``channel`` (kept while the config lives;
+    a hot reload brings a new config object, hence a new table)."""
+    key = (id(config), channel)
+    table = _FACTORS.get(key)
+    if table is None or table.config is not config:
+        if len(_FACTORS) >= _MAX_TABLES:
+            _FACTORS.clear()
+        table = _FACTORS[key] = ChannelFactors(config, channel)
+    return table
+
+
 def split_by_channel(
     products: Sequence[Product], channel: str, config: DecisioningConfig
 ) -> tuple[list[Product], list[Exclusion]]:
     """Remove products a channel rule keeps off ``channel`` (rule ``channel``)."""
-
-    def off_channel(product: Product) -> Exclusion | None:
-        rule = config.channel_rule_against(channel, product)
-        if rule is None:
-            return None
-        where = ", ".join(rule.channels)
-        return Exclusion(product.id, Rule.CHANNEL, f"{rule.name}: only on {where}, not {channel}")
-
-    return partition(products, off_channel)
+    factors = channel_factors(config, channel)
+    return partition(products, lambda product: factors.of(product)[2])
 
 
 def arbitrate(
@@ -114,6 +166,7 @@ def arbitrate(
     ``allowed`` otherwise).
     """
     priorities: list[Priority] = []
+    factors = channel_factors(config, channel)
     for product in allowed:
         trigger: str | None = None
         if product.retention:
@@ -129,8 +182,8 @@ def arbitrate(
         p_accept, affinity = (acceptance or NO_ACCEPTANCE).factors(product.id)
         if p_accept is not None and not math.isfinite(p_accept):
             continue
-        context = config.context_weight(channel, product)
-        lever = config.levers.lever_for(product) * moments.stage_lever(product)
+        context, campaign_lever, _ = factors.of(product)
+        lever = campaign_lever * moments.stage_lever(product)
         # Finite factors can still overflow (a huge score x boosts): held at the largest
         # float, the candidate stays placed, first, with a finite priority.
         taken = p_accept * affinity if p_accept is not None and affinity is not None else 1.0

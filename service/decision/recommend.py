@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
+import numpy as np
+
 from core.catalogue import Catalogue, Product
 from core.customer_facts import customer_facts
 from core.decisioning import DecisioningConfig
@@ -377,7 +379,9 @@ def model_scores(scorer: RecommenderScorer, prepared: PreparedRecord) -> dict[st
         raise ValueError(
             f"recommender returned {len(values)} scores for {len(scorer.product_ids)} products"
         )
-    return dict(zip(scorer.product_ids, map(float, values), strict=True))
+    # ``tolist`` turns a numpy array into Python floats in one C call.
+    floats = values.tolist() if isinstance(values, np.ndarray) else [float(v) for v in values]
+    return dict(zip(scorer.product_ids, floats, strict=True))
 
 
 def model_reasons(
