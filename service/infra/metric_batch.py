@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 
@@ -38,6 +39,10 @@ class MetricWrites(Protocol):
     def inc(self, child: Any, amount: float = 1) -> None: ...
 
     def observe(self, child: Any, value: float) -> None: ...
+
+    def inc_each(self, increments: Iterable[tuple[Any, float]]) -> None: ...
+
+    def observe_each(self, observations: Iterable[tuple[Any, float]]) -> None: ...
 
     def flush(self) -> int: ...
 
@@ -50,6 +55,14 @@ class DirectWrites:
 
     def observe(self, child: Any, value: float) -> None:
         child.observe(value)
+
+    def inc_each(self, increments: Iterable[tuple[Any, float]]) -> None:
+        for child, amount in increments:
+            child.inc(amount)
+
+    def observe_each(self, observations: Iterable[tuple[Any, float]]) -> None:
+        for child, value in observations:
+            child.observe(value)
 
     def flush(self) -> int:
         """Nothing pending: 0 children written."""
@@ -90,14 +103,27 @@ class MetricBatch:
             self._increments[child] = self._increments.get(child, 0) + amount
 
     def observe(self, child: Any, value: float) -> None:
+        self.observe_each(((child, value),))
+
+    def inc_each(self, increments: Iterable[tuple[Any, float]]) -> None:
+        """Several :meth:`inc` under one hold of the lock."""
         with self._lock:
-            tally = self._observations.get(child)
-            if tally is None:
-                tally = self._observations[child] = HistogramTally(child._upper_bounds)
-            # The first bound >= value: prometheus-client's bucket (``value <= bound``).
-            index = bisect_left(tally.bounds, value) if value == value else len(tally.bounds)
-            tally.counts[index] += 1
-            tally.total += value
+            pending = self._increments
+            for child, amount in increments:
+                pending[child] = pending.get(child, 0) + amount
+
+    def observe_each(self, observations: Iterable[tuple[Any, float]]) -> None:
+        """Several :meth:`observe` under one hold of the lock."""
+        with self._lock:
+            pending = self._observations
+            for child, value in observations:
+                tally = pending.get(child)
+                if tally is None:
+                    tally = pending[child] = HistogramTally(child._upper_bounds)
+                # The first bound >= value: prometheus-client's bucket (``value <= bound``).
+                index = bisect_left(tally.bounds, value) if value == value else len(tally.bounds)
+                tally.counts[index] += 1
+                tally.total += value
 
     def flush(self) -> int:
         """Write everything pending into the children; the number of children written."""
@@ -135,3 +161,19 @@ class ChildObserver:
 
     def observe(self, amount: float) -> None:
         self._writes.observe(self._child, amount)
+
+
+class Children(dict[Any, Any]):
+    """A labelled metric's children by label value (one label) or tuple of values, each
+    made by ``metric.labels`` on first use and kept: ``labels`` checks and locks on every
+    call, a dict lookup does not. For bounded label values only (as the series are)."""
+
+    def __init__(self, metric: Any) -> None:
+        super().__init__()
+        self.metric = metric
+
+    def __missing__(self, key: Any) -> Any:
+        child = self[key] = (
+            self.metric.labels(*key) if isinstance(key, tuple) else self.metric.labels(key)
+        )
+        return child

@@ -32,7 +32,6 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
 from prometheus_client import (
@@ -47,7 +46,6 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from core.suitability import Rule
@@ -55,7 +53,13 @@ from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
 from service.decision.outcome import Decision, DegradedReason
 from service.infra.breaker import BreakerOpenError
-from service.infra.metric_batch import ChildObserver, DirectWrites, MetricBatch, MetricWrites
+from service.infra.metric_batch import (
+    ChildObserver,
+    Children,
+    DirectWrites,
+    MetricBatch,
+    MetricWrites,
+)
 from service.infra.state import ServingState
 
 log = logging.getLogger(__name__)
@@ -299,35 +303,31 @@ class ServiceMetrics:
         self.feature_set_age = FeatureSetAge()
         self.registry.register(self.feature_set_age)
         self._served: dict[Gauge, set[tuple[str, ...]]] = {}
-        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+        # The series the request path counts, by label values (``Children``).
+        self._requests = Children(self.http_requests)
+        self._route_durations = Children(self.http_duration)
+        self._degraded = Children(self.degraded)
+        self._exclusions = Children(self.exclusions)
+        self._stages = Children(self.stage_duration)
+        self._variants = Children(self.recommendations)
         for stage in STAGES:  # every stage's series exists from the start, at zero
-            self._child(self.stage_duration, stage)
-
-    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
-        """``metric.labels(*values)``, kept: the request path counts several labelled
-        series per request, and ``labels`` checks and locks on every call. The label
-        values are bounded (route templates, rules, reasons, variants), as the series are.
-        """
-        key = (metric, values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*values)
-        return child
+            self._stages[stage]
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.writes.inc(self._child(self.http_requests, route, method, str(status)))
-        self.writes.observe(self._child(self.http_duration, route), seconds)
+        self.writes.inc(self._requests[route, method, str(status)])
+        self.writes.observe(self._route_durations[route], seconds)
 
     def observe_decision(self, decision: Decision) -> None:
         if decision.degraded_reason is not None:
-            self.writes.inc(self._child(self.degraded, decision.degraded_reason.value))
+            self.writes.inc(self._degraded[decision.degraded_reason.value])
         # Rule is a StrEnum: the member is its own label value (no ``.value`` lookup each).
-        for rule, count in Tally(e.rule for e in decision.exclusions).items():
-            self.writes.inc(self._child(self.exclusions, rule), count)
+        children = self._exclusions
+        counts = Tally(e.rule for e in decision.exclusions)
+        self.writes.inc_each([(children[rule], count) for rule, count in counts.items()])
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
-        for stage, value in seconds.items():
-            self.writes.observe(self._child(self.stage_duration, stage), value)
+        children = self._stages
+        self.writes.observe_each([(children[stage], value) for stage, value in seconds.items()])
 
     def observe_redis_error(self, operation: str, exc: BaseException) -> None:
         self.redis_errors.labels(operation=operation, kind=redis_error_kind(exc)).inc()
@@ -391,8 +391,7 @@ class ServiceMetrics:
 
     def observe_variant(self, variant: str, decision: Decision) -> None:
         _check_domain("nbo_recommendations_total", "variant", variant)
-        degraded = "true" if decision.degraded else "false"
-        self.writes.inc(self._child(self.recommendations, variant, degraded))
+        self.writes.inc(self._variants[variant, "true" if decision.degraded else "false"])
 
     def track_feature_set(self, current: Callable[[], FeatureSetInfo | None]) -> None:
         """Compute the feature-set age at scrape time from whatever ``current()`` returns."""
