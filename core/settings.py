@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Service port.")
     workers: int = Field(1, description="Uvicorn worker processes.")
     log_level: str = Field("info", description="Log level of the service.")
+    metrics_flush_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often a worker writes its per-request metric observations (added up "
+        "in the process) to the Prometheus values; /metrics flushes the answering worker's first.",
+    )
     # --- model lifecycle: hot reload, challenger traffic, last-known-good (docs/lifecycle.md) ---
     promotion_margin: float = Field(
         0.02,

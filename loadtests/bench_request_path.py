@@ -86,6 +86,7 @@ async def _replay(
 
 def _stage_sums(metrics: ServiceMetrics) -> dict[str, float]:
     sums: dict[str, float] = {}
+    metrics.flush()  # the observations wait in the process until a flush
     for family in metrics.stage_duration.collect():
         for sample in family.samples:
             if sample.name.endswith("_sum"):

@@ -1,8 +1,9 @@
 """The FastAPI application factory (``uvicorn --factory service.app:create_app``).
 
 Startup (lifespan): connect to Redis, load the catalogue and the serving models, read the
-live feature-set pointer, then keep that pointer fresh and watch the model aliases in the
-background (``service.infra.model_watcher``: hot reload). Nothing that can
+live feature-set pointer, then keep that pointer fresh, watch the model aliases
+(``service.infra.model_watcher``: hot reload) and flush the per-request metrics
+(``service.infra.metric_batch``) in the background. Nothing that can
 be missing at startup stops the service: without a recommender or a feature set it starts
 not ready (``/readyz`` 503) and answers with the degraded fallback. A broken catalogue
 does stop it, and so does a broken decisioning file: there is no safe answer without the
@@ -74,6 +75,7 @@ def create_app(
         freeze_startup_objects()
         watcher = runtime.watcher
         refresher = asyncio.create_task(keep_feature_pointer_fresh(runtime))
+        flusher = asyncio.create_task(metrics.flush_every(settings.metrics_flush_seconds))
         watcher.start()
         runtime.audit.start()
         try:
@@ -90,6 +92,10 @@ def create_app(
             # loop, whose connections this loop cannot close (the process ends anyway).
             with contextlib.suppress(RuntimeError):
                 await runtime.reader.aclose()
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            metrics.flush()  # the last requests' observations: nothing observed is lost
             metrics.worker_exiting()
             log.info("service stopped")
 

@@ -12,17 +12,26 @@ seconds). Process metrics (CPU, memory) are per process and are left out in that
 
 Label values are bounded sets (route templates, rule and reason enums, model names and
 versions): never a customer id or a raw path.
+
+The per-request observations (HTTP requests, the feature fetch, the stages, exclusions,
+degraded answers, variants) are added up in the process (``service.infra.metric_batch``)
+and written to prometheus-client by :meth:`ServiceMetrics.flush`: every
+``NBO_METRICS_FLUSH_SECONDS`` (the app's lifespan runs :meth:`ServiceMetrics.flush_every`),
+before this process renders ``/metrics`` and at shutdown. So a worker's own values are
+current in the page it renders, and another worker's reach it within that period. The
+rarer counts and the gauges are written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import os
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
 from prometheus_client import (
@@ -37,7 +46,6 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from core.suitability import Rule
@@ -45,7 +53,16 @@ from features.online_store import FeatureSetInfo
 from registry.client import LoadedModel
 from service.decision.outcome import Decision, DegradedReason
 from service.infra.breaker import BreakerOpenError
+from service.infra.metric_batch import (
+    ChildObserver,
+    Children,
+    DirectWrites,
+    MetricBatch,
+    MetricWrites,
+)
 from service.infra.state import ServingState
+
+log = logging.getLogger(__name__)
 
 STAGES = ("feature_fetch", "scoring", "filtering", "arbitration", "recording")
 """The stages of the request path, in order; the metric's ``stage`` label values."""
@@ -174,10 +191,16 @@ class FeatureSetAge(Collector):
 
 
 class ServiceMetrics:
-    """The service's metrics, registered in their own registry."""
+    """The service's metrics, registered in their own registry.
 
-    def __init__(self) -> None:
+    ``batched`` (the service's way): the per-request observations wait in the process for
+    :meth:`flush`; False writes each one at once (the reference the tests and
+    loadtests/bench_metrics.py compare with).
+    """
+
+    def __init__(self, batched: bool = True) -> None:
         self.multiprocess_dir = multiprocess_dir()
+        self.writes: MetricWrites = MetricBatch() if batched else DirectWrites()
         self.registry = CollectorRegistry()
         if self.multiprocess_dir is None:
             ProcessCollector(registry=self.registry)
@@ -202,12 +225,14 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.feature_fetch_duration = Histogram(
+        self.feature_fetch_histogram = Histogram(
             "nbo_feature_fetch_duration_seconds",
             "Duration of the one Redis round trip that fetches a customer's features.",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # What the request path's fetch observes (``observe(seconds)``), through the batch.
+        self.feature_fetch_duration = ChildObserver(self.feature_fetch_histogram, self.writes)
         self.degraded = counter(
             "nbo_recommendations_degraded",
             "Recommendations answered by the fallback, by reason.",
@@ -278,35 +303,31 @@ class ServiceMetrics:
         self.feature_set_age = FeatureSetAge()
         self.registry.register(self.feature_set_age)
         self._served: dict[Gauge, set[tuple[str, ...]]] = {}
-        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+        # The series the request path counts, by label values (``Children``).
+        self._requests = Children(self.http_requests)
+        self._route_durations = Children(self.http_duration)
+        self._degraded = Children(self.degraded)
+        self._exclusions = Children(self.exclusions)
+        self._stages = Children(self.stage_duration)
+        self._variants = Children(self.recommendations)
         for stage in STAGES:  # every stage's series exists from the start, at zero
-            self._child(self.stage_duration, stage)
-
-    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
-        """``metric.labels(*values)``, kept: the request path counts several labelled
-        series per request, and ``labels`` checks and locks on every call. The label
-        values are bounded (route templates, rules, reasons, variants), as the series are.
-        """
-        key = (metric, values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*values)
-        return child
+            self._stages[stage]
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self._child(self.http_requests, route, method, str(status)).inc()
-        self._child(self.http_duration, route).observe(seconds)
+        self.writes.inc(self._requests[route, method, str(status)])
+        self.writes.observe(self._route_durations[route], seconds)
 
     def observe_decision(self, decision: Decision) -> None:
         if decision.degraded_reason is not None:
-            self._child(self.degraded, decision.degraded_reason.value).inc()
+            self.writes.inc(self._degraded[decision.degraded_reason.value])
         # Rule is a StrEnum: the member is its own label value (no ``.value`` lookup each).
-        for rule, count in Tally(e.rule for e in decision.exclusions).items():
-            self._child(self.exclusions, rule).inc(count)
+        children = self._exclusions
+        counts = Tally(e.rule for e in decision.exclusions)
+        self.writes.inc_each([(children[rule], count) for rule, count in counts.items()])
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
-        for stage, value in seconds.items():
-            self._child(self.stage_duration, stage).observe(value)
+        children = self._stages
+        self.writes.observe_each([(children[stage], value) for stage, value in seconds.items()])
 
     def observe_redis_error(self, operation: str, exc: BaseException) -> None:
         self.redis_errors.labels(operation=operation, kind=redis_error_kind(exc)).inc()
@@ -316,6 +337,7 @@ class ServiceMetrics:
         self.breaker_state.labels(breaker=breaker).set(BREAKER_STATE_VALUES[state])
 
     def observe_audit(self, outcome: str, count: int) -> None:
+        # Written at once: once per audit batch (the writer thread), not per request.
         _check_domain("nbo_audit_records_total", "outcome", outcome)
         self.audit_records.labels(outcome=outcome).inc(count)
 
@@ -369,14 +391,35 @@ class ServiceMetrics:
 
     def observe_variant(self, variant: str, decision: Decision) -> None:
         _check_domain("nbo_recommendations_total", "variant", variant)
-        self._child(self.recommendations, variant, "true" if decision.degraded else "false").inc()
+        self.writes.inc(self._variants[variant, "true" if decision.degraded else "false"])
 
     def track_feature_set(self, current: Callable[[], FeatureSetInfo | None]) -> None:
         """Compute the feature-set age at scrape time from whatever ``current()`` returns."""
         self.feature_set_age.current = current
 
+    def flush(self) -> int:
+        """Write the pending per-request observations; the number of series written."""
+        return self.writes.flush()
+
+    async def flush_every(self, seconds: float) -> None:
+        """:meth:`flush` every ``seconds``, until cancelled (the app's lifespan runs it).
+
+        On the event loop: a flush is a few dozen value writes, less than a hop to a thread.
+        A flush that fails is logged and the next one runs (what it held is lost).
+        """
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                self.flush()
+            except Exception:
+                log.exception("metrics flush failed")
+
     def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type (all workers' in multiprocess mode)."""
+        """The exposition text and its content type (all workers' in multiprocess mode).
+
+        This process's pending observations are flushed first: its own are never stale.
+        """
+        self.flush()
         if self.multiprocess_dir is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
