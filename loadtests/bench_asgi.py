@@ -66,7 +66,7 @@ PARTS: dict[str, tuple[str, ...]] = {
         "arbitration.py:top_offers",
         "arbitration.py:arbitration_reasons",
     ),
-    "response model and JSON": ("recommend.py:respond", "main.py:model_dump_json"),
+    "response body (plain JSON types)": ("recommend.py:respond",),
     "recording after the answer (audit record, metrics)": ("recommend.py:record",),
 }
 """Part of the request -> the ``file:function`` names whose cumulative time it is."""
