@@ -79,17 +79,14 @@ def offer_candidates(
     cross_sell: list[Product] = []
     not_triggered: list[Exclusion] = []
     off_stage: list[Exclusion] = []
-    # One pass over the catalogue; the stage's rule is read once (``Moments.allows_cross_sell``).
-    stage_allows = moments.cross_sell
-    categories = moments.levers.categories if moments.levers is not None else None
-    for product in catalogue.products:
+    for product in catalogue.products:  # one pass; treatments first in the result
         if product.retention:
             if product.id in moments.treatments:
                 treatments.append(product)
             else:
                 why = "no moment triggered this treatment"
                 not_triggered.append(Exclusion(product.id, Rule.NOT_TRIGGERED, why))
-        elif stage_allows and (categories is None or product.category in categories):
+        elif moments.allows_cross_sell(product):
             cross_sell.append(product)
         else:
             why = f"lifecycle stage {moments.stage} does not allow {product.category} offers"
