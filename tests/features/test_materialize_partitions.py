@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import weakref
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,7 @@ from core.tables import Tables, contract_products, read_partition, write_tables
 from features.materialize import WriterBusyError, materialize, materialize_partitions
 from features.online_store import OnlineStore
 from features.pointintime import compute_features, to_records
-from features.synthetic import generate_bank
-
-AS_OF = date(2025, 12, 31)
-PARTITIONS = 3
-
-
-@pytest.fixture(scope="module")
-def bank(catalogue: Catalogue) -> Tables:
-    return generate_bank(900, 6, 5, catalogue, AS_OF)
-
-
-@pytest.fixture(scope="module")
-def data_dir(bank: Tables, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("partitioned")
-    ids = [p.id for p in catalogue.holdable]
-    write_tables(bank, folder, ids, contract_products(catalogue), partitions=PARTITIONS)
-    return folder
+from tests.support.small_banks import AS_OF, PARTITIONS
 
 
 @pytest.fixture
@@ -48,12 +31,17 @@ def _version_keys(store: OnlineStore, version: str) -> list[bytes]:
 
 
 def test_partitions_give_the_records_of_one_pass(
-    bank: Tables, data_dir: Path, catalogue: Catalogue, store: OnlineStore
+    partitioned_bank: Tables, partitioned_dir: Path, catalogue: Catalogue, store: OnlineStore
 ) -> None:
     info = materialize_partitions(
-        PARTITIONS, lambda k: read_partition(data_dir, k), AS_OF, catalogue, store, batch_size=64
+        PARTITIONS,
+        lambda k: read_partition(partitioned_dir, k),
+        AS_OF,
+        catalogue,
+        store,
+        batch_size=64,
     )
-    whole = compute_features(bank, AS_OF, catalogue)
+    whole = compute_features(partitioned_bank, AS_OF, catalogue)
     assert info.customers == len(whole) and info.feature_names == list(whole.columns)
     assert store.current() == info
     assert len(_version_keys(store, info.version)) == len(whole) + 1  # records + meta
@@ -62,7 +50,7 @@ def test_partitions_give_the_records_of_one_pass(
 
 
 def test_one_partition_is_held_at_a_time(
-    data_dir: Path, catalogue: Catalogue, store: OnlineStore
+    partitioned_dir: Path, catalogue: Catalogue, store: OnlineStore
 ) -> None:
     alive: list[weakref.ref[Tables]] = []
     order: list[int] = []
@@ -71,7 +59,7 @@ def test_one_partition_is_held_at_a_time(
         gc.collect()
         assert all(ref() is None for ref in alive), "an earlier partition is still in memory"
         order.append(k)
-        tables = read_partition(data_dir, k)
+        tables = read_partition(partitioned_dir, k)
         alive.append(weakref.ref(tables))
         return tables
 
@@ -84,15 +72,15 @@ class CorruptPartition(OSError):
 
 
 def test_a_partition_that_fails_midway_aborts_the_whole_version(
-    data_dir: Path, catalogue: Catalogue, store: OnlineStore
+    partitioned_dir: Path, catalogue: Catalogue, store: OnlineStore
 ) -> None:
-    old = materialize(read_partition(data_dir, 0), AS_OF, catalogue, store)
+    old = materialize(read_partition(partitioned_dir, 0), AS_OF, catalogue, store)
     written: list[int] = []
 
     def read(k: int) -> Tables:
         if k == 2:
             raise CorruptPartition(f"partition {k}: holdings/part-00002.parquet is corrupt")
-        return read_partition(data_dir, k)
+        return read_partition(partitioned_dir, k)
 
     with pytest.raises(CorruptPartition, match="part-00002"):
         materialize_partitions(
@@ -116,7 +104,7 @@ def test_a_partition_that_fails_midway_aborts_the_whole_version(
     with pytest.raises(redis.ConnectionError):
         materialize_partitions(
             PARTITIONS,
-            lambda k: read_partition(data_dir, k),
+            lambda k: read_partition(partitioned_dir, k),
             AS_OF,
             catalogue,
             store,
@@ -126,16 +114,18 @@ def test_a_partition_that_fails_midway_aborts_the_whole_version(
     assert store.current() == old and store.versions() == [old.version]
     # A rerun succeeds.
     rerun = materialize_partitions(
-        PARTITIONS, lambda k: read_partition(data_dir, k), AS_OF, catalogue, store
+        PARTITIONS, lambda k: read_partition(partitioned_dir, k), AS_OF, catalogue, store
     )
     assert store.current() == rerun and rerun.customers > old.customers
 
 
 def test_the_cli_materializes_a_partitioned_folder(
-    bank: Tables, catalogue: Catalogue, settings: Settings, store: OnlineStore
+    partitioned_bank: Tables, catalogue: Catalogue, settings: Settings, store: OnlineStore
 ) -> None:
     ids = [p.id for p in catalogue.holdable]
-    write_tables(bank, settings.data_dir, ids, contract_products(catalogue), partitions=2)
+    write_tables(
+        partitioned_bank, settings.data_dir, ids, contract_products(catalogue), partitions=2
+    )
     env = {
         "NBO_HOME": str(settings.home),
         "NBO_REDIS_URL": settings.redis_url or "",
@@ -146,23 +136,25 @@ def test_the_cli_materializes_a_partitioned_folder(
     assert result.exit_code == 0, result.output
     info = store.current()
     assert info is not None and info.as_of == AS_OF
-    assert info.customers == len(compute_features(bank, AS_OF, catalogue))
+    assert info.customers == len(compute_features(partitioned_bank, AS_OF, catalogue))
     assert f"customers  {info.customers}" in result.output
 
 
 def test_a_version_left_half_written_is_deleted_by_the_next_run(
-    bank: Tables, data_dir: Path, catalogue: Catalogue, store: OnlineStore
+    partitioned_bank: Tables, partitioned_dir: Path, catalogue: Catalogue, store: OnlineStore
 ) -> None:
     """A job killed mid-way (or whose abort failed because Redis went away) leaves its
     records; the next run deletes them before it writes, and they were never visible."""
-    old = materialize(read_partition(data_dir, 0), AS_OF, catalogue, store)
+    old = materialize(read_partition(partitioned_dir, 0), AS_OF, catalogue, store)
     orphan = "20251231-20260101T000000000000Z"
     store.begin(orphan, old.created_at)
-    store.write_frame(orphan, compute_features(read_partition(data_dir, 1), AS_OF, catalogue))
+    store.write_frame(
+        orphan, compute_features(read_partition(partitioned_dir, 1), AS_OF, catalogue)
+    )
     assert _version_keys(store, orphan) and store.current() == old
 
     rerun = materialize_partitions(
-        PARTITIONS, lambda k: read_partition(data_dir, k), AS_OF, catalogue, store
+        PARTITIONS, lambda k: read_partition(partitioned_dir, k), AS_OF, catalogue, store
     )
 
     assert _version_keys(store, orphan) == []
@@ -171,15 +163,17 @@ def test_a_version_left_half_written_is_deleted_by_the_next_run(
 
 
 def test_a_second_run_while_one_writes_fails_at_once_and_writes_nothing(
-    data_dir: Path, catalogue: Catalogue, store: OnlineStore
+    partitioned_dir: Path, catalogue: Catalogue, store: OnlineStore
 ) -> None:
     lock = store.writer_lock()
     assert lock.acquire(blocking=False)
     try:
         with pytest.raises(WriterBusyError, match="another materialization"):
-            materialize(read_partition(data_dir, 0), AS_OF, catalogue, store)
+            materialize(read_partition(partitioned_dir, 0), AS_OF, catalogue, store)
     finally:
         lock.release()
     assert store.current() is None
     assert list(store.client.scan_iter(match=f"{store.prefix}:v:*", count=1000)) == []
-    assert materialize(read_partition(data_dir, 0), AS_OF, catalogue, store) == store.current()
+    assert (
+        materialize(read_partition(partitioned_dir, 0), AS_OF, catalogue, store) == store.current()
+    )

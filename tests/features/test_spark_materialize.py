@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from datetime import date
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +22,31 @@ from core.redis_server import connect
 from core.settings import Settings, get_settings
 from core.tables import Tables, contract_products, read_partition, write_tables
 from features.materialize import materialize_partitions, store_connector
-from features.online_store import OnlineStore
+from features.online_store import FeatureSetInfo, OnlineStore
 from features.pointintime import compute_features
-from features.synthetic import generate_bank
 from tests.support.redis_cluster import cluster_or_skip
+from tests.support.small_banks import AS_OF, PARTITIONS
 from tests.support.spark import pickle_by_value
 
-AS_OF = date(2025, 12, 31)
-PARTITIONS = 3
 
-
-@pytest.fixture(scope="module")
-def bank(catalogue: Catalogue) -> Tables:
-    return generate_bank(900, 6, 5, catalogue, AS_OF)
-
-
-@pytest.fixture(scope="module")
-def data_dir(bank: Tables, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("partitioned")
-    ids = [p.id for p in catalogue.holdable]
-    write_tables(bank, folder, ids, contract_products(catalogue), partitions=PARTITIONS)
-    return folder
+def _on_spark(
+    read: Callable[[int], Tables],
+    catalogue: Catalogue,
+    store: OnlineStore,
+    spark: SparkEngine,
+    settings: Settings,
+) -> FeatureSetInfo:
+    """Materialize the :data:`PARTITIONS` partitions ``read`` gives on Spark, each task
+    writing through its own connection to ``settings``' Redis."""
+    return materialize_partitions(
+        PARTITIONS,
+        read,
+        AS_OF,
+        catalogue,
+        store,
+        spark=spark,
+        connect_store=store_connector(settings),
+    )
 
 
 @pytest.fixture
@@ -78,10 +82,10 @@ class CorruptPartition(OSError):
     pass
 
 
-def _read_failing_partition_2(data_dir: Path, k: int) -> Tables:
+def _read_failing_partition_2(partitioned_dir: Path, k: int) -> Tables:
     if k == 2:
-        raise CorruptPartition(f"{data_dir.name}/holdings/part-00002.parquet is corrupt")
-    return read_partition(data_dir, k)
+        raise CorruptPartition(f"{partitioned_dir.name}/holdings/part-00002.parquet is corrupt")
+    return read_partition(partitioned_dir, k)
 
 
 def _version_keys(store: OnlineStore, version: str) -> list[bytes]:
@@ -89,8 +93,8 @@ def _version_keys(store: OnlineStore, version: str) -> list[bytes]:
 
 
 def test_spark_gives_the_records_of_the_local_engine_and_a_retried_task_counts_once(
-    bank: Tables,
-    data_dir: Path,
+    partitioned_bank: Tables,
+    partitioned_dir: Path,
     catalogue: Catalogue,
     settings: Settings,
     store: OnlineStore,
@@ -106,7 +110,7 @@ def test_spark_gives_the_records_of_the_local_engine_and_a_retried_task_counts_o
 
     monkeypatch.setattr("features.materialize.LOCK_RENEW_SECONDS", 0.2)  # renewed during the job
     monkeypatch.setattr(redis.lock.Lock, "reacquire", counted)
-    read = functools.partial(read_partition, data_dir)
+    read = functools.partial(read_partition, partitioned_dir)
     local = materialize_partitions(PARTITIONS, read, AS_OF, catalogue, store, batch_size=64)
     on_spark = materialize_partitions(
         PARTITIONS,
@@ -123,7 +127,7 @@ def test_spark_gives_the_records_of_the_local_engine_and_a_retried_task_counts_o
     assert on_spark.customers == local.customers  # partition 1 ran twice, counted once
     assert on_spark.feature_names == local.feature_names
     assert len(_version_keys(store, on_spark.version)) == on_spark.customers + 1  # + meta
-    customers = compute_features(bank, AS_OF, catalogue).index
+    customers = compute_features(partitioned_bank, AS_OF, catalogue).index
     assert len(customers) == local.customers
     for customer_id in customers:  # every record decoded, with its own set's schemas
         record = store.read(on_spark.version, str(customer_id))
@@ -131,46 +135,42 @@ def test_spark_gives_the_records_of_the_local_engine_and_a_retried_task_counts_o
 
 
 def test_a_failing_partition_fails_the_spark_job_and_leaves_no_partial_version(
-    data_dir: Path,
+    partitioned_dir: Path,
     catalogue: Catalogue,
     settings: Settings,
     store: OnlineStore,
     spark: SparkEngine,
 ) -> None:
-    read = functools.partial(read_partition, data_dir)
+    read = functools.partial(read_partition, partitioned_dir)
     old = materialize_partitions(PARTITIONS, read, AS_OF, catalogue, store)
     with pytest.raises(PartitionJobError, match=r"partition 2: CorruptPartition: .*part-00002"):
-        materialize_partitions(
-            PARTITIONS,
-            functools.partial(_read_failing_partition_2, data_dir),
-            AS_OF,
+        _on_spark(
+            functools.partial(_read_failing_partition_2, partitioned_dir),
             catalogue,
             store,
-            spark=spark,
-            connect_store=store_connector(settings),
+            spark,
+            settings,
         )
     assert store.current() == old and store.versions() == [old.version]
     keys = list(store.client.scan_iter(match=f"{store.prefix}:v:*", count=1000))
     assert keys and all(k.decode().startswith(f"{store.prefix}:v:{old.version}:") for k in keys)
     # A rerun succeeds (and sweeps the failed version from the pending list).
-    rerun = materialize_partitions(
-        PARTITIONS,
-        read,
-        AS_OF,
-        catalogue,
-        store,
-        spark=spark,
-        connect_store=store_connector(settings),
-    )
+    rerun = _on_spark(read, catalogue, store, spark, settings)
     assert store.current() == rerun and rerun.customers == old.customers
     assert store.client.zcard(store.keys.pending) == 0
 
 
 def test_the_cli_materializes_on_spark(
-    bank: Tables, catalogue: Catalogue, settings: Settings, store: OnlineStore, spark: SparkEngine
+    partitioned_bank: Tables,
+    catalogue: Catalogue,
+    settings: Settings,
+    store: OnlineStore,
+    spark: SparkEngine,
 ) -> None:
     ids = [p.id for p in catalogue.holdable]
-    write_tables(bank, settings.data_dir, ids, contract_products(catalogue), partitions=2)
+    write_tables(
+        partitioned_bank, settings.data_dir, ids, contract_products(catalogue), partitions=2
+    )
     env = {
         "NBO_HOME": str(settings.home),
         "NBO_REDIS_URL": settings.redis_url or "",
@@ -181,7 +181,9 @@ def test_the_cli_materializes_on_spark(
     result = CliRunner().invoke(app, ["materialize", "--engine", "spark"], env=env)
     assert result.exit_code == 0, result.output
     info = store.current()
-    assert info is not None and info.customers == len(compute_features(bank, AS_OF, catalogue))
+    assert info is not None and info.customers == len(
+        compute_features(partitioned_bank, AS_OF, catalogue)
+    )
     assert spark.session.sparkContext._jsc is not None  # the shared session was joined, not stopped
 
 
@@ -199,7 +201,7 @@ def test_without_pyspark_the_spark_engine_exits_2_naming_the_extra(
 
 @pytest.mark.slow  # starts a 3-node Redis Cluster beside the Spark session (~10 s more)
 def test_spark_tasks_write_to_a_redis_cluster(
-    data_dir: Path,
+    partitioned_dir: Path,
     catalogue: Catalogue,
     spark: SparkEngine,
     tmp_path: Path,
@@ -211,19 +213,11 @@ def test_spark_tasks_write_to_a_redis_cluster(
         client = connect(on_cluster)
         assert isinstance(client, RedisCluster)
         store = OnlineStore.for_settings(client, on_cluster)
-        read = functools.partial(read_partition, data_dir)
+        read = functools.partial(read_partition, partitioned_dir)
         local = materialize_partitions(PARTITIONS, read, AS_OF, catalogue, store)
-        on_spark = materialize_partitions(
-            PARTITIONS,
-            read,
-            AS_OF,
-            catalogue,
-            store,
-            spark=spark,
-            connect_store=store_connector(on_cluster),
-        )
+        on_spark = _on_spark(read, catalogue, store, spark, on_cluster)
         assert store.current() == on_spark and on_spark.customers == local.customers
-        customers = compute_features(read_partition(data_dir, 1), AS_OF, catalogue).index
+        customers = compute_features(read_partition(partitioned_dir, 1), AS_OF, catalogue).index
         for customer_id in customers:
             record = store.read(on_spark.version, str(customer_id))
             assert record is not None and record == store.read(local.version, str(customer_id))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,8 @@ from core.scoring.churn import LinearChurnModel, churn_band
 from core.settings import Settings
 from core.tables import Tables, contract_products, read_partition, write_tables
 from features.pointintime import compute_features, to_records
-from features.synthetic import generate_bank
 from registry.client import Registry
+from tests.support.small_banks import AS_OF
 from training.batch_scoring import (
     CHUNK_ROWS,
     ScoringError,
@@ -27,37 +26,28 @@ from training.batch_scoring import (
     score_frame,
     write_atomically,
 )
-from training.churn import ChurnConfig, fit_churn
-from training.datasets import churn_split
-
-AS_OF = date(2025, 12, 31)
-
-
-@pytest.fixture(scope="module")
-def bank(catalogue: Catalogue) -> Tables:
-    return generate_bank(customers=1200, months=8, seed=3, catalogue=catalogue, end_month=AS_OF)
-
-
-@pytest.fixture(scope="module")
-def model(bank: Tables, catalogue: Catalogue) -> LinearChurnModel:
-    return fit_churn(churn_split(bank, catalogue, 3).train, 3, ChurnConfig())
 
 
 def test_batch_rows_equal_online_scoring_for_the_same_as_of(
-    bank: Tables, catalogue: Catalogue, model: LinearChurnModel, monkeypatch: pytest.MonkeyPatch
+    scoring_bank: Tables,
+    catalogue: Catalogue,
+    scoring_model: LinearChurnModel,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("training.batch_scoring.CHUNK_ROWS", 500)  # several chunks
-    features = compute_features(bank, AS_OF, catalogue)
+    features = compute_features(scoring_bank, AS_OF, catalogue)
     seen: list[tuple[int, int]] = []
-    scores = score_frame(model, features, 0.2, 0.5, progress=lambda d, t: seen.append((d, t)))
+    scores = score_frame(
+        scoring_model, features, 0.2, 0.5, progress=lambda d, t: seen.append((d, t))
+    )
     assert seen[-1] == (len(features), len(features)) and len(seen) == 3
     for i, (customer_id, record) in enumerate(to_records(features)):
         row = scores.iloc[i]
         assert row["customer_id"] == customer_id
-        p = model.predict_proba(record)
+        p = scoring_model.predict_proba(record)
         assert row["churn_probability"] == p
         assert row["band"] == churn_band(p, 0.2, 0.5).value
-        online = model.reasons(record)
+        online = scoring_model.reasons(record)
         codes = [row[f"reason_{k}_code"] for k in (1, 2, 3)]
         texts = [row[f"reason_{k}"] for k in (1, 2, 3)]
         assert codes == [r.code for r in online] + [""] * (3 - len(online))
@@ -66,15 +56,15 @@ def test_batch_rows_equal_online_scoring_for_the_same_as_of(
 
 
 def test_retention_list_is_every_customer_riskiest_first(
-    bank: Tables, catalogue: Catalogue, model: LinearChurnModel, tmp_path: Path
+    scoring_bank: Tables, catalogue: Catalogue, scoring_model: LinearChurnModel, tmp_path: Path
 ) -> None:
     settings = Settings(home=tmp_path)
-    scores = retention_list(model, bank, catalogue, settings, AS_OF)
-    features = compute_features(bank, AS_OF, catalogue)
+    scores = retention_list(scoring_model, scoring_bank, catalogue, settings, AS_OF)
+    features = compute_features(scoring_bank, AS_OF, catalogue)
     # Every customer of the bank at as_of; those who had left (kept in the feature set for
     # win-back) are no retention target.
-    left = pd.to_datetime(bank.customers["left_on"]) <= pd.Timestamp(AS_OF)
-    gone = set(bank.customers.loc[left.to_numpy(), "customer_id"])
+    left = pd.to_datetime(scoring_bank.customers["left_on"]) <= pd.Timestamp(AS_OF)
+    gone = set(scoring_bank.customers.loc[left.to_numpy(), "customer_id"])
     assert gone & set(features.index)
     assert set(scores["customer_id"]) == set(features.index) - gone
     assert scores["customer_id"].is_unique
@@ -83,15 +73,15 @@ def test_retention_list_is_every_customer_riskiest_first(
 
 
 def test_partitions_give_the_list_of_one_pass(
-    bank: Tables, catalogue: Catalogue, model: LinearChurnModel, tmp_path: Path
+    scoring_bank: Tables, catalogue: Catalogue, scoring_model: LinearChurnModel, tmp_path: Path
 ) -> None:
     settings = Settings(home=tmp_path)
     ids = [p.id for p in catalogue.holdable]
-    write_tables(bank, tmp_path / "data", ids, contract_products(catalogue), partitions=3)
+    write_tables(scoring_bank, tmp_path / "data", ids, contract_products(catalogue), partitions=3)
     seen: list[int] = []
     started: list[tuple[int, int]] = []
     by_partition = retention_list_partitions(
-        model,
+        scoring_model,
         3,
         lambda k: read_partition(tmp_path / "data", k),
         catalogue,
@@ -100,7 +90,7 @@ def test_partitions_give_the_list_of_one_pass(
         progress=lambda done, known: seen.append(done),
         on_partition=lambda k, n: started.append((k, n)),
     )
-    whole = retention_list(model, bank, catalogue, settings, AS_OF)
+    whole = retention_list(scoring_model, scoring_bank, catalogue, settings, AS_OF)
     assert started == [(0, 3), (1, 3), (2, 3)]
     assert seen == sorted(seen) and seen[-1] == len(whole)
     assert np.all(np.diff(by_partition["churn_probability"].to_numpy()) <= 0)
@@ -125,9 +115,9 @@ def test_unsupported_extension_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cli_scores_with_the_registered_model(
-    bank: Tables,
+    scoring_bank: Tables,
     catalogue: Catalogue,
-    model: LinearChurnModel,
+    scoring_model: LinearChurnModel,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -140,7 +130,7 @@ def test_cli_scores_with_the_registered_model(
     monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     ids = [p.id for p in catalogue.holdable]
-    write_tables(bank, settings.data_dir, ids, contract_products(catalogue), partitions=2)
+    write_tables(scoring_bank, settings.data_dir, ids, contract_products(catalogue), partitions=2)
     runner = CliRunner()
     out = tmp_path / "retention.csv"
     args = ["score", "churn", "--as-of", f"{AS_OF:%Y-%m-%d}", "--out", str(out)]
@@ -148,12 +138,12 @@ def test_cli_scores_with_the_registered_model(
     assert missing.exit_code == 2 and "nbo-churn" in missing.output
     assert "Traceback" not in missing.output
     registry = Registry(settings)
-    version = registry.log_and_register(model, settings.churn_model_name)
+    version = registry.log_and_register(scoring_model, settings.churn_model_name)
     registry.promote(settings.churn_model_name, version.version)
     bad = runner.invoke(app, [*args[:-1], str(tmp_path / "list.json")])
     assert bad.exit_code == 2 and "use .parquet or .csv" in bad.output
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     written = pd.read_csv(out)
-    features = compute_features(bank, AS_OF, catalogue)
+    features = compute_features(scoring_bank, AS_OF, catalogue)
     assert len(written) == (~features["departed"].astype(bool)).sum()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,10 @@ from core.engines import PartitionJobError, SparkEngine
 from core.scoring.churn import LinearChurnModel
 from core.settings import Settings
 from core.tables import Tables, contract_products, read_partition, write_tables
-from features.synthetic import generate_bank
 from registry.client import Registry
+from tests.support.small_banks import AS_OF, PARTITIONS
 from tests.support.spark import pickle_by_value
 from training.batch_scoring import retention_list_partitions
-from training.churn import ChurnConfig, fit_churn
-from training.datasets import churn_split
-
-AS_OF = date(2025, 12, 31)
-PARTITIONS = 3
-
-
-@pytest.fixture(scope="module")
-def bank(catalogue: Catalogue) -> Tables:
-    return generate_bank(customers=1200, months=8, seed=3, catalogue=catalogue, end_month=AS_OF)
-
-
-@pytest.fixture(scope="module")
-def model(bank: Tables, catalogue: Catalogue) -> LinearChurnModel:
-    return fit_churn(churn_split(bank, catalogue, 3).train, 3, ChurnConfig())
 
 
 @pytest.fixture
@@ -46,9 +30,9 @@ def spark(spark_session: Any) -> SparkEngine:
     return SparkEngine(session=spark_session)
 
 
-def _write(bank: Tables, catalogue: Catalogue, folder: Path) -> Path:
+def _write(scoring_bank: Tables, catalogue: Catalogue, folder: Path) -> Path:
     ids = [p.id for p in catalogue.holdable]
-    write_tables(bank, folder, ids, contract_products(catalogue), partitions=PARTITIONS)
+    write_tables(scoring_bank, folder, ids, contract_products(catalogue), partitions=PARTITIONS)
     return folder
 
 
@@ -59,23 +43,23 @@ def _read_failing_partition_1(data_dir: Path, k: int) -> Tables:
 
 
 def test_spark_scores_equal_the_local_engine_and_a_failure_fails_the_job(
-    bank: Tables,
+    scoring_bank: Tables,
     catalogue: Catalogue,
-    model: LinearChurnModel,
+    scoring_model: LinearChurnModel,
     tmp_path: Path,
     spark: SparkEngine,
 ) -> None:
     settings = Settings(home=tmp_path)
-    data = _write(bank, catalogue, tmp_path / "data")
+    data = _write(scoring_bank, catalogue, tmp_path / "data")
     read = functools.partial(read_partition, data)
-    local = retention_list_partitions(model, PARTITIONS, read, catalogue, settings, AS_OF)
+    local = retention_list_partitions(scoring_model, PARTITIONS, read, catalogue, settings, AS_OF)
     on_spark = retention_list_partitions(
-        model, PARTITIONS, read, catalogue, settings, AS_OF, spark=spark
+        scoring_model, PARTITIONS, read, catalogue, settings, AS_OF, spark=spark
     )
     pd.testing.assert_frame_equal(on_spark, local)  # same rows, same order, same values
     with pytest.raises(PartitionJobError, match=r"partition 1: OSError: .*part-00001.*truncated"):
         retention_list_partitions(
-            model,
+            scoring_model,
             PARTITIONS,
             functools.partial(_read_failing_partition_1, data),
             catalogue,
@@ -87,9 +71,9 @@ def test_spark_scores_equal_the_local_engine_and_a_failure_fails_the_job(
 
 @pytest.mark.slow  # an MLflow registry and a model load beside Spark: ~20 s on the loaded machine
 def test_the_cli_scores_on_spark(
-    bank: Tables,
+    scoring_bank: Tables,
     catalogue: Catalogue,
-    model: LinearChurnModel,
+    scoring_model: LinearChurnModel,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     spark: SparkEngine,
@@ -103,16 +87,18 @@ def test_the_cli_scores_on_spark(
     monkeypatch.setenv("NBO_HOME", str(home))
     monkeypatch.setenv("NBO_MLFLOW_TRACKING_URI", uri)
     settings = Settings(home=home, mlflow_tracking_uri=uri)
-    _write(bank, catalogue, settings.data_dir)
+    _write(scoring_bank, catalogue, settings.data_dir)
     registry = Registry(settings)
-    version = registry.log_and_register(model, settings.churn_model_name)
+    version = registry.log_and_register(scoring_model, settings.churn_model_name)
     registry.promote(settings.churn_model_name, version.version)
     out = tmp_path / "retention.parquet"
     args = ["score", "churn", "--as-of", f"{AS_OF:%Y-%m-%d}", "--out", str(out)]
     result = CliRunner().invoke(app, [*args, "--engine", "spark"])
     assert result.exit_code == 0, result.output
     read = functools.partial(read_partition, settings.data_dir)
-    expected = retention_list_partitions(model, PARTITIONS, read, catalogue, settings, AS_OF)
+    expected = retention_list_partitions(
+        scoring_model, PARTITIONS, read, catalogue, settings, AS_OF
+    )
     pd.testing.assert_frame_equal(pd.read_parquet(out), expected, check_dtype=False)
 
 
