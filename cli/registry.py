@@ -18,6 +18,7 @@ from cli.errors import exit_on, fail
 from core.redis_keys import decisions_key
 from core.redis_server import RedisClient
 from core.settings import Settings, get_settings
+from features.audit_features import decode_decision
 from registry import promotion
 from registry.client import ALLOWED_ALIASES, Registry, RegistryError, VersionInfo
 from registry.compare import compare as compare_versions
@@ -334,7 +335,7 @@ def _replay(
         )
     client = connect(settings)
     try:
-        decisions = list(recent_decisions(client, decisions_key(settings.audit_prefix), last))
+        decisions = list(recent_decisions(client, settings.audit_prefix, last))
     finally:
         client.close()
     return replay(
@@ -345,15 +346,18 @@ def _replay(
     )
 
 
-def recent_decisions(client: RedisClient, key: str, count: int) -> Iterator[dict[str, Any]]:
-    """The last ``count`` decisions of the audit stream, newest first (field ``d``, orjson)."""
-    for _entry_id, entry in client.xrevrange(key, count=count) or []:
+def recent_decisions(
+    client: RedisClient, audit_prefix: str, count: int
+) -> Iterator[dict[str, Any]]:
+    """The last ``count`` decisions of the audit stream, newest first, features unpacked."""
+    for _entry_id, entry in client.xrevrange(decisions_key(audit_prefix), count=count) or []:
         raw = (entry or {}).get(b"d")
         if raw is None:
             continue
-        decoded = orjson.loads(raw)
-        if isinstance(decoded, dict):
-            yield decoded
+        try:
+            yield decode_decision(client, audit_prefix, raw)
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            continue  # not a decision record
 
 
 def _print_replay(report: ReplayReport, model: str, version: int) -> None:

@@ -105,6 +105,12 @@ def decision_index_key(audit_prefix: str, request_id: str) -> str:
     return f"{decisions_key(audit_prefix)}:req:{request_id}"
 
 
+def audit_schema_key(audit_prefix: str, schema_id: str) -> str:
+    """The record schema of the feature records packed in decisions (JSON, no expiry;
+    ``features.audit_features``); tagged like the stream, so written in the batch's script."""
+    return f"{decisions_key(audit_prefix)}:schema:{schema_id}"
+
+
 def customer_decisions_key(audit_prefix: str, pseudonym: str) -> str:
     """One customer's decisions: sorted set of stream entry ids scored by :func:`index_score`
     (the console's timeline; tagged like the stream, so written in the same script)."""

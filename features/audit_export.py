@@ -1,7 +1,8 @@
 """The decision audit trail (Redis Stream) -> durable files, and look-ups by customer.
 
 Redis keeps a bounded window of decisions (``audit_retention``); ``export_audit`` copies
-them to JSON Lines (one decision per line, exactly as recorded, plus its ``stream_id``) or,
+them to JSON Lines (one decision per line, as recorded with its feature record unpacked
+(``features.audit_features``), plus its ``stream_id``) or,
 for a ``.parquet`` path, to Parquet with the searchable fields as columns and the whole
 record as a JSON string. Files are written to a temporary name and renamed into place.
 
@@ -26,6 +27,7 @@ import pyarrow as pa
 from core.redis_keys import decision_index_key, decisions_key
 from core.redis_server import RedisClient
 from core.settings import Settings
+from features.audit_features import decode_decision
 from features.events_export import write_parquet_atomically
 from features.streams import read_stream, stream_id_at
 
@@ -51,7 +53,7 @@ def read_decisions(
         raw = values.get(b"d")
         if raw is None:
             continue
-        record: dict[str, Any] = orjson.loads(raw)
+        record = decode_decision(client, audit_prefix, raw)
         record["stream_id"] = entry_id
         yield record
 
@@ -148,6 +150,6 @@ def read_decision(
     if not found:
         return None
     entry, raw = found
-    decoded: dict[str, Any] = orjson.loads(raw)
+    decoded = decode_decision(client, prefix, raw)
     decoded["stream_id"] = entry.decode()
     return decoded

@@ -89,6 +89,11 @@ class FeatureSetInfo:
     def _codecs(self) -> dict[bytes, RecordCodec]:
         return {codec.header: codec for codec in (s.codec for s in self.record_schemas)}
 
+    def schema_of(self, raw: bytes) -> RecordSchema | None:
+        """The schema ``raw`` was written with, when it is a compact record of this set."""
+        codec = self._codecs.get(raw[:HEADER_BYTES])
+        return codec.schema if codec is not None else None
+
     def decode(self, raw: bytes) -> dict[str, Any]:
         """One record of this set as a dict (compact records by their schema, else JSON).
 

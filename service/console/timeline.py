@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import orjson
-
 from core.redis_keys import (
     customer_decisions_key,
     customer_events_key,
@@ -22,6 +20,7 @@ from core.redis_keys import (
 )
 from core.redis_server import RedisClient
 from core.settings import Settings
+from features.audit_features import decode_decision
 
 PAGE_SIZE = 20
 
@@ -72,7 +71,7 @@ def read_page(
         if raw is None:
             trimmed += 1
             continue
-        record: dict[str, Any] = orjson.loads(raw)
+        record = decode_decision(client, settings.audit_prefix, raw)
         record["stream_id"] = entry[0].decode() if entry is not None else ""
         record["events"] = []
         records.append(record)

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from features.audit_features import PACKED, pack
+from features.record_schema import RecordSchema
 from service.api.schemas import OfferBody, ResponseBody
 from service.decision.outcome import Decision
 
@@ -71,6 +73,40 @@ def _identifying_keys(keys: tuple[str, ...]) -> frozenset[str]:
     return frozenset(key for key in keys if key.lower() in IDENTIFYING_FIELDS)
 
 
+def packable(raw: bytes, schema: RecordSchema, customer_id: str) -> bool:
+    """The compact record ``raw`` may be stored as it is (``features.audit_features``).
+
+    Only when :func:`without_identifiers` would drop nothing from it: its schema has no
+    identifying field, no text of its lookup tables equals the raw id, and the raw id is
+    not in its bytes (the JSON-stored fields). An id with characters JSON escapes is never
+    packed, so the byte search cannot miss it. Otherwise the record is written as a dict,
+    identifiers dropped.
+    """
+    texts = _schema_texts(schema)
+    return (
+        texts is not None
+        and customer_id not in texts
+        and not _JSON_ESCAPED.intersection(customer_id)
+        and customer_id.encode() not in raw
+    )
+
+
+_JSON_ESCAPED = frozenset('"\\') | frozenset(chr(c) for c in range(32))
+_texts_by_schema: dict[str, frozenset[str] | None] = {}
+
+
+def _schema_texts(schema: RecordSchema) -> frozenset[str] | None:
+    """Every text of the schema's lookup tables; None when it has an identifying field."""
+    if schema.id not in _texts_by_schema:
+        identifying = any(f.name.lower() in IDENTIFYING_FIELDS for f in schema.fields)
+        _texts_by_schema[schema.id] = (
+            None
+            if identifying
+            else frozenset(v for f in schema.fields for v in f.values if isinstance(v, str))
+        )
+    return _texts_by_schema[schema.id]
+
+
 def audit_record(
     response: ResponseBody,
     decision: Decision,
@@ -78,11 +114,16 @@ def audit_record(
     customer_id: str,
     pseudonym: str,
     holdout: Sequence[OfferBody] = (),
+    raw_features: bytes | None = None,
+    schema: RecordSchema | None = None,
 ) -> dict[str, Any]:
     """The audit record of one response (plain JSON types).
 
     ``holdout``: the offers a control customer would have been shown and was not
     (``service.decision.variant.hold_out``), kept so uplift against control is measurable.
+    ``raw_features``, ``schema``: the compact record ``features`` was decoded from and its
+    schema; when :func:`packable`, the record keeps those bytes (``features_packed``)
+    instead of the dict, and the writer must be given ``schema`` with it.
     """
     decided_at = decision.decided_at or datetime.now(UTC)
     feature_set = decision.feature_set
@@ -105,7 +146,7 @@ def audit_record(
             if feature_set is not None
             else None
         ),
-        "features": without_identifiers(features, customer_id) if features is not None else None,
+        **_features(features, customer_id, raw_features, schema),
         "degraded_reason": response["degraded_reason"],
         "churn_risk": (
             {"probability": churn.probability, "band": churn.band.value} if churn else None
@@ -134,3 +175,22 @@ def audit_record(
         "withheld_reason": response["withheld_reason"],
         "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)
     }
+
+
+def _features(
+    features: Mapping[str, Any] | None,
+    customer_id: str,
+    raw: bytes | None,
+    schema: RecordSchema | None,
+) -> dict[str, Any]:
+    """The record's feature field: the packed bytes when allowed, else the dict."""
+    if (
+        features is not None
+        and raw is not None
+        and schema is not None
+        and packable(raw, schema, customer_id)
+    ):
+        return {PACKED: pack(raw)}
+    if features is None:
+        return {"features": None}
+    return {"features": without_identifiers(features, customer_id)}

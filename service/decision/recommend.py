@@ -32,6 +32,7 @@ from core.scoring.maturity import MaturityScorer
 from core.scoring.response import ResponseScorer
 from core.settings import Settings
 from core.suitability import CustomerFacts, Exclusion, Rule, split_suitable
+from features.audit_features import PACKED
 from service.api.schemas import OfferBody, RecommendationRequest, ResponseBody
 from service.decision.acceptance import assess_acceptance
 from service.decision.arbitration import (
@@ -141,10 +142,13 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
         """Once the answer is sent: the decision to the audit trail's queue, and its metrics."""
         clock.resume()  # the time the answer took to send is no stage's
         try:
+            raw = lookup.raw_record
+            schema = lookup.feature_set.schema_of(raw) if lookup.feature_set and raw else None
             entry = audit_record(
-                response, decision, lookup.record, request.customer_id, pseudonym, held
-            )
-            runtime.audit.submit(request_id, entry)
+                response, decision, lookup.record, request.customer_id, pseudonym, held,
+                raw_features=raw, schema=schema,
+            )  # fmt: skip
+            runtime.audit.submit(request_id, entry, schema if PACKED in entry else None)
         except Exception:  # the answer is out: make the gap loud (log + the audit alert)
             log.exception("decision not recorded", extra=fields(request_id=request_id))
             runtime.metrics.observe_audit("failed", 1)

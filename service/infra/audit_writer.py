@@ -33,27 +33,38 @@ import redis
 
 from core.redis_keys import (
     CUSTOMER_INDEX_MAX,
+    audit_schema_key,
     customer_decisions_key,
     decision_index_key,
     decisions_key,
 )
 from core.redis_server import RedisClient
 from core.settings import Settings
+from features.audit_features import schema_json
+from features.record_schema import RecordSchema
 from service.infra.log import fields
 
 log = logging.getLogger(__name__)
 
-# KEYS: the stream, then per record its request-id index key and its customer's index key.
-# ARGV: max stream length, index TTL, max entries of a customer index, then one serialized
-# record per record, in the same order. Every key carries the stream's hash tag ({decisions},
-# features.streams), so on a Redis Cluster the whole batch is one slot: one call to one
-# node, whatever the request ids and customers. The customer index (a sorted set of entry
-# ids scored by core.redis_keys.index_score) is what lets the console page through one customer's
-# decisions without scanning the stream; ids of entries trimmed since are skipped on read.
+# KEYS: the stream, then per record its request-id index key and its customer's index key,
+# then the key of each feature-record schema the batch brings (features.audit_features).
+# ARGV: max stream length, index TTL, max entries of a customer index, the number of
+# schemas, then one serialized record per record in the same order, then each schema's
+# JSON. A schema is set (never expiring, NX: content-addressed) in the same call as the
+# first records that need it, so no decision is ever stored without its schema. Every key
+# carries the stream's hash tag ({decisions}, features.streams), so on a Redis Cluster the
+# whole batch is one slot: one call to one node, whatever the request ids and customers.
+# The customer index (a sorted set of entry ids scored by core.redis_keys.index_score) is
+# what lets the console page through one customer's decisions without scanning the
+# stream; ids of entries trimmed since are skipped on read.
 _APPEND_BATCH = """
-local records = (#KEYS - 1) / 2
+local schemas = tonumber(ARGV[4])
+local records = (#KEYS - 1 - schemas) / 2
+for i = 1, schemas do
+  redis.call('SET', KEYS[#KEYS - schemas + i], ARGV[#ARGV - schemas + i], 'NX')
+end
 for i = 1, records do
-  local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[i + 3])
+  local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'd', ARGV[i + 4])
   redis.call('SET', KEYS[2 * i], entry, 'EX', ARGV[2])
   local customer = KEYS[2 * i + 1]
   local ms, seq = string.match(entry, '^(%d+)-(%d+)$')
@@ -101,7 +112,12 @@ class AuditWriter:
         self._on_error = on_error or (lambda exc: None)
         self._can_write = can_write or (lambda: True)
         self._script = client.register_script(_APPEND_BATCH)
-        self._queue: deque[tuple[str, str, bytes]] = deque()
+        # request id, customer, serialized record, id of the schema its features need
+        self._queue: deque[tuple[str, str, bytes, str | None]] = deque()
+        # Schemas of packed feature records: JSON of those not yet written, ids of those
+        # written (once per process: the key never expires).
+        self._schemas: dict[str, bytes] = {}
+        self._schemas_written: set[str] = set()
         self._cond = threading.Condition()
         self._submitted = 0  # records accepted so far
         self._done = 0  # records written or given up on so far
@@ -111,16 +127,29 @@ class AuditWriter:
 
     # -- the request thread's side -----------------------------------------------------------
 
-    def submit(self, request_id: str, record: dict[str, object]) -> bool:
-        """Queue one decision; False (and counted) when the queue is full."""
+    def submit(
+        self, request_id: str, record: dict[str, object], schema: RecordSchema | None = None
+    ) -> bool:
+        """Queue one decision; False (and counted) when the queue is full.
+
+        ``schema``: the schema of the record's packed feature record (``features_packed``,
+        ``features.audit_features``), written with the batch unless already written.
+        """
         payload = orjson.dumps(record)
         customer = str(record.get("customer") or "")
+        schema_id = schema.id if schema is not None else None
         with self._cond:
             if len(self._queue) >= self._capacity:
                 dropped = True
             else:
                 dropped = False
-                self._queue.append((request_id, customer, payload))
+                if (
+                    schema is not None
+                    and schema.id not in self._schemas_written
+                    and schema.id not in self._schemas
+                ):
+                    self._schemas[schema.id] = schema_json(schema)
+                self._queue.append((request_id, customer, payload, schema_id))
                 self._submitted += 1
                 if len(self._queue) == 1 or len(self._queue) >= MAX_BATCH:
                     self._cond.notify()
@@ -214,14 +243,23 @@ class AuditWriter:
         if not self._can_write():
             return False
         keys = [decisions_key(self._prefix)]
-        for request_id, customer, _ in batch:
+        for request_id, customer, _, _ in batch:
             keys.append(decision_index_key(self._prefix, request_id))
             keys.append(customer_decisions_key(self._prefix, customer))
+        with self._cond:
+            schemas = {
+                schema_id: self._schemas[schema_id]
+                for *_, schema_id in batch
+                if schema_id is not None and schema_id in self._schemas
+            }
+        keys += [audit_schema_key(self._prefix, schema_id) for schema_id in schemas]
         args: list[bytes | str | int | float] = [
             self._retention,
             self._ttl,
             CUSTOMER_INDEX_MAX,
-            *(payload for _, _, payload in batch),
+            len(schemas),
+            *(payload for _, _, payload, _ in batch),
+            *schemas.values(),
         ]
         try:
             self._script(keys=keys, args=args)
@@ -235,6 +273,9 @@ class AuditWriter:
         with self._cond:
             for _ in batch:
                 self._queue.popleft()
+            for schema_id in schemas:
+                self._schemas_written.add(schema_id)
+                self._schemas.pop(schema_id, None)
             self._done += len(batch)
             self._cond.notify_all()
         self._on_outcome("written", len(batch))

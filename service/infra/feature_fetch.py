@@ -59,6 +59,7 @@ class FeatureLookup:
     contact: ContactState = field(default_factory=ContactState)  # known=False: unreadable
     redis_error: redis.RedisError | None = None  # what failed, for the Redis error counter
     scores: bytes | None = None  # the customer's precomputed scores (``core.precomputed``)
+    raw_record: bytes | None = None  # ``record`` as read (the audit trail stores these bytes)
 
 
 AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -119,7 +120,7 @@ async def fetch_features(
             extra=fields(feature_set=feature_set.version, error=type(exc).__name__),
         )
         return FeatureLookup(None, feature_set, DegradedReason.INVALID_FEATURE_RECORD, state)
-    return FeatureLookup(record, feature_set, None, state, scores=raw_scores)
+    return FeatureLookup(record, feature_set, None, state, scores=raw_scores, raw_record=raw_record)
 
 
 READ_SCRIPT = """

@@ -12,6 +12,7 @@ import redis
 
 from cli.registry import recent_decisions
 from core.catalogue import Catalogue
+from core.redis_keys import decisions_key
 from core.scoring.legacy import TwoStageRecommender
 from registry.replay import replay
 from tests.support.records import TODAY
@@ -71,11 +72,12 @@ def test_a_control_decision_is_compared_with_the_offers_held_back(catalogue: Cat
 def test_recent_decisions_reads_the_audit_stream_newest_first(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    key = f"{key_prefix}:audit:decisions"
+    prefix = f"{key_prefix}:audit"
+    key = decisions_key(prefix)
     for n in range(5):
         redis_client.xadd(key, {"d": orjson.dumps({"n": n, "features": {}})})
     redis_client.xadd(key, {"other": b"x"})  # an entry without a decision is ignored
-    got = [d["n"] for d in recent_decisions(redis_client, key, 4)]
+    got = [d["n"] for d in recent_decisions(redis_client, prefix, 4)]
     assert got == [4, 3, 2]
     with pytest.raises(StopIteration):
-        next(recent_decisions(redis_client, f"{key}:none", 3))
+        next(recent_decisions(redis_client, f"{prefix}:none", 3))

@@ -8,11 +8,13 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import redis
 
 from core.catalogue import Catalogue
 from core.settings import Settings
 from features.online_store import FeatureSetInfo, OnlineStore, make_version
+from features.record_schema import RecordSchema
 
 TODAY = datetime.now(UTC).date()
 
@@ -71,19 +73,31 @@ def publish_records(
     *,
     as_of: date | None = None,
     feature_names: Iterable[str] | None = None,
+    compact: bool = False,
 ) -> FeatureSetInfo:
-    """Write ``records`` as a new feature set (as of 30 days ago by default) and publish it."""
+    """Write ``records`` as a new feature set (as of 30 days ago by default) and publish it.
+
+    ``compact``: as the materialization writes them (compact records and their schema,
+    ``OnlineStore.write_frame``) instead of JSON records.
+    """
     store = OnlineStore.for_settings(client, settings)
     created = datetime.now(UTC)
     as_of = as_of or TODAY - timedelta(days=30)
+    version = make_version(as_of, created)
+    schemas: tuple[RecordSchema, ...] = ()
+    if compact:
+        frame = pd.DataFrame.from_records(list(records.values()), index=list(records))
+        schemas = (store.write_frame(version, frame),)
+    else:
+        store.write_records(version, records.items())
     info = FeatureSetInfo(
-        version=make_version(as_of, created),
+        version=version,
         as_of=as_of,
         created_at=created,
         customers=len(records),
         feature_names=sorted(feature_names if feature_names is not None else adult()),
         catalogue_version=catalogue.version,
+        record_schemas=schemas,
     )
-    store.write_records(info.version, records.items())
     store.publish(info)
     return info
