@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli.errors import exit_on
+from cli.errors import exit_on, fail
 from cli.evaluation_log import LogRun, record
 
 
@@ -22,6 +22,15 @@ def response(
     ] = None,
     folds: Annotated[int, typer.Option("--folds", min=2, help="CV folds.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fold split and models.")] = 0,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            "--repeats",
+            min=1,
+            help="Repeat the CV with fold seeds --seed, --seed+1, ...; report the means "
+            "(JSON: also each metric's _sd and _per_repeat).",
+        ),
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     log: LogRun = False,
 ) -> None:
@@ -33,24 +42,33 @@ def response(
     rows go through the service's own feature function; `duration` is never read. With
     --log the figures are recorded as an MLflow run, with the chosen model fitted on the
     whole --bank-marketing file as the run's logged model (what `nbo train response` would
-    register).
+    register). With --repeats N the CV runs N times, fold seeds --seed to --seed+N-1: the
+    model is chosen by its mean CV ROC-AUC and every figure is the mean over the repeats.
 
     Example: nbo evaluate response --bank-marketing bank_marketing/bank_marketing_dev.csv
+
+    Example: nbo evaluate response --bank-marketing bank_marketing/bank_marketing_dev.csv
+    --repeats 5 --json
     """
+    if test is not None and repeats > 1:
+        raise fail("--repeats applies to the CV figures: leave it out with --test")
     from training.response import (  # heavy imports: keep --help fast
         BankMarketingError,
-        cross_validate,
         describe,
         fit_and_score,
         fit_response,
         load_bank_marketing,
     )
+    from training.response_repeats import repeated_cross_validate
 
     with exit_on(BankMarketingError):
         train = load_bank_marketing(bank_marketing)
         if test is None:
-            metrics = cross_validate(train, folds=folds, seed=seed)
+            metrics = repeated_cross_validate(train, folds=folds, seed=seed, repeats=repeats)
             how = f"{folds}-fold stratified CV (seed {seed})"
+            if repeats > 1:
+                last = seed + repeats - 1
+                how = f"{folds}-fold stratified CV x {repeats} (fold seeds {seed} to {last}), means"
         else:
             metrics = fit_and_score(train, load_bank_marketing(test), folds=folds, seed=seed)
             how = f"held out {test}"
@@ -64,7 +82,7 @@ def response(
                 same_code_as="nbo train response --bank-marketing",
                 scorer=fit_response(train, str(metrics["algorithm"]), seed),
             )
-            params = {"folds": folds, "seed": seed}
+            params = {"folds": folds, "seed": seed} | ({"repeats": repeats} if repeats > 1 else {})
             record(get_settings(), "response", bank_marketing, metrics, evaluated, how, params)
     if as_json:
         typer.echo(json.dumps({**metrics, "rows": int(metrics["rows"])}))
@@ -73,7 +91,18 @@ def response(
     typer.echo(
         f"model       {metrics['algorithm']} (CV ROC-AUC on the training file: {describe(metrics)})"
     )
-    typer.echo(f"ROC-AUC     {metrics['roc_auc']:.4f}")
-    typer.echo(f"PR-AUC      {metrics['pr_auc']:.4f}")
-    typer.echo(f"Brier       {metrics['brier']:.4f}")
-    typer.echo(f"top decile  {metrics['top_decile_lift']:.2f}x the average acceptance rate")
+    typer.echo(f"ROC-AUC     {metrics['roc_auc']:.4f}{spread(metrics, 'roc_auc')}")
+    typer.echo(f"PR-AUC      {metrics['pr_auc']:.4f}{spread(metrics, 'pr_auc')}")
+    typer.echo(f"Brier       {metrics['brier']:.4f}{spread(metrics, 'brier')}")
+    typer.echo(
+        f"top decile  {metrics['top_decile_lift']:.2f}x the average acceptance rate"
+        f"{spread(metrics, 'top_decile_lift', 2)}"
+    )
+
+
+def spread(metrics: dict[str, Any], name: str, digits: int = 4) -> str:
+    """`` (sd x; per fold seed a, b, ...)`` when the CV was repeated, else nothing."""
+    if f"{name}_sd" not in metrics:
+        return ""
+    each = ", ".join(f"{v:.{digits}f}" for v in metrics[f"{name}_per_repeat"])
+    return f" (sd {metrics[f'{name}_sd']:.{digits}f}; per fold seed {each})"
