@@ -47,8 +47,7 @@ def response(
 
     Example: nbo evaluate response --bank-marketing bank_marketing/bank_marketing_dev.csv
 
-    Example: nbo evaluate response --bank-marketing bank_marketing/bank_marketing_dev.csv
-    --repeats 5 --json
+    Example, fold seeds 0-4: nbo evaluate response --bank-marketing dev.csv --repeats 5 --json
     """
     if test is not None and repeats > 1:
         raise fail("--repeats applies to the CV figures: leave it out with --test")
