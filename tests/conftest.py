@@ -19,9 +19,12 @@ import redis
 
 from core.catalogue import Catalogue, load_catalogue
 from core.embedded_redis import start_embedded_redis, stop_embedded_redis
+from core.scoring.boosted import BoostedRecommender
 from core.settings import PACKAGE_DIR, Settings, get_settings
 from tests.support.auth import TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import free_port
+from tests.support.quick_models import fit_quick_recommender
+from tests.support.registry import migrate
 from tests.support.shared_data import require_shared_data
 
 
@@ -95,13 +98,19 @@ def redis_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def settings(
-    tmp_path: Path, redis_url: str, key_prefix: str, redis_client: redis.Redis
+    tmp_path: Path,
+    redis_url: str,
+    key_prefix: str,
+    redis_client: redis.Redis,
+    migrated_store: Path,
 ) -> Settings:
-    """Settings isolated to this test: temp home, temp MLflow (SQLite), own Redis prefix.
+    """Settings isolated to this test: temp home, temp MLflow (SQLite, a copy of the run's
+    empty ``migrated_store``: no test waits for MLflow to create its tables), own Redis prefix.
 
     The service built from them accepts the test API key (send ``tests.support.auth.AUTH``)
     and has a pseudonym key of its own: they pass the production guard.
     """
+    shutil.copyfile(migrated_store, tmp_path / "mlflow.db")
     return Settings(
         home=tmp_path / "home",
         redis_url=redis_url,
@@ -116,14 +125,20 @@ def settings(
     )
 
 
-@pytest.fixture(scope="module")
-def empty_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Tracking URI of an MLflow registry without models, shared by a module's tests.
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store with its schema created, once per run: creating the
+    tables takes seconds, a copy of the file milliseconds."""
+    return migrate(tmp_path_factory.mktemp("mlflow-template") / "mlflow.db")
 
-    The first service started on a fresh SQLite file spends seconds creating its tables;
-    services of the same module started later on this one start in a fraction of a second.
-    """
-    return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+
+@pytest.fixture(scope="module")
+def empty_registry(tmp_path_factory: pytest.TempPathFactory, migrated_store: Path) -> str:
+    """Tracking URI of an MLflow registry without models, shared by a module's tests: a copy
+    of ``migrated_store``, so no service of the module waits for MLflow to create tables."""
+    db = tmp_path_factory.mktemp("registry") / "mlflow.db"
+    shutil.copyfile(migrated_store, db)
+    return f"sqlite:///{db}"
 
 
 @pytest.fixture(scope="session")
@@ -151,3 +166,12 @@ def spark_session() -> Iterator[Any]:
         yield session
     finally:
         session.stop()
+
+
+@pytest.fixture(scope="session")
+def quick_recommender(catalogue: Catalogue) -> BoostedRecommender:
+    """A boosted recommender with pair trees, fitted once per run (``tests.support.quick_models``)
+    for the tests that need a real one but not a good one: the tree walks and reason credits
+    (``tests/core/test_tree_leaves.py``) and the pickles of moved classes
+    (``tests/registry/test_model_compat.py``). Tests may monkeypatch it, never change it."""
+    return fit_quick_recommender(catalogue)

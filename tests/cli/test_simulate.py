@@ -27,7 +27,7 @@ def _env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_simulate_runs_the_loop_registers_promotes_and_reports(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, migrated_store: Path
 ) -> None:
     _env(settings, monkeypatch)
     out = tmp_path / "report.json"
@@ -44,7 +44,8 @@ def test_simulate_runs_the_loop_registers_promotes_and_reports(
     assert retrained["decisions_exported"] == DAYS // 2 * VISITS
     assert retrained["promoted"] is True and retrained["gate"] == []
     # The run's own registry, never the one NBO_MLFLOW_TRACKING_URI names.
-    assert not (tmp_path / "mlflow.db").exists()  # the fixture's NBO_MLFLOW_TRACKING_URI
+    # the fixture's NBO_MLFLOW_TRACKING_URI names a copy of the empty migrated store: untouched
+    assert (tmp_path / "mlflow.db").read_bytes() == migrated_store.read_bytes()
     registry = Registry(Settings(home=Path(run["home"]), mlflow_tracking_uri=None))
     assert registry.alias_version("nbo-recommender", "champion") == 1
     assert registry.alias_version("nbo-response", "champion") == retrained["version"]

@@ -24,6 +24,7 @@ from core.scoring.maturity import (
 from core.settings import Settings
 from registry.client import Registry
 from tests.support.paths import REPO_ROOT
+from tests.support.registry import empty_store
 
 CONTRACT = {
     "contract": "k" * 32,
@@ -95,7 +96,7 @@ def test_the_request_path_imports_neither_pandas_nor_numpy() -> None:
 
 
 def test_a_registered_version_is_a_pyfunc(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=empty_store(tmp_path / "m.db"))
     fold = PlattFold((0.0,) * len(INPUT_NAMES), intercept=1.0, a=-1.0, b=0.0)
     model = MaturityOutflowModel(medians=(0.0,) * len(INPUT_NAMES), folds=(fold,))
     info = Registry(settings).log_and_register(model, "nbo-maturity", tags={"nbo.kind": "maturity"})

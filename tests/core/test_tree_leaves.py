@@ -23,13 +23,10 @@ from core.scoring.design import floats
 from core.scoring.trees import FlatTrees, TreeEnsemble
 from features.pointintime import compute_features, to_records
 from features.synthetic import generate_bank
-from training.evaluate_recommender import evaluate_tables
 from training.labels import snapshot_months
-from training.recommender import RecommenderConfig
 from training.tree_export import average_ensembles, export_trees
 
 END_MONTH = date(2025, 12, 31)
-QUICK = RecommenderConfig(max_iter=15, max_leaf_nodes=7, min_samples_leaf=20, bags=1)
 
 
 # -- FlatTrees: leaves, parents and credits -----------------------------------------------------
@@ -236,12 +233,9 @@ def test_without_numba_the_numpy_fallbacks_give_the_same_leaves_and_credits(
 
 
 @pytest.fixture(scope="module")
-def scorer(catalogue: Catalogue) -> BoostedRecommender:
-    bank = generate_bank(customers=3000, months=6, seed=8, catalogue=catalogue, end_month=END_MONTH)
-    months = snapshot_months(bank)
-    fitted = evaluate_tables(bank, catalogue, months[-2].date(), months[-1].date(), QUICK).fitted
-    assert fitted.scorer.pair_trees is not None and fitted.scorer.pair_weight > 0
-    return fitted.scorer
+def scorer(quick_recommender: BoostedRecommender) -> BoostedRecommender:
+    """The run's quickly fitted recommender (``tests/conftest.py``)."""
+    return quick_recommender
 
 
 @pytest.fixture(scope="module")

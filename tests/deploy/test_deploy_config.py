@@ -27,6 +27,7 @@ from service.app import create_app
 from service.infra.metrics import LABEL_DOMAINS, ServiceMetrics
 from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import REPO_ROOT
+from tests.support.registry import empty_store
 
 DEPLOY = REPO_ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
@@ -214,7 +215,7 @@ def exported_metrics(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -
     settings = Settings(
         home=home / "home",
         redis_url=redis_url,
-        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        mlflow_tracking_uri=empty_store(home / "mlflow.db"),
         feature_prefix=f"nbotest:deploy:{home.name}:fs",
         api_keys=TEST_API_KEYS,
         pseudonym_key=TEST_PSEUDONYM_KEY,

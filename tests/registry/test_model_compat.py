@@ -37,12 +37,9 @@ from service.infra import model_cache
 from tests.support.auth import AUTH
 from tests.support.records import publish_records
 from tests.support.served import ask
-from training.evaluate_recommender import evaluate_tables
 from training.labels import snapshot_months
-from training.recommender import RecommenderConfig
 
 END_MONTH = date(2025, 12, 31)
-QUICK = RecommenderConfig(max_iter=15, max_leaf_nodes=7, min_samples_leaf=20, bags=1)
 OLD = "core.scoring.recommender"
 NEW_MODULES = (b"core.scoring.boosted", b"core.scoring.trees", b"core.scoring.legacy")
 
@@ -84,12 +81,9 @@ def old_pickle(scorer: object) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def boosted(catalogue: Catalogue) -> BoostedRecommender:
-    bank = generate_bank(customers=3000, months=6, seed=8, catalogue=catalogue, end_month=END_MONTH)
-    months = snapshot_months(bank)
-    fitted = evaluate_tables(bank, catalogue, months[-2].date(), months[-1].date(), QUICK).fitted
-    assert fitted.scorer.pair_trees is not None and fitted.scorer.pair_weight > 0
-    return fitted.scorer
+def boosted(quick_recommender: BoostedRecommender) -> BoostedRecommender:
+    """The run's quickly fitted recommender (``tests/conftest.py``)."""
+    return quick_recommender
 
 
 @pytest.fixture(scope="module")

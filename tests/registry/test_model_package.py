@@ -23,6 +23,7 @@ from core.scoring.response import ResponseDesign, ResponseModel
 from core.settings import Settings
 from registry.client import Registry
 from registry.model_package import pickled_modules, requirements
+from tests.support.registry import empty_store
 from tests.support.scorers import tiny_churn_model
 
 MODEL = "nbo-churn-package"
@@ -38,7 +39,7 @@ EXAMPLE = {
 @pytest.fixture(scope="module")
 def version(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
     tmp = tmp_path_factory.mktemp("package")
-    settings = Settings(home=tmp / "home", mlflow_tracking_uri=f"sqlite:///{tmp}/m.db")
+    settings = Settings(home=tmp / "home", mlflow_tracking_uri=empty_store(tmp / "m.db"))
     info = Registry(settings).log_and_register(
         tiny_churn_model(2.0), MODEL, tags={"nbo.kind": "churn"}, example=EXAMPLE
     )

@@ -24,19 +24,11 @@ from tests.support.scorers import tiny_churn_model
 MODEL = "nbo-churn-test"
 
 
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite store with its schema created."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def settings(tmp_path: Path, migrated_db: Path) -> Settings:
-    """This test's own registry (a copy of the migrated store) and NBO home."""
+def settings(tmp_path: Path, migrated_store: Path) -> Settings:
+    """This test's own registry (a copy of the run's migrated store) and NBO home."""
     db = tmp_path / "mlflow.db"
-    shutil.copyfile(migrated_db, db)
+    shutil.copyfile(migrated_store, db)
     return Settings(home=tmp_path / "home", mlflow_tracking_uri=f"sqlite:///{db}")
 
 

@@ -18,6 +18,7 @@ from core.settings import Settings
 from service.app import create_app
 from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.records import adult, publish_records
+from tests.support.registry import empty_store
 
 CUSTOMER = "C-EVENTS"
 OTHER_CUSTOMER = "C-EVENTS-OTHER"
@@ -33,7 +34,7 @@ def module_app(
     settings = Settings(
         home=root / "home",
         redis_url=redis_url,
-        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        mlflow_tracking_uri=empty_store(root / "mlflow.db"),
         feature_prefix=f"{prefix}:fs",
         contact_prefix=f"{prefix}:contact",
         events_prefix=f"{prefix}:events",

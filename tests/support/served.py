@@ -7,8 +7,11 @@ probability is ``sigmoid(2 * months_since_login - 3)`` (``tests.support.scorers`
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -31,9 +34,31 @@ from tests.support.scorers import login_churn_model, popularity_recommender
 AS_OF = TODAY - timedelta(days=30)
 
 
+_CHAMPION_STORES: dict[str, Path] = {}
+"""Per catalogue version, the store :func:`register_champions` copies (built once per run)."""
+
+
 def register_champions(root: Path, catalogue: Catalogue) -> str:
     """Tracking URI of a new registry under ``root`` whose champions (version 1) are the
-    hand-set models above; shared by the fault and Redis Cluster tests."""
+    hand-set models above; shared by the fault and Redis Cluster tests.
+
+    The registry is a copy of one built once per test process: creating MLflow's tables and
+    registering two versions take seconds, copying the file milliseconds. Each copy is a
+    database of its own; its versions' artifacts stay in the first build's folder, which
+    lives until the process ends (as ``tests.support.registry.seeded_store`` does)."""
+    template = _CHAMPION_STORES.get(catalogue.version)
+    if template is None:
+        template = _build_champion_store(catalogue)
+        _CHAMPION_STORES[catalogue.version] = template
+    root.mkdir(parents=True, exist_ok=True)
+    db = root / "mlflow.db"
+    shutil.copyfile(template, db)
+    return f"sqlite:///{db}"
+
+
+def _build_champion_store(catalogue: Catalogue) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="nbo-champions-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     settings = Settings(home=root / "home", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     registry = Registry(settings)
     for scorer, name in (
@@ -42,7 +67,7 @@ def register_champions(root: Path, catalogue: Catalogue) -> str:
     ):
         version = registry.log_and_register(scorer, name)
         registry.promote(name, version.version, "champion")
-    return settings.tracking_uri
+    return root / "mlflow.db"
 
 
 @pytest.fixture(scope="module")

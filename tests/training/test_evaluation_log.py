@@ -15,6 +15,7 @@ from cli.main import app
 from core.settings import Settings
 from tests.support.churn_files import fake_churn_modelling
 from tests.support.paths import unreachable_mlflow
+from tests.support.registry import empty_store
 from tests.support.scorers import tiny_churn_model
 from training.evaluation_log import (
     EVALUATION_EXPERIMENT,
@@ -62,7 +63,7 @@ def test_cli_log_records_figures_data_and_what_was_evaluated(
 
 
 def test_a_fitted_scorer_is_the_runs_model_and_no_version(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=empty_store(tmp_path / "m.db"))
     data = tmp_path / "file.csv"
     data.write_text("a,b\n1,2\n")
     evaluated = Evaluated("a hand-made churn model", "nbo train churn", tiny_churn_model(1.0))

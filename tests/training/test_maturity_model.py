@@ -18,6 +18,7 @@ from features.synthetic import generate_bank
 from registry import promotion
 from registry.client import Registry
 from registry.holdout import ARTIFACT_FILE, HoldoutValues
+from tests.support.registry import empty_store
 from training.datasets import DatasetError
 from training.maturity import (
     MaturityConfig,
@@ -103,7 +104,7 @@ def test_one_contract_scores_the_same_online(fitted) -> None:  # type: ignore[no
 def test_train_registers_and_the_gate_compares_roc_auc(
     bank: Tables, catalogue: Catalogue, tmp_path: Path
 ) -> None:
-    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=empty_store(tmp_path / "m.db"))
     result = train_maturity(bank, catalogue, settings)
     assert result.model_name == "nbo-maturity" and result.version == 1
     for metric in ("roc_auc", "pr_auc", "brier", "top_decile_lift", "rows"):

@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.tables import Tables
 from features.synthetic import generate_bank
 from registry.lineage import git_commit
+from tests.support.registry import empty_store
 from training import TrainResult
 from training.churn import ChurnConfig, train_churn
 from training.tracking import RunOptions
@@ -35,7 +36,7 @@ def bank(catalogue: Catalogue) -> Tables:
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("tracking")
-    return Settings(home=root / "home", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return Settings(home=root / "home", mlflow_tracking_uri=empty_store(root / "mlflow.db"))
 
 
 @pytest.fixture(scope="module")

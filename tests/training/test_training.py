@@ -30,6 +30,7 @@ from features.synthetic import generate_bank
 from registry.client import Registry
 from registry.compare import compare
 from registry.holdout import ARTIFACT_FILE, HoldoutValues
+from tests.support.registry import empty_store
 from tests.support.tables import customer, holding, make_tables
 from training import TrainResult
 from training.churn import ChurnConfig, train_churn
@@ -58,7 +59,7 @@ def recommender_bank(catalogue: Catalogue) -> Tables:
 @pytest.fixture(scope="module")
 def train_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("training")
-    return Settings(home=root / "home", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return Settings(home=root / "home", mlflow_tracking_uri=empty_store(root / "mlflow.db"))
 
 
 @pytest.fixture(scope="module")

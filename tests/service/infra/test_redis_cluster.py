@@ -55,6 +55,7 @@ from service.infra.redis_guard import (
 from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.redis_cluster import LocalCluster, cluster_or_skip
 from tests.support.redis_monitor import audit_held, client_names, monitored, sent_by
+from tests.support.registry import empty_store
 from tests.support.served import register_champions
 from tests.support.tables import synthetic_tables
 
@@ -80,7 +81,7 @@ def on_cluster(redis_cluster: LocalCluster, tmp_path: Path) -> Settings:
     return Settings(
         home=tmp_path / "home",
         redis_url=redis_cluster.url,
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        mlflow_tracking_uri=empty_store(tmp_path / "mlflow.db"),
         feature_prefix=f"{prefix}:fs",
         contact_prefix=f"{prefix}:contact",
         events_prefix=f"{prefix}:events",
