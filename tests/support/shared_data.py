@@ -26,3 +26,13 @@ def require_shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} not present (set {SHARED_DATA_ENV})")
     return path
+
+
+def bank_marketing_sample(folder: Path, every: int) -> Path:
+    """Every ``every``-th contact of the Bank Marketing dev file (header kept, lines
+    unchanged), written to ``folder``: a CV of the response model in seconds."""
+    source = require_shared_data("bank_marketing", "bank_marketing_dev.csv")
+    lines = source.read_text().splitlines()
+    path = folder / "sample.csv"
+    path.write_text("\n".join([lines[0], *lines[1::every]]) + "\n")
+    return path

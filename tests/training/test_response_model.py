@@ -18,7 +18,7 @@ from core.settings import Settings
 from registry import promotion
 from registry.client import Registry
 from tests.support.registry import migrate, registry_settings
-from tests.support.shared_data import require_shared_data
+from tests.support.shared_data import bank_marketing_sample, require_shared_data
 from training.response import (
     BankMarketingError,
     cross_validate,
@@ -34,12 +34,7 @@ SAMPLE_EVERY = 12  # ~1,700 rows of the dev file: seconds, not minutes
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every 12th line of the dev file (header kept), lines unchanged."""
-    source = require_shared_data("bank_marketing", "bank_marketing_dev.csv")
-    lines = source.read_text().splitlines()
-    path = tmp_path_factory.mktemp("bank") / "sample.csv"
-    path.write_text("\n".join([lines[0], *lines[1::SAMPLE_EVERY]]) + "\n")
-    return path
+    return bank_marketing_sample(tmp_path_factory.mktemp("bank"), SAMPLE_EVERY)
 
 
 def test_score_on_a_hand_built_case() -> None:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.support.shared_data import require_shared_data
+from tests.support.shared_data import bank_marketing_sample
 from training.response import ALGORITHMS, cross_validate, load_bank_marketing
 from training.response_repeats import fold_seeds, repeated_cross_validate
 
@@ -22,12 +22,7 @@ SEED = 7
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every 24th line of the dev file (header kept), lines unchanged."""
-    source = require_shared_data("bank_marketing", "bank_marketing_dev.csv")
-    lines = source.read_text().splitlines()
-    path = tmp_path_factory.mktemp("bank") / "sample.csv"
-    path.write_text("\n".join([lines[0], *lines[1::SAMPLE_EVERY]]) + "\n")
-    return path
+    return bank_marketing_sample(tmp_path_factory.mktemp("bank"), SAMPLE_EVERY)
 
 
 def evaluate(*args: str) -> Any:
