@@ -5,9 +5,10 @@ record (6.6 of 14.6 KB on the demo bank), and every decision pays for it three t
 serializing it, sending it to Redis, and Redis keeping it (and appending it to its
 append-only file). The compact record it was read as is ~320 bytes. So the service
 writes that record's bytes (base64, field :data:`PACKED` instead of ``features``) and its
-schema once, under :func:`core.redis_keys.audit_schema_key`, in the same script call as
-the first batch of decisions that uses it (``service.infra.audit_writer``); the schema key
-never expires, so a decision stays readable after its feature set is retired.
+schema under :func:`core.redis_keys.audit_schema_key`, in the same script call as the
+first batch of decisions that uses it (``service.infra.audit_writer``; sent again every
+``SCHEMA_RESEND_SECONDS``); the schema key never expires, so a decision stays readable
+after its feature set is retired.
 
 Reading back, :func:`decode_decision` restores the ``features`` dict from the bytes and
 the schema (content-addressed: the record's header names the schema's id, so one cache

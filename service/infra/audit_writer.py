@@ -82,6 +82,12 @@ SETTLE_MARGIN_SECONDS = 0.02
 """Beyond one flush window, how long another worker's batch may take to land."""
 
 RETRY_SECONDS = 0.5
+
+SCHEMA_RESEND_SECONDS = 600.0
+"""How often a writer sends a packed feature-record schema it already wrote again (``SET
+NX``: nothing changes when the key is there). A Redis that lost its keys (restarted
+without persistence, flushed) gets the schema back within this time, and the decisions
+written in between become readable again (the key is content-addressed)."""
 """Pause before retrying a batch Redis refused (it stays queued meanwhile)."""
 
 Outcome = Callable[[str, int], None]
@@ -114,10 +120,10 @@ class AuditWriter:
         self._script = client.register_script(_APPEND_BATCH)
         # request id, customer, serialized record, id of the schema its features need
         self._queue: deque[tuple[str, str, bytes, str | None]] = deque()
-        # Schemas of packed feature records: JSON of those not yet written, ids of those
-        # written (once per process: the key never expires).
+        # Schemas of packed feature records: JSON of those to send with the next batch,
+        # and when each was last written (sent again after SCHEMA_RESEND_SECONDS).
         self._schemas: dict[str, bytes] = {}
-        self._schemas_written: set[str] = set()
+        self._schemas_written: dict[str, float] = {}
         self._cond = threading.Condition()
         self._submitted = 0  # records accepted so far
         self._done = 0  # records written or given up on so far
@@ -143,12 +149,10 @@ class AuditWriter:
                 dropped = True
             else:
                 dropped = False
-                if (
-                    schema is not None
-                    and schema.id not in self._schemas_written
-                    and schema.id not in self._schemas
-                ):
-                    self._schemas[schema.id] = schema_json(schema)
+                if schema is not None and schema.id not in self._schemas:
+                    written = self._schemas_written.get(schema.id)
+                    if written is None or time.monotonic() - written >= SCHEMA_RESEND_SECONDS:
+                        self._schemas[schema.id] = schema_json(schema)
                 self._queue.append((request_id, customer, payload, schema_id))
                 self._submitted += 1
                 if len(self._queue) == 1 or len(self._queue) >= MAX_BATCH:
@@ -274,7 +278,7 @@ class AuditWriter:
             for _ in batch:
                 self._queue.popleft()
             for schema_id in schemas:
-                self._schemas_written.add(schema_id)
+                self._schemas_written[schema_id] = time.monotonic()
                 self._schemas.pop(schema_id, None)
             self._done += len(batch)
             self._cond.notify_all()

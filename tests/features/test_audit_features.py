@@ -20,6 +20,7 @@ from features.record_codec import encode_frame, schema_for
 from features.record_schema import RecordSchema
 from service.console.timeline import read_page
 from service.decision.audit_record import packable
+from service.infra import audit_writer
 from service.infra.audit_writer import AuditWriter
 from tests.support.records import adult
 
@@ -70,7 +71,9 @@ def test_packed_records_are_written_with_their_schema_and_read_back_as_the_recor
     assert {d["request_id"]: d["features"] for d in replayed} == expected
 
 
-def test_a_schema_is_sent_once_per_writer(settings: Settings, redis_client: redis.Redis) -> None:
+def test_a_schema_is_sent_once_per_writer_within_the_resend_interval(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
     schema, raws, _ = compact(segment=f"s-{uuid.uuid4().hex}")
     writer = AuditWriter(redis_client, settings)
     writer.submit("a" * 32, decision("a" * 32, raws[0]), schema)
@@ -84,6 +87,25 @@ def test_a_schema_is_sent_once_per_writer(settings: Settings, redis_client: redi
     other.submit("c" * 32, decision("c" * 32, raws[1]), schema)
     assert other.flush(timeout=5)
     assert redis_client.exists(key) == 1
+
+
+def test_a_writer_sends_the_schema_again_after_the_resend_interval(
+    settings: Settings, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that lost the schema key (flushed, restarted without persistence) gets it
+    back, and the decisions written meanwhile read whole again."""
+    schema, raws, frame = compact(segment=f"s-{uuid.uuid4().hex}")
+    writer = AuditWriter(redis_client, settings)
+    writer.submit("f" * 32, decision("f" * 32, raws[0]), schema)
+    assert writer.flush(timeout=5)
+    key = audit_schema_key(settings.audit_prefix, schema.id)
+    redis_client.delete(key)
+    monkeypatch.setattr(audit_writer, "SCHEMA_RESEND_SECONDS", 0.0)
+    writer.submit("0" * 32, decision("0" * 32, raws[1]), schema)
+    assert writer.flush(timeout=5)
+    assert redis_client.exists(key) == 1
+    earlier = read_decision(redis_client, settings, "f" * 32)
+    assert earlier is not None and earlier["features"] == frame.loc["C-1"].to_dict()
 
 
 def test_a_record_whose_schema_is_missing_reads_as_no_features_with_the_reason(
