@@ -14,6 +14,10 @@ make up each part). cProfile charges a fixed cost to every Python call, so parts
 many small calls (the decision's filters) read larger than they are and C work (the tree
 walk, JSON) smaller; the shares rank the parts, the first line gives the real total.
 
+``--baseline`` runs the same loop through the bare baseline app instead
+(``loadtests.baseline_app``: one FastAPI route, one Redis ``GET`` with the service's own
+client): the floor the service's cost is compared with, measured the same way.
+
 ``--compare-scores`` runs the loop in alternating rounds with the precomputed scores of
 ``nbo score recommendations`` off (every request scored online) and on (used while they
 match the feature set and models), twice each, in one process: the before / after of the
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import get_settings
+from loadtests.baseline_app import create_app as create_baseline_app
 from loadtests.driver import RECOMMENDATIONS_PATH, RequestMix
 from service.app import create_app
 
@@ -121,11 +126,12 @@ async def _run(
     warmup: int,
     profile: cProfile.Profile | None,
     precomputed: bool | None = None,
+    baseline: bool = False,
 ) -> tuple[float, float, dict[int, int]]:
     settings = get_settings()
     if precomputed is not None:
         settings = settings.model_copy(update={"precomputed_scores": precomputed})
-    app = create_app(settings)
+    app = create_baseline_app(settings) if baseline else create_app(settings)
     statuses: dict[int, int] = {}
     async with app.router.lifespan_context(app):
         for body in bodies[:warmup]:
@@ -164,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=300, help="untimed requests first")
     parser.add_argument("--profile", action="store_true", help="print each part's share")
     parser.add_argument(
+        "--baseline", action="store_true", help="drive the bare baseline app instead"
+    )
+    parser.add_argument(
         "--compare-scores",
         action="store_true",
         help="alternate rounds with the precomputed scores off and on",
@@ -188,10 +197,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"process {process / n * 1e6:.0f} us"
             )
         return
-    thread, process, statuses = asyncio.run(_run(bodies, args.warmup, profile))
+    thread, process, statuses = asyncio.run(
+        _run(bodies, args.warmup, profile, baseline=args.baseline)
+    )
     n = len(bodies)
     print(
-        f"requests: {n}, statuses {statuses}; CPU per request: event-loop thread "
+        ("baseline " if args.baseline else "")
+        + f"requests: {n}, statuses {statuses}; CPU per request: event-loop thread "
         f"{thread / n * 1e6:.0f} us, process {process / n * 1e6:.0f} us"
         + (" (under cProfile: inflated)" if profile is not None else "")
     )
