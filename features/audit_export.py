@@ -134,12 +134,15 @@ return nil
 
 
 def read_decision(
-    client: RedisClient, settings: Settings, request_id: str
+    client: RedisClient, settings: Settings, request_id: str, features: bool = True
 ) -> dict[str, Any] | None:
     """The recorded decision of ``request_id``; None when unknown, expired or trimmed.
 
     One round trip (a script reading the index key, then the stream entry), as the event
-    route calls it for every event.
+    route calls it for every event. ``features=False`` leaves the record's packed feature
+    record as stored (``features_packed``, ``features.audit_features``): the event route
+    checks an event against the offers and needs neither its decoding nor a read of its
+    schema.
     """
     prefix = settings.audit_prefix
     script = client.register_script(_READ_DECISION)
@@ -150,6 +153,8 @@ def read_decision(
     if not found:
         return None
     entry, raw = found
-    decoded = decode_decision(client, prefix, raw)
+    decoded: dict[str, Any] = (
+        decode_decision(client, prefix, raw) if features else orjson.loads(raw)
+    )
     decoded["stream_id"] = entry.decode()
     return decoded

@@ -76,10 +76,10 @@ def cited_decision(runtime: Runtime, body: EventIn) -> CitedDecision:
     more after the audit trail's write-behind window (``service.infra.audit_writer``):
     feedback may follow its answer within milliseconds. Raises :class:`EventRejected`
     (``unknown_request_id``) when it is still not found."""
-    record = read_decision(runtime.redis, runtime.settings, body.request_id)
+    record = read_decision(runtime.redis, runtime.settings, body.request_id, features=False)
     if record is None:
         runtime.audit.settle()
-        record = read_decision(runtime.redis, runtime.settings, body.request_id)
+        record = read_decision(runtime.redis, runtime.settings, body.request_id, features=False)
     if record is None:
         raise EventRejected(
             "request_id",

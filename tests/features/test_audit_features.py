@@ -61,6 +61,8 @@ def test_packed_records_are_written_with_their_schema_and_read_back_as_the_recor
     for request_id, record in expected.items():  # GET /v1/decisions, POST /v1/events
         found = read_decision(redis_client, settings, request_id)
         assert found is not None and found["features"] == record and PACKED not in found
+    as_stored = read_decision(redis_client, settings, ids[0], features=False)  # events
+    assert as_stored is not None and "features" not in as_stored and PACKED in as_stored
     exported = {
         d["request_id"]: d["features"] for d in read_decisions(redis_client, settings.audit_prefix)
     }
