@@ -82,13 +82,13 @@ SETTLE_MARGIN_SECONDS = 0.02
 """Beyond one flush window, how long another worker's batch may take to land."""
 
 RETRY_SECONDS = 0.5
+"""Pause before retrying a batch Redis refused (it stays queued meanwhile)."""
 
 SCHEMA_RESEND_SECONDS = 600.0
 """How often a writer sends a packed feature-record schema it already wrote again (``SET
 NX``: nothing changes when the key is there). A Redis that lost its keys (restarted
 without persistence, flushed) gets the schema back within this time, and the decisions
 written in between become readable again (the key is content-addressed)."""
-"""Pause before retrying a batch Redis refused (it stays queued meanwhile)."""
 
 Outcome = Callable[[str, int], None]
 """``(outcome, count)``: ``written``, ``dropped`` (queue full) or ``failed`` (a batch that
