@@ -18,7 +18,7 @@ from cli.errors import exit_on, fail
 from core.redis_keys import decisions_key
 from core.redis_server import RedisClient
 from core.settings import Settings, get_settings
-from features.audit_features import decode_decision
+from features.audit_features import unpack
 from registry import promotion
 from registry.client import ALLOWED_ALIASES, Registry, RegistryError, VersionInfo
 from registry.compare import compare as compare_versions
@@ -354,10 +354,9 @@ def recent_decisions(
         raw = (entry or {}).get(b"d")
         if raw is None:
             continue
-        try:
-            yield decode_decision(client, audit_prefix, raw)
-        except (orjson.JSONDecodeError, AttributeError, TypeError):
-            continue  # not a decision record
+        decoded = orjson.loads(raw)
+        if isinstance(decoded, dict):
+            yield unpack(client, audit_prefix, decoded)
 
 
 def _print_replay(report: ReplayReport, model: str, version: int) -> None:
