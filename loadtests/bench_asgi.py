@@ -178,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="alternate rounds with the precomputed scores off and on",
     )
     args = parser.parse_args(argv)
+    if args.baseline and (args.compare_scores or args.profile):
+        parser.error("--baseline measures the bare app: not with --compare-scores or --profile")
     try:
         ids = args.customers.read_text().split()
     except OSError as exc:
