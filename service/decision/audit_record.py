@@ -10,6 +10,10 @@ customer's moments (lifecycle stage, tier, the treatments their triggers propose
 offers. The raw customer id is not in it: fields that name or identify a customer are
 dropped from the feature record (:func:`without_identifiers`).
 
+:func:`audit_record` is that record as readers see it; :func:`stored_record` builds it as
+the trail stores it, exclusions and priorities in a compact form that
+``features.audit_features.expand`` turns back into the readers' shape.
+
 Storage (keys in ``core.redis_keys``): a Redis Stream bounded to about ``audit_retention``
 entries (``XADD MAXLEN ~``) plus a per-request index key with a TTL. Records are written
 behind the answer, in batches, by ``service.infra.audit_writer`` (its docstring says why
@@ -20,12 +24,15 @@ durable files (``nbo audit export``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import filterfalse
+from operator import attrgetter, itemgetter
 from typing import Any
 
-from features.audit_features import PACKED, pack
+from core.suitability import Exclusion
+from features.audit_features import PACKED, PRIORITY_FIELDS, expand, pack
 from features.record_schema import RecordSchema
 from service.api.schemas import OfferBody, ResponseBody
 from service.decision.outcome import Decision
@@ -117,7 +124,39 @@ def audit_record(
     raw_features: bytes | None = None,
     schema: RecordSchema | None = None,
 ) -> dict[str, Any]:
-    """The audit record of one response (plain JSON types).
+    """The audit record of one response as every reader sees it (plain JSON types).
+
+    :func:`stored_record` expanded (``features.audit_features.expand``): exclusions and
+    arbitration priorities as lists of objects. Parameters as :func:`stored_record`'s.
+    """
+    return expand(
+        stored_record(
+            response, decision, features, customer_id, pseudonym, holdout, raw_features, schema
+        )
+    )
+
+
+_PRIORITY_ROW = attrgetter(
+    "product.id", *PRIORITY_FIELDS[1:]
+)  # one Priority -> its row of PRIORITY_FIELDS' values (in C: no Python frame per candidate)
+_PRODUCT_ID = itemgetter(0)  # one Exclusion (or priority row) -> its product id
+_OFFERED_ID = attrgetter("product.id")  # one Offer -> its product id
+
+
+def stored_record(
+    response: ResponseBody,
+    decision: Decision,
+    features: Mapping[str, Any] | None,
+    customer_id: str,
+    pseudonym: str,
+    holdout: Sequence[OfferBody] = (),
+    raw_features: bytes | None = None,
+    schema: RecordSchema | None = None,
+) -> dict[str, Any]:
+    """The audit record of one response as the trail stores it (JSON types, tuples as
+    arrays): the record readers see, with the exclusions and priorities in their compact
+    form (``features.audit_features``), built with a few C calls instead of an object per
+    product.
 
     ``holdout``: the offers a control customer would have been shown and was not
     (``service.decision.variant.hold_out``), kept so uplift against control is measurable.
@@ -128,6 +167,7 @@ def audit_record(
     decided_at = decision.decided_at or datetime.now(UTC)
     feature_set = decision.feature_set
     churn = decision.churn_risk
+    priorities = list(map(_PRIORITY_ROW, decision.priorities))
     return {
         "request_id": response["request_id"],
         "decided_at": decided_at.isoformat(),
@@ -154,17 +194,14 @@ def audit_record(
         "candidate_scores": decision.scores,
         # precomputed | online: where the model's scores and reasons came from (None: fallback)
         "scores_source": decision.scores_source,
-        # The rule is a StrEnum: a str, written as its value (no ``.value`` lookup each).
-        "exclusions": [
-            {"product_id": e.product_id, "rule": e.rule, "detail": e.detail}
-            for e in decision.exclusions
-        ],
+        "exclusions": _exclusions(decision.exclusions),
         "arbitration": {
             "retention_eligible": decision.retention_eligible,
-            "priorities": [p.as_record() for p in decision.priorities],
+            "priorities": priorities,
         },
-        "ranked_out": decision.ranked_out,  # ranked below the top k (with offers, holdout
-        # offers and exclusions: every product of the catalogue)
+        # ranked below the top k (with offers, holdout offers and exclusions: every product
+        # of the catalogue)
+        "ranked_out": _ranked_out(decision, map(_PRODUCT_ID, priorities)),
         "contact": decision.contact,
         "acceptance": decision.acceptance.as_record(),
         "lifecycle_stage": response["lifecycle_stage"],
@@ -175,6 +212,23 @@ def audit_record(
         "withheld_reason": response["withheld_reason"],
         "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)
     }
+
+
+def _exclusions(exclusions: Sequence[Exclusion]) -> dict[str, Any] | list[Any]:
+    """The exclusions in their stored form (``features.audit_features``): three columns,
+    made by one ``zip`` (the rule is a StrEnum: a str, written as its value); none: ``[]``."""
+    if not exclusions:
+        return []
+    products, rules, details = zip(*exclusions, strict=True)
+    return {"products": products, "rules": rules, "details": details}
+
+
+def _ranked_out(decision: Decision, products: Iterable[str]) -> list[str]:
+    """``decision.ranked_out`` from the ranked ``products`` (the priorities' ids, in order),
+    made with C-level maps rather than a Python frame per product."""
+    gone = set(map(_PRODUCT_ID, decision.exclusions))
+    gone.update(map(_OFFERED_ID, decision.offers))
+    return list(filterfalse(gone.__contains__, products))
 
 
 def _features(
