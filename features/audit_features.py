@@ -73,7 +73,7 @@ _lock = threading.Lock()
 
 def pack(raw: bytes) -> str:
     """A compact feature record as the audit record stores it."""
-    return base64.b64encode(raw).decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")  # base64.b64encode's C
 
 
 def schema_json(schema: RecordSchema) -> bytes:

@@ -24,6 +24,7 @@ durable files (``nbo audit export``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -93,12 +94,13 @@ def packable(raw: bytes, schema: RecordSchema, customer_id: str) -> bool:
     return (
         texts is not None
         and customer_id not in texts
-        and not _JSON_ESCAPED.intersection(customer_id)
+        and _JSON_ESCAPED(customer_id) is None
         and customer_id.encode() not in raw
     )
 
 
-_JSON_ESCAPED = frozenset('"\\') | frozenset(chr(c) for c in range(32))
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]').search
+"""The first character JSON escapes (a quote, a backslash, a control character) or None."""
 _texts_by_schema: dict[str, frozenset[str] | None] = {}
 
 
@@ -167,11 +169,12 @@ def stored_record(
     decided_at = decision.decided_at or datetime.now(UTC)
     feature_set = decision.feature_set
     churn = decision.churn_risk
+    decided = decided_at.isoformat()
     priorities = list(map(_PRIORITY_ROW, decision.priorities))
     return {
         "request_id": response["request_id"],
-        "decided_at": decided_at.isoformat(),
-        "today": decided_at.date().isoformat(),
+        "decided_at": decided,
+        "today": decided[:10],  # the isoformat's date part: decided_at.date().isoformat()
         "customer": pseudonym,
         "channel": response["channel"],
         "model_versions": dict(response["model_versions"]),
@@ -219,7 +222,7 @@ def _exclusions(exclusions: Sequence[Exclusion]) -> dict[str, Any] | list[Any]:
     made by one ``zip`` (the rule is a StrEnum: a str, written as its value); none: ``[]``."""
     if not exclusions:
         return []
-    products, rules, details = zip(*exclusions, strict=True)
+    products, rules, details = zip(*exclusions, strict=False)  # 3-tuples: three columns
     return {"products": products, "rules": rules, "details": details}
 
 
