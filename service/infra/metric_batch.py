@@ -44,6 +44,10 @@ class MetricWrites(Protocol):
 
     def observe_each(self, observations: Iterable[tuple[Any, float]]) -> None: ...
 
+    def add(
+        self, increments: Iterable[tuple[Any, float]], observations: Iterable[tuple[Any, float]]
+    ) -> None: ...
+
     def flush(self) -> int: ...
 
 
@@ -63,6 +67,12 @@ class DirectWrites:
     def observe_each(self, observations: Iterable[tuple[Any, float]]) -> None:
         for child, value in observations:
             child.observe(value)
+
+    def add(
+        self, increments: Iterable[tuple[Any, float]], observations: Iterable[tuple[Any, float]]
+    ) -> None:
+        self.inc_each(increments)
+        self.observe_each(observations)
 
     def flush(self) -> int:
         """Nothing pending: 0 children written."""
@@ -108,22 +118,37 @@ class MetricBatch:
     def inc_each(self, increments: Iterable[tuple[Any, float]]) -> None:
         """Several :meth:`inc` under one hold of the lock."""
         with self._lock:
-            pending = self._increments
-            for child, amount in increments:
-                pending[child] = pending.get(child, 0) + amount
+            self._add_increments(increments)
 
     def observe_each(self, observations: Iterable[tuple[Any, float]]) -> None:
         """Several :meth:`observe` under one hold of the lock."""
         with self._lock:
-            pending = self._observations
-            for child, value in observations:
-                tally = pending.get(child)
-                if tally is None:
-                    tally = pending[child] = HistogramTally(child._upper_bounds)
-                # The first bound >= value: prometheus-client's bucket (``value <= bound``).
-                index = bisect_left(tally.bounds, value) if value == value else len(tally.bounds)
-                tally.counts[index] += 1
-                tally.total += value
+            self._add_observations(observations)
+
+    def add(
+        self, increments: Iterable[tuple[Any, float]], observations: Iterable[tuple[Any, float]]
+    ) -> None:
+        """:meth:`inc_each` and :meth:`observe_each` under one hold of the lock (one
+        recommendation's metrics: ``ServiceMetrics.observe_recorded``)."""
+        with self._lock:
+            self._add_increments(increments)
+            self._add_observations(observations)
+
+    def _add_increments(self, increments: Iterable[tuple[Any, float]]) -> None:
+        pending = self._increments
+        for child, amount in increments:
+            pending[child] = pending.get(child, 0) + amount
+
+    def _add_observations(self, observations: Iterable[tuple[Any, float]]) -> None:
+        pending = self._observations
+        for child, value in observations:
+            tally = pending.get(child)
+            if tally is None:
+                tally = pending[child] = HistogramTally(child._upper_bounds)
+            # The first bound >= value: prometheus-client's bucket (``value <= bound``).
+            index = bisect_left(tally.bounds, value) if value == value else len(tally.bounds)
+            tally.counts[index] += 1
+            tally.total += value
 
     def flush(self) -> int:
         """Write everything pending into the children; the number of children written."""

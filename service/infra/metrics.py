@@ -333,11 +333,14 @@ class ServiceMetrics:
     ) -> None:
         """Everything counted of one answered recommendation, once it is sent: what
         :meth:`observe_decision`, :meth:`observe_variant` and :meth:`observe_stages` count,
-        in one increment and one observation batch (the batch's lock taken twice, not
-        four times)."""
-        _check_domain("nbo_recommendations_total", "variant", variant)
+        handed to the batch in one call (one hold of its lock, not four)."""
         degraded = decision.degraded_reason
-        increments = [(self._variants[variant, "false" if degraded is None else "true"], 1)]
+        key = (variant, "false" if degraded is None else "true")
+        child = self._variants.get(key)
+        if child is None:  # a variant's child is made once, after its label is checked
+            _check_domain("nbo_recommendations_total", "variant", variant)
+            child = self._variants[key]
+        increments = [(child, 1)]
         if degraded is not None:
             increments.append((self._degraded[degraded.value], 1))
         if decision.exclusions:
@@ -346,9 +349,8 @@ class ServiceMetrics:
             children = self._exclusions
             rules = list(map(_RULE, decision.exclusions))
             increments += [(children[rule], rules.count(rule)) for rule in dict.fromkeys(rules)]
-        self.writes.inc_each(increments)
         stages = self._stages
-        self.writes.observe_each([(stages[stage], value) for stage, value in seconds.items()])
+        self.writes.add(increments, [(stages[stage], value) for stage, value in seconds.items()])
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
         children = self._stages
