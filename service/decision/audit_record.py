@@ -34,6 +34,7 @@ from typing import Any
 
 from core.suitability import Exclusion
 from features.audit_features import PACKED, PRIORITY_FIELDS, expand, pack
+from features.online_store import FeatureSetInfo
 from features.record_schema import RecordSchema
 from service.api.schemas import OfferBody, ResponseBody
 from service.decision.outcome import Decision
@@ -181,9 +182,7 @@ def stored_record(
         "variant": response["variant"],
         "feature_set": (
             {
-                "version": feature_set.version,
-                "as_of": feature_set.as_of.isoformat(),
-                "catalogue_version": feature_set.catalogue_version,
+                **_feature_set_fields(feature_set),
                 "age_seconds": round((decided_at - feature_set.created_at).total_seconds(), 3),
             }
             if feature_set is not None
@@ -215,6 +214,25 @@ def stored_record(
         "withheld_reason": response["withheld_reason"],
         "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)
     }
+
+
+_feature_sets: dict[str, tuple[FeatureSetInfo, dict[str, str]]] = {}
+
+
+def _feature_set_fields(feature_set: FeatureSetInfo) -> dict[str, str]:
+    """The record's fixed fields of ``feature_set`` (all but its age), made once per set
+    (every decision of a set records the same) and looked up by version after."""
+    known = _feature_sets.get(feature_set.version)
+    if known is None or known[0] is not feature_set:
+        if len(_feature_sets) >= 16:  # a set is replaced about daily: keep the few recent
+            _feature_sets.clear()
+        fields = {
+            "version": feature_set.version,
+            "as_of": feature_set.as_of.isoformat(),
+            "catalogue_version": feature_set.catalogue_version,
+        }
+        known = _feature_sets[feature_set.version] = (feature_set, fields)
+    return known[1]
 
 
 def _exclusions(exclusions: Sequence[Exclusion]) -> dict[str, Any] | list[Any]:

@@ -333,7 +333,8 @@ class ServiceMetrics:
     ) -> None:
         """Everything counted of one answered recommendation, once it is sent: what
         :meth:`observe_decision`, :meth:`observe_variant` and :meth:`observe_stages` count,
-        handed to the batch in one call (one hold of its lock, not four)."""
+        handed to the batch in one call (one hold of its lock, not four); the exclusions are
+        counted by rule at the batch's flush (``service.infra.metric_batch.Counted``)."""
         degraded = decision.degraded_reason
         key = (variant, "false" if degraded is None else "true")
         child = self._variants.get(key)
@@ -343,14 +344,13 @@ class ServiceMetrics:
         increments = [(child, 1)]
         if degraded is not None:
             increments.append((self._degraded[degraded.value], 1))
-        if decision.exclusions:
-            # A handful of distinct rules among a dozen or more exclusions: a C-level count
-            # per distinct rule is cheaper than a Counter.
-            children = self._exclusions
-            rules = list(map(_RULE, decision.exclusions))
-            increments += [(children[rule], rules.count(rule)) for rule in dict.fromkeys(rules)]
         stages = self._stages
-        self.writes.add(increments, [(stages[stage], value) for stage, value in seconds.items()])
+        self.writes.add(
+            increments,
+            [(stages[stage], value) for stage, value in seconds.items()],
+            # Exclusions by rule, counted at the flush (the list is never changed once made).
+            (self._exclusions, _RULE, decision.exclusions) if decision.exclusions else None,
+        )
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
         children = self._stages

@@ -21,7 +21,9 @@ from core.settings import Settings
 from core.suitability import Exclusion, Rule
 from service.app import create_app
 from service.decision.outcome import Decision, DegradedReason
+from service.infra import metric_batch
 from service.infra.metric_batch import (
+    Children,
     DirectWrites,
     HistogramTally,
     MetricBatch,
@@ -261,3 +263,20 @@ def test_one_call_per_recorded_decision_counts_what_the_three_calls_did(batched:
     assert lines == _nbo_lines(three.registry)
     with pytest.raises(ValueError):
         one.observe_recorded(plain, "unknown", {})
+
+
+def test_counted_items_are_counted_at_the_flush_and_folded_in_when_many_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = CollectorRegistry()
+    counter = Counter("t_rules", "rules", ["rule"], registry=registry)
+    children = Children(counter)
+    batch = MetricBatch()
+    monkeypatch.setattr(metric_batch, "COUNTED_MAX", 3)
+    for items in (["a", "b", "a"], ["b"], ["c", "a"], ["a"]):
+        batch.add([], [], (children, str.strip, items))
+    assert batch._counted == [(children, str.strip, ["a"])]  # the first 3 were folded in
+    assert batch.flush() == 3
+    lines = exposition(registry)
+    assert 't_rules_total{rule="a"} 4.0' in lines and 't_rules_total{rule="c"} 1.0' in lines
+    assert 't_rules_total{rule="b"} 2.0' in lines
