@@ -27,7 +27,7 @@ import pyarrow as pa
 from core.redis_keys import decision_index_key, decisions_key
 from core.redis_server import RedisClient
 from core.settings import Settings
-from features.audit_features import decode_decision
+from features.audit_features import decode_decision, expand
 from features.events_export import write_parquet_atomically
 from features.streams import read_stream, stream_id_at
 
@@ -142,7 +142,8 @@ def read_decision(
     route calls it for every event. ``features=False`` leaves the record's packed feature
     record as stored (``features_packed``, ``features.audit_features``): the event route
     checks an event against the offers and needs neither its decoding nor a read of its
-    schema.
+    schema. Its exclusions and priorities are expanded either way
+    (``features.audit_features.expand``).
     """
     prefix = settings.audit_prefix
     script = client.register_script(_READ_DECISION)
@@ -154,7 +155,7 @@ def read_decision(
         return None
     entry, raw = found
     decoded: dict[str, Any] = (
-        decode_decision(client, prefix, raw) if features else orjson.loads(raw)
+        decode_decision(client, prefix, raw) if features else expand(orjson.loads(raw))
     )
     decoded["stream_id"] = entry.decode()
     return decoded

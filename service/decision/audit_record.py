@@ -10,6 +10,10 @@ customer's moments (lifecycle stage, tier, the treatments their triggers propose
 offers. The raw customer id is not in it: fields that name or identify a customer are
 dropped from the feature record (:func:`without_identifiers`).
 
+:func:`audit_record` is that record as readers see it; :func:`stored_record` builds it as
+the trail stores it, exclusions and priorities in a compact form that
+``features.audit_features.expand`` turns back into the readers' shape.
+
 Storage (keys in ``core.redis_keys``): a Redis Stream bounded to about ``audit_retention``
 entries (``XADD MAXLEN ~``) plus a per-request index key with a TTL. Records are written
 behind the answer, in batches, by ``service.infra.audit_writer`` (its docstring says why
@@ -20,12 +24,17 @@ durable files (``nbo audit export``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import filterfalse
+from operator import attrgetter, itemgetter
 from typing import Any
 
-from features.audit_features import PACKED, pack
+from core.suitability import Exclusion
+from features.audit_features import PACKED, PRIORITY_FIELDS, expand, pack
+from features.online_store import FeatureSetInfo
 from features.record_schema import RecordSchema
 from service.api.schemas import OfferBody, ResponseBody
 from service.decision.outcome import Decision
@@ -86,12 +95,13 @@ def packable(raw: bytes, schema: RecordSchema, customer_id: str) -> bool:
     return (
         texts is not None
         and customer_id not in texts
-        and not _JSON_ESCAPED.intersection(customer_id)
+        and _JSON_ESCAPED(customer_id) is None
         and customer_id.encode() not in raw
     )
 
 
-_JSON_ESCAPED = frozenset('"\\') | frozenset(chr(c) for c in range(32))
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]').search
+"""The first character JSON escapes (a quote, a backslash, a control character) or None."""
 _texts_by_schema: dict[str, frozenset[str] | None] = {}
 
 
@@ -117,7 +127,39 @@ def audit_record(
     raw_features: bytes | None = None,
     schema: RecordSchema | None = None,
 ) -> dict[str, Any]:
-    """The audit record of one response (plain JSON types).
+    """The audit record of one response as every reader sees it (plain JSON types).
+
+    :func:`stored_record` expanded (``features.audit_features.expand``): exclusions and
+    arbitration priorities as lists of objects. Parameters as :func:`stored_record`'s.
+    """
+    return expand(
+        stored_record(
+            response, decision, features, customer_id, pseudonym, holdout, raw_features, schema
+        )
+    )
+
+
+_PRIORITY_ROW = attrgetter(
+    "product.id", *PRIORITY_FIELDS[1:]
+)  # one Priority -> its row of PRIORITY_FIELDS' values (in C: no Python frame per candidate)
+_PRODUCT_ID = itemgetter(0)  # one Exclusion (or priority row) -> its product id
+_OFFERED_ID = attrgetter("product.id")  # one Offer -> its product id
+
+
+def stored_record(
+    response: ResponseBody,
+    decision: Decision,
+    features: Mapping[str, Any] | None,
+    customer_id: str,
+    pseudonym: str,
+    holdout: Sequence[OfferBody] = (),
+    raw_features: bytes | None = None,
+    schema: RecordSchema | None = None,
+) -> dict[str, Any]:
+    """The audit record of one response as the trail stores it (JSON types, tuples as
+    arrays): the record readers see, with the exclusions and priorities in their compact
+    form (``features.audit_features``), built with a few C calls instead of an object per
+    product.
 
     ``holdout``: the offers a control customer would have been shown and was not
     (``service.decision.variant.hold_out``), kept so uplift against control is measurable.
@@ -128,19 +170,19 @@ def audit_record(
     decided_at = decision.decided_at or datetime.now(UTC)
     feature_set = decision.feature_set
     churn = decision.churn_risk
+    decided = decided_at.isoformat()
+    priorities = list(map(_PRIORITY_ROW, decision.priorities))
     return {
         "request_id": response["request_id"],
-        "decided_at": decided_at.isoformat(),
-        "today": decided_at.date().isoformat(),
+        "decided_at": decided,
+        "today": decided[:10],  # the isoformat's date part: decided_at.date().isoformat()
         "customer": pseudonym,
         "channel": response["channel"],
         "model_versions": dict(response["model_versions"]),
         "variant": response["variant"],
         "feature_set": (
             {
-                "version": feature_set.version,
-                "as_of": feature_set.as_of.isoformat(),
-                "catalogue_version": feature_set.catalogue_version,
+                **_feature_set_fields(feature_set),
                 "age_seconds": round((decided_at - feature_set.created_at).total_seconds(), 3),
             }
             if feature_set is not None
@@ -154,17 +196,14 @@ def audit_record(
         "candidate_scores": decision.scores,
         # precomputed | online: where the model's scores and reasons came from (None: fallback)
         "scores_source": decision.scores_source,
-        # The rule is a StrEnum: a str, written as its value (no ``.value`` lookup each).
-        "exclusions": [
-            {"product_id": e.product_id, "rule": e.rule, "detail": e.detail}
-            for e in decision.exclusions
-        ],
+        "exclusions": _exclusions(decision.exclusions),
         "arbitration": {
             "retention_eligible": decision.retention_eligible,
-            "priorities": [p.as_record() for p in decision.priorities],
+            "priorities": priorities,
         },
-        "ranked_out": decision.ranked_out,  # ranked below the top k (with offers, holdout
-        # offers and exclusions: every product of the catalogue)
+        # ranked below the top k (with offers, holdout offers and exclusions: every product
+        # of the catalogue)
+        "ranked_out": _ranked_out(decision, map(_PRODUCT_ID, priorities)),
         "contact": decision.contact,
         "acceptance": decision.acceptance.as_record(),
         "lifecycle_stage": response["lifecycle_stage"],
@@ -175,6 +214,42 @@ def audit_record(
         "withheld_reason": response["withheld_reason"],
         "shadow": decision.shadow,  # challenger's offers in shadow mode (never shown)
     }
+
+
+_feature_sets: dict[str, tuple[FeatureSetInfo, dict[str, str]]] = {}
+
+
+def _feature_set_fields(feature_set: FeatureSetInfo) -> dict[str, str]:
+    """The record's fixed fields of ``feature_set`` (all but its age), made once per set
+    (every decision of a set records the same) and looked up by version after."""
+    known = _feature_sets.get(feature_set.version)
+    if known is None or known[0] is not feature_set:
+        if len(_feature_sets) >= 16:  # a set is replaced about daily: keep the few recent
+            _feature_sets.clear()
+        fields = {
+            "version": feature_set.version,
+            "as_of": feature_set.as_of.isoformat(),
+            "catalogue_version": feature_set.catalogue_version,
+        }
+        known = _feature_sets[feature_set.version] = (feature_set, fields)
+    return known[1]
+
+
+def _exclusions(exclusions: Sequence[Exclusion]) -> dict[str, Any] | list[Any]:
+    """The exclusions in their stored form (``features.audit_features``): three columns,
+    made by one ``zip`` (the rule is a StrEnum: a str, written as its value); none: ``[]``."""
+    if not exclusions:
+        return []
+    products, rules, details = zip(*exclusions, strict=False)  # 3-tuples: three columns
+    return {"products": products, "rules": rules, "details": details}
+
+
+def _ranked_out(decision: Decision, products: Iterable[str]) -> list[str]:
+    """``decision.ranked_out`` from the ranked ``products`` (the priorities' ids, in order),
+    made with C-level maps rather than a Python frame per product."""
+    gone = set(map(_PRODUCT_ID, decision.exclusions))
+    gone.update(map(_OFFERED_ID, decision.offers))
+    return list(filterfalse(gone.__contains__, products))
 
 
 def _features(

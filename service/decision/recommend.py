@@ -42,7 +42,7 @@ from service.decision.arbitration import (
     split_by_channel,
     top_offers,
 )
-from service.decision.audit_record import audit_record
+from service.decision.audit_record import stored_record
 from service.decision.candidates import fallback_order, lowest_risk_only, offer_candidates
 from service.decision.churn_risk import assess_churn_risk
 from service.decision.contact_policy import (
@@ -144,7 +144,7 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
         try:
             raw = lookup.raw_record
             schema = lookup.feature_set.schema_of(raw) if lookup.feature_set and raw else None
-            entry = audit_record(
+            entry = stored_record(
                 response, decision, lookup.record, request.customer_id, pseudonym, held,
                 raw_features=raw, schema=schema,
             )  # fmt: skip
@@ -152,10 +152,8 @@ async def recommend(request: RecommendationRequest, request_id: str, runtime: Ru
         except Exception:  # the answer is out: make the gap loud (log + the audit alert)
             log.exception("decision not recorded", extra=fields(request_id=request_id))
             runtime.metrics.observe_audit("failed", 1)
-        runtime.metrics.observe_decision(decision)
-        runtime.metrics.observe_variant(response["variant"], decision)
         clock.lap("recording")
-        runtime.metrics.observe_stages(clock.seconds)
+        runtime.metrics.observe_recorded(decision, response["variant"], clock.seconds)
 
     return Answer(response, record)
 

@@ -29,8 +29,24 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from typing import Any, Protocol
+
+Counted = tuple[Mapping[Any, Any], Callable[[Any], Any], Iterable[Any]]
+"""``(children, label, items)``: one increment of ``children[label(item)]`` for each item.
+
+Handed to :meth:`MetricBatch.add` as it is (a tuple, no counting per call) and counted at
+the flush over every call since the last one: e.g. a recommendation's exclusions by rule,
+a dozen or more per request, counted by one ``Counter`` a second instead of a dict update
+each (``ServiceMetrics.observe_recorded``). ``items`` must not change once handed over;
+``children`` makes a child on first use of a key (``Children``)."""
+
+
+COUNTED_MAX = 4096
+"""Pending :data:`Counted` calls beyond which they are counted at once (bounds the memory
+they hold where nothing flushes for a while)."""
 
 
 class MetricWrites(Protocol):
@@ -43,6 +59,13 @@ class MetricWrites(Protocol):
     def inc_each(self, increments: Iterable[tuple[Any, float]]) -> None: ...
 
     def observe_each(self, observations: Iterable[tuple[Any, float]]) -> None: ...
+
+    def add(
+        self,
+        increments: Iterable[tuple[Any, float]],
+        observations: Iterable[tuple[Any, float]],
+        counted: Counted | None = None,
+    ) -> None: ...
 
     def flush(self) -> int: ...
 
@@ -63,6 +86,19 @@ class DirectWrites:
     def observe_each(self, observations: Iterable[tuple[Any, float]]) -> None:
         for child, value in observations:
             child.observe(value)
+
+    def add(
+        self,
+        increments: Iterable[tuple[Any, float]],
+        observations: Iterable[tuple[Any, float]],
+        counted: Counted | None = None,
+    ) -> None:
+        self.inc_each(increments)
+        self.observe_each(observations)
+        if counted is not None:
+            children, label, items = counted
+            for item in items:
+                children[label(item)].inc()
 
     def flush(self) -> int:
         """Nothing pending: 0 children written."""
@@ -97,6 +133,7 @@ class MetricBatch:
         self._flushing = threading.Lock()
         self._increments: dict[Any, float] = {}
         self._observations: dict[Any, HistogramTally] = {}
+        self._counted: list[Counted] = []
 
     def inc(self, child: Any, amount: float = 1) -> None:
         with self._lock:
@@ -108,22 +145,46 @@ class MetricBatch:
     def inc_each(self, increments: Iterable[tuple[Any, float]]) -> None:
         """Several :meth:`inc` under one hold of the lock."""
         with self._lock:
-            pending = self._increments
-            for child, amount in increments:
-                pending[child] = pending.get(child, 0) + amount
+            self._add_increments(increments)
 
     def observe_each(self, observations: Iterable[tuple[Any, float]]) -> None:
         """Several :meth:`observe` under one hold of the lock."""
         with self._lock:
-            pending = self._observations
-            for child, value in observations:
-                tally = pending.get(child)
-                if tally is None:
-                    tally = pending[child] = HistogramTally(child._upper_bounds)
-                # The first bound >= value: prometheus-client's bucket (``value <= bound``).
-                index = bisect_left(tally.bounds, value) if value == value else len(tally.bounds)
-                tally.counts[index] += 1
-                tally.total += value
+            self._add_observations(observations)
+
+    def add(
+        self,
+        increments: Iterable[tuple[Any, float]],
+        observations: Iterable[tuple[Any, float]],
+        counted: Counted | None = None,
+    ) -> None:
+        """:meth:`inc_each` and :meth:`observe_each` under one hold of the lock (one
+        recommendation's metrics: ``ServiceMetrics.observe_recorded``), and ``counted``
+        kept as it is, to be counted at the flush (:data:`Counted`)."""
+        with self._lock:
+            self._add_increments(increments)
+            self._add_observations(observations)
+            if counted is not None:
+                self._counted.append(counted)
+                if len(self._counted) >= COUNTED_MAX:  # no flush for a while: fold them in
+                    _count_into(self._increments, self._counted)
+                    self._counted = []
+
+    def _add_increments(self, increments: Iterable[tuple[Any, float]]) -> None:
+        pending = self._increments
+        for child, amount in increments:
+            pending[child] = pending.get(child, 0) + amount
+
+    def _add_observations(self, observations: Iterable[tuple[Any, float]]) -> None:
+        pending = self._observations
+        for child, value in observations:
+            tally = pending.get(child)
+            if tally is None:
+                tally = pending[child] = HistogramTally(child._upper_bounds)
+            # The first bound >= value: prometheus-client's bucket (``value <= bound``).
+            index = bisect_left(tally.bounds, value) if value == value else len(tally.bounds)
+            tally.counts[index] += 1
+            tally.total += value
 
     def flush(self) -> int:
         """Write everything pending into the children; the number of children written."""
@@ -131,11 +192,29 @@ class MetricBatch:
             with self._lock:
                 increments, self._increments = self._increments, {}
                 observations, self._observations = self._observations, {}
+                counted, self._counted = self._counted, []
+            _count_into(increments, counted)
             for child, amount in increments.items():
                 child.inc(amount)
             for child, tally in observations.items():
                 add_observations(child, tally)
             return len(increments) + len(observations)
+
+
+def _count_into(increments: dict[Any, float], counted: list[Counted]) -> None:
+    """Add ``counted``'s items to ``increments``: one ``Counter`` (C-level counting) per
+    (children, label) over every call's items since the last flush."""
+    groups: dict[tuple[int, Any], tuple[Any, Callable[[Any], Any], list[Iterable[Any]]]] = {}
+    for children, label, items in counted:
+        group = groups.get((id(children), label))
+        if group is None:
+            groups[id(children), label] = (children, label, [items])
+        else:
+            group[2].append(items)
+    for children, label, lists in groups.values():
+        for key, count in Counter(map(label, chain.from_iterable(lists))).items():
+            child = children[key]
+            increments[child] = increments.get(child, 0) + count
 
 
 def add_observations(child: Any, tally: HistogramTally) -> None:

@@ -32,6 +32,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from operator import itemgetter
 
 import redis
 from prometheus_client import (
@@ -63,6 +64,8 @@ from service.infra.metric_batch import (
 from service.infra.state import ServingState
 
 log = logging.getLogger(__name__)
+
+_RULE = itemgetter(1)  # core.suitability.Exclusion -> its rule (a StrEnum: its own label)
 
 STAGES = ("feature_fetch", "scoring", "filtering", "arbitration", "recording")
 """The stages of the request path, in order; the metric's ``stage`` label values."""
@@ -322,8 +325,32 @@ class ServiceMetrics:
             self.writes.inc(self._degraded[decision.degraded_reason.value])
         # Rule is a StrEnum: the member is its own label value (no ``.value`` lookup each).
         children = self._exclusions
-        counts = Tally(e.rule for e in decision.exclusions)
+        counts = Tally(map(_RULE, decision.exclusions))
         self.writes.inc_each([(children[rule], count) for rule, count in counts.items()])
+
+    def observe_recorded(
+        self, decision: Decision, variant: str, seconds: Mapping[str, float]
+    ) -> None:
+        """Everything counted of one answered recommendation, once it is sent: what
+        :meth:`observe_decision`, :meth:`observe_variant` and :meth:`observe_stages` count,
+        handed to the batch in one call (one hold of its lock, not four); the exclusions are
+        counted by rule at the batch's flush (``service.infra.metric_batch.Counted``)."""
+        degraded = decision.degraded_reason
+        key = (variant, "false" if degraded is None else "true")
+        child = self._variants.get(key)
+        if child is None:  # a variant's child is made once, after its label is checked
+            _check_domain("nbo_recommendations_total", "variant", variant)
+            child = self._variants[key]
+        increments = [(child, 1)]
+        if degraded is not None:
+            increments.append((self._degraded[degraded.value], 1))
+        stages = self._stages
+        self.writes.add(
+            increments,
+            [(stages[stage], value) for stage, value in seconds.items()],
+            # Exclusions by rule, counted at the flush (the list is never changed once made).
+            (self._exclusions, _RULE, decision.exclusions) if decision.exclusions else None,
+        )
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
         children = self._stages

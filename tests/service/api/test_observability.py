@@ -242,7 +242,7 @@ def test_a_decision_that_cannot_be_recorded_is_answered_logged_and_counted(
     def broken(*args: object) -> dict[str, object]:
         raise TypeError("not serializable")
 
-    monkeypatch.setattr("service.decision.recommend.audit_record", broken)
+    monkeypatch.setattr("service.decision.recommend.stored_record", broken)
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())

@@ -18,8 +18,12 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from core.settings import Settings
+from core.suitability import Exclusion, Rule
 from service.app import create_app
+from service.decision.outcome import Decision, DegradedReason
+from service.infra import metric_batch
 from service.infra.metric_batch import (
+    Children,
     DirectWrites,
     HistogramTally,
     MetricBatch,
@@ -223,3 +227,56 @@ def test_the_lifespan_flushes_what_is_pending_at_shutdown(settings: Settings) ->
         metrics: ServiceMetrics = app.state.runtime.metrics
         assert series not in _nbo_lines(metrics.registry)
     assert series in _nbo_lines(metrics.registry)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_one_call_per_recorded_decision_counts_what_the_three_calls_did(batched: bool) -> None:
+    """``observe_recorded`` (the request path's one call once an answer is sent) against
+    ``observe_decision`` + ``observe_variant`` + ``observe_stages``, degraded or not."""
+    fallback = Decision(
+        offers=[],
+        churn_risk=None,
+        exclusions=[
+            Exclusion("funds", Rule.SUITABILITY, "R3 above C2"),
+            Exclusion("loans", Rule.SUITABILITY, "R4 above C2"),
+            Exclusion("home_account", Rule.WITHDRAWN, "product withdrawn from sale"),
+        ],
+        degraded_reason=DegradedReason.UNKNOWN_CUSTOMER,
+        feature_set=None,
+    )
+    plain = Decision(offers=[], churn_risk=None, exclusions=[], degraded_reason=None,
+                     feature_set=None)  # fmt: skip
+    one, three = ServiceMetrics(batched=batched), ServiceMetrics(batched=batched)
+    for n, (decision, variant) in enumerate(
+        [(fallback, "champion"), (plain, "challenger"), (fallback, "control"), (plain, "champion")]
+    ):
+        stages = {stage: 0.0001 * (n + 1) for stage in STAGES}
+        one.observe_recorded(decision, variant, stages)
+        three.observe_decision(decision)
+        three.observe_variant(variant, decision)
+        three.observe_stages(stages)
+    one.flush()
+    three.flush()
+    lines = _nbo_lines(one.registry)
+    assert 'nbo_exclusions_total{rule="suitability"} 4.0' in lines
+    assert 'nbo_recommendations_total{degraded="true",variant="control"} 1.0' in lines
+    assert lines == _nbo_lines(three.registry)
+    with pytest.raises(ValueError):
+        one.observe_recorded(plain, "unknown", {})
+
+
+def test_counted_items_are_counted_at_the_flush_and_folded_in_when_many_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = CollectorRegistry()
+    counter = Counter("t_rules", "rules", ["rule"], registry=registry)
+    children = Children(counter)
+    batch = MetricBatch()
+    monkeypatch.setattr(metric_batch, "COUNTED_MAX", 3)
+    for items in (["a", "b", "a"], ["b"], ["c", "a"], ["a"]):
+        batch.add([], [], (children, str.strip, items))
+    assert batch._counted == [(children, str.strip, ["a"])]  # the first 3 were folded in
+    assert batch.flush() == 3
+    lines = exposition(registry)
+    assert 't_rules_total{rule="a"} 4.0' in lines and 't_rules_total{rule="c"} 1.0' in lines
+    assert 't_rules_total{rule="b"} 2.0' in lines
