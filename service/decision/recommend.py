@@ -277,8 +277,9 @@ def decide(
             settings.churn_medium_threshold,
             settings.churn_high_threshold,
         )
-    moments = customer_moments(record, catalogue, decisioning, churn, maturity_model, now.date())
-    limits = ContactLimits.from_settings(settings).for_tier(decisioning.moments, moments.tier)
+    today = now.date()
+    moments = customer_moments(record, catalogue, decisioning, churn, maturity_model, today)
+    limits = ContactLimits.for_request(settings, decisioning.moments, moments.tier)
     clock.lap("scoring")
     candidates, not_candidates = offer_candidates(catalogue, moments)
 
@@ -288,7 +289,7 @@ def decide(
     if fallback is not None:
         candidates, capped = lowest_risk_only(candidates)
     allowed, excluded = split_suitable(
-        candidates, facts, now.date(), settings.risk_assessment_validity_days
+        candidates, facts, today, settings.risk_assessment_validity_days, catalogue
     )
     allowed, off_channel = split_by_channel(allowed, channel, decisioning)
     allowed, off_tier = split_by_tier_channel(allowed, decisioning.moments, moments.tier, channel)
