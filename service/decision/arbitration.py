@@ -35,7 +35,7 @@ from typing import NamedTuple
 from core.catalogue import Product
 from core.decisioning import DecisioningConfig, StageLevers
 from core.scoring.base import Reason
-from core.suitability import Exclusion, Rule, partition
+from core.suitability import Exclusion, Rule
 from service.decision.acceptance import Acceptance
 from service.decision.churn_risk import ChurnRisk
 from service.decision.moments import Moments, Treatment, churn_triggered
@@ -270,7 +270,7 @@ def arbitrate(
                 trigger,
                 p_accept,
                 affinity,
-            )  # fmt: skip
+            )
         )
     priorities.sort(key=_by_priority_descending)
     return priorities
