@@ -193,6 +193,7 @@ def split_by_channel(
 
 _MAX_PRIORITY = sys.float_info.max
 _NAN = math.nan
+_new_tuple = tuple.__new__
 
 
 def arbitrate(
@@ -259,17 +260,22 @@ def arbitrate(
         elif priority < -_MAX_PRIORITY:
             priority = -_MAX_PRIORITY
         priorities.append(
-            Priority(
-                product,
-                propensity,
-                value,
-                context,
-                lever,
-                boost,
-                priority,
-                trigger,
-                p_accept,
-                affinity,
+            # tuple.__new__ directly: the named tuple's own __new__ is a Python function
+            # that only forwards to it (one call less per candidate).
+            _new_tuple(
+                Priority,
+                (
+                    product,
+                    propensity,
+                    value,
+                    context,
+                    lever,
+                    boost,
+                    priority,
+                    trigger,
+                    p_accept,
+                    affinity,
+                ),
             )
         )
     priorities.sort(key=_by_priority_descending)
@@ -289,10 +295,8 @@ def arbitration_reasons(item: Priority, treatment: Treatment | None, channel: st
     reasons: list[Reason] = list(treatment.reasons) if treatment is not None else []
     kind = (item.trigger or "").split(":", 1)[0]
     driver, boost = DRIVERS.get(kind, ("rule", kind)) if item.trigger else ("propensity", "")
-    formula = (
-        f"priority {item.priority:.4g} = {driver} {item.propensity:.3g}"
-        f" x value {item.business_value:g} x channel {channel} {item.context_weight:g}"
-        f" x lever {item.lever:g}"
+    formula = f"priority {item.priority:.4g} = {driver} {item.propensity:.3g}" + _trace_factors(
+        item.business_value, channel, item.context_weight, item.lever
     )
     if item.p_accept is not None and item.channel_affinity is not None:
         formula += (
@@ -302,6 +306,29 @@ def arbitration_reasons(item: Priority, treatment: Treatment | None, channel: st
         formula += f" x {boost.replace('_', ' ')} boost {item.boost:g}"
     reasons.append(Reason("arbitration", formula))
     return reasons
+
+
+_TRACE_FACTORS: dict[tuple[float, str, float, float], str] = {}
+_MAX_TRACE_FACTORS = 4096
+
+
+def _trace_factors(value: float, channel: str, context: float, lever: float) -> str:
+    """The static factors of the arbitration trace, `` x value .. x channel .. x lever ..``.
+
+    They repeat from request to request (a product's value, weight and lever on a channel),
+    so each text is formatted once. Only non-zero finite factors are kept: a key is found by
+    ``==``, which would mix up 0.0 and -0.0 (formatted differently), and a NaN never
+    finds its own entry.
+    """
+    key = (value, channel, context, lever)
+    text = _TRACE_FACTORS.get(key)
+    if text is None:
+        text = f" x value {value:g} x channel {channel} {context:g} x lever {lever:g}"
+        if value and context and lever and math.isfinite(value * context * lever):
+            if len(_TRACE_FACTORS) >= _MAX_TRACE_FACTORS:
+                _TRACE_FACTORS.clear()
+            _TRACE_FACTORS[key] = text
+    return text
 
 
 def top_offers(

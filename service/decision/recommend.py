@@ -353,7 +353,8 @@ def decide(
         + cut,
         degraded_reason=degraded,
         feature_set=lookup.feature_set,
-        scores=dict(scores) if fallback is None or fallback.shown_score else {},
+        # The model's scores are a dict of this call's own (model_scores), read-only so far.
+        scores=scores if fallback is None else dict(scores) if fallback.shown_score else {},
         priorities=priorities,
         retention_eligible=churn_triggered(churn, decisioning),
         contact={**lookup.contact.summary(now, limits, channel), "daily_capacity": capacity},
@@ -369,6 +370,8 @@ def unscored_products(
 ) -> list[Exclusion]:
     """The allowed products arbitration could not place (no finite propensity): recorded,
     so that the audit trail accounts for every product of the catalogue."""
+    if len(priorities) == len(allowed):  # arbitration places each allowed product once at most
+        return []
     placed = {item.product.id for item in priorities}
     return [
         Exclusion(p.id, Rule.NO_SCORE, "no finite propensity (or P(accept)) from the model")
