@@ -20,7 +20,7 @@ from core.suitability import CustomerFacts
 def customer_facts(record: FeatureRecord) -> CustomerFacts:
     """Facts of one materialized record (``assets`` is the ``balance`` feature)."""
     resident = record.get("resident")
-    return CustomerFacts(
+    return CustomerFacts.of(
         _whole_number(record.get("age")),
         _risk_level(record.get("risk_level")),
         iso_date(record.get("risk_assessed_on")),

@@ -340,7 +340,7 @@ def decide(
         )
     clock.lap("scoring")
 
-    return Decision(
+    return Decision.of(
         offers=offers,
         churn_risk=churn,
         exclusions=not_candidates
