@@ -108,7 +108,7 @@ class ChannelResponse:
     def preferred(self, record: Mapping[str, Any] | None) -> PreferredChannel | None:
         """Best-responding channel (ties: more acceptances, then ``CHANNELS`` order); else
         the record's ``preferred_channel`` when it names a known channel; else None."""
-        if self.accepted > 0:
+        if self.channels and self.accepted > 0:
             order = {name: index for index, name in enumerate(CHANNELS)}
             best = min(
                 self.channels,

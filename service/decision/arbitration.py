@@ -293,8 +293,12 @@ DRIVERS = {"churn": ("churn", "retention"), "maturity": ("outflow risk", "maturi
 def arbitration_reasons(item: Priority, treatment: Treatment | None, channel: str) -> list[Reason]:
     """The trigger's reasons (a treatment) and the arbitration trace, after the model's."""
     reasons: list[Reason] = list(treatment.reasons) if treatment is not None else []
-    kind = (item.trigger or "").split(":", 1)[0]
-    driver, boost = DRIVERS.get(kind, ("rule", kind)) if item.trigger else ("propensity", "")
+    trigger = item.trigger
+    if trigger:
+        kind = trigger.split(":", 1)[0]
+        driver, boost = DRIVERS.get(kind) or ("rule", kind)
+    else:
+        driver, boost = "propensity", ""
     formula = f"priority {item.priority:.4g} = {driver} {item.propensity:.3g}" + _trace_factors(
         item.business_value, channel, item.context_weight, item.lever
     )

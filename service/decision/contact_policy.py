@@ -238,7 +238,7 @@ def split_by_tier_channel(
         return list(products), []
     where = ", ".join(service.channels)
     detail = f"tier {tier}: contacted on {where} only, not {channel}"
-    return partition(products, lambda product: Exclusion(product.id, Rule.CONTACT_POLICY, detail))
+    return [], [Exclusion(product.id, Rule.CONTACT_POLICY, detail) for product in products]
 
 
 def daily_capacity(state: ContactState, channel: str, now: datetime, limits: ContactLimits) -> int:

@@ -288,6 +288,8 @@ def _date_rule_applies(rule: DateRule, record: Mapping[str, Any], today: date) -
 def _stage_treatments(
     stage: str | None, levers: StageLevers, treatments: Mapping[str, Product]
 ) -> list[Treatment]:
+    if not levers.treatments:
+        return []
     what = "win-back offer" if stage == "churned" else "offer for this stage"
     reason = Reason("lifecycle_stage", f"lifecycle stage {stage}: {what}")
     return [
