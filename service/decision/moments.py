@@ -182,14 +182,18 @@ def _treatments_of(catalogue: Catalogue) -> _CatalogueTreatments:
     if known is None or known.catalogue is not catalogue:
         if len(_TREATMENTS) >= _MAX_CATALOGUES:
             _TREATMENTS.clear()
-        products = catalogue.products
-        known = _TREATMENTS[id(catalogue)] = _CatalogueTreatments(
-            catalogue,
-            {p.id: p for p in products if p.retention},
-            tuple(p for p in products if p.retention and p.category == "retention"),
-            {p.id: p.name for p in products},
-        )
+        known = _TREATMENTS[id(catalogue)] = _catalogue_treatments(catalogue)
     return known
+
+
+def _catalogue_treatments(catalogue: Catalogue) -> _CatalogueTreatments:
+    products = catalogue.products
+    return _CatalogueTreatments(
+        catalogue,
+        {p.id: p for p in products if p.retention},
+        tuple(p for p in products if p.retention and p.category == "retention"),
+        {p.id: p.name for p in products},
+    )
 
 
 def _strongest(found: Iterable[Treatment]) -> dict[str, Treatment]:
