@@ -214,7 +214,7 @@ class SuitabilityIndex:
     still emptied past :data:`MAX_KEYS`).
     """
 
-    MAX_KEYS = 8192
+    MAX_KEYS = 4096
 
     __slots__ = ("_max_ages", "_min_ages", "_min_assets", "_min_incomes", "_verdicts", "catalogue")
 
