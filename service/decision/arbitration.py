@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import NamedTuple
 
 from core.catalogue import Product
@@ -224,6 +225,7 @@ def arbitrate(
     treatments = moments.treatments
     modelled = acceptance is not None and acceptance.modelled
     isfinite = math.isfinite
+    all_ordered = True
     for product in allowed:
         pid = product.id
         trigger: str | None = None
@@ -259,6 +261,8 @@ def arbitrate(
             priority = _MAX_PRIORITY
         elif priority < -_MAX_PRIORITY:
             priority = -_MAX_PRIORITY
+        elif priority != priority:  # NaN
+            all_ordered = False
         priorities.append(
             # tuple.__new__ directly: the named tuple's own __new__ is a Python function
             # that only forwards to it (one call less per candidate).
@@ -278,8 +282,16 @@ def arbitrate(
                 ),
             )
         )
-    priorities.sort(key=_by_priority_descending)
+    if all_ordered:
+        # Stable, highest first: the same order as sorting by -priority when every priority
+        # is a number (ties keep catalogue order either way).
+        priorities.sort(key=_PRIORITY, reverse=True)
+    else:  # a NaN priority (an overflow times a zero factor): the key the order is defined by
+        priorities.sort(key=_by_priority_descending)
     return priorities
+
+
+_PRIORITY = itemgetter(6)  # Priority.priority
 
 
 def _by_priority_descending(item: Priority) -> float:

@@ -32,6 +32,7 @@ from core.decisioning import ChannelContext, ChannelRule, DecisioningConfig, Lev
 from service.decision.acceptance import channel_response
 from service.decision.candidates import _offer_candidates
 from service.decision.contact_policy import ContactEntry, ContactLimits, ContactState, start_of_day
+from service.decision.moments import Moments
 from service.decision.outcome import Decision, DegradedReason
 from service.infra.feature_fetch import FeatureLookup
 from tests.service.decision.test_suitability_property import (
@@ -266,3 +267,23 @@ def test_decision_of_is_the_constructor() -> None:
     built = Decision(**values)
     assert decision == built and repr(decision) == repr(built)
     assert list(vars(decision)) == [f.name for f in fields(Decision)]
+
+
+@given(st.lists(st.sampled_from([0.0, -0.0, 0.25, 0.5, 1e308, math.nan]), min_size=1, max_size=9))
+def test_arbitration_orders_highest_first_and_keeps_catalogue_order_on_ties(
+    scores: list[float],
+) -> None:
+    """Ties (0.0 and -0.0 included) in catalogue order; a NaN priority (1e308 x a huge lever
+    overflows, then x 0) sorted by the -priority key as before."""
+    products = [_product(id=f"p_{i}", category="account") for i in range(len(scores))]
+    config = DecisioningConfig(
+        version="t", retention=RETENTION, levers=Levers(products={"p_0": 1e308, "p_1": 0.0})
+    )
+    propensities = {p.id: s for p, s in zip(products, scores, strict=True)}
+    ranked = arbitration.arbitrate(products, propensities, Moments(), "app", config)
+    placed = [p for p in products if math.isfinite(scores[int(p.id[2:])])]
+    expected = sorted(
+        [next(r for r in ranked if r.product is p) for p in placed],
+        key=lambda item: -item.priority,
+    )
+    assert [r.product.id for r in ranked] == [r.product.id for r in expected]
