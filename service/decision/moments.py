@@ -283,7 +283,10 @@ def _upgrade(record: Mapping[str, Any], product: Product, boost: float) -> list[
 
 
 def _date_rule_applies(rule: DateRule, record: Mapping[str, Any], today: date) -> bool:
-    month = _number(record.get(rule.anchor))
+    value = record.get(rule.anchor)
+    if type(value) is int and 1 <= value <= 12:  # the usual case, as read below
+        return rule.applies(value, today.month)
+    month = _number(value)
     if month is None or not month.is_integer() or not 1 <= month <= 12:
         return False
     return rule.applies(int(month), today.month)

@@ -70,6 +70,7 @@ from service.infra.metrics import StageClock
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_new_tuple = tuple.__new__
 
 
 async def recommend(request: RecommendationRequest, request_id: str, runtime: Runtime) -> Answer:
@@ -335,8 +336,10 @@ def decide(
             score = item.propensity
         reasons += arbitration_reasons(item, treatment, channel)
         contract = treatment.contract if treatment is not None else None
-        offers.append(
-            Offer(product, position, score, reasons, item.priority, item.trigger, contract)
+        offers.append(  # tuple.__new__: the named tuple's own __new__ only forwards to it
+            _new_tuple(
+                Offer, (product, position, score, reasons, item.priority, item.trigger, contract)
+            )
         )
     clock.lap("scoring")
 
