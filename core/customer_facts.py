@@ -19,14 +19,15 @@ from core.suitability import CustomerFacts
 
 def customer_facts(record: FeatureRecord) -> CustomerFacts:
     """Facts of one materialized record (``assets`` is the ``balance`` feature)."""
-    return CustomerFacts(
-        age=_whole_number(record.get("age")),
-        risk_level=_risk_level(record.get("risk_level")),
-        risk_assessed_on=iso_date(record.get("risk_assessed_on")),
-        resident=record.get("resident") if isinstance(record.get("resident"), bool) else None,
-        income=_amount(record.get("income")),
-        assets=_amount(record.get("balance")),
-        held=_product_ids(record.get("held")),
+    resident = record.get("resident")
+    return CustomerFacts.of(
+        _whole_number(record.get("age")),
+        _risk_level(record.get("risk_level")),
+        iso_date(record.get("risk_assessed_on")),
+        resident if isinstance(resident, bool) else None,
+        _amount(record.get("income")),
+        _amount(record.get("balance")),
+        _product_ids(record.get("held")),
     )
 
 
@@ -66,4 +67,4 @@ def _amount(value: object) -> float | None:
 def _product_ids(value: object) -> frozenset[str]:
     if not isinstance(value, list | tuple):
         return frozenset()
-    return frozenset(item for item in value if isinstance(item, str))
+    return frozenset([item for item in value if isinstance(item, str)])

@@ -108,7 +108,7 @@ class ChannelResponse:
     def preferred(self, record: Mapping[str, Any] | None) -> PreferredChannel | None:
         """Best-responding channel (ties: more acceptances, then ``CHANNELS`` order); else
         the record's ``preferred_channel`` when it names a known channel; else None."""
-        if self.accepted > 0:
+        if self.channels and self.accepted > 0:
             order = {name: index for index, name in enumerate(CHANNELS)}
             best = min(
                 self.channels,
@@ -136,6 +136,8 @@ def channel_response(entries: Sequence[ContactEntry]) -> ChannelResponse:
     A channel's trials are its ``shown`` entries, or its acceptances when more (an offer
     accepted whose showing was not reported still was a contact).
     """
+    if not entries:
+        return ChannelResponse(_NO_HISTORY_OVERALL, {})
     shown: dict[str, int] = {}
     accepted: dict[str, int] = {}
     for entry in entries:
@@ -160,6 +162,10 @@ def channel_response(entries: Sequence[ContactEntry]) -> ChannelResponse:
         for c in names
     }
     return ChannelResponse(overall, channels)
+
+
+_NO_HISTORY_OVERALL = (0 + PRIOR_STRENGTH * PRIOR_RATE) / (0 + PRIOR_STRENGTH)
+"""The overall rate :func:`channel_response` works out for no entries (the same expression)."""
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,34 @@ def offer_candidates(
     Every other product comes back as an exclusion (``not_triggered``: a treatment no moment
     triggered; ``lifecycle_stage``: a cross-sell product the stage does not allow), so the
     audit trail accounts for every product of the catalogue.
+
+    The split depends on the catalogue, the stage, its levers and which treatments were
+    triggered only, so it is worked out once per such combination and kept
+    (:data:`_SPLITS`); each call gets lists of its own.
     """
+    key = (id(catalogue), id(moments.levers), moments.stage, frozenset(moments.treatments))
+    known = _SPLITS.get(key)
+    if known is None or known[0] is not catalogue or known[1] is not moments.levers:
+        if len(_SPLITS) >= _MAX_SPLITS:
+            _SPLITS.clear()
+        candidates, excluded = _offer_candidates(catalogue, moments)
+        known = _SPLITS[key] = (catalogue, moments.levers, tuple(candidates), tuple(excluded))
+    return list(known[2]), list(known[3])
+
+
+_SPLITS: dict[
+    tuple[object, ...], tuple[Catalogue, object, tuple[Product, ...], tuple[Exclusion, ...]]
+] = {}
+"""(catalogue, stage levers, stage, triggered treatments) -> the split of
+:func:`offer_candidates`. The key holds object ids and the value the objects themselves, so
+an id is never reused while its entry lives, and a reloaded catalogue or config (new
+objects) gets entries of its own."""
+_MAX_SPLITS = 4096
+
+
+def _offer_candidates(
+    catalogue: Catalogue, moments: Moments
+) -> tuple[list[Product], list[Exclusion]]:
     treatments: list[Product] = []
     cross_sell: list[Product] = []
     not_triggered: list[Exclusion] = []

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from core.catalogue import Product
 from core.decisioning import MomentsConfig
@@ -80,10 +80,38 @@ class ContactLimits:
             ),
         )
 
+    @classmethod
+    def for_request(
+        cls, settings: Settings, moments: MomentsConfig, tier: str | None
+    ) -> ContactLimits:
+        """``from_settings(settings).for_tier(moments, tier)``, the instance shared by the
+        requests with the same settings values, config and tier (it is immutable)."""
+        key = (
+            settings.contact_max_impressions,
+            settings.contact_window_days,
+            settings.decline_suppression_days,
+            settings.channel_daily_cap,
+            id(moments),
+            tier,
+        )
+        known = _REQUEST_LIMITS.get(key)
+        if known is None or known[0] is not moments:
+            if len(_REQUEST_LIMITS) >= _MAX_REQUEST_LIMITS:
+                _REQUEST_LIMITS.clear()
+            limits = cls.from_settings(settings).for_tier(moments, tier)
+            known = _REQUEST_LIMITS[key] = (moments, limits)
+        return known[1]
+
     @property
     def horizon_seconds(self) -> int:
         """How far back any rule looks: older entries are never needed (and get trimmed)."""
         return contact_horizon_seconds(self.window_days, self.suppression_days)
+
+
+_REQUEST_LIMITS: dict[tuple[object, ...], tuple[MomentsConfig, ContactLimits]] = {}
+"""Limits by their inputs; a key holds a config's id and the value the config itself, so
+the id is not reused while the entry lives, and a reloaded config gets entries of its own."""
+_MAX_REQUEST_LIMITS = 1024
 
 
 @dataclass(frozen=True)
@@ -133,6 +161,14 @@ class ContactState:
 
     def summary(self, now: datetime, limits: ContactLimits, channel: str) -> dict[str, object]:
         """For the audit record: counts per product in the window, and today's channel count."""
+        if not self.entries:  # nothing in the window: every count is zero
+            return {
+                "known": self.known,
+                "impressions_in_window": {},
+                "declined": [],
+                "accepted": [],
+                "shown_today_on_channel": 0,
+            }
         since = now.timestamp() - limits.window_days * DAY_SECONDS
         shown: dict[str, int] = {}
         for e in self.entries:
@@ -148,9 +184,16 @@ class ContactState:
 
 
 def start_of_day(now: datetime) -> float:
-    """Epoch seconds of the UTC midnight that starts ``now``'s day."""
-    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return day.timestamp()
+    """Epoch seconds of the UTC midnight that starts ``now``'s day.
+
+    Epoch time has no leap seconds, so every UTC day starts at a multiple of
+    :data:`DAY_SECONDS`: the timestamp less its remainder. Both steps are exact in floating
+    point (the remainder of a float is exact, and so is the difference, a whole number of
+    days), so this is the float ``now.astimezone(UTC)`` at midnight gives, without
+    building the datetimes.
+    """
+    at = now.timestamp()
+    return at - at % DAY_SECONDS
 
 
 def contact_exclusion(
@@ -195,12 +238,13 @@ def split_by_tier_channel(
         return list(products), []
     where = ", ".join(service.channels)
     detail = f"tier {tier}: contacted on {where} only, not {channel}"
-    return partition(products, lambda product: Exclusion(product.id, Rule.CONTACT_POLICY, detail))
+    return [], [Exclusion(product.id, Rule.CONTACT_POLICY, detail) for product in products]
 
 
 def daily_capacity(state: ContactState, channel: str, now: datetime, limits: ContactLimits) -> int:
     """How many more offers may be shown on ``channel`` today (0 when the cap is reached)."""
-    return max(0, limits.channel_daily_cap - state.shown_on_channel(channel, start_of_day(now)))
+    shown = state.shown_on_channel(channel, start_of_day(now)) if state.entries else 0
+    return max(0, limits.channel_daily_cap - shown)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from core.catalogue import Catalogue, Product
 from core.customer_facts import iso_date
@@ -139,7 +139,7 @@ def customer_moments(
     moments = config.moments
     stage, tier = stage_of(record), tier_of(record)
     levers = moments.stages.get(stage) if stage is not None else None
-    products = {p.id: p for p in catalogue.products if p.retention}
+    products = _treatments_of(catalogue).by_id
     found: list[Treatment] = []
     if levers is not None and levers.treatments_only:
         found += _stage_treatments(stage, levers, products)
@@ -162,6 +162,40 @@ def customer_moments(
     return Moments(stage, tier, _strongest(found), levers)
 
 
+class _CatalogueTreatments(NamedTuple):
+    """What the triggers read from one catalogue, worked out once per catalogue object."""
+
+    catalogue: Catalogue
+    by_id: dict[str, Product]  # the treatments (``retention: true``) by id
+    churn: tuple[Product, ...]  # the churn trigger's: treatments of category ``retention``
+    names: dict[str, str]  # every product's name by id (a maturing contract's product)
+
+
+_TREATMENTS: dict[int, _CatalogueTreatments] = {}
+_MAX_CATALOGUES = 64
+
+
+def _treatments_of(catalogue: Catalogue) -> _CatalogueTreatments:
+    """The :class:`_CatalogueTreatments` of ``catalogue`` (a reload brings a new object,
+    hence new entries; the entry holds the catalogue, so its id is not reused meanwhile)."""
+    known = _TREATMENTS.get(id(catalogue))
+    if known is None or known.catalogue is not catalogue:
+        if len(_TREATMENTS) >= _MAX_CATALOGUES:
+            _TREATMENTS.clear()
+        known = _TREATMENTS[id(catalogue)] = _catalogue_treatments(catalogue)
+    return known
+
+
+def _catalogue_treatments(catalogue: Catalogue) -> _CatalogueTreatments:
+    products = catalogue.products
+    return _CatalogueTreatments(
+        catalogue,
+        {p.id: p for p in products if p.retention},
+        tuple(p for p in products if p.retention and p.category == "retention"),
+        {p.id: p.name for p in products},
+    )
+
+
 def _strongest(found: Iterable[Treatment]) -> dict[str, Treatment]:
     """One treatment per product: the strongest trigger's (the first on a tie)."""
     best: dict[str, Treatment] = {}
@@ -182,8 +216,7 @@ def _churn(
     propensity = churn.probability if churn is not None else RULE_PROPENSITY
     return [
         Treatment(p, "churn", propensity, config.retention.boost, (reason,))
-        for p in catalogue.products
-        if p.retention and p.category == "retention"
+        for p in _treatments_of(catalogue).churn
     ]
 
 
@@ -199,7 +232,7 @@ def _maturity(
     contracts = record.get("maturities")
     if not isinstance(contracts, list):
         return []
-    names = {p.id: p.name for p in catalogue.products}
+    names = _treatments_of(catalogue).names
     found: list[Treatment] = []
     for contract in contracts:
         if not isinstance(contract, Mapping) or contract.get("product") not in (
@@ -250,7 +283,10 @@ def _upgrade(record: Mapping[str, Any], product: Product, boost: float) -> list[
 
 
 def _date_rule_applies(rule: DateRule, record: Mapping[str, Any], today: date) -> bool:
-    month = _number(record.get(rule.anchor))
+    value = record.get(rule.anchor)
+    if type(value) is int and 1 <= value <= 12:  # the usual case, as read below
+        return rule.applies(value, today.month)
+    month = _number(value)
     if month is None or not month.is_integer() or not 1 <= month <= 12:
         return False
     return rule.applies(int(month), today.month)
@@ -259,6 +295,8 @@ def _date_rule_applies(rule: DateRule, record: Mapping[str, Any], today: date) -
 def _stage_treatments(
     stage: str | None, levers: StageLevers, treatments: Mapping[str, Product]
 ) -> list[Treatment]:
+    if not levers.treatments:
+        return []
     what = "win-back offer" if stage == "churned" else "offer for this stage"
     reason = Reason("lifecycle_stage", f"lifecycle stage {stage}: {what}")
     return [

@@ -70,6 +70,7 @@ from service.infra.metrics import StageClock
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_new_tuple = tuple.__new__
 
 
 async def recommend(request: RecommendationRequest, request_id: str, runtime: Runtime) -> Answer:
@@ -275,8 +276,9 @@ def decide(
             settings.churn_medium_threshold,
             settings.churn_high_threshold,
         )
-    moments = customer_moments(record, catalogue, decisioning, churn, maturity_model, now.date())
-    limits = ContactLimits.from_settings(settings).for_tier(decisioning.moments, moments.tier)
+    today = now.date()
+    moments = customer_moments(record, catalogue, decisioning, churn, maturity_model, today)
+    limits = ContactLimits.for_request(settings, decisioning.moments, moments.tier)
     clock.lap("scoring")
     candidates, not_candidates = offer_candidates(catalogue, moments)
 
@@ -286,7 +288,7 @@ def decide(
     if fallback is not None:
         candidates, capped = lowest_risk_only(candidates)
     allowed, excluded = split_suitable(
-        candidates, facts, now.date(), settings.risk_assessment_validity_days
+        candidates, facts, today, settings.risk_assessment_validity_days, catalogue
     )
     allowed, off_channel = split_by_channel(allowed, channel, decisioning)
     allowed, off_tier = split_by_tier_channel(allowed, decisioning.moments, moments.tier, channel)
@@ -332,12 +334,14 @@ def decide(
             score = item.propensity
         reasons += arbitration_reasons(item, treatment, channel)
         contract = treatment.contract if treatment is not None else None
-        offers.append(
-            Offer(product, position, score, reasons, item.priority, item.trigger, contract)
+        offers.append(  # tuple.__new__: the named tuple's own __new__ only forwards to it
+            _new_tuple(
+                Offer, (product, position, score, reasons, item.priority, item.trigger, contract)
+            )
         )
     clock.lap("scoring")
 
-    return Decision(
+    return Decision.of(
         offers=offers,
         churn_risk=churn,
         exclusions=not_candidates
@@ -350,7 +354,8 @@ def decide(
         + cut,
         degraded_reason=degraded,
         feature_set=lookup.feature_set,
-        scores=dict(scores) if fallback is None or fallback.shown_score else {},
+        # The model's scores are a dict of this call's own (model_scores), read-only so far.
+        scores=scores if fallback is None else dict(scores) if fallback.shown_score else {},
         priorities=priorities,
         retention_eligible=churn_triggered(churn, decisioning),
         contact={**lookup.contact.summary(now, limits, channel), "daily_capacity": capacity},
@@ -366,6 +371,8 @@ def unscored_products(
 ) -> list[Exclusion]:
     """The allowed products arbitration could not place (no finite propensity): recorded,
     so that the audit trail accounts for every product of the catalogue."""
+    if len(priorities) == len(allowed):  # arbitration places each allowed product once at most
+        return []
     placed = {item.product.id for item in priorities}
     return [
         Exclusion(p.id, Rule.NO_SCORE, "no finite propensity (or P(accept)) from the model")
