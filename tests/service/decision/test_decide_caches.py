@@ -35,7 +35,8 @@ from service.decision.contact_policy import ContactEntry, ContactLimits, Contact
 from service.decision.moments import Moments
 from service.decision.outcome import Decision, DegradedReason
 from service.infra.feature_fetch import FeatureLookup
-from tests.service.decision.test_suitability_property import (
+from tests.support.decision_cases import ChosenScores
+from tests.support.decision_strategies import (
     FEATURE_SET,
     NOW,
     RETENTION,
@@ -43,7 +44,6 @@ from tests.service.decision.test_suitability_property import (
     records,
     situations,
 )
-from tests.support.decision_cases import ChosenScores
 from tests.support.response_models import ConstantResponse
 
 CHANNELS = ("app", "push", "sms", "email", "advisor", "branch")
