@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from core.catalogue import Catalogue, Product
+from core.object_tables import ObjectTable
 
 LOWEST_RISK_LEVEL = 1
 HELD_DETAIL = "customer already holds it"
@@ -263,19 +264,13 @@ class SuitabilityIndex:
         return found
 
 
-_INDEXES: dict[int, SuitabilityIndex] = {}
-_MAX_INDEXES = 64
+_INDEXES: ObjectTable[SuitabilityIndex] = ObjectTable(64)
 
 
 def suitability_index(catalogue: Catalogue) -> SuitabilityIndex:
     """The :class:`SuitabilityIndex` of ``catalogue`` (kept while it is in use; a reload
     brings a new catalogue object, hence a new index)."""
-    index = _INDEXES.get(id(catalogue))
-    if index is None or index.catalogue is not catalogue:
-        if len(_INDEXES) >= _MAX_INDEXES:
-            _INDEXES.clear()
-        index = _INDEXES[id(catalogue)] = SuitabilityIndex(catalogue)
-    return index
+    return _INDEXES.get((catalogue,), None, lambda: SuitabilityIndex(catalogue))
 
 
 def partition(

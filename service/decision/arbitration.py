@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 from core.catalogue import Product
 from core.decisioning import DecisioningConfig, StageLevers
+from core.object_tables import ObjectTable
 from core.scoring.base import Reason
 from core.suitability import Exclusion, Rule
 from service.decision.acceptance import Acceptance
@@ -169,20 +170,13 @@ Levered = tuple[Product, float, float]
 channel under one stage's levers."""
 
 
-_FACTORS: dict[tuple[int, str], ChannelFactors] = {}
-_MAX_TABLES = 256
+_FACTORS: ObjectTable[ChannelFactors] = ObjectTable(256)
 
 
 def channel_factors(config: DecisioningConfig, channel: str) -> ChannelFactors:
     """The :class:`ChannelFactors` of ``config`` on ``channel`` (kept while the config lives;
     a hot reload brings a new config object, hence a new table)."""
-    key = (id(config), channel)
-    table = _FACTORS.get(key)
-    if table is None or table.config is not config:
-        if len(_FACTORS) >= _MAX_TABLES:
-            _FACTORS.clear()
-        table = _FACTORS[key] = ChannelFactors(config, channel)
-    return table
+    return _FACTORS.get((config,), channel, lambda: ChannelFactors(config, channel))
 
 
 def split_by_channel(

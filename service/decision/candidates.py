@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.catalogue import Catalogue, Product
+from core.object_tables import ObjectTable
 from core.scoring.base import Reason, RecommenderScorer
 from core.suitability import LOWEST_RISK_LEVEL, Exclusion, Rule, partition
 from service.decision.moments import Moments
@@ -79,24 +80,25 @@ def offer_candidates(
     triggered only, so it is worked out once per such combination and kept
     (:data:`_SPLITS`); each call gets lists of its own.
     """
-    key = (id(catalogue), id(moments.levers), moments.stage, frozenset(moments.treatments))
-    known = _SPLITS.get(key)
-    if known is None or known[0] is not catalogue or known[1] is not moments.levers:
-        if len(_SPLITS) >= _MAX_SPLITS:
-            _SPLITS.clear()
-        candidates, excluded = _offer_candidates(catalogue, moments)
-        known = _SPLITS[key] = (catalogue, moments.levers, tuple(candidates), tuple(excluded))
-    return list(known[2]), list(known[3])
+    candidates, excluded = _SPLITS.get(
+        (catalogue, moments.levers),
+        (moments.stage, frozenset(moments.treatments)),
+        lambda: _split_of(catalogue, moments),
+    )
+    return list(candidates), list(excluded)
 
 
-_SPLITS: dict[
-    tuple[object, ...], tuple[Catalogue, object, tuple[Product, ...], tuple[Exclusion, ...]]
-] = {}
-"""(catalogue, stage levers, stage, triggered treatments) -> the split of
-:func:`offer_candidates`. The key holds object ids and the value the objects themselves, so
-an id is never reused while its entry lives, and a reloaded catalogue or config (new
-objects) gets entries of its own."""
-_MAX_SPLITS = 4096
+_SPLITS: ObjectTable[tuple[tuple[Product, ...], tuple[Exclusion, ...]]] = ObjectTable(4096)
+"""(catalogue, stage levers; stage, triggered treatments) -> the split of
+:func:`offer_candidates` (``core.object_tables``: a reloaded catalogue or config gets
+entries of its own)."""
+
+
+def _split_of(
+    catalogue: Catalogue, moments: Moments
+) -> tuple[tuple[Product, ...], tuple[Exclusion, ...]]:
+    candidates, excluded = _offer_candidates(catalogue, moments)
+    return tuple(candidates), tuple(excluded)
 
 
 def _offer_candidates(

@@ -31,6 +31,7 @@ from datetime import datetime
 
 from core.catalogue import Product
 from core.decisioning import MomentsConfig
+from core.object_tables import ObjectTable
 from core.redis_keys import contact_key
 from core.settings import Settings, contact_horizon_seconds
 from core.suitability import Exclusion, Rule, partition
@@ -91,16 +92,11 @@ class ContactLimits:
             settings.contact_window_days,
             settings.decline_suppression_days,
             settings.channel_daily_cap,
-            id(moments),
             tier,
         )
-        known = _REQUEST_LIMITS.get(key)
-        if known is None or known[0] is not moments:
-            if len(_REQUEST_LIMITS) >= _MAX_REQUEST_LIMITS:
-                _REQUEST_LIMITS.clear()
-            limits = cls.from_settings(settings).for_tier(moments, tier)
-            known = _REQUEST_LIMITS[key] = (moments, limits)
-        return known[1]
+        return _REQUEST_LIMITS.get(
+            (moments,), key, lambda: cls.from_settings(settings).for_tier(moments, tier)
+        )
 
     @property
     def horizon_seconds(self) -> int:
@@ -108,10 +104,9 @@ class ContactLimits:
         return contact_horizon_seconds(self.window_days, self.suppression_days)
 
 
-_REQUEST_LIMITS: dict[tuple[object, ...], tuple[MomentsConfig, ContactLimits]] = {}
-"""Limits by their inputs; a key holds a config's id and the value the config itself, so
-the id is not reused while the entry lives, and a reloaded config gets entries of its own."""
-_MAX_REQUEST_LIMITS = 1024
+_REQUEST_LIMITS: ObjectTable[ContactLimits] = ObjectTable(1024)
+"""Limits by their inputs (``core.object_tables``: a reloaded config gets entries of its
+own)."""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from core.decisioning import (
     StageLevers,
     Tier,
 )
+from core.object_tables import ObjectTable
 from core.scoring.base import Reason
 from core.scoring.maturity import MaturityScorer
 from service.decision.churn_risk import ChurnRisk
@@ -171,19 +172,13 @@ class _CatalogueTreatments(NamedTuple):
     names: dict[str, str]  # every product's name by id (a maturing contract's product)
 
 
-_TREATMENTS: dict[int, _CatalogueTreatments] = {}
-_MAX_CATALOGUES = 64
+_TREATMENTS: ObjectTable[_CatalogueTreatments] = ObjectTable(64)
 
 
 def _treatments_of(catalogue: Catalogue) -> _CatalogueTreatments:
     """The :class:`_CatalogueTreatments` of ``catalogue`` (a reload brings a new object,
     hence new entries; the entry holds the catalogue, so its id is not reused meanwhile)."""
-    known = _TREATMENTS.get(id(catalogue))
-    if known is None or known.catalogue is not catalogue:
-        if len(_TREATMENTS) >= _MAX_CATALOGUES:
-            _TREATMENTS.clear()
-        known = _TREATMENTS[id(catalogue)] = _catalogue_treatments(catalogue)
-    return known
+    return _TREATMENTS.get((catalogue,), None, lambda: _catalogue_treatments(catalogue))
 
 
 def _catalogue_treatments(catalogue: Catalogue) -> _CatalogueTreatments:
