@@ -38,6 +38,7 @@ from service.api.recommendations import add_recommendation_route
 from service.api.routes import router
 from service.console.mount import install_console
 from service.infra.audit_writer import AuditWriter
+from service.infra.coalesced_reads import CoalescedReader
 from service.infra.feature_pointer import keep_feature_pointer_fresh, refresh_feature_pointer
 from service.infra.log import configure_logging, fields
 from service.infra.metrics import ServiceMetrics
@@ -159,7 +160,7 @@ def _start(
     runtime = Runtime(
         settings=settings,
         redis=client,
-        reader=connect_guarded_async(settings, client.breaker),
+        reader=CoalescedReader(connect_guarded_async(settings, client.breaker)),
         store=OnlineStore.for_settings(client, settings),
         state=holder,
         metrics=metrics,

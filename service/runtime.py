@@ -18,7 +18,7 @@ from core.redis_server import RedisClient
 from core.settings import Settings
 from features.online_store import OnlineStore
 from service.infra.audit_writer import AuditWriter
-from service.infra.feature_fetch import AsyncRedisClient
+from service.infra.coalesced_reads import CoalescedReader
 from service.infra.metrics import ServiceMetrics
 from service.infra.model_watcher import ModelWatcher
 from service.infra.state import StateHolder
@@ -32,7 +32,8 @@ def system_clock() -> datetime:
 class Runtime:
     settings: Settings
     redis: RedisClient  # events, audit, readiness, pointer refresh (threads)
-    reader: AsyncRedisClient  # the request path's one read (event loop); same breaker
+    # The request path's one read (event loop; concurrent reads share a pipeline); same breaker.
+    reader: CoalescedReader
     store: OnlineStore
     state: StateHolder
     metrics: ServiceMetrics

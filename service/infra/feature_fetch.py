@@ -21,7 +21,9 @@ at once, without a network call, and the answer is the degraded fallback.
 
 The read is a coroutine on the event loop (redis-py's asyncio client): no thread-pool hop
 per request and no hand-over of the interpreter lock between the loop's thread and a
-pool thread, either of which would cost CPU on every request.
+pool thread, either of which would cost CPU on every request. The service reads through a
+``service.infra.coalesced_reads.CoalescedReader``: the reads of the requests that reach
+this point in the same turn of the loop go out in one pipeline, each still one ``EVAL``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from features.online_store import PSEUDONYM_KEYS, FeatureSetInfo, OnlineStore
 from service.decision.contact_policy import ContactRead, ContactState
 from service.decision.outcome import DegradedReason
 from service.infra.breaker import BreakerOpenError
+from service.infra.coalesced_reads import AsyncRedisClient, CoalescedReader
 from service.infra.log import fields
 
 log = logging.getLogger(__name__)
@@ -62,12 +65,13 @@ class FeatureLookup:
     raw_record: bytes | None = None  # ``record`` as read (the audit trail stores these bytes)
 
 
-AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
-"""The request path reads with redis-py's asyncio client (``service.infra.redis_guard``)."""
+ReadClient = CoalescedReader | AsyncRedisClient
+"""The service reads through a :class:`CoalescedReader`; tools and tests may pass the
+client itself."""
 
 
 async def fetch_features(
-    client: AsyncRedisClient,
+    client: ReadClient,
     store: OnlineStore,
     feature_set: FeatureSetInfo | None,
     customer_id: str,
@@ -140,7 +144,7 @@ return {redis.call('GET', KEYS[1]),
 
 
 async def _read(
-    client: AsyncRedisClient,
+    client: ReadClient,
     key: str | None,
     contact: ContactRead | None,
     scores_key: str | None = None,
