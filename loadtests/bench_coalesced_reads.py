@@ -2,10 +2,12 @@
 
 Sends the request path's own script (``READ_WITH_SCORES_SCRIPT``: record, contact set,
 precomputed scores) with the service's guarded asyncio client, ``--reads`` times for each
-batch size: batch 1 is a read awaited alone (as at low load), batch N is N reads started
-in the same turn of the event loop (uvloop's, as under uvicorn), as N requests in flight
-on one worker. It prints the event-loop thread's CPU per read and the round trips made, after the same reads sent
-straight through the client (what batch 1 adds to a lone read). Redis's own CPU is not in it.
+batch size. Batch 1 is a read awaited alone (as at low load: sent at once, the same path
+as the client's own ``eval``, printed first). Batch N is N reads started in the same turn
+of the event loop (uvloop's, as under uvicorn), as N requests in flight on one worker:
+the first goes at once, the N-1 made while it is in flight share one pipeline. It prints
+the event-loop thread's CPU per read and the round trips made. Redis's own CPU is not in
+it.
 
 A script that prints figures, not a test: compare the batch sizes of one run.
 

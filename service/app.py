@@ -160,7 +160,9 @@ def _start(
     runtime = Runtime(
         settings=settings,
         redis=client,
-        reader=CoalescedReader(connect_guarded_async(settings, client.breaker)),
+        reader=CoalescedReader(
+            connect_guarded_async(settings, client.breaker), on_sent=metrics.observe_reads_sent
+        ),
         store=OnlineStore.for_settings(client, settings),
         state=holder,
         metrics=metrics,

@@ -26,6 +26,7 @@ to be split by slot first).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio
@@ -47,12 +48,20 @@ class CoalescedReader:
     Use it on one event loop only, as the client it wraps.
     """
 
-    def __init__(self, client: AsyncRedisClient, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        client: AsyncRedisClient,
+        max_batch: int = MAX_BATCH,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_sent(reads)``: called once per round trip made for ``eval`` (the service
+        counts reads and round trips: ``ServiceMetrics.observe_reads_sent``)."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.client = client
         self.max_batch = max_batch
         self.batches_sent = 0  # round trips made for eval, one per batch (tests, benchmarks)
+        self._on_sent = on_sent
         self._coalesce = not isinstance(client, redis.asyncio.cluster.RedisCluster)
         self._pending: list[_Pending] = []
         self._in_flight = 0  # reads sent and not yet answered
@@ -60,10 +69,9 @@ class CoalescedReader:
 
     async def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any:
         """``EVAL script numkeys keys... args...``, sent with the others of this turn."""
-        if not self._coalesce:
-            return await self.client.eval(script, numkeys, *keys_and_args)  # type: ignore[misc]
-        if not self._in_flight and not self._pending:  # nobody to share a round trip with
-            self.batches_sent += 1
+        if not self._coalesce or (not self._in_flight and not self._pending):
+            # Alone (nobody to share a round trip with), or a cluster's node per read.
+            self._sent(1)
             self._in_flight += 1
             try:
                 return await self.client.eval(script, numkeys, *keys_and_args)  # type: ignore[misc]
@@ -94,8 +102,13 @@ class CoalescedReader:
             self._sending.add(task)  # a task nobody awaits needs a strong reference
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[_Pending]) -> None:
+    def _sent(self, reads: int) -> None:
         self.batches_sent += 1
+        if self._on_sent is not None:
+            self._on_sent(reads)
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        self._sent(len(batch))
         self._in_flight += len(batch)
         try:
             if len(batch) == 1:

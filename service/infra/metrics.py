@@ -236,6 +236,17 @@ class ServiceMetrics:
         )
         # What the request path's fetch observes (``observe(seconds)``), through the batch.
         self.feature_fetch_duration = ChildObserver(self.feature_fetch_histogram, self.writes)
+        self.feature_reads = counter(
+            "nbo_feature_reads",
+            "The request path's feature reads (one EVAL per recommendation).",
+            [],
+        )
+        self.feature_read_round_trips = counter(
+            "nbo_feature_read_round_trips",
+            "Round trips that carried the feature reads: reads made while others were in "
+            "flight share one pipeline, so reads / round trips is the mean batch.",
+            [],
+        )
         self.degraded = counter(
             "nbo_recommendations_degraded",
             "Recommendations answered by the fallback, by reason.",
@@ -355,6 +366,11 @@ class ServiceMetrics:
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
         children = self._stages
         self.writes.observe_each([(children[stage], value) for stage, value in seconds.items()])
+
+    def observe_reads_sent(self, reads: int) -> None:
+        """One round trip carrying ``reads`` feature reads (``CoalescedReader``'s hook)."""
+        self.writes.inc(self.feature_reads, reads)
+        self.writes.inc(self.feature_read_round_trips)
 
     def observe_redis_error(self, operation: str, exc: BaseException) -> None:
         self.redis_errors.labels(operation=operation, kind=redis_error_kind(exc)).inc()

@@ -28,7 +28,7 @@ IDS = [*CUSTOMERS, "NOBODY-1", "NOBODY-2"]
 
 async def answers(settings: Settings, together: bool) -> tuple[dict[str, Any], int]:
     """Each id's answer, the requests sent all at once or one after another, and the
-    round trips the app's reader made."""
+    round trips the app's reader made (as its metrics count them)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -46,7 +46,12 @@ async def answers(settings: Settings, together: bool) -> tuple[dict[str, Any], i
                 got = await asyncio.gather(*(ask(customer_id) for customer_id in IDS))
             else:
                 got = [await ask(customer_id) for customer_id in IDS]
-        return dict(got), app.state.runtime.reader.batches_sent
+        runtime = app.state.runtime
+        exposition = runtime.metrics.render()[0].decode()
+        trips = runtime.reader.batches_sent
+        assert f"nbo_feature_reads_total {float(len(IDS))}" in exposition
+        assert f"nbo_feature_read_round_trips_total {float(trips)}" in exposition
+        return dict(got), trips
 
 
 def decided(body: dict[str, Any]) -> dict[str, Any]:
