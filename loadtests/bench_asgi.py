@@ -14,6 +14,10 @@ make up each part). cProfile charges a fixed cost to every Python call, so parts
 many small calls (the decision's filters) read larger than they are and C work (the tree
 walk, JSON) smaller; the shares rank the parts, the first line gives the real total.
 
+``--concurrency N`` keeps N requests in flight at once, as N busy connections on one
+worker do (their Redis reads then share round trips: ``service.infra.coalesced_reads``);
+the default 1 sends them one after another.
+
 ``--baseline`` runs the same loop through the bare baseline app instead
 (``loadtests.baseline_app``: one FastAPI route, one Redis ``GET`` with the service's own
 client): the floor the service's cost is compared with, measured the same way.
@@ -127,6 +131,7 @@ async def _run(
     profile: cProfile.Profile | None,
     precomputed: bool | None = None,
     baseline: bool = False,
+    concurrency: int = 1,
 ) -> tuple[float, float, dict[int, int]]:
     settings = get_settings()
     if precomputed is not None:
@@ -139,9 +144,14 @@ async def _run(
         thread0, process0 = time.thread_time(), time.process_time()
         if profile is not None:
             profile.enable()
-        for body in bodies:
-            status = await _call(app, body)
-            statuses[status] = statuses.get(status, 0) + 1
+        queue = iter(bodies)
+
+        async def client() -> None:  # one connection's requests, one after another
+            for body in queue:
+                status = await _call(app, body)
+                statuses[status] = statuses.get(status, 0) + 1
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
         if profile is not None:
             profile.disable()
         thread = time.thread_time() - thread0
@@ -173,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--baseline", action="store_true", help="drive the bare baseline app instead"
     )
     parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="requests in flight at once (as connections on one worker; default 1)",
+    )
+    parser.add_argument(
         "--compare-scores",
         action="store_true",
         help="alternate rounds with the precomputed scores off and on",
@@ -184,8 +200,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         ids = args.customers.read_text().split()
     except OSError as exc:
         raise SystemExit(f"error: cannot read {args.customers}: {exc.strerror}") from None
-    if not ids or args.requests < 1 or args.warmup < 0:
-        raise SystemExit("error: need customer ids, --requests >= 1 and --warmup >= 0")
+    if not ids or args.requests < 1 or args.warmup < 0 or args.concurrency < 1:
+        raise SystemExit(
+            "error: need customer ids, --requests >= 1, --warmup >= 0 and --concurrency >= 1"
+        )
     bodies = RequestMix(ids).bodies(max(args.requests, args.warmup))[: args.requests]
     profile = cProfile.Profile(time.thread_time) if args.profile else None
     print(f"bench_asgi: {args.requests} requests after {args.warmup} warm-up", file=sys.stderr)
@@ -200,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         return
     thread, process, statuses = asyncio.run(
-        _run(bodies, args.warmup, profile, baseline=args.baseline)
+        _run(bodies, args.warmup, profile, baseline=args.baseline, concurrency=args.concurrency)
     )
     n = len(bodies)
     print(
