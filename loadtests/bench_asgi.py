@@ -18,6 +18,10 @@ walk, JSON) smaller; the shares rank the parts, the first line gives the real to
 worker do (their Redis reads then share round trips: ``service.infra.coalesced_reads``);
 the default 1 sends them one after another.
 
+``--parts`` times a dozen functions of the request path in flow with thread-CPU
+stopwatches (``loadtests.part_clock``: no profiler, so the microseconds are close to the
+real ones) and prints each one's CPU per request; one request at a time.
+
 ``--baseline`` runs the same loop through the bare baseline app instead
 (``loadtests.baseline_app``: one FastAPI route, one Redis ``GET`` with the service's own
 client): the floor the service's cost is compared with, measured the same way.
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import pstats
 import sys
@@ -50,6 +55,7 @@ from typing import Any
 from core.settings import get_settings
 from loadtests.baseline_app import create_app as create_baseline_app
 from loadtests.driver import RECOMMENDATIONS_PATH, RequestMix
+from loadtests.part_clock import PartClock, timing_parts
 from service.app import create_app
 
 PARTS: dict[str, tuple[str, ...]] = {
@@ -132,6 +138,7 @@ async def _run(
     precomputed: bool | None = None,
     baseline: bool = False,
     concurrency: int = 1,
+    parts: PartClock | None = None,
 ) -> tuple[float, float, dict[int, int]]:
     settings = get_settings()
     if precomputed is not None:
@@ -141,6 +148,8 @@ async def _run(
     async with app.router.lifespan_context(app):
         for body in bodies[:warmup]:
             await _call(app, body)
+        if parts is not None:
+            parts.reset()
         thread0, process0 = time.thread_time(), time.process_time()
         if profile is not None:
             profile.enable()
@@ -180,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=300, help="untimed requests first")
     parser.add_argument("--profile", action="store_true", help="print each part's share")
     parser.add_argument(
+        "--parts", action="store_true", help="print each part's CPU per request (stopwatches)"
+    )
+    parser.add_argument(
         "--baseline", action="store_true", help="drive the bare baseline app instead"
     )
     parser.add_argument(
@@ -194,8 +206,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="alternate rounds with the precomputed scores off and on",
     )
     args = parser.parse_args(argv)
-    if args.baseline and (args.compare_scores or args.profile):
+    if args.baseline and (args.compare_scores or args.profile or args.parts):
         parser.error("--baseline measures the bare app: not with --compare-scores or --profile")
+    if args.parts and (args.profile or args.compare_scores or args.concurrency != 1):
+        parser.error("--parts: one request at a time, without --profile or --compare-scores")
     try:
         ids = args.customers.read_text().split()
     except OSError as exc:
@@ -217,9 +231,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"process {process / n * 1e6:.0f} us"
             )
         return
-    thread, process, statuses = asyncio.run(
-        _run(bodies, args.warmup, profile, baseline=args.baseline, concurrency=args.concurrency)
-    )
+    clock = PartClock() if args.parts else None
+    with timing_parts(clock) if clock is not None else contextlib.nullcontext():
+        thread, process, statuses = asyncio.run(
+            _run(
+                bodies,
+                args.warmup,
+                profile,
+                baseline=args.baseline,
+                concurrency=args.concurrency,
+                parts=clock,
+            )
+        )
     n = len(bodies)
     print(
         ("baseline " if args.baseline else "")
@@ -233,6 +256,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{100 * seconds / total:5.1f}%  {part}")
         rest = total - sum(parts.values())
         print(f"{100 * rest / total:5.1f}%  the rest: HTTP middleware, routing, event loop")
+    if clock is not None:
+        timed = clock.per_request_us(n)
+        for label, us, calls in timed:
+            print(f"{us:7.1f} us  {label}  ({calls} calls)")
+        inside = sum(us for label, us, _ in timed if not label.startswith(" "))
+        print(f"{thread / n * 1e6 - inside:7.1f} us  the rest: HTTP stack, body parse, event loop")
 
 
 if __name__ == "__main__":
