@@ -29,6 +29,11 @@ def worker_redis_url(url: str, worker: str | None) -> str:
     return f"{match['base']}/{db}{match['rest'] or ''}"
 
 
+def cores_per_worker(workers: int, cores: int) -> int:
+    """Each of ``workers`` workers' share of ``cores``: at least one thread."""
+    return max(1, cores // workers)
+
+
 def share_the_cores(worker_count: str | None) -> int | None:
     """Limit this worker's OpenMP and BLAS thread pools to its share of the cores (at least
     one), in process (threadpoolctl: scikit-learn and numpy are loaded by then) and for the
@@ -41,7 +46,7 @@ def share_the_cores(worker_count: str | None) -> int | None:
     check (the fits are seeded; histogram sums are per feature)."""
     if not worker_count:
         return None
-    threads = max(1, (os.cpu_count() or 1) // int(worker_count))
+    threads = cores_per_worker(int(worker_count), os.cpu_count() or 1)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     threadpool_limits(limits=threads)
