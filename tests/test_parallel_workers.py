@@ -1,14 +1,17 @@
 """The parallel run's split of shared resources (``tests.support.workers``): each xdist
-worker its own Redis database and its share of the cores."""
+worker its own Redis database and its share of the cores, and a MONITOR that sees only its
+own database."""
 
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 import redis
 from threadpoolctl import threadpool_info
 
+from tests.support.redis_monitor import monitored
 from tests.support.workers import cores_per_worker, share_the_cores, worker_redis_url
 
 
@@ -74,3 +77,23 @@ def test_this_processs_thread_pools_hold_to_the_worker_share() -> None:
     assert os.environ["OMP_NUM_THREADS"] == str(share)
     pools = [pool for pool in threadpool_info() if pool["internal_api"] in ("openmp", "openblas")]
     assert pools and all(pool["num_threads"] <= share for pool in pools)
+
+
+def test_monitor_sees_only_the_commands_on_its_own_database(redis_url: str) -> None:
+    """MONITOR shows the whole server; ``monitored`` keeps the watcher's database, where the
+    parallel run's other worker (same service, same connection names) has its own. An ECHO
+    (it writes nothing) on the next database is left out, the same ECHO on this one kept."""
+    marker = f"nbo-other-db-{uuid.uuid4().hex}"
+    with redis.Redis.from_url(redis_url) as watcher:
+        kwargs = watcher.connection_pool.connection_kwargs
+        next_db = (int(kwargs.get("db") or 0) + 1) % 16
+        pool = redis.ConnectionPool(**{**kwargs, "db": next_db})
+        with redis.Redis(connection_pool=pool) as other:
+
+            def work() -> None:
+                other.echo(marker)
+                watcher.echo(f"{marker}-here")
+
+            seen = monitored(watcher, work)
+    echoed = [c["command"] for c in seen if marker in c["command"]]
+    assert echoed == [f"ECHO {marker}-here"], echoed
