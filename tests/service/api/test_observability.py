@@ -112,7 +112,7 @@ def test_one_redis_round_trip_per_recommendation(
     ``service.infra.redis_guard``) send while it answers, seen via MONITOR: exactly one
     per request, whatever the command - a PING, a SCRIPT LOAD or a second read on the
     request path would be counted. Other clients of a shared server are told apart by
-    their connection names.
+    their connection names and databases (``tests.support.redis_monitor.monitored``).
 
     The pointer refresher is slowed to once an hour and the audit writer is held while
     the requests run, so the service's only traffic then is the request path's. That one
