@@ -13,10 +13,12 @@ import json
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -212,20 +214,31 @@ def test_counting_an_undeclared_label_value_raises() -> None:
 def exported_metrics(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> set[str]:
     """Sample names a real app exposes on /metrics (after one degraded recommendation)."""
     home = tmp_path_factory.mktemp("deploy-metrics")
+    prefix = f"nbotest:deploy:{uuid.uuid4().hex[:12]}"  # every key it writes, deleted after
     settings = Settings(
         home=home / "home",
         redis_url=redis_url,
         mlflow_tracking_uri=empty_store(home / "mlflow.db"),
-        feature_prefix=f"nbotest:deploy:{home.name}:fs",
+        feature_prefix=f"{prefix}:fs",
+        contact_prefix=f"{prefix}:contact",
+        events_prefix=f"{prefix}:events",
+        audit_prefix=f"{prefix}:audit",
         api_keys=TEST_API_KEYS,
         pseudonym_key=TEST_PSEUDONYM_KEY,
     )
-    with TestClient(create_app(settings), headers=AUTH) as client:
-        answer = client.post(
-            "/v1/recommendations", json={"customer_id": "C0000001", "channel": "app", "k": 3}
-        )
-        assert answer.status_code == 200
-        text = client.get("/metrics").text
+    try:
+        with TestClient(create_app(settings), headers=AUTH) as client:
+            answer = client.post(
+                "/v1/recommendations", json={"customer_id": "C0000001", "channel": "app", "k": 3}
+            )
+            assert answer.status_code == 200
+            text = client.get("/metrics").text
+    finally:
+        cleaner = redis.Redis.from_url(redis_url)
+        keys = list(cleaner.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            cleaner.delete(*keys)
+        cleaner.close()
     names: set[str] = set()
     for family in text_string_to_metric_families(text):
         names.update(family.name + suffix for suffix in _SAMPLE_SUFFIXES.get(family.type, ("",)))

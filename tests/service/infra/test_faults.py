@@ -374,10 +374,10 @@ def test_redis_killed_mid_run_then_restarted(
     reasons = Counter(body["degraded_reason"] for _, body in down)
     assert set(reasons) == {"feature_store_unavailable"}, reasons
     # Once the breaker is open nothing waits for Redis: connection refused is immediate,
-    # and a refused call makes no network call at all. So the fallback answers no slower
-    # than the personal ones (a Redis read and the models) before the kill, on the same
-    # machine under the same four client threads; 2x is room for the load's noise.
-    assert statistics.median(s for s, _ in down) <= 2 * statistics.median(up), (
+    # and a refused call makes no network call at all. A fallback that waited out the
+    # Redis timeout would take at least REQUEST_TIMEOUT_MS; half of it is room for a loaded
+    # machine (the answers take a few ms) without comparing two noisy latencies.
+    assert statistics.median(s for s, _ in down) < REQUEST_TIMEOUT_MS / 1000 / 2, (
         statistics.median(s for s, _ in down),
         statistics.median(up),
     )
