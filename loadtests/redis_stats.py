@@ -1,4 +1,8 @@
-"""Count what Redis did during a load phase (``INFO commandstats`` before and after).
+"""Count what Redis did during a load phase (``INFO commandstats`` and ``INFO cpu`` before
+and after).
+
+Why Redis's CPU too: both targets read the same Redis, but the service also writes its
+audit trail there, so the server's processes are not the whole cost of a request.
 
 Reading the counters does not reset them (no ``CONFIG RESETSTAT``), so other readers of
 the same server are not disturbed; the phase's share is the difference.
@@ -32,6 +36,21 @@ def command_calls(client: RedisClient) -> dict[str, int]:
 
 def _calls(stats: dict[str, Any]) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+def cpu_seconds(client: RedisClient) -> float:
+    """User + system CPU seconds the Redis server has spent (its threads included), summed
+    over every node of a cluster."""
+    if isinstance(client, RedisCluster):
+        per_node: dict[str, dict[str, Any]] = client.info(
+            "cpu", target_nodes=RedisCluster.ALL_NODES
+        )
+        return sum(_cpu(stats) for stats in per_node.values())
+    return _cpu(client.info("cpu"))
+
+
+def _cpu(stats: dict[str, Any]) -> float:
+    return float(stats["used_cpu_sys"]) + float(stats["used_cpu_user"])
 
 
 def calls_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

@@ -47,6 +47,7 @@ from loadtests.measure import P99_GOAL_MS, Measured, find_max_rate, measure
 from loadtests.options import LoadInputError, LoadOptions, check_alive, read_customer_ids
 from loadtests.processes import cpu_seconds, service_processes
 from loadtests.redis_stats import calls_delta, command_calls, per_request
+from loadtests.redis_stats import cpu_seconds as redis_cpu_seconds
 from loadtests.stats import PhaseSummary, meets_latency_goal, ratio
 
 __all__ = [
@@ -95,12 +96,13 @@ async def _target_report(
 ) -> dict[str, Any]:
     before: dict[str, int] = {}
     processes = service_processes(url)  # none when the target is not on this machine
-    cpu_before = 0.0
+    cpu_before = redis_cpu_before = 0.0
 
     def snapshot() -> None:
-        nonlocal cpu_before
+        nonlocal cpu_before, redis_cpu_before
         if stats is not None:
             before.update(command_calls(stats))
+            redis_cpu_before = redis_cpu_seconds(stats)
         cpu_before = cpu_seconds(processes)
 
     measured = await measure(
@@ -120,10 +122,16 @@ async def _target_report(
         }
     if stats is not None:
         delta = calls_delta(before, command_calls(stats))
+        redis_spent = redis_cpu_seconds(stats) - redis_cpu_before
         report["redis"] = {
             "requests": summary.sent,
             "commands": delta,
             "per_request": per_request(delta, summary.sent),
+            # Redis's CPU in the phase, whoever caused it (run the targets alone on it).
+            "cpu_seconds": round(redis_spent, 3),
+            "cpu_ms_per_request": round(redis_spent * 1000 / summary.sent, 3)
+            if summary.sent
+            else None,
         }
     if options.find_max:
         report["find_max"] = await find_max_rate(url, target, options, mix)
@@ -255,6 +263,9 @@ def format_text(report: dict[str, Any]) -> str:
         part = report.get(target, {})
         if "redis" in part:
             lines.append(f"{target} Redis calls per request: {part['redis']['per_request']}")
+            lines.append(
+                f"{target} Redis CPU: {part['redis']['cpu_ms_per_request']} ms per request"
+            )
         if "server_cpu" in part:
             cpu = part["server_cpu"]
             lines.append(

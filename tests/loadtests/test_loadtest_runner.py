@@ -234,7 +234,13 @@ def test_run_against_the_baseline_app_counts_every_request(
     assert summary["sent"] == 40
     assert summary["succeeded"] == 40 and summary["errors"] == 0
     assert summary["degraded"] == unknown  # the baseline answers found: false for them
-    assert report["service"]["redis"]["commands"]["get"] >= 40
+    redis_report = report["service"]["redis"]
+    assert redis_report["commands"]["get"] >= 40
+    # Redis's own CPU in the phase: 40 GETs and whatever else shared the test server.
+    assert redis_report["cpu_seconds"] >= 0
+    assert redis_report["cpu_ms_per_request"] == pytest.approx(  # cpu_seconds: to the ms
+        redis_report["cpu_seconds"] * 1000 / 40, abs=0.5 / 40
+    )
     assert summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
     # The target runs on this machine: the CPU its processes spent is measured too.
     cpu = report["service"]["server_cpu"]
