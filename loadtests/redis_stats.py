@@ -23,30 +23,30 @@ def command_calls(client: RedisClient) -> dict[str, int]:
 
     On a Redis Cluster: summed over every node.
     """
-    if isinstance(client, RedisCluster):
-        per_node: dict[str, dict[str, Any]] = client.info(
-            "commandstats", target_nodes=RedisCluster.ALL_NODES
-        )
-        total: Counter[str] = Counter()
-        for stats in per_node.values():
-            total.update(_calls(stats))
-        return dict(total)
-    return _calls(client.info("commandstats"))
+    total: Counter[str] = Counter()
+    for stats in _sections(client, "commandstats"):
+        total.update(_calls(stats))
+    return dict(total)
 
 
 def _calls(stats: dict[str, Any]) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
-def cpu_seconds(client: RedisClient) -> float:
+def redis_cpu_seconds(client: RedisClient) -> float:
     """User + system CPU seconds the Redis server has spent (its threads included), summed
     over every node of a cluster."""
+    return sum(_cpu(stats) for stats in _sections(client, "cpu"))
+
+
+def _sections(client: RedisClient, section: str) -> list[dict[str, Any]]:
+    """``INFO section`` of the server, or of every node of a cluster."""
     if isinstance(client, RedisCluster):
         per_node: dict[str, dict[str, Any]] = client.info(
-            "cpu", target_nodes=RedisCluster.ALL_NODES
+            section, target_nodes=RedisCluster.ALL_NODES
         )
-        return sum(_cpu(stats) for stats in per_node.values())
-    return _cpu(client.info("cpu"))
+        return list(per_node.values())
+    return [client.info(section)]
 
 
 def _cpu(stats: dict[str, Any]) -> float:

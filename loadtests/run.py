@@ -46,8 +46,7 @@ from loadtests.driver import RequestMix
 from loadtests.measure import P99_GOAL_MS, Measured, find_max_rate, measure
 from loadtests.options import LoadInputError, LoadOptions, check_alive, read_customer_ids
 from loadtests.processes import cpu_seconds, service_processes
-from loadtests.redis_stats import calls_delta, command_calls, per_request
-from loadtests.redis_stats import cpu_seconds as redis_cpu_seconds
+from loadtests.redis_stats import calls_delta, command_calls, per_request, redis_cpu_seconds
 from loadtests.stats import PhaseSummary, meets_latency_goal, ratio
 
 __all__ = [

@@ -31,6 +31,7 @@ from core.settings import PACKAGE_DIR, Settings, get_settings
 from tests.support.auth import TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import free_port
 from tests.support.quick_models import fit_quick_recommender
+from tests.support.redis_state import delete_prefixed
 from tests.support.registry import migrate
 from tests.support.shared_data import require_shared_data
 from tests.support.workers import share_the_cores, worker_redis_url
@@ -103,9 +104,7 @@ def redis_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
     try:
         yield client
     finally:
-        keys = list(client.scan_iter(match=f"{key_prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_prefixed(client, key_prefix)
         client.close()
 
 

@@ -29,6 +29,7 @@ from service.app import create_app
 from service.infra.metrics import LABEL_DOMAINS, ServiceMetrics
 from tests.support.auth import AUTH, TEST_API_KEYS, TEST_PSEUDONYM_KEY
 from tests.support.paths import REPO_ROOT
+from tests.support.redis_state import delete_prefixed
 from tests.support.registry import empty_store
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -235,9 +236,7 @@ def exported_metrics(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -
             text = client.get("/metrics").text
     finally:
         cleaner = redis.Redis.from_url(redis_url)
-        keys = list(cleaner.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            cleaner.delete(*keys)
+        delete_prefixed(cleaner, prefix)
         cleaner.close()
     names: set[str] = set()
     for family in text_string_to_metric_families(text):

@@ -1,4 +1,5 @@
-"""What a Redis holds, to prove that a refused request changed nothing."""
+"""What a Redis holds under a test's prefix: to prove that a refused request changed nothing,
+and to delete it afterwards."""
 
 from __future__ import annotations
 
@@ -21,3 +22,10 @@ def redis_snapshot(client: redis.Redis, prefix: str) -> dict[bytes, bytes | None
             return current
         previous = current
         time.sleep(0.3)
+
+
+def delete_prefixed(client: redis.Redis, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a test's own namespace, after the test)."""
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
