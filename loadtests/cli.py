@@ -30,7 +30,7 @@ def loadtest(
     pool: int = typer.Option(100, help="Most client connections open at once."),
     connections: int = typer.Option(16, help="Connections the load takes turns on."),
     seed: int = typer.Option(7, help="Seed of the request mix (which customer when)."),
-    redis_stats: bool = typer.Option(False, help="Report Redis commands per request."),
+    redis_stats: bool = typer.Option(False, help="Report Redis calls and CPU per request."),
     redis_url: str | None = typer.Option(None, help="Redis for --redis-stats and the baseline."),
     api_key: str | None = typer.Option(
         None, envvar="NBO_LOADTEST_API_KEY", help="X-API-Key with the recommend scope."
